@@ -1,0 +1,210 @@
+//! Named tensors and their safetensors files. A tensor's name is its field path in the module
+//! (`encoder.conv1.weight`), so a checkpoint reads like the model that wrote it.
+
+use crate::atomic::write_atomic;
+use crate::error::{CoreError, Result};
+use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
+use burn::tensor::{Tensor, TensorData};
+use safetensors::tensor::{Dtype, SafeTensors, TensorView};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// One float32 tensor on the host.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HostTensor {
+    pub shape: Vec<usize>,
+    pub data: Vec<f32>,
+}
+
+impl HostTensor {
+    pub fn from_tensor<const D: usize>(t: &Tensor<D>) -> Self {
+        HostTensor { shape: t.dims().to_vec(), data: to_f32_vec(t.clone()) }
+    }
+
+    pub fn to_tensor<const D: usize>(&self, device: &burn::tensor::Device) -> Tensor<D> {
+        Tensor::from_data(TensorData::new(self.data.clone(), self.shape.clone()), device)
+    }
+}
+
+/// The elements of a tensor as f32, in row-major order.
+pub fn to_f32_vec<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+    t.into_data()
+        .convert::<f32>()
+        .try_to_vec::<f32>()
+        .expect("a tensor converted to f32 should read back as f32")
+}
+
+/// Tensors by name, sorted, as stored in one safetensors file.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct NamedTensors(pub BTreeMap<String, HostTensor>);
+
+impl NamedTensors {
+    /// Every float parameter of `module`, named by its field path.
+    pub fn from_module<M: Module>(module: &M) -> Self {
+        let mut v = PathCollector::default();
+        module.visit(&mut v);
+        v.out
+    }
+
+    pub fn insert(&mut self, name: impl Into<String>, t: HostTensor) {
+        self.0.insert(name.into(), t);
+    }
+
+    pub fn get(&self, name: &str) -> Option<&HostTensor> {
+        self.0.get(name)
+    }
+
+    /// Serialises to the safetensors format (float32, little-endian).
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let bytes: Vec<(String, Vec<u8>, Vec<usize>)> = self
+            .0
+            .iter()
+            .map(|(k, t)| {
+                let b = t.data.iter().flat_map(|x| x.to_le_bytes()).collect();
+                (k.clone(), b, t.shape.clone())
+            })
+            .collect();
+        let views: Vec<(String, TensorView<'_>)> = bytes
+            .iter()
+            .map(|(k, b, s)| {
+                let view = TensorView::new(Dtype::F32, s.clone(), b)
+                    .expect("shape and byte length should agree by construction");
+                (k.clone(), view)
+            })
+            .collect();
+        safetensors::serialize(views, &None).expect("serialising in memory should not fail")
+    }
+
+    pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<Self> {
+        let bad = |reason: String| CoreError::Safetensors {
+            path: path.to_path_buf(),
+            reason,
+        };
+        let st = SafeTensors::deserialize(bytes).map_err(|e| bad(e.to_string()))?;
+        let mut out = BTreeMap::new();
+        for (name, view) in st.tensors() {
+            if view.dtype() != Dtype::F32 {
+                return Err(bad(format!("tensor `{name}` is {:?}, expected F32", view.dtype())));
+            }
+            let data = view
+                .data()
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect();
+            out.insert(
+                name,
+                HostTensor {
+                    shape: view.shape().to_vec(),
+                    data,
+                },
+            );
+        }
+        Ok(NamedTensors(out))
+    }
+
+    /// Writes the file atomically (temporary file, then rename).
+    pub fn save(&self, path: &Path) -> Result<()> {
+        write_atomic(path, &self.to_bytes())
+    }
+
+    pub fn load(path: &Path) -> Result<Self> {
+        let bytes = std::fs::read(path).map_err(CoreError::io(path))?;
+        Self::from_bytes(&bytes, path)
+    }
+
+    /// Replaces every float parameter of `module` by the tensor of the same name. `source` names the
+    /// file in errors. Fails on a missing name or a shape that differs from the module's.
+    pub fn load_into<M: Module>(&self, module: M, source: &Path) -> Result<M> {
+        let mut m = PathLoader {
+            tensors: self,
+            source: source.to_path_buf(),
+            path: Vec::new(),
+            error: None,
+        };
+        let module = module.map(&mut m);
+        match m.error {
+            Some(e) => Err(e),
+            None => Ok(module),
+        }
+    }
+}
+
+/// Saves the parameters of `module` to a safetensors file at `path`, atomically.
+pub fn save_module<M: Module>(module: &M, path: &Path) -> Result<()> {
+    NamedTensors::from_module(module).save(path)
+}
+
+/// Loads the parameters of `module` from the safetensors file at `path`.
+pub fn load_module<M: Module>(module: M, path: &Path) -> Result<M> {
+    NamedTensors::load(path)?.load_into(module, path)
+}
+
+#[derive(Default)]
+struct PathCollector {
+    path: Vec<String>,
+    out: NamedTensors,
+}
+
+impl ModuleVisitor for PathCollector {
+    fn enter_module(&mut self, name: &str, _container_type: &str) {
+        self.path.push(name.to_string());
+    }
+    fn exit_module(&mut self, _name: &str, _container_type: &str) {
+        self.path.pop();
+    }
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        let name = self.path.join(".");
+        self.out.insert(name, HostTensor::from_tensor(&param.val()));
+    }
+}
+
+struct PathLoader<'a> {
+    tensors: &'a NamedTensors,
+    source: PathBuf,
+    path: Vec<String>,
+    error: Option<CoreError>,
+}
+
+impl ModuleMapper for PathLoader<'_> {
+    fn enter_module(&mut self, name: &str, _container_type: &str) {
+        self.path.push(name.to_string());
+    }
+    fn exit_module(&mut self, _name: &str, _container_type: &str) {
+        self.path.pop();
+    }
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        if self.error.is_some() {
+            return param;
+        }
+        let name = self.path.join(".");
+        let (id, tensor, mapper) = param.consume();
+        let expected = tensor.dims().to_vec();
+        let loaded = match self.tensors.get(&name) {
+            None => Err(CoreError::MissingTensor {
+                path: self.source.clone(),
+                name,
+            }),
+            Some(t) if t.shape != expected => Err(CoreError::ShapeMismatch {
+                path: self.source.clone(),
+                name,
+                expected,
+                found: t.shape.clone(),
+            }),
+            Some(t) => Ok(t),
+        };
+        let tensor = match loaded {
+            Ok(t) => {
+                let mut new: Tensor<D> = t.to_tensor(&tensor.device());
+                if tensor.is_require_grad() {
+                    new = new.require_grad();
+                }
+                new
+            }
+            Err(e) => {
+                self.error = Some(e);
+                tensor
+            }
+        };
+        Param::from_mapped_value(id, tensor, mapper)
+    }
+}

@@ -1,0 +1,74 @@
+//! `genlab data info`: what a dataset holds: counts, shapes, value range, class histogram.
+
+use crate::error::Result;
+use crate::image_set::ImageSet;
+use crate::source::{DatasetSource, Split};
+use crate::text::TextCorpus;
+use std::fmt::Write;
+
+/// A printable summary of every split of `source`.
+pub fn describe(source: &DatasetSource) -> Result<String> {
+    let mut out = String::new();
+    if source.is_text() {
+        text_summary(&mut out, &source.load_text()?);
+        return Ok(out);
+    }
+    let _ = writeln!(out, "dataset: {}", source.describe());
+    for split in [Split::Train, Split::Test] {
+        match source.load_images(split, &[]) {
+            Ok(set) => image_summary(&mut out, split, &set),
+            Err(e) if split == Split::Test => {
+                let _ = writeln!(out, "test: none ({e})");
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(out)
+}
+
+fn image_summary(out: &mut String, split: Split, s: &ImageSet) {
+    let (min, max) = s.pixels.iter().fold((u8::MAX, u8::MIN), |(lo, hi), &p| (lo.min(p), hi.max(p)));
+    let mean = s.pixels.iter().map(|&p| p as f64).sum::<f64>() / s.pixels.len().max(1) as f64;
+    let _ = writeln!(
+        out,
+        "{split:?}: {} images, shape [{}, {}, {}] (channels, height, width), pixel range {min}..={max}, mean {mean:.2}",
+        s.n, s.channels, s.height, s.width
+    );
+    if let Some(labels) = &s.labels {
+        let mut hist = vec![0usize; s.class_names.len()];
+        for &l in labels {
+            hist[l as usize] += 1;
+        }
+        let cells: Vec<String> = hist.iter().enumerate().map(|(i, c)| format!("{}:{c}", s.class_names[i])).collect();
+        let _ = writeln!(out, "  classes ({}): {}", hist.len(), cells.join(" "));
+    } else {
+        let _ = writeln!(out, "  unlabelled");
+    }
+}
+
+fn text_summary(out: &mut String, c: &TextCorpus) {
+    let _ = writeln!(out, "dataset: text {}", c.name);
+    let _ = writeln!(
+        out,
+        "{} bytes, {} characters, {} lines, {} distinct characters",
+        c.text.len(),
+        c.text.chars().count(),
+        c.text.lines().count(),
+        c.vocab.len()
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::source::DatasetName;
+
+    #[test]
+    fn mnist_summary_has_counts_and_histogram() {
+        let s = describe(&DatasetSource::Named(DatasetName::Mnist)).unwrap();
+        assert!(s.contains("Train: 60000 images, shape [1, 28, 28]"), "{s}");
+        assert!(s.contains("Test: 10000 images"), "{s}");
+        assert!(s.contains("0:5923 1:6742"), "{s}");
+        assert!(s.contains("pixel range 0..=255"), "{s}");
+    }
+}

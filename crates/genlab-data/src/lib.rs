@@ -1,0 +1,19 @@
+//! genlab-data: datasets and how they reach a model: readers (IDX, image folders, text), named
+//! datasets (vendored MNIST and Shakespeare, Debian's Fashion-MNIST), transforms, and the seeded,
+//! resumable batch loader.
+
+pub mod error;
+pub mod folder;
+pub mod idx;
+pub mod image_set;
+pub mod info;
+pub mod loader;
+pub mod source;
+pub mod text;
+pub mod transform;
+
+pub use error::{DataError, Result};
+pub use image_set::{ImageSet, LabelledBatch};
+pub use loader::{BatchLoader, LoaderState};
+pub use source::{data_dir, DatasetName, DatasetSource, Split};
+pub use transform::Transform;

@@ -1,0 +1,68 @@
+//! A text corpus (plain or gzipped UTF-8) with its character vocabulary.
+
+use crate::error::{DataError, Result};
+use flate2::read::GzDecoder;
+use std::io::Read;
+use std::path::Path;
+
+#[derive(Debug, Clone)]
+pub struct TextCorpus {
+    pub name: String,
+    pub text: String,
+    /// Distinct characters, sorted.
+    pub vocab: Vec<char>,
+}
+
+impl TextCorpus {
+    pub fn read(path: &Path) -> Result<Self> {
+        let raw = std::fs::read(path).map_err(DataError::io(path))?;
+        let bytes = if raw.starts_with(&[0x1f, 0x8b]) {
+            let mut out = Vec::new();
+            GzDecoder::new(&raw[..]).read_to_end(&mut out).map_err(|e| DataError::Invalid {
+                path: path.to_path_buf(),
+                reason: format!("gzip stream is corrupt or truncated ({e})"),
+            })?;
+            out
+        } else {
+            raw
+        };
+        let text = String::from_utf8(bytes).map_err(|e| DataError::Invalid {
+            path: path.to_path_buf(),
+            reason: format!("not UTF-8 text (invalid byte at offset {})", e.utf8_error().valid_up_to()),
+        })?;
+        Ok(Self::from_text(&path.display().to_string(), text))
+    }
+
+    pub fn from_text(name: &str, text: String) -> Self {
+        let mut vocab: Vec<char> = text.chars().collect::<std::collections::BTreeSet<_>>().into_iter().collect();
+        vocab.sort();
+        TextCorpus { name: name.to_string(), text, vocab }
+    }
+
+    /// Each character's index in the vocabulary.
+    pub fn encode(&self) -> Vec<u32> {
+        let index: std::collections::HashMap<char, u32> =
+            self.vocab.iter().enumerate().map(|(i, &c)| (c, i as u32)).collect();
+        self.text.chars().map(|c| index[&c]).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vendored_shakespeare_reads() {
+        let c = TextCorpus::read(&crate::source::data_dir().join("shakespeare/shakespeare.txt.gz")).unwrap();
+        assert_eq!(c.text.len(), 5_057_282);
+        assert_eq!(c.vocab.len(), 84);
+        assert!(c.text.contains("To be, or not to be"));
+    }
+
+    #[test]
+    fn encode_uses_sorted_vocabulary() {
+        let c = TextCorpus::from_text("t", "abca".into());
+        assert_eq!(c.vocab, vec!['a', 'b', 'c']);
+        assert_eq!(c.encode(), vec![0, 1, 2, 0]);
+    }
+}

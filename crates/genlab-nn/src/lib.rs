@@ -1,0 +1,4 @@
+//! genlab-nn: layers and probability densities that several model families share.
+
+pub mod distributions;
+pub mod init;
