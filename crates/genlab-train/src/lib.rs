@@ -1,1 +1,18 @@
+//! genlab-train: THE training loop. A model family implements [`TrainStep`]; the [`Trainer`] owns
+//! everything else: the step loop, learning-rate schedules, gradient clipping, EMA weights,
+//! checkpoints and resume, progress, the metric log, Ctrl-C and NaN detection.
 
+pub mod checkpoint;
+pub mod ema;
+pub mod error;
+pub mod metrics;
+pub mod optim;
+pub mod params;
+pub mod progress;
+pub mod schedule;
+pub mod trainer;
+
+pub use error::{Result, TrainError};
+pub use optim::{Optimizer, OptimizerConfig, OptimizerKind, Optimizers};
+pub use schedule::{Schedule, ScheduleKind};
+pub use trainer::{BatchSource, StepContext, StepOutput, TrainOutcome, TrainStep, Trainer, TrainerConfig};

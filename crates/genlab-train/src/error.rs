@@ -1,0 +1,17 @@
+//! Errors of the training loop.
+
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    #[error(transparent)]
+    Core(#[from] genlab_core::CoreError),
+    #[error("{path}: {reason}")]
+    Checkpoint { path: std::path::PathBuf, reason: String },
+    #[error("step {step}: {name} is {value}; training stopped. {kept}")]
+    NonFinite { step: u64, name: String, value: f64, kept: String },
+    #[error("{0}")]
+    Config(String),
+    #[error("{0}")]
+    Source(String),
+}
+
+pub type Result<T, E = TrainError> = std::result::Result<T, E>;

@@ -1,0 +1,66 @@
+//! Progress of a long job: an indicatif bar (rate, ETA, current loss) on a terminal; on a pipe or in
+//! CI, a plain line about every 10% so logs still show where a run is.
+
+use indicatif::{ProgressBar, ProgressStyle};
+use std::io::IsTerminal;
+use std::time::Instant;
+
+pub struct Progress {
+    bar: Option<ProgressBar>,
+    total: u64,
+    start_pos: u64,
+    started: Instant,
+    label: String,
+    next_line: u64,
+}
+
+impl Progress {
+    pub fn new(label: &str, total: u64, position: u64) -> Self {
+        let bar = std::io::stderr().is_terminal().then(|| {
+            let b = ProgressBar::new(total);
+            b.set_style(
+                ProgressStyle::with_template("{prefix} {bar:30.cyan/blue} {pos}/{len} [{elapsed_precise}<{eta_precise}, {per_sec}] {msg}")
+                    .expect("the progress template should parse")
+                    .progress_chars("=> "),
+            );
+            b.set_prefix(label.to_string());
+            b.set_position(position);
+            b.reset_eta();
+            b
+        });
+        Progress { bar, total, start_pos: position, started: Instant::now(), label: label.into(), next_line: position }
+    }
+
+    /// Moves to `pos`, showing `msg` (e.g. the current loss).
+    pub fn update(&mut self, pos: u64, msg: &str) {
+        match &self.bar {
+            Some(b) => {
+                b.set_position(pos);
+                b.set_message(msg.to_string());
+            }
+            None if pos >= self.next_line || pos == self.total => {
+                let done = (pos - self.start_pos) as f64;
+                let secs = self.started.elapsed().as_secs_f64().max(1e-9);
+                let rate = done / secs;
+                let eta = if rate > 0.0 { (self.total - pos) as f64 / rate } else { 0.0 };
+                eprintln!("{} {pos}/{} [{:.0}s<{:.0}s, {rate:.2} it/s] {msg}", self.label, self.total, secs, eta);
+                self.next_line = pos + (self.total / 10).max(1);
+            }
+            None => {}
+        }
+    }
+
+    pub fn finish(&self) {
+        if let Some(b) = &self.bar {
+            b.finish();
+        }
+    }
+
+    /// Prints a line without breaking the bar.
+    pub fn println(&self, line: &str) {
+        match &self.bar {
+            Some(b) => b.println(line),
+            None => eprintln!("{line}"),
+        }
+    }
+}

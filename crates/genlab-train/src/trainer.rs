@@ -1,0 +1,269 @@
+//! The one trainer. A family implements [`TrainStep`] (compute its losses, apply its updates through
+//! the optimisers it owns); [`Trainer::fit`] drives it through the schedule, logs, evaluates,
+//! checkpoints, resumes, and stops cleanly on Ctrl-C or a non-finite loss.
+
+use crate::checkpoint::{latest_checkpoint, read_checkpoint, write_checkpoint, Checkpoint, TrainerState};
+use crate::ema::Ema;
+use crate::error::{Result, TrainError};
+use crate::metrics::MetricLog;
+use crate::optim::Optimizers;
+use crate::progress::Progress;
+use crate::schedule::Schedule;
+use burn::module::Module;
+use burn::tensor::Device;
+use genlab_core::tensors::NamedTensors;
+use genlab_core::SeededRng;
+use serde_json::{json, Map, Value};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::OnceLock;
+use std::time::Instant;
+
+/// What a model family implements to be trained. The family's struct is a burn `Module` holding
+/// every network it trains (a GAN holds its generator and discriminator).
+pub trait TrainStep: Module + Sized {
+    type Batch;
+    /// One optimisation step: compute the losses of `batch`, update through `ctx.optimizers`
+    /// (as many as the family owns, in the order it chooses) and return the updated model.
+    fn train_step(self, batch: Self::Batch, ctx: &mut StepContext<'_>) -> (Self, StepOutput);
+}
+
+/// What a step may use besides its batch.
+pub struct StepContext<'a> {
+    pub optimizers: &'a mut Optimizers,
+    /// The family's noise stream (reparameterisation, latent draws); saved in checkpoints.
+    pub rng: &'a mut SeededRng,
+    /// 1-based step number.
+    pub step: u64,
+    pub device: &'a Device,
+}
+
+/// The numbers a step reports. `loss` is the one shown on the bar and checked for NaN.
+#[derive(Debug, Clone, Default)]
+pub struct StepOutput {
+    pub loss: f64,
+    pub scalars: Vec<(&'static str, f64)>,
+}
+
+/// Where batches come from. Its state goes into every checkpoint.
+pub trait BatchSource {
+    type Batch;
+    fn next_batch(&mut self, device: &Device) -> Self::Batch;
+    fn state(&self) -> Value;
+    fn restore(&mut self, state: Value) -> std::result::Result<(), String>;
+}
+
+#[derive(Debug, Clone)]
+pub struct TrainerConfig {
+    pub steps: u64,
+    pub log_every: u64,
+    pub checkpoint_every: u64,
+    pub keep_checkpoints: usize,
+    /// Evaluate every this many steps (and at the end), if set.
+    pub eval_every: Option<u64>,
+    pub ema: Option<f64>,
+    pub schedule: Schedule,
+    pub seed: u64,
+    /// Shown before the progress bar.
+    pub label: String,
+}
+
+/// How [`Trainer::fit`] ended.
+pub enum TrainOutcome<M> {
+    /// All steps ran. `ema` holds the averaged weights when EMA is on.
+    Finished { model: M, ema: Option<M>, step: u64, elapsed_s: f64 },
+    /// Ctrl-C: a checkpoint of the last completed step was written.
+    Interrupted { step: u64, checkpoint: PathBuf },
+}
+
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+/// Makes Ctrl-C (SIGINT) request a checkpoint and a clean stop; a second Ctrl-C exits at once.
+pub fn install_interrupt_handler() {
+    static ONCE: OnceLock<()> = OnceLock::new();
+    ONCE.get_or_init(|| {
+        let _ = ctrlc::set_handler(|| {
+            if INTERRUPTED.swap(true, Ordering::SeqCst) {
+                eprintln!("\nsecond interrupt: exiting without a checkpoint (the last one is intact)");
+                std::process::exit(130);
+            }
+        });
+    });
+}
+
+pub struct Trainer {
+    pub config: TrainerConfig,
+    pub run_dir: PathBuf,
+}
+
+impl Trainer {
+    pub fn new(config: TrainerConfig, run_dir: &Path) -> Self {
+        Trainer { config, run_dir: run_dir.to_path_buf() }
+    }
+
+    /// Trains `model` from step 0, or from the run's latest checkpoint when `resume` is set.
+    /// `evaluate` receives the weights to evaluate (the EMA copy when EMA is on) and returns
+    /// named metrics to log.
+    pub fn fit<M, S, E>(&self, mut model: M, mut optimizers: Optimizers, source: &mut S, resume: bool, device: &Device, mut evaluate: E) -> Result<TrainOutcome<M>>
+    where
+        M: TrainStep,
+        S: BatchSource<Batch = M::Batch>,
+        E: FnMut(u64, &M) -> Result<Vec<(String, f64)>>,
+    {
+        let cfg = &self.config;
+        let mut rng = SeededRng::stream(cfg.seed, 0x5eed);
+        let mut ema = cfg.ema.map(|d| Ema::new(&model, d));
+        let mut start = 0;
+        let mut elapsed_before = 0.0;
+        let mut last_ckpt: Option<PathBuf> = None;
+        if resume {
+            let dir = latest_checkpoint(&self.run_dir)?.ok_or_else(|| TrainError::Checkpoint {
+                path: self.run_dir.clone(),
+                reason: "no checkpoint to resume from (checkpoints/latest is missing)".into(),
+            })?;
+            let c = read_checkpoint(&dir)?;
+            model = c.model.load_into(model, &dir.join("model.safetensors"))?;
+            if let (Some(e), Some(saved)) = (ema.as_mut(), c.ema.as_ref()) {
+                e.model = saved.load_into(e.model.clone(), &dir.join("ema.safetensors"))?;
+                e.updates = c.state.ema_updates.unwrap_or(0);
+            }
+            for o in optimizers.iter_mut() {
+                let updates = c.state.optimizer_updates.get(&o.name).copied().unwrap_or(0);
+                o.load_state(&format!("{}.", o.name), &c.optim, updates, device)?;
+            }
+            source.restore(c.state.source.clone()).map_err(TrainError::Source)?;
+            rng = c.state.rng.clone();
+            start = c.state.step;
+            elapsed_before = c.state.elapsed_s;
+            last_ckpt = Some(dir);
+        }
+        let mut log = MetricLog::open(&self.run_dir.join("metrics.jsonl"), resume.then_some(start))?;
+        install_interrupt_handler();
+        let mut progress = Progress::new(&cfg.label, cfg.steps, start);
+        let started = Instant::now();
+        let mut window = Window::default();
+        let checkpoint = |model: &M, ema: &Option<Ema<M>>, optimizers: &Optimizers, source: &S, rng: &SeededRng, step: u64, elapsed: f64| {
+            let mut optim = NamedTensors::default();
+            for o in optimizers.iter() {
+                o.state_tensors(&format!("{}.", o.name), &mut optim);
+            }
+            let c = Checkpoint {
+                model: NamedTensors::from_module(model),
+                ema: ema.as_ref().map(|e| NamedTensors::from_module(&e.model)),
+                optim,
+                state: TrainerState {
+                    step,
+                    optimizer_updates: optimizers.iter().map(|o| (o.name.clone(), o.updates)).collect(),
+                    ema_updates: ema.as_ref().map(|e| e.updates),
+                    source: source.state(),
+                    rng: rng.clone(),
+                    elapsed_s: elapsed,
+                    genlab_version: env!("CARGO_PKG_VERSION").into(),
+                },
+            };
+            write_checkpoint(&self.run_dir, &c, self.config.keep_checkpoints)
+        };
+
+        for step in start + 1..=cfg.steps {
+            let lr_factor = cfg.schedule.factor(step, cfg.steps);
+            optimizers.set_lr_factor(lr_factor);
+            let batch = source.next_batch(device);
+            let mut ctx = StepContext { optimizers: &mut optimizers, rng: &mut rng, step, device };
+            let (m, out) = model.train_step(batch, &mut ctx);
+            model = m;
+            for (name, v) in std::iter::once(("loss", out.loss)).chain(out.scalars.iter().copied()) {
+                if !v.is_finite() {
+                    progress.finish();
+                    let kept = match &last_ckpt {
+                        Some(p) => format!("The last good checkpoint, {}, is kept; lower the learning rate or set train.clip_grad_norm, then resume with `genlab train --resume {}`", p.display(), self.run_dir.display()),
+                        None => "No checkpoint had been written yet; lower the learning rate or set train.clip_grad_norm".into(),
+                    };
+                    return Err(TrainError::NonFinite { step, name: name.into(), value: v, kept });
+                }
+            }
+            if let Some(e) = ema.as_mut() {
+                e.update(&model);
+            }
+            window.add(&out, optimizers.iter().next().map(|o| o.lr()).unwrap_or(0.0), optimizers.iter().find_map(|o| o.last_grad_norm()));
+            progress.update(step, &format!("loss {:.4}", out.loss));
+            let elapsed = elapsed_before + started.elapsed().as_secs_f64();
+            if step % cfg.log_every.max(1) == 0 || step == cfg.steps {
+                log.log(window.flush(step, elapsed))?;
+            }
+            if cfg.eval_every.is_some_and(|e| step % e.max(1) == 0) || step == cfg.steps {
+                let eval_model = match &ema {
+                    Some(e) => e.model.clone(),
+                    None => model.valid(),
+                };
+                let metrics = evaluate(step, &eval_model)?;
+                if !metrics.is_empty() {
+                    let mut entry = Map::new();
+                    entry.insert("step".into(), json!(step));
+                    entry.insert("split".into(), json!("eval"));
+                    for (k, v) in &metrics {
+                        entry.insert(k.clone(), json!(v));
+                    }
+                    let shown: Vec<String> = metrics.iter().map(|(k, v)| format!("{k} {v:.3}")).collect();
+                    progress.println(&format!("step {step}: {}", shown.join(", ")));
+                    log.log(entry)?;
+                }
+            }
+            let interrupted = INTERRUPTED.load(Ordering::SeqCst);
+            if step % cfg.checkpoint_every.max(1) == 0 || step == cfg.steps || interrupted {
+                let dir = checkpoint(&model, &ema, &optimizers, source, &rng, step, elapsed)?;
+                last_ckpt = Some(dir.clone());
+                if interrupted {
+                    progress.finish();
+                    return Ok(TrainOutcome::Interrupted { step, checkpoint: dir });
+                }
+            }
+        }
+        progress.finish();
+        let elapsed_s = elapsed_before + started.elapsed().as_secs_f64();
+        Ok(TrainOutcome::Finished { model, ema: ema.map(|e| e.model), step: cfg.steps, elapsed_s })
+    }
+}
+
+/// Means of the step outputs since the last log line.
+#[derive(Default)]
+struct Window {
+    n: u64,
+    sums: Vec<(&'static str, f64)>,
+    lr: f64,
+    grad_norm: Option<f64>,
+    since: Option<Instant>,
+}
+
+impl Window {
+    fn add(&mut self, out: &StepOutput, lr: f64, grad_norm: Option<f64>) {
+        self.since.get_or_insert_with(Instant::now);
+        self.n += 1;
+        for (name, v) in std::iter::once(("loss", out.loss)).chain(out.scalars.iter().copied()) {
+            match self.sums.iter_mut().find(|(k, _)| *k == name) {
+                Some((_, s)) => *s += v,
+                None => self.sums.push((name, v)),
+            }
+        }
+        self.lr = lr;
+        self.grad_norm = grad_norm;
+    }
+
+    fn flush(&mut self, step: u64, elapsed: f64) -> Map<String, Value> {
+        let mut m = Map::new();
+        m.insert("step".into(), json!(step));
+        m.insert("split".into(), json!("train"));
+        for (k, s) in &self.sums {
+            m.insert((*k).into(), json!(s / self.n.max(1) as f64));
+        }
+        m.insert("lr".into(), json!(self.lr));
+        if let Some(g) = self.grad_norm {
+            m.insert("grad_norm".into(), json!(g));
+        }
+        if let Some(t) = self.since {
+            m.insert("steps_per_s".into(), json!(self.n as f64 / t.elapsed().as_secs_f64().max(1e-9)));
+        }
+        m.insert("time_s".into(), json!(elapsed));
+        *self = Window::default();
+        m
+    }
+}
