@@ -118,7 +118,7 @@ impl NamedTensors {
         let mut m = PathLoader {
             tensors: self,
             source: source.to_path_buf(),
-            path: Vec::new(),
+            path: ModulePath::default(),
             error: None,
         };
         let module = module.map(&mut m);
@@ -126,6 +126,25 @@ impl NamedTensors {
             Some(e) => Err(e),
             None => Ok(module),
         }
+    }
+}
+
+/// The field path of the parameter being visited. Enum variants (`Encoder::Conv`) add no segment,
+/// so a key reads `encoder.convs.0.weight` whichever variant the model uses.
+#[derive(Debug, Default, Clone)]
+pub struct ModulePath {
+    parts: Vec<Option<String>>,
+}
+
+impl ModulePath {
+    pub fn enter(&mut self, name: &str, container_type: &str) {
+        self.parts.push((!container_type.starts_with("Enum:")).then(|| name.to_string()));
+    }
+    pub fn exit(&mut self) {
+        self.parts.pop();
+    }
+    pub fn key(&self) -> String {
+        self.parts.iter().flatten().cloned().collect::<Vec<_>>().join(".")
     }
 }
 
@@ -141,19 +160,19 @@ pub fn load_module<M: Module>(module: M, path: &Path) -> Result<M> {
 
 #[derive(Default)]
 struct PathCollector {
-    path: Vec<String>,
+    path: ModulePath,
     out: NamedTensors,
 }
 
 impl ModuleVisitor for PathCollector {
-    fn enter_module(&mut self, name: &str, _container_type: &str) {
-        self.path.push(name.to_string());
+    fn enter_module(&mut self, name: &str, container_type: &str) {
+        self.path.enter(name, container_type);
     }
     fn exit_module(&mut self, _name: &str, _container_type: &str) {
-        self.path.pop();
+        self.path.exit();
     }
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-        let name = self.path.join(".");
+        let name = self.path.key();
         self.out.insert(name, HostTensor::from_tensor(&param.val()));
     }
 }
@@ -161,22 +180,22 @@ impl ModuleVisitor for PathCollector {
 struct PathLoader<'a> {
     tensors: &'a NamedTensors,
     source: PathBuf,
-    path: Vec<String>,
+    path: ModulePath,
     error: Option<CoreError>,
 }
 
 impl ModuleMapper for PathLoader<'_> {
-    fn enter_module(&mut self, name: &str, _container_type: &str) {
-        self.path.push(name.to_string());
+    fn enter_module(&mut self, name: &str, container_type: &str) {
+        self.path.enter(name, container_type);
     }
     fn exit_module(&mut self, _name: &str, _container_type: &str) {
-        self.path.pop();
+        self.path.exit();
     }
     fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
         if self.error.is_some() {
             return param;
         }
-        let name = self.path.join(".");
+        let name = self.path.key();
         let (id, tensor, mapper) = param.consume();
         let expected = tensor.dims().to_vec();
         let loaded = match self.tensors.get(&name) {

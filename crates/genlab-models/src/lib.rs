@@ -1,1 +1,8 @@
+//! genlab-models: one module per generative model family. Each family is a burn `Module` with its
+//! own config (`XConfig::init`), its family operations as plain methods (`encode`, `decode`,
+//! `sample`, ...) and an implementation of the trainer's `TrainStep`.
 
+pub mod error;
+pub mod vae;
+
+pub use error::ModelError;

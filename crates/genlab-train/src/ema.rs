@@ -6,6 +6,7 @@
 use crate::params::flat_params;
 use burn::module::{Module, ModuleMapper, Param};
 use burn::Tensor;
+use genlab_core::tensors::ModulePath;
 use std::collections::HashMap;
 
 pub struct Ema<M> {
@@ -32,27 +33,27 @@ impl<M: Module> Ema<M> {
         let d = self.current_decay();
         self.updates += 1;
         let live = flat_params(live);
-        let mut m = EmaMapper { live, path: Vec::new(), decay: d };
+        let mut m = EmaMapper { live, path: ModulePath::default(), decay: d };
         self.model = self.model.clone().map(&mut m);
     }
 }
 
 struct EmaMapper {
     live: HashMap<String, Tensor<1>>,
-    path: Vec<String>,
+    path: ModulePath,
     decay: f64,
 }
 
 impl ModuleMapper for EmaMapper {
-    fn enter_module(&mut self, name: &str, _: &str) {
-        self.path.push(name.into());
+    fn enter_module(&mut self, name: &str, container_type: &str) {
+        self.path.enter(name, container_type);
     }
     fn exit_module(&mut self, _: &str, _: &str) {
-        self.path.pop();
+        self.path.exit();
     }
     fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
         let (id, tensor, mapper) = param.consume();
-        let key = self.path.join(".");
+        let key = self.path.key();
         let live = self.live.remove(&key).expect("the EMA copy should have the live model's parameters");
         let dims = tensor.dims();
         let updated = tensor * self.decay + live.reshape(dims) * (1.0 - self.decay);

@@ -13,6 +13,7 @@ use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
 use burn::optim::GradientsParams;
 use burn::tensor::Gradients;
 use burn::Tensor;
+use genlab_core::tensors::ModulePath;
 use genlab_core::tensors::{HostTensor, NamedTensors};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -139,7 +140,7 @@ impl Optimizer {
         let mut mapper = AdamMapper {
             grads: &mut grads,
             state: &mut self.state,
-            path: Vec::new(),
+            path: ModulePath::default(),
             config: self.config,
             lr: self.lr,
             t: self.updates,
@@ -242,7 +243,7 @@ fn global_grad_norm<M: Module>(module: &M, grads: &GradientsParams) -> f64 {
 struct AdamMapper<'a> {
     grads: &'a mut GradientsParams,
     state: &'a mut HashMap<String, Moments>,
-    path: Vec<String>,
+    path: ModulePath,
     config: OptimizerConfig,
     lr: f64,
     t: u64,
@@ -250,11 +251,11 @@ struct AdamMapper<'a> {
 }
 
 impl ModuleMapper for AdamMapper<'_> {
-    fn enter_module(&mut self, name: &str, _: &str) {
-        self.path.push(name.into());
+    fn enter_module(&mut self, name: &str, container_type: &str) {
+        self.path.enter(name, container_type);
     }
     fn exit_module(&mut self, _: &str, _: &str) {
-        self.path.pop();
+        self.path.exit();
     }
     fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
         let (id, tensor, mapper) = param.consume();
@@ -276,7 +277,7 @@ impl ModuleMapper for AdamMapper<'_> {
                 OptimizerKind::Adamw => p = p * (1.0 - self.lr * c.weight_decay),
             }
         }
-        let key = self.path.join(".");
+        let key = self.path.key();
         let m = match self.state.remove(&key) {
             Some(m) => Moments {
                 exp_avg: m.exp_avg * b1 + g.clone() * (1.0 - b1),

@@ -2,26 +2,27 @@
 
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::Tensor;
+use genlab_core::tensors::ModulePath;
 use std::collections::HashMap;
 
 /// The current value of every float parameter, flattened, without autodiff, by field path.
 pub fn flat_params<M: Module>(module: &M) -> HashMap<String, Tensor<1>> {
     #[derive(Default)]
     struct V {
-        path: Vec<String>,
+        path: ModulePath,
         out: HashMap<String, Tensor<1>>,
     }
     impl ModuleVisitor for V {
-        fn enter_module(&mut self, name: &str, _: &str) {
-            self.path.push(name.into());
+        fn enter_module(&mut self, name: &str, container_type: &str) {
+            self.path.enter(name, container_type);
         }
         fn exit_module(&mut self, _: &str, _: &str) {
-            self.path.pop();
+            self.path.exit();
         }
         fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
             let t = param.val().inner();
             let n = t.shape().num_elements();
-            self.out.insert(self.path.join("."), t.reshape([n]));
+            self.out.insert(self.path.key(), t.reshape([n]));
         }
     }
     let mut v = V::default();

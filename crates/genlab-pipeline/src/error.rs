@@ -1,0 +1,19 @@
+//! Errors of the pipeline: each is one line a user can act on.
+
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    #[error("{0}")]
+    Config(String),
+    #[error(transparent)]
+    Data(#[from] genlab_data::DataError),
+    #[error(transparent)]
+    Model(#[from] genlab_models::ModelError),
+    #[error(transparent)]
+    Train(#[from] genlab_train::TrainError),
+    #[error(transparent)]
+    Core(#[from] genlab_core::CoreError),
+    #[error("{0}")]
+    Run(String),
+}
+
+pub type Result<T, E = PipelineError> = std::result::Result<T, E>;

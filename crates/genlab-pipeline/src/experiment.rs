@@ -1,0 +1,358 @@
+//! The experiment file: one typed section per phase of the pipeline. Parsing gives one error line
+//! naming `file:line`, the key path and what was expected; `--set key.path=value` overrides apply
+//! before the types are checked, so they are checked the same way.
+
+use crate::error::PipelineError;
+use genlab_core::DeviceSpec;
+use genlab_data::{DatasetSource, Split, Transform};
+use genlab_models::vae::VaeConfig;
+use genlab_train::{OptimizerConfig, Schedule};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// The whole experiment, every default filled in.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Experiment {
+    pub problem: ProblemConfig,
+    pub data: DataConfig,
+    pub model: ModelConfig,
+    pub train: TrainConfig,
+    #[serde(default)]
+    pub eval: EvalConfig,
+}
+
+/// Phase 1: what is asked, and how success is judged.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProblemConfig {
+    pub name: String,
+    #[serde(default)]
+    pub task: String,
+    pub goal: Option<Goal>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Goal {
+    pub metric: GoalMetric,
+    pub below: Option<f64>,
+    pub above: Option<f64>,
+}
+
+/// Metrics a goal can name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GoalMetric {
+    /// Test negative log-likelihood in nats per example (IWAE estimate for a VAE).
+    NllNats,
+    /// Test negative ELBO in nats per example.
+    NegElboNats,
+}
+
+/// Phase 2: data and preprocessing.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataConfig {
+    pub dataset: DatasetSource,
+    #[serde(default)]
+    pub transforms: Vec<Transform>,
+    #[serde(default)]
+    pub validation: Validation,
+}
+
+/// Which examples evaluation uses: the dataset's test split, or a fixed fraction held out of train.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Validation {
+    pub from: Option<Split>,
+    pub fraction: Option<f64>,
+}
+
+impl Default for Validation {
+    fn default() -> Self {
+        Validation { from: Some(Split::Test), fraction: None }
+    }
+}
+
+/// Phase 3: the model family and its own fields, checked by that family's config.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "family", rename_all = "snake_case")]
+pub enum ModelConfig {
+    Vae(VaeConfig),
+}
+
+/// Phase 4: training.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainConfig {
+    pub steps: u64,
+    pub batch_size: usize,
+    #[serde(default)]
+    pub optimizer: OptimizerConfig,
+    #[serde(default)]
+    pub schedule: Schedule,
+    pub clip_grad_norm: Option<f64>,
+    pub ema: Option<f64>,
+    #[serde(default)]
+    pub device: DeviceSpec,
+    #[serde(default)]
+    pub seed: u64,
+    #[serde(default = "default_log_every")]
+    pub log_every: u64,
+    #[serde(default = "default_checkpoint_every")]
+    pub checkpoint_every: u64,
+    #[serde(default = "default_keep")]
+    pub keep_checkpoints: usize,
+    /// Evaluate on a validation subset every this many steps.
+    pub eval_every: Option<u64>,
+    #[serde(default = "default_true")]
+    pub drop_last: bool,
+}
+
+fn default_log_every() -> u64 {
+    100
+}
+fn default_checkpoint_every() -> u64 {
+    1000
+}
+fn default_keep() -> usize {
+    3
+}
+fn default_true() -> bool {
+    true
+}
+
+/// Phase 6: evaluation protocol.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EvalConfig {
+    /// Importance samples of the IWAE likelihood estimate.
+    #[serde(default = "default_iwae_k")]
+    pub iwae_k: usize,
+    /// Evaluation examples; all of the evaluation split when absent.
+    pub examples: Option<usize>,
+    /// Examples per evaluation batch (each expands to `iwae_k` decoder passes).
+    #[serde(default = "default_eval_batch")]
+    pub batch_size: usize,
+    /// Samples in the sample grid.
+    #[serde(default = "default_samples")]
+    pub samples: usize,
+    /// Seed of the evaluation noise and of the evaluation set's one fixed binarisation.
+    #[serde(default)]
+    pub seed: u64,
+    /// Examples of the periodic validation during training.
+    #[serde(default = "default_periodic")]
+    pub periodic_examples: usize,
+}
+
+fn default_iwae_k() -> usize {
+    100
+}
+fn default_eval_batch() -> usize {
+    50
+}
+fn default_samples() -> usize {
+    64
+}
+fn default_periodic() -> usize {
+    1000
+}
+
+impl Default for EvalConfig {
+    fn default() -> Self {
+        EvalConfig {
+            iwae_k: default_iwae_k(),
+            examples: None,
+            batch_size: default_eval_batch(),
+            samples: default_samples(),
+            seed: 0,
+            periodic_examples: default_periodic(),
+        }
+    }
+}
+
+impl Experiment {
+    /// Reads `path`, applies `overrides` (`key.path=value`), and checks every field.
+    pub fn load(path: &Path, overrides: &[String]) -> Result<Experiment, PipelineError> {
+        let text = std::fs::read_to_string(path).map_err(|e| PipelineError::Config(format!("{}: {e}", path.display())))?;
+        Self::parse(&text, path, overrides)
+    }
+
+    /// Parses experiment text; `path` names it in errors.
+    pub fn parse(text: &str, path: &Path, overrides: &[String]) -> Result<Experiment, PipelineError> {
+        let at = |line: Option<usize>| match line {
+            Some(l) => format!("{}:{l}", path.display()),
+            None => path.display().to_string(),
+        };
+        let mut table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
+            let line = e.span().map(|s| text[..s.start].lines().count().max(1));
+            let msg: Vec<&str> = e.message().lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+            PipelineError::Config(format!("{}: TOML syntax: {}", at(line), msg.join("; ")))
+        })?;
+        for o in overrides {
+            apply_override(&mut table, o)?;
+        }
+        // The family's own fields are checked by the family's config struct, so its errors name
+        // their keys (an internally tagged enum would only say "data did not match").
+        let model = table.remove("model");
+        let mut exp: ExperimentWithoutModel = typed(toml::Value::Table(table), "", |p| at(locate(text, p)))?;
+        let model = match model {
+            None => return Err(PipelineError::Config(format!("{}: missing section [model]", at(None)))),
+            Some(toml::Value::Table(mut m)) => {
+                let family = m.remove("family").ok_or_else(|| PipelineError::Config(format!("{}: model.family is missing: expected \"vae\"", at(locate(text, "model")))))?;
+                match family.as_str() {
+                    Some("vae") => ModelConfig::Vae(typed(toml::Value::Table(m), "model.", |p| at(locate(text, p)))?),
+                    _ => {
+                        return Err(PipelineError::Config(format!(
+                            "{}: model.family = {family}: expected \"vae\" (the families of later issues are not built yet)",
+                            at(locate(text, "model.family"))
+                        )))
+                    }
+                }
+            }
+            Some(other) => return Err(PipelineError::Config(format!("{}: model: expected a table, found {}", at(locate(text, "model")), other.type_str()))),
+        };
+        exp.eval.get_or_insert_with(EvalConfig::default);
+        let e = Experiment { problem: exp.problem, data: exp.data, model, train: exp.train, eval: exp.eval.take().expect("set above") };
+        e.validate().map_err(|(key, msg)| PipelineError::Config(format!("{}: {key}{msg}", at(locate(text, &key)))))?;
+        Ok(e)
+    }
+
+    /// Range checks serde cannot express: `(key path, " = value: what was expected")`.
+    fn validate(&self) -> Result<(), (String, String)> {
+        let t = &self.train;
+        let err = |k: &str, m: String| Err((k.to_string(), m));
+        if t.batch_size == 0 {
+            return err("train.batch_size", " = 0: expected at least 1".into());
+        }
+        if t.steps == 0 {
+            return err("train.steps", " = 0: expected at least 1".into());
+        }
+        if let Some(c) = t.clip_grad_norm {
+            if !(c > 0.0) {
+                return err("train.clip_grad_norm", format!(" = {c}: expected a positive number"));
+            }
+        }
+        if let Some(e) = t.ema {
+            if !(0.0..1.0).contains(&e) {
+                return err("train.ema", format!(" = {e}: expected a decay in [0, 1)"));
+            }
+        }
+        t.optimizer.validate("train.optimizer").map_err(|m| {
+            let (k, rest) = m.split_once(' ').expect("optimizer messages start with the key");
+            (k.to_string(), format!(" {rest}"))
+        })?;
+        if !(0.0..=1.0).contains(&t.schedule.min_ratio) {
+            return err("train.schedule.min_ratio", format!(" = {}: expected a value in [0, 1]", t.schedule.min_ratio));
+        }
+        Transform::validate(&self.data.transforms).map_err(|m| ("data.".to_string() + &m, String::new()))?;
+        let v = self.data.validation;
+        match (v.from, v.fraction) {
+            (Some(_), None) => {}
+            (None, Some(f)) if f > 0.0 && f < 1.0 => {}
+            (None, Some(f)) => return err("data.validation.fraction", format!(" = {f}: expected a value in (0, 1)")),
+            _ => return err("data.validation", ": expected { from = \"test\" } or { fraction = 0.1 }".into()),
+        }
+        let e = &self.eval;
+        if e.iwae_k == 0 || e.batch_size == 0 {
+            return err("eval", ": iwae_k and batch_size must be at least 1".into());
+        }
+        Ok(())
+    }
+
+    /// The run's resolved experiment, as written into its directory.
+    pub fn to_toml(&self) -> String {
+        toml::to_string(self).expect("an experiment should serialise to TOML")
+    }
+
+    pub fn run_name(&self) -> &str {
+        &self.problem.name
+    }
+
+    pub fn default_run_dir(&self) -> PathBuf {
+        PathBuf::from("runs").join(&self.problem.name)
+    }
+}
+
+/// The experiment with the model left out, deserialised first.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExperimentWithoutModel {
+    problem: ProblemConfig,
+    data: DataConfig,
+    train: TrainConfig,
+    eval: Option<EvalConfig>,
+}
+
+/// Deserialises `value` as `T`; the error names the key path (with `prefix`) and its location.
+fn typed<T: DeserializeOwned>(value: toml::Value, prefix: &str, at: impl Fn(&str) -> String) -> Result<T, PipelineError> {
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let key = format!("{prefix}{}", e.path());
+        let key = key.trim_end_matches('.').trim_end_matches("?").to_string();
+        let msg = e.inner().to_string();
+        let msg = msg.lines().next().unwrap_or("").trim().to_string();
+        if key.is_empty() || key == "." {
+            PipelineError::Config(format!("{}: {msg}", at("")))
+        } else {
+            PipelineError::Config(format!("{}: {key}: {msg}", at(&key)))
+        }
+    })
+}
+
+/// Applies `key.path=value`; the value is read as TOML (`3`, `1e-3`, `"adam"`, `[1, 2]`), or as a
+/// string when it does not parse.
+pub fn apply_override(table: &mut toml::Table, spec: &str) -> Result<(), PipelineError> {
+    let (key, raw) = spec
+        .split_once('=')
+        .ok_or_else(|| PipelineError::Config(format!("--set {spec}: expected key.path=value")))?;
+    let value: toml::Value = format!("v = {raw}")
+        .parse::<toml::Table>()
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(raw.to_string()));
+    let parts: Vec<&str> = key.trim().split('.').collect();
+    let mut cur = table;
+    for (i, p) in parts.iter().enumerate() {
+        if i + 1 == parts.len() {
+            cur.insert(p.to_string(), value);
+            return Ok(());
+        }
+        let next = cur.entry(p.to_string()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        cur = next
+            .as_table_mut()
+            .ok_or_else(|| PipelineError::Config(format!("--set {spec}: `{}` is not a table", parts[..=i].join("."))))?;
+    }
+    Ok(())
+}
+
+/// The 1-based line where `key_path` (`train.optimizer.lr`) is written, or its nearest written
+/// ancestor (`optimizer = { ... }` inside `[train]`).
+pub fn locate(text: &str, key_path: &str) -> Option<usize> {
+    let parts: Vec<&str> = key_path.split('.').filter(|p| !p.is_empty()).collect();
+    let mut best: Option<(usize, usize)> = None; // (matched segments, line)
+    let mut section: Vec<String> = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let l = line.trim();
+        if let Some(h) = l.strip_prefix('[').and_then(|h| h.split(']').next()) {
+            section = h.trim_matches('[').split('.').map(|s| s.trim().to_string()).collect();
+            let n = section.iter().zip(&parts).take_while(|(a, b)| a == *b).count();
+            if n == section.len() && n > best.map_or(0, |b| b.0) {
+                best = Some((n, i + 1));
+            }
+            continue;
+        }
+        let Some((k, _)) = l.split_once('=') else { continue };
+        let k = k.trim().trim_matches('"');
+        let full: Vec<&str> = section.iter().map(String::as_str).chain(k.split('.').map(str::trim)).collect();
+        let n = full.iter().zip(&parts).take_while(|(a, b)| a == b).count();
+        if n == full.len() && n > best.map_or(0, |b| b.0) {
+            best = Some((n, i + 1));
+        }
+    }
+    best.map(|b| b.1)
+}
+
+#[cfg(test)]
+mod tests;

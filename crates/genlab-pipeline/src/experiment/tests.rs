@@ -1,0 +1,73 @@
+use super::*;
+
+const GOOD: &str = r#"
+[problem]
+name = "t"
+
+[data]
+dataset = "mnist"
+transforms = ["scale_unit", "binarize"]
+
+[model]
+family = "vae"
+latent_dim = 4
+
+[train]
+steps = 10
+batch_size = 8
+optimizer = { kind = "adam", lr = 1e-3 }
+"#;
+
+fn parse(text: &str, sets: &[&str]) -> Result<Experiment, String> {
+    let sets: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
+    Experiment::parse(text, Path::new("exp.toml"), &sets).map_err(|e| e.to_string())
+}
+
+#[test]
+fn defaults_fill_in_and_overrides_apply() {
+    let e = parse(GOOD, &["model.latent_dim=7", "train.optimizer.lr=0.5", "train.device=\"flex\""]).unwrap();
+    let ModelConfig::Vae(v) = &e.model;
+    assert_eq!(v.latent_dim, 7);
+    assert_eq!(e.train.optimizer.lr, 0.5);
+    assert_eq!(e.train.optimizer.eps, 1e-8);
+    assert_eq!(e.eval.iwae_k, 100);
+    // The resolved file parses back to the same experiment.
+    assert_eq!(parse(&e.to_toml(), &[]).unwrap(), e);
+}
+
+#[test]
+fn shipped_config_parses() {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/mnist-vae.toml");
+    Experiment::load(&p, &[]).unwrap();
+}
+
+#[test]
+fn errors_name_file_line_and_key() {
+    let e = parse(&GOOD.replace("latent_dim = 4", "latnt_dim = 4"), &[]).unwrap_err();
+    assert!(e.starts_with("exp.toml:11: model.latnt_dim: unknown field `latnt_dim`"), "{e}");
+    let e = parse(&GOOD.replace("steps = 10", "steps = \"ten\""), &[]).unwrap_err();
+    assert!(e.starts_with("exp.toml:14: train.steps: invalid type: string \"ten\", expected u64"), "{e}");
+    let e = parse(&GOOD.replace("batch_size = 8", "batch_size = 0"), &[]).unwrap_err();
+    assert_eq!(e, "exp.toml:15: train.batch_size = 0: expected at least 1");
+    let e = parse(&GOOD.replace("[problem]", "[problem]\ncolour = 1"), &[]).unwrap_err();
+    assert!(e.starts_with("exp.toml:3: problem.colour: unknown field `colour`"), "{e}");
+    let e = parse(GOOD, &["train.optimizer.lr=-1"]).unwrap_err();
+    assert!(e.starts_with("exp.toml:16: train.optimizer.lr = -1: expected a positive number"), "{e}");
+    let e = parse(&GOOD.replace("[\"scale_unit\", \"binarize\"]", "[\"binarize\"]"), &[]).unwrap_err();
+    assert!(e.contains("data.transforms[0]: binarize needs pixels in [0, 1]"), "{e}");
+    let e = parse(&GOOD.replace("family = \"vae\"", "family = \"vea\""), &[]).unwrap_err();
+    assert!(e.starts_with("exp.toml:10: model.family = \"vea\""), "{e}");
+    let e = parse("[problem\nname=1", &[]).unwrap_err();
+    assert!(e.starts_with("exp.toml:1: "), "{e}");
+    for e in [&e] {
+        assert_eq!(e.lines().count(), 1, "one line: {e}");
+    }
+}
+
+#[test]
+fn locate_finds_keys_in_sections_and_inline_tables() {
+    assert_eq!(locate(GOOD, "train.optimizer.lr"), Some(16));
+    assert_eq!(locate(GOOD, "model.latent_dim"), Some(11));
+    assert_eq!(locate(GOOD, "eval.iwae_k"), None);
+    assert_eq!(locate(GOOD, "train.nope"), Some(13));
+}
