@@ -1,1 +1,137 @@
-fn main() {}
+//! The `genlab` command: argument parsing and dispatch, nothing else; the work is in the library
+//! crates. Errors print as one line (`error: ...`) and exit with code 1; an interrupted run exits
+//! with 130 after writing its checkpoint.
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use genlab_core::DeviceSpec;
+use genlab_pipeline::{Finished, Mode, RunOptions};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "genlab", version, about = "Generative models from raw data to samples: one experiment file, every phase")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// The experiment file (TOML).
+    file: PathBuf,
+    /// Override a field: `--set train.steps=2000 --set model.latent_dim=32`.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<String>,
+    /// Device: flex (default), libtorch, libtorch-cuda:N, wgpu.
+    #[arg(long)]
+    device: Option<DeviceSpec>,
+    /// Run directory (default runs/NAME, or runs/NAME-2, ... when taken).
+    #[arg(long)]
+    run_dir: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Every phase: data, model, training, evaluation, samples, report.
+    Run(RunArgs),
+    /// Training only; `--resume RUN` continues a run from its latest checkpoint.
+    Train {
+        /// The experiment file (omit with --resume).
+        file: Option<PathBuf>,
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
+        #[arg(long)]
+        device: Option<DeviceSpec>,
+        #[arg(long)]
+        run_dir: Option<PathBuf>,
+        /// Continue this run directory from `checkpoints/latest`.
+        #[arg(long, value_name = "RUN", conflicts_with_all = ["file", "set", "run_dir"])]
+        resume: Option<PathBuf>,
+    },
+    /// The evaluation protocol on a run's latest weights (writes eval.json and report.md).
+    Eval {
+        run: PathBuf,
+        #[arg(long)]
+        device: Option<DeviceSpec>,
+    },
+    /// A grid of samples from a run's latest weights.
+    Sample {
+        run: PathBuf,
+        #[arg(short = 'n', default_value_t = 64)]
+        n: usize,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        #[arg(short = 'o', long = "out", default_value = "samples.png")]
+        out: PathBuf,
+        #[arg(long)]
+        device: Option<DeviceSpec>,
+    },
+    /// Datasets.
+    Data {
+        #[command(subcommand)]
+        command: DataCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum DataCommand {
+    /// Counts, shapes, value range and class histogram of a dataset (a name or a path).
+    Info { dataset: String },
+}
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn finished(f: Finished) -> ExitCode {
+    match f {
+        Finished::Done { run_dir, metrics, goal } => {
+            if let Some(m) = metrics {
+                println!("test NLL (IWAE, k={}) {:.2} nats; test ELBO {:.2} nats", m.iwae_k, m.nll_nats, m.elbo_nats);
+            }
+            if let Some(g) = goal {
+                println!("goal {g}");
+            }
+            println!("run directory: {}", run_dir.display());
+            ExitCode::SUCCESS
+        }
+        Finished::Interrupted { run_dir, step } => {
+            println!("stopped at step {step}; resume with: genlab train --resume {}", run_dir.display());
+            ExitCode::from(130)
+        }
+    }
+}
+
+fn run() -> anyhow::Result<ExitCode> {
+    let cli = Cli::parse();
+    Ok(match cli.command {
+        Command::Run(a) => finished(genlab_pipeline::start(&a.file, &RunOptions { run_dir: a.run_dir, device: a.device, overrides: a.set }, Mode::Run)?),
+        Command::Train { resume: Some(run), device, .. } => finished(genlab_pipeline::resume(&run, device)?),
+        Command::Train { file: Some(file), set, device, run_dir, resume: None } => {
+            finished(genlab_pipeline::start(&file, &RunOptions { run_dir, device, overrides: set }, Mode::Train)?)
+        }
+        Command::Train { file: None, resume: None, .. } => anyhow::bail!("genlab train: give an experiment file, or --resume RUN"),
+        Command::Eval { run, device } => {
+            let m = genlab_pipeline::eval_run(&run, device)?;
+            println!("test NLL (IWAE, k={}) {:.2} nats; test ELBO {:.2} nats; {} examples", m.iwae_k, m.nll_nats, m.elbo_nats, m.examples);
+            ExitCode::SUCCESS
+        }
+        Command::Sample { run, n, seed, out, device } => {
+            genlab_pipeline::sample_run(&run, n, seed, &out, device)?;
+            println!("{}", out.display());
+            ExitCode::SUCCESS
+        }
+        Command::Data { command: DataCommand::Info { dataset } } => {
+            let source = genlab_data::DatasetSource::from_arg(&dataset)?;
+            print!("{}", genlab_data::info::describe(&source).with_context(|| format!("reading {dataset}"))?);
+            ExitCode::SUCCESS
+        }
+    })
+}

@@ -311,6 +311,19 @@ mod tests {
         assert_eq!(zeros, 980, "MNIST test has 980 zeros");
     }
 
+    /// Needs Debian's `dataset-fashion-mnist` (`.ci/run` installs it).
+    #[test]
+    fn debian_fashion_mnist_reads_with_balanced_classes() {
+        let src = DatasetSource::Named(DatasetName::FashionMnist);
+        let train = src.load_images(Split::Train, &[]).unwrap_or_else(|e| panic!("{e}"));
+        let test = src.load_images(Split::Test, &[]).unwrap();
+        assert_eq!((train.n, test.n, train.height, train.width), (60_000, 10_000, 28, 28));
+        let labels = train.labels.unwrap();
+        for c in 0..10 {
+            assert_eq!(labels.iter().filter(|&&l| l == c).count(), 6_000, "class {c}");
+        }
+    }
+
     #[test]
     fn missing_path_is_named() {
         let s = DatasetSource::Idx { idx: "/nonexistent/mnist".into(), labels: None };

@@ -3,6 +3,12 @@
 
 pub mod error;
 pub mod experiment;
+pub mod images;
+pub mod plots;
+pub mod report;
+pub mod run;
+pub mod vae;
 
 pub use error::{PipelineError, Result};
 pub use experiment::Experiment;
+pub use run::{eval_run, resume, sample_run, start, Finished, Mode, RunOptions};

@@ -12,6 +12,9 @@ pub enum TrainError {
     Config(String),
     #[error("{0}")]
     Source(String),
+    /// An evaluation run during training failed.
+    #[error("evaluation at step {step}: {reason}")]
+    Eval { step: u64, reason: String },
 }
 
 pub type Result<T, E = TrainError> = std::result::Result<T, E>;

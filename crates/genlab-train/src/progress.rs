@@ -15,6 +15,11 @@ pub struct Progress {
 }
 
 impl Progress {
+    /// A progress display that shows nothing (for jobs too short to be worth a bar).
+    pub fn hidden() -> Self {
+        Progress { bar: None, total: 0, start_pos: 0, started: Instant::now(), label: String::new(), next_line: u64::MAX }
+    }
+
     pub fn new(label: &str, total: u64, position: u64) -> Self {
         let bar = std::io::stderr().is_terminal().then(|| {
             let b = ProgressBar::new(total);
@@ -38,7 +43,7 @@ impl Progress {
                 b.set_position(pos);
                 b.set_message(msg.to_string());
             }
-            None if pos >= self.next_line || pos == self.total => {
+            None if pos >= self.next_line || (pos == self.total && self.next_line != u64::MAX) => {
                 let done = (pos - self.start_pos) as f64;
                 let secs = self.started.elapsed().as_secs_f64().max(1e-9);
                 let rate = done / secs;

@@ -1,0 +1,63 @@
+"""Side-by-side VAE training-step benchmark: genlab (flex, and libtorch when built) against PyTorch,
+interleaved on the same machine, several rounds; prints a table of median step times and ratios.
+
+Usage (from the repository root, with PyTorch importable by PYTHON):
+    cargo build --release -p genlab-bench
+    PYTHON=/path/to/venv/bin/python python3 bench/compare.py [--rounds 5] [--steps 30]
+For the libtorch column, also build `target/release-tch/vae-step` as BENCHMARKS.md describes.
+Not part of the test suite."""
+import argparse
+import os
+import re
+import statistics
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def run(cmd, env=None):
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT)
+    m = re.search(r"RESULT impl=(\S+) median_ms=([\d.]+)", out.stdout)
+    if not m:
+        sys.exit(f"no RESULT from {' '.join(cmd)}:\n{out.stdout}\n{out.stderr}")
+    return m.group(1), float(m.group(2))
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--steps", type=int, default=30)
+    ap.add_argument("--warmup", type=int, default=5)
+    a = ap.parse_args()
+    python = os.environ.get("PYTHON", sys.executable)
+    steps = ["--warmup", str(a.warmup), "--steps", str(a.steps)]
+    jobs = [("genlab flex", [os.path.join(ROOT, "target/release/vae-step"), "--device", "flex", *steps], None)]
+    tch = os.path.join(ROOT, "target/release-tch/vae-step")
+    if os.path.exists(tch):
+        import torch  # noqa: F401  (only to find its lib/ directory)
+        env = dict(os.environ)
+        lib = subprocess.run([python, "-c", "import torch, os; print(os.path.join(os.path.dirname(torch.__file__), 'lib'))"],
+                             capture_output=True, text=True).stdout.strip()
+        env["LD_LIBRARY_PATH"] = lib + ":" + env.get("LD_LIBRARY_PATH", "")
+        jobs.append(("genlab libtorch", [tch, "--device", "libtorch", *steps], env))
+    jobs.append(("PyTorch", [python, os.path.join(ROOT, "bench/vae_step.py"), *steps], None))
+    medians = {name: [] for name, _, _ in jobs}
+    impls = {}
+    for r in range(a.rounds):
+        for name, cmd, env in jobs:
+            impl, ms = run(cmd, env)
+            impls[name] = impl
+            medians[name].append(ms)
+        print(f"round {r + 1}/{a.rounds}: " + ", ".join(f"{n} {medians[n][-1]:.1f} ms" for n, _, _ in jobs), file=sys.stderr)
+    torch_ms = statistics.median(medians["PyTorch"])
+    print(f"conv VAE training step, batch 128, 28x28, median of {a.rounds} interleaved rounds x {a.steps} steps, {os.cpu_count()} cores\n")
+    print("| implementation | median step (ms) | ratio to PyTorch |")
+    print("|---|---|---|")
+    for name, _, _ in jobs:
+        m = statistics.median(medians[name])
+        print(f"| {name} ({impls[name]}) | {m:.1f} | {m / torch_ms:.2f} |")
+
+
+if __name__ == "__main__":
+    main()

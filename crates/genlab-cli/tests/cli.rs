@@ -1,0 +1,216 @@
+//! The `genlab` binary end to end, as a user runs it: resume after SIGKILL, bad input, sampling.
+//! Regressions are named after the issue that asked for them (`issue2_...`).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+fn genlab() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_genlab"));
+    c.env("GENLAB_DATA_DIR", Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data"));
+    c
+}
+
+/// A small conv VAE on MNIST that trains in seconds.
+const SMALL: &str = r#"
+[problem]
+name = "small"
+task = "test"
+goal = { metric = "nll_nats", below = 1000.0 }
+
+[data]
+dataset = "mnist"
+transforms = ["scale_unit", "binarize"]
+
+[model]
+family = "vae"
+architecture = "conv"
+channels = [8, 16]
+latent_dim = 4
+
+[train]
+steps = 60
+batch_size = 32
+optimizer = { kind = "adam", lr = 2e-3 }
+schedule = { kind = "cosine", warmup = 5 }
+ema = 0.99
+clip_grad_norm = 50.0
+log_every = 5
+checkpoint_every = 5
+
+[eval]
+iwae_k = 4
+examples = 100
+samples = 16
+"#;
+
+fn write_config(dir: &Path, text: &str) -> PathBuf {
+    let p = dir.join("exp.toml");
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Runs genlab expecting failure: exit code 1, exactly one `error:` line naming `want`, no panic.
+fn fails_with(args: &[&str], want: &[&str]) -> String {
+    let o = genlab().args(args).output().unwrap();
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "should exit 1: {err}");
+    assert!(!err.contains("panicked"), "must not panic: {err}");
+    let lines: Vec<&str> = err.lines().filter(|l| l.starts_with("error:")).collect();
+    assert_eq!(lines.len(), 1, "one error line: {err}");
+    assert_eq!(err.matches("error").count(), 1, "the error is said once: {err}");
+    for w in want {
+        assert!(lines[0].contains(w), "`{}` should mention {w:?}", lines[0]);
+    }
+    lines[0].to_string()
+}
+
+fn latest_step(run: &Path) -> Option<u64> {
+    let target = std::fs::read_link(run.join("checkpoints/latest")).ok()?;
+    target.to_string_lossy().strip_prefix("step-")?.parse().ok()
+}
+
+#[test]
+fn issue2_resume_after_sigkill_is_bit_for_bit() {
+    let d = tempfile::tempdir().unwrap();
+    let cfg = write_config(d.path(), &SMALL.replace("steps = 60", "steps = 150"));
+    let whole = d.path().join("whole");
+    let o = genlab().args(["train", cfg.to_str().unwrap(), "--run-dir", whole.to_str().unwrap()]).output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+
+    let killed = d.path().join("killed");
+    let mut child = genlab().args(["train", cfg.to_str().unwrap(), "--run-dir", killed.to_str().unwrap()]).stderr(std::process::Stdio::null()).spawn().unwrap();
+    let t0 = Instant::now();
+    while latest_step(&killed).is_none_or(|s| s < 40) {
+        assert!(t0.elapsed() < Duration::from_secs(120), "no checkpoint appeared");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child.kill().unwrap(); // SIGKILL: no handler runs
+    child.wait().unwrap();
+    let at = latest_step(&killed).unwrap();
+    assert!(at < 150, "the run should have been killed mid-way, not after finishing (latest step {at})");
+
+    let o = genlab().args(["train", "--resume", killed.to_str().unwrap()]).output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    for f in ["model.safetensors", "ema.safetensors", "optim.safetensors"] {
+        let a = std::fs::read(whole.join("checkpoints/latest").join(f)).unwrap();
+        let b = std::fs::read(killed.join("checkpoints/latest").join(f)).unwrap();
+        assert!(a == b, "{f} differs after resuming from step {at}");
+    }
+}
+
+#[test]
+fn issue2_run_writes_report_samples_and_plots() {
+    let d = tempfile::tempdir().unwrap();
+    let cfg = write_config(d.path(), SMALL);
+    let run = d.path().join("run");
+    let o = genlab().args(["run", cfg.to_str().unwrap(), "--run-dir", run.to_str().unwrap(), "--set", "train.eval_every=30"]).output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("goal MET"), "{out}");
+    let report = std::fs::read_to_string(run.join("report.md")).unwrap();
+    for want in ["# small", "**Goal.** MET", "test NLL, IWAE bound with k = 4", "![loss curve](plots/loss.png)", "samples/reconstructions.png", "| device | flex"] {
+        assert!(report.contains(want), "report should contain {want:?}:\n{report}");
+    }
+    for f in ["experiment.toml", "run.json", "eval.json", "metrics.jsonl", "plots/loss.png", "samples/samples.png", "samples/interpolation.png", "samples/step-000030.png"] {
+        assert!(run.join(f).is_file(), "{f} missing");
+    }
+    // The resolved experiment reproduces the run's settings, override included.
+    let resolved = std::fs::read_to_string(run.join("experiment.toml")).unwrap();
+    assert!(resolved.contains("eval_every = 30"), "{resolved}");
+
+    let grid = d.path().join("grid.png");
+    let o = genlab().args(["sample", run.to_str().unwrap(), "-n", "9", "--seed", "3", "-o", grid.to_str().unwrap()]).output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let img = image::open(&grid).unwrap();
+    assert_eq!((img.width(), img.height()), (3 * 30 + 2, 3 * 30 + 2), "a 3x3 grid of 28-pixel images with 2-pixel borders");
+    let o = genlab().args(["eval", run.to_str().unwrap()]).output().unwrap();
+    assert!(o.status.success() && String::from_utf8_lossy(&o.stdout).contains("100 examples"), "{}", stderr(&o));
+}
+
+#[test]
+fn issue2_bad_experiment_files() {
+    let d = tempfile::tempdir().unwrap();
+    let path = |name: &str, text: &str| {
+        let p = d.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        p.to_str().unwrap().to_string()
+    };
+    let p = path("unknown.toml", &SMALL.replace("latent_dim = 4", "latent_dims = 4"));
+    fails_with(&["run", &p], &["unknown.toml:16", "model.latent_dims", "unknown field"]);
+    let p = path("type.toml", &SMALL.replace("steps = 60", "steps = \"sixty\""));
+    fails_with(&["run", &p], &["type.toml:19", "train.steps", "expected u64"]);
+    let p = path("batch.toml", &SMALL.replace("batch_size = 32", "batch_size = 0"));
+    fails_with(&["run", &p], &["batch.toml:20", "train.batch_size = 0", "at least 1"]);
+    let p = path("ok.toml", SMALL);
+    fails_with(&["run", &p, "--set", "train.batch_size=0"], &["train.batch_size = 0"]);
+    fails_with(&["run", &d.path().join("absent.toml").to_string_lossy()], &["absent.toml"]);
+    let p = path("missing.toml", &SMALL.replace("dataset = \"mnist\"", "dataset = { idx = \"/nonexistent/digits\" }"));
+    fails_with(&["run", &p], &["/nonexistent/digits", "no such file"]);
+}
+
+#[test]
+fn issue2_bad_data_files() {
+    use flate2::write::GzEncoder;
+    use std::io::Write;
+    let d = tempfile::tempdir().unwrap();
+    // A truncated gzip IDX file, as a download cut short leaves it.
+    let idx = d.path().join("trunc");
+    std::fs::create_dir(&idx).unwrap();
+    let good = std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/mnist/t10k-images-idx3-ubyte.gz")).unwrap();
+    std::fs::write(idx.join("train-images-idx3-ubyte.gz"), &good[..good.len() / 2]).unwrap();
+    let cfg = write_config(d.path(), &SMALL.replace("dataset = \"mnist\"", &format!("dataset = {{ idx = \"{}\" }}", idx.display())));
+    fails_with(&["run", cfg.to_str().unwrap()], &["train-images-idx3-ubyte.gz", "truncated"]);
+    // A raw IDX file whose header declares more images than it holds.
+    let mut raw = vec![0u8, 0, 8, 3, 0, 0, 0, 10, 0, 0, 0, 28, 0, 0, 0, 28];
+    raw.extend(vec![0u8; 28 * 28 * 9]);
+    std::fs::write(idx.join("train-images-idx3-ubyte.gz"), {
+        let mut gz = GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(&raw).unwrap();
+        gz.finish().unwrap()
+    })
+    .unwrap();
+    fails_with(&["run", cfg.to_str().unwrap()], &["train-images-idx3-ubyte.gz", "declare 7840 data bytes", "truncated"]);
+    // A corrupt magic number.
+    raw[0] = 7;
+    std::fs::write(idx.join("train-images-idx3-ubyte.gz"), &raw).unwrap();
+    fails_with(&["data", "info", idx.to_str().unwrap()], &["magic number"]);
+    // An image folder with two sizes.
+    let imgs = d.path().join("imgs");
+    std::fs::create_dir_all(imgs.join("a")).unwrap();
+    image::GrayImage::new(28, 28).save(imgs.join("a/1.png")).unwrap();
+    image::GrayImage::new(32, 28).save(imgs.join("a/2.png")).unwrap();
+    let cfg = write_config(d.path(), &SMALL.replace("dataset = \"mnist\"", &format!("dataset = {{ images = \"{}\" }}", imgs.display())).replace("[data]", "[data]\nvalidation = { fraction = 0.5 }"));
+    fails_with(&["run", cfg.to_str().unwrap()], &["2.png", "32x28", "1.png", "28x28", "resize"]);
+}
+
+#[test]
+fn issue2_nan_loss_stops_and_keeps_the_last_good_checkpoint() {
+    let d = tempfile::tempdir().unwrap();
+    let cfg = write_config(d.path(), &SMALL.replace("lr = 2e-3", "lr = 1e6").replace("clip_grad_norm = 50.0", "").replace("checkpoint_every = 5", "checkpoint_every = 1").replace("warmup = 5", "warmup = 0"));
+    let run = d.path().join("run");
+    let line = fails_with(&["train", cfg.to_str().unwrap(), "--run-dir", run.to_str().unwrap()], &["step 2: loss is", "step-000001", "is kept"]);
+    assert!(line.contains("inf") || line.contains("NaN"), "{line}");
+    let kept = std::fs::read_link(run.join("checkpoints/latest")).unwrap();
+    assert_eq!(kept, Path::new("step-000001"));
+    let o = genlab().args(["sample", run.to_str().unwrap(), "-n", "4", "-o", d.path().join("s.png").to_str().unwrap()]).output().unwrap();
+    assert!(o.status.success(), "the kept checkpoint loads: {}", stderr(&o));
+}
+
+#[test]
+fn issue2_data_info_on_an_image_folder() {
+    let d = tempfile::tempdir().unwrap();
+    for (class, n) in [("cats", 2), ("dogs", 3)] {
+        std::fs::create_dir_all(d.path().join(class)).unwrap();
+        for i in 0..n {
+            image::RgbImage::from_pixel(5, 4, image::Rgb([10, 20, 30])).save(d.path().join(class).join(format!("{i}.png"))).unwrap();
+        }
+    }
+    let o = genlab().args(["data", "info", d.path().to_str().unwrap()]).output().unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("Train: 5 images, shape [1, 4, 5]") && out.contains("cats:2 dogs:3"), "{out}{}", stderr(&o));
+}

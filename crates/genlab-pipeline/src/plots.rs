@@ -1,0 +1,150 @@
+//! Figures for the run directory and the report: loss curves and the 2-D latent scatter.
+//! Drawn with plotters into PNG, with DejaVu Sans (vendored) so no system font library is needed.
+
+use crate::error::{PipelineError, Result};
+use plotters::prelude::*;
+use plotters::style::FontStyle;
+use std::path::Path;
+use std::sync::Once;
+
+const FONT: &[u8] = include_bytes!("../assets/DejaVuSans.ttf");
+
+fn register_font() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        // The vendored font is a valid TrueType file; failing to parse it is a build defect.
+        plotters::style::register_font("sans-serif", FontStyle::Normal, FONT).unwrap_or_else(|_| panic!("vendored DejaVuSans.ttf should parse"));
+    });
+}
+
+fn plot_err(path: &Path) -> impl Fn(String) -> PipelineError + '_ {
+    move |e| PipelineError::Run(format!("{}: cannot draw plot: {e}", path.display()))
+}
+
+/// Draws into a temporary PNG beside `path`, then renames it into place.
+fn draw_png(path: &Path, size: (u32, u32), draw: impl FnOnce(&DrawingArea<BitMapBackend<'_>, plotters::coord::Shift>) -> std::result::Result<(), String>) -> Result<()> {
+    register_font();
+    let tmp = genlab_core::atomic::temp_sibling(path).with_extension("png");
+    {
+        let root = BitMapBackend::new(&tmp, size).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| plot_err(path)(e.to_string()))?;
+        draw(&root).map_err(plot_err(path))?;
+        root.present().map_err(|e| plot_err(path)(e.to_string()))?;
+    }
+    std::fs::rename(&tmp, path).map_err(|e| plot_err(path)(e.to_string()))
+}
+
+/// One named series of (step, value).
+pub struct Series<'a> {
+    pub name: &'a str,
+    pub points: Vec<(f64, f64)>,
+}
+
+/// Line plot of one or more series against the step.
+pub fn line_plot(path: &Path, title: &str, y_label: &str, series: &[Series<'_>]) -> Result<()> {
+    let all: Vec<(f64, f64)> = series.iter().flat_map(|s| s.points.iter().copied()).filter(|p| p.1.is_finite()).collect();
+    if all.is_empty() {
+        return Ok(());
+    }
+    let (x0, x1) = all.iter().fold((f64::MAX, f64::MIN), |(a, b), p| (a.min(p.0), b.max(p.0)));
+    // Clip the y range to the 2nd-98th percentile span so the first steps do not flatten the curve.
+    let mut ys: Vec<f64> = all.iter().map(|p| p.1).collect();
+    ys.sort_by(f64::total_cmp);
+    let (lo, hi) = (ys[ys.len() / 50], ys[ys.len() - 1 - ys.len() / 50]);
+    let pad = ((hi - lo) * 0.08).max(1e-6);
+    let (y0, y1) = (lo - pad, hi + pad);
+    let x1 = if x1 > x0 { x1 } else { x0 + 1.0 };
+    draw_png(path, (900, 520), |root| {
+        let mut chart = ChartBuilder::on(root)
+            .caption(title, ("sans-serif", 22))
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(70)
+            .build_cartesian_2d(x0..x1, y0..y1)
+            .map_err(|e| e.to_string())?;
+        chart
+            .configure_mesh()
+            .x_desc("step")
+            .y_desc(y_label)
+            .x_label_formatter(&|x| format!("{x:.0}"))
+            .y_label_formatter(&|y| format!("{y:.1}"))
+            .label_style(("sans-serif", 14))
+            .draw()
+            .map_err(|e| e.to_string())?;
+        for (i, s) in series.iter().enumerate() {
+            let color = Palette99::pick(i).to_rgba();
+            let pts: Vec<(f64, f64)> = s.points.iter().copied().filter(|p| p.1 >= y0 && p.1 <= y1).collect();
+            let style = ShapeStyle::from(&color).stroke_width(2);
+            chart
+                .draw_series(LineSeries::new(pts.clone(), style))
+                .map_err(|e| e.to_string())?
+                .label(s.name)
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], style));
+            if pts.len() <= 30 {
+                chart.draw_series(pts.iter().map(|&p| Circle::new(p, 4, color.filled()))).map_err(|e| e.to_string())?;
+            }
+        }
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK)
+            .label_font(("sans-serif", 14))
+            .draw()
+            .map_err(|e| e.to_string())
+    })
+}
+
+/// Scatter of 2-D points coloured by class, with a legend of class names.
+pub fn scatter_by_class(path: &Path, title: &str, points: &[(f32, f32, u32)], class_names: &[String]) -> Result<()> {
+    if points.is_empty() {
+        return Ok(());
+    }
+    let (mut x0, mut x1, mut y0, mut y1) = (f32::MAX, f32::MIN, f32::MAX, f32::MIN);
+    for &(x, y, _) in points {
+        (x0, x1, y0, y1) = (x0.min(x), x1.max(x), y0.min(y), y1.max(y));
+    }
+    let (px, py) = ((x1 - x0) * 0.05 + 1e-3, (y1 - y0) * 0.05 + 1e-3);
+    draw_png(path, (760, 700), |root| {
+        let mut chart = ChartBuilder::on(root)
+            .caption(title, ("sans-serif", 22))
+            .margin(12)
+            .x_label_area_size(36)
+            .y_label_area_size(48)
+            .build_cartesian_2d((x0 - px)..(x1 + px), (y0 - py)..(y1 + py))
+            .map_err(|e| e.to_string())?;
+        chart.configure_mesh().x_desc("z[0]").y_desc("z[1]").draw().map_err(|e| e.to_string())?;
+        let classes = class_names.len().max(1);
+        for c in 0..classes {
+            let color = Palette99::pick(c).to_rgba();
+            let pts = points.iter().filter(|p| p.2 as usize == c).map(|&(x, y, _)| Circle::new((x, y), 2, color.mix(0.6).filled()));
+            let name = class_names.get(c).cloned().unwrap_or_default();
+            chart
+                .draw_series(pts)
+                .map_err(|e| e.to_string())?
+                .label(name)
+                .legend(move |(x, y)| Circle::new((x + 6, y), 4, color.filled()));
+        }
+        chart.configure_series_labels().background_style(WHITE.mix(0.85)).border_style(BLACK).draw().map_err(|e| e.to_string())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plots_are_png_files_with_ink() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("loss.png");
+        let s = Series { name: "train", points: (1..200).map(|i| (i as f64, 500.0 / i as f64 + 90.0)).collect() };
+        line_plot(&p, "loss", "nats", &[s]).unwrap();
+        let img = image::open(&p).unwrap().to_rgb8();
+        assert_eq!(img.dimensions(), (900, 520));
+        let dark = img.pixels().filter(|px| px.0.iter().all(|&c| c < 100)).count();
+        assert!(dark > 500, "axes and text should be drawn ({dark} dark pixels)");
+        let q = d.path().join("latent.png");
+        let pts: Vec<(f32, f32, u32)> = (0..300).map(|i| ((i as f32).sin(), (i as f32 * 0.7).cos(), i % 3)).collect();
+        scatter_by_class(&q, "latent", &pts, &["a".into(), "b".into(), "c".into()]).unwrap();
+        assert!(image::open(&q).is_ok());
+    }
+}

@@ -1,0 +1,127 @@
+//! The VAE's part of the pipeline: its evaluation protocol (test ELBO and the IWAE estimate of the
+//! negative log-likelihood, in nats per example) and its figures (prior samples, reconstructions,
+//! latent interpolations, the 2-D latent scatter).
+
+use crate::error::Result;
+use crate::images::EvalImages;
+use crate::plots::scatter_by_class;
+use burn::tensor::Device;
+use burn::Tensor;
+use genlab_core::grid::{save_grid, ImageBatch};
+use genlab_core::tensors::to_f32_vec;
+use genlab_core::SeededRng;
+use genlab_models::vae::{normal, Vae};
+use genlab_train::progress::Progress;
+use std::path::{Path, PathBuf};
+
+/// Test-set likelihood numbers, with the protocol that produced them.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct VaeMetrics {
+    /// Mean ELBO (one reparameterised sample, analytic KL), nats per example.
+    pub elbo_nats: f64,
+    /// Mean negative IWAE bound with `iwae_k` samples: the NLL estimate, nats per example.
+    pub nll_nats: f64,
+    pub iwae_k: usize,
+    pub examples: usize,
+    pub seconds: f64,
+}
+
+/// Evaluates `vae` on every example of `set`, `batch` examples at a time; `k = 0` skips the IWAE
+/// bound. `label`, when given, shows a progress bar.
+pub fn evaluate(vae: &Vae, set: &EvalImages, k: usize, batch: usize, seed: u64, device: &Device, label: Option<&str>) -> VaeMetrics {
+    let started = std::time::Instant::now();
+    let mut rng = SeededRng::stream(seed, IWAE_STREAM);
+    let (mut elbo, mut iwae) = (0.0f64, 0.0f64);
+    let chunks = set.n.div_ceil(batch);
+    let mut progress = label.map_or_else(Progress::hidden, |l| Progress::new(l, chunks as u64, 0));
+    for c in 0..chunks {
+        let (s, e) = (c * batch, ((c + 1) * batch).min(set.n));
+        let x = set.tensor(s, e, device);
+        let t = vae.elbo_terms(x.clone(), normal(&mut rng, [e - s, vae.latent_dim], device));
+        elbo += to_f32_vec((t.log_likelihood - t.kl).sum()).iter().map(|&v| v as f64).sum::<f64>();
+        if k > 0 {
+            let bound = vae.iwae_bound(x, normal(&mut rng, [k, e - s, vae.latent_dim], device));
+            iwae += to_f32_vec(bound.sum())[0] as f64;
+        }
+        let shown = if k > 0 { format!("nll {:.2}", -iwae / e as f64) } else { format!("elbo {:.2}", elbo / e as f64) };
+        progress.update(c as u64 + 1, &shown);
+    }
+    progress.finish();
+    let n = set.n.max(1) as f64;
+    VaeMetrics { elbo_nats: elbo / n, nll_nats: -iwae / n, iwae_k: k, examples: set.n, seconds: started.elapsed().as_secs_f64() }
+}
+
+/// The evaluation noise's stream, apart from training's streams.
+const IWAE_STREAM: u64 = 0x1a3e;
+
+fn host_images(t: Tensor<4>) -> ImageBatch {
+    let [n, c, h, w] = t.dims();
+    ImageBatch::new(to_f32_vec(t), n, c, h, w)
+}
+
+/// A grid of `n` prior samples.
+pub fn sample_grid(vae: &Vae, n: usize, seed: u64, device: &Device, path: &Path) -> Result<()> {
+    let mut rng = SeededRng::stream(seed, 0x5a3e);
+    let cols = (n as f64).sqrt().ceil() as usize;
+    save_grid(&host_images(vae.sample(n, &mut rng, device)), cols, path)?;
+    Ok(())
+}
+
+/// The figures of a finished run, written under `run_dir`; returns (title, relative path) pairs.
+pub fn figures(vae: &Vae, set: &EvalImages, class_names: &[String], samples: usize, seed: u64, device: &Device, run_dir: &Path) -> Result<Vec<(String, PathBuf)>> {
+    let mut out = Vec::new();
+    let rel = |p: &str| PathBuf::from(p);
+    sample_grid(vae, samples, seed, device, &run_dir.join("samples/samples.png"))?;
+    out.push(("Samples from the prior (decoder means)".to_string(), rel("samples/samples.png")));
+
+    // Reconstructions: rows alternate 8 test images and their reconstructions through the posterior mean.
+    let n = 32.min(set.n);
+    let x = set.tensor(0, n, device);
+    let rec = host_images(vae.reconstruct(x.clone()));
+    let orig = host_images(x);
+    let len = rec.channels * rec.height * rec.width;
+    let mut inter = Vec::with_capacity(2 * n * len);
+    for row in 0..n.div_ceil(8) {
+        let (a, b) = (row * 8, ((row + 1) * 8).min(n));
+        inter.extend_from_slice(&orig.data[a * len..b * len]);
+        inter.extend_from_slice(&rec.data[a * len..b * len]);
+    }
+    let rows = ImageBatch::new(inter, 2 * n, rec.channels, rec.height, rec.width);
+    save_grid(&rows, 8, &run_dir.join("samples/reconstructions.png"))?;
+    out.push(("Test images (odd rows) and their reconstructions (even rows)".to_string(), rel("samples/reconstructions.png")));
+
+    // Interpolations: 8 pairs of test images, 10 steps between their posterior means.
+    if set.n >= 16 {
+        let steps = 10;
+        let (mu, _) = vae.encoder.forward(set.tensor(0, 16, device));
+        let mu = to_f32_vec(mu);
+        let l = vae.latent_dim;
+        let mut z = Vec::with_capacity(8 * steps * l);
+        for p in 0..8 {
+            let (a, b) = (&mu[(2 * p) * l..(2 * p + 1) * l], &mu[(2 * p + 1) * l..(2 * p + 2) * l]);
+            for s in 0..steps {
+                let t = s as f32 / (steps - 1) as f32;
+                z.extend(a.iter().zip(b).map(|(x, y)| (1.0 - t) * x + t * y));
+            }
+        }
+        let zt = Tensor::from_data(burn::tensor::TensorData::new(z, [8 * steps, l]), device);
+        save_grid(&host_images(vae.decode_mean(zt)), steps, &run_dir.join("samples/interpolation.png"))?;
+        out.push(("Latent interpolations between pairs of test images".to_string(), rel("samples/interpolation.png")));
+    }
+
+    // The latent space itself, when it is a plane.
+    if vae.latent_dim == 2 {
+        if let Some(labels) = &set.labels {
+            let mut pts: Vec<(f32, f32, u32)> = Vec::with_capacity(set.n);
+            for s in (0..set.n).step_by(500) {
+                let e = (s + 500).min(set.n);
+                let (mu, _) = vae.encoder.forward(set.tensor(s, e, device));
+                let mu = to_f32_vec(mu);
+                pts.extend((s..e).map(|i| (mu[2 * (i - s)], mu[2 * (i - s) + 1], labels[i])));
+            }
+            scatter_by_class(&run_dir.join("plots/latent.png"), "Posterior means of the test set, by class", &pts, class_names)?;
+            out.push(("The 2-D latent space: test posterior means coloured by class".to_string(), rel("plots/latent.png")));
+        }
+    }
+    Ok(out)
+}
