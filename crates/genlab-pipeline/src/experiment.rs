@@ -176,7 +176,7 @@ impl Default for EvalConfig {
 impl Experiment {
     /// Reads `path`, applies `overrides` (`key.path=value`), and checks every field.
     pub fn load(path: &Path, overrides: &[String]) -> Result<Experiment, PipelineError> {
-        let text = std::fs::read_to_string(path).map_err(|e| PipelineError::Config(format!("{}: {e}", path.display())))?;
+        let text = std::fs::read_to_string(path).map_err(|e| PipelineError::Config(format!("{}: cannot read the experiment file: {e}", path.display())))?;
         Self::parse(&text, path, overrides)
     }
 
