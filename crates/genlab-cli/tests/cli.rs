@@ -107,7 +107,7 @@ fn issue2_run_writes_report_samples_and_plots() {
     let d = tempfile::tempdir().unwrap();
     let cfg = write_config(d.path(), SMALL);
     let run = d.path().join("run");
-    let o = genlab().args(["run", cfg.to_str().unwrap(), "--run-dir", run.to_str().unwrap(), "--set", "train.eval_every=30"]).output().unwrap();
+    let o = genlab().args(["run", cfg.to_str().unwrap(), "--run-dir", run.to_str().unwrap(), "--set", "train.eval_every=30", "--set", "model.latent_dim=2"]).output().unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(out.contains("goal MET"), "{out}");
@@ -115,7 +115,7 @@ fn issue2_run_writes_report_samples_and_plots() {
     for want in ["# small", "**Goal.** MET", "test NLL, IWAE bound with k = 4", "![loss curve](plots/loss.png)", "samples/reconstructions.png", "| device | flex"] {
         assert!(report.contains(want), "report should contain {want:?}:\n{report}");
     }
-    for f in ["experiment.toml", "run.json", "eval.json", "metrics.jsonl", "plots/loss.png", "samples/samples.png", "samples/interpolation.png", "samples/step-000030.png"] {
+    for f in ["experiment.toml", "run.json", "eval.json", "metrics.jsonl", "plots/loss.png", "samples/samples.png", "samples/interpolation.png", "samples/step-000030.png", "plots/latent.png"] {
         assert!(run.join(f).is_file(), "{f} missing");
     }
     // The resolved experiment reproduces the run's settings, override included.
@@ -185,6 +185,33 @@ fn issue2_bad_data_files() {
     image::GrayImage::new(32, 28).save(imgs.join("a/2.png")).unwrap();
     let cfg = write_config(d.path(), &SMALL.replace("dataset = \"mnist\"", &format!("dataset = {{ images = \"{}\" }}", imgs.display())).replace("[data]", "[data]\nvalidation = { fraction = 0.5 }"));
     fails_with(&["run", cfg.to_str().unwrap()], &["2.png", "32x28", "1.png", "28x28", "resize"]);
+}
+
+#[test]
+fn issue2_ctrl_c_writes_a_checkpoint_and_resumes() {
+    let d = tempfile::tempdir().unwrap();
+    let cfg = write_config(d.path(), &SMALL.replace("steps = 60", "steps = 100000").replace("checkpoint_every = 5", "checkpoint_every = 100000"));
+    let run = d.path().join("run");
+    let child = genlab().args(["train", cfg.to_str().unwrap(), "--run-dir", run.to_str().unwrap()]).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    let t0 = Instant::now();
+    while !run.join("metrics.jsonl").is_file() || std::fs::read_to_string(run.join("metrics.jsonl")).unwrap().lines().count() < 2 {
+        assert!(t0.elapsed() < Duration::from_secs(120), "training did not start");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let status = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(130), "{}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("resume with: genlab train --resume"), "{out}");
+    let step = latest_step(&run).expect("Ctrl-C should write a checkpoint");
+    assert!((10..100000).contains(&step), "checkpoint of the step reached: {step}");
+    // The interrupted run continues from there (a short continuation: fewer total steps).
+    let resolved = std::fs::read_to_string(run.join("experiment.toml")).unwrap().replace("steps = 100000", &format!("steps = {}", step + 3));
+    std::fs::write(run.join("experiment.toml"), resolved).unwrap();
+    let o = genlab().args(["train", "--resume", run.to_str().unwrap()]).output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(latest_step(&run), Some(step + 3));
 }
 
 #[test]

@@ -208,16 +208,8 @@ fn loss_gradients_match_finite_differences() {
     let et = Tensor::from_data(TensorData::new(eps.clone(), [2, 2]), &ad);
     let (loss, _, _) = vae.loss(xt, et);
     let grads = loss.backward();
-    let grad_of = |name: &str| -> Vec<f32> {
-        let mut found = None;
-        let g = genlab_train_grad(&vae, name, &grads);
-        if let Some(g) = g {
-            found = Some(g);
-        }
-        found.unwrap_or_else(|| panic!("no gradient for {name}"))
-    };
     for name in ["encoder.convs.0.weight", "encoder.convs.1.bias", "encoder.mu.weight", "encoder.logvar.bias", "decoder.fc.weight", "decoder.deconvs.0.weight", "decoder.deconvs.1.bias", "log_sigma"] {
-        let g = grad_of(name);
+        let g = param_grad(&vae, name, &grads).unwrap_or_else(|| panic!("no gradient for {name}"));
         let len = base.get(name).unwrap().data.len();
         for idx in [0, len / 2, len - 1] {
             let h = 1e-2f32;
@@ -233,7 +225,7 @@ fn loss_gradients_match_finite_differences() {
 }
 
 /// The gradient of the parameter at `path`, read through a path visitor.
-fn genlab_train_grad(vae: &Vae, path: &str, grads: &burn::tensor::Gradients) -> Option<Vec<f32>> {
+fn param_grad(vae: &Vae, path: &str, grads: &burn::tensor::Gradients) -> Option<Vec<f32>> {
     use burn::module::ModuleVisitor;
     struct V<'a> {
         path: genlab_core::tensors::ModulePath,
