@@ -13,7 +13,11 @@ use std::time::Instant;
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let arg = |name: &str, default: &str| -> String {
-        args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned().unwrap_or_else(|| default.to_string())
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+            .cloned()
+            .unwrap_or_else(|| default.to_string())
     };
     let spec: DeviceSpec = arg("--device", "flex").parse().unwrap_or_else(|e| fail(&format!("{e}")));
     let warmup: usize = arg("--warmup", "5").parse().unwrap_or_else(|_| fail("--warmup: expected a count"));

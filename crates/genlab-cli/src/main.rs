@@ -10,7 +10,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "genlab", version, about = "Generative models from raw data to samples: one experiment file, every phase")]
+#[command(
+    name = "genlab",
+    version,
+    about = "Generative models from raw data to samples: one experiment file, every phase"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -112,15 +116,24 @@ fn finished(f: Finished) -> ExitCode {
 fn run() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
     Ok(match cli.command {
-        Command::Run(a) => finished(genlab_pipeline::start(&a.file, &RunOptions { run_dir: a.run_dir, device: a.device, overrides: a.set }, Mode::Run)?),
+        Command::Run(a) => finished(genlab_pipeline::start(
+            &a.file,
+            &RunOptions { run_dir: a.run_dir, device: a.device, overrides: a.set },
+            Mode::Run,
+        )?),
         Command::Train { resume: Some(run), device, .. } => finished(genlab_pipeline::resume(&run, device)?),
         Command::Train { file: Some(file), set, device, run_dir, resume: None } => {
             finished(genlab_pipeline::start(&file, &RunOptions { run_dir, device, overrides: set }, Mode::Train)?)
         }
-        Command::Train { file: None, resume: None, .. } => anyhow::bail!("genlab train: give an experiment file, or --resume RUN"),
+        Command::Train { file: None, resume: None, .. } => {
+            anyhow::bail!("genlab train: give an experiment file, or --resume RUN")
+        }
         Command::Eval { run, device } => {
             let m = genlab_pipeline::eval_run(&run, device)?;
-            println!("test NLL (IWAE, k={}) {:.2} nats; test ELBO {:.2} nats; {} examples", m.iwae_k, m.nll_nats, m.elbo_nats, m.examples);
+            println!(
+                "test NLL (IWAE, k={}) {:.2} nats; test ELBO {:.2} nats; {} examples",
+                m.iwae_k, m.nll_nats, m.elbo_nats, m.examples
+            );
             ExitCode::SUCCESS
         }
         Command::Sample { run, n, seed, out, device } => {

@@ -82,7 +82,11 @@ fn issue2_resume_after_sigkill_is_bit_for_bit() {
     assert!(o.status.success(), "{}", stderr(&o));
 
     let killed = d.path().join("killed");
-    let mut child = genlab().args(["train", cfg.to_str().unwrap(), "--run-dir", killed.to_str().unwrap()]).stderr(std::process::Stdio::null()).spawn().unwrap();
+    let mut child = genlab()
+        .args(["train", cfg.to_str().unwrap(), "--run-dir", killed.to_str().unwrap()])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
     let t0 = Instant::now();
     while latest_step(&killed).is_none_or(|s| s < 40) {
         assert!(t0.elapsed() < Duration::from_secs(120), "no checkpoint appeared");
@@ -107,15 +111,44 @@ fn issue2_run_writes_report_samples_and_plots() {
     let d = tempfile::tempdir().unwrap();
     let cfg = write_config(d.path(), SMALL);
     let run = d.path().join("run");
-    let o = genlab().args(["run", cfg.to_str().unwrap(), "--run-dir", run.to_str().unwrap(), "--set", "train.eval_every=30", "--set", "model.latent_dim=2"]).output().unwrap();
+    let o = genlab()
+        .args([
+            "run",
+            cfg.to_str().unwrap(),
+            "--run-dir",
+            run.to_str().unwrap(),
+            "--set",
+            "train.eval_every=30",
+            "--set",
+            "model.latent_dim=2",
+        ])
+        .output()
+        .unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(out.contains("goal MET"), "{out}");
     let report = std::fs::read_to_string(run.join("report.md")).unwrap();
-    for want in ["# small", "**Goal.** MET", "test NLL, IWAE bound with k = 4", "![loss curve](plots/loss.png)", "samples/reconstructions.png", "| device | flex"] {
+    for want in [
+        "# small",
+        "**Goal.** MET",
+        "test NLL, IWAE bound with k = 4",
+        "![loss curve](plots/loss.png)",
+        "samples/reconstructions.png",
+        "| device | flex",
+    ] {
         assert!(report.contains(want), "report should contain {want:?}:\n{report}");
     }
-    for f in ["experiment.toml", "run.json", "eval.json", "metrics.jsonl", "plots/loss.png", "samples/samples.png", "samples/interpolation.png", "samples/step-000030.png", "plots/latent.png"] {
+    for f in [
+        "experiment.toml",
+        "run.json",
+        "eval.json",
+        "metrics.jsonl",
+        "plots/loss.png",
+        "samples/samples.png",
+        "samples/interpolation.png",
+        "samples/step-000030.png",
+        "plots/latent.png",
+    ] {
         assert!(run.join(f).is_file(), "{f} missing");
     }
     // The resolved experiment reproduces the run's settings, override included.
@@ -123,10 +156,17 @@ fn issue2_run_writes_report_samples_and_plots() {
     assert!(resolved.contains("eval_every = 30"), "{resolved}");
 
     let grid = d.path().join("grid.png");
-    let o = genlab().args(["sample", run.to_str().unwrap(), "-n", "9", "--seed", "3", "-o", grid.to_str().unwrap()]).output().unwrap();
+    let o = genlab()
+        .args(["sample", run.to_str().unwrap(), "-n", "9", "--seed", "3", "-o", grid.to_str().unwrap()])
+        .output()
+        .unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
     let img = image::open(&grid).unwrap();
-    assert_eq!((img.width(), img.height()), (3 * 30 + 2, 3 * 30 + 2), "a 3x3 grid of 28-pixel images with 2-pixel borders");
+    assert_eq!(
+        (img.width(), img.height()),
+        (3 * 30 + 2, 3 * 30 + 2),
+        "a 3x3 grid of 28-pixel images with 2-pixel borders"
+    );
     let o = genlab().args(["eval", run.to_str().unwrap()]).output().unwrap();
     assert!(o.status.success() && String::from_utf8_lossy(&o.stdout).contains("100 examples"), "{}", stderr(&o));
 }
@@ -160,9 +200,13 @@ fn issue2_bad_data_files() {
     // A truncated gzip IDX file, as a download cut short leaves it.
     let idx = d.path().join("trunc");
     std::fs::create_dir(&idx).unwrap();
-    let good = std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/mnist/t10k-images-idx3-ubyte.gz")).unwrap();
+    let good = std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/mnist/t10k-images-idx3-ubyte.gz"))
+        .unwrap();
     std::fs::write(idx.join("train-images-idx3-ubyte.gz"), &good[..good.len() / 2]).unwrap();
-    let cfg = write_config(d.path(), &SMALL.replace("dataset = \"mnist\"", &format!("dataset = {{ idx = \"{}\" }}", idx.display())));
+    let cfg = write_config(
+        d.path(),
+        &SMALL.replace("dataset = \"mnist\"", &format!("dataset = {{ idx = \"{}\" }}", idx.display())),
+    );
     fails_with(&["run", cfg.to_str().unwrap()], &["train-images-idx3-ubyte.gz", "truncated"]);
     // A raw IDX file whose header declares more images than it holds.
     let mut raw = vec![0u8, 0, 8, 3, 0, 0, 0, 10, 0, 0, 0, 28, 0, 0, 0, 28];
@@ -173,7 +217,10 @@ fn issue2_bad_data_files() {
         gz.finish().unwrap()
     })
     .unwrap();
-    fails_with(&["run", cfg.to_str().unwrap()], &["train-images-idx3-ubyte.gz", "declare 7840 data bytes", "truncated"]);
+    fails_with(
+        &["run", cfg.to_str().unwrap()],
+        &["train-images-idx3-ubyte.gz", "declare 7840 data bytes", "truncated"],
+    );
     // A corrupt magic number.
     raw[0] = 7;
     std::fs::write(idx.join("train-images-idx3-ubyte.gz"), &raw).unwrap();
@@ -183,18 +230,33 @@ fn issue2_bad_data_files() {
     std::fs::create_dir_all(imgs.join("a")).unwrap();
     image::GrayImage::new(28, 28).save(imgs.join("a/1.png")).unwrap();
     image::GrayImage::new(32, 28).save(imgs.join("a/2.png")).unwrap();
-    let cfg = write_config(d.path(), &SMALL.replace("dataset = \"mnist\"", &format!("dataset = {{ images = \"{}\" }}", imgs.display())).replace("[data]", "[data]\nvalidation = { fraction = 0.5 }"));
+    let cfg = write_config(
+        d.path(),
+        &SMALL
+            .replace("dataset = \"mnist\"", &format!("dataset = {{ images = \"{}\" }}", imgs.display()))
+            .replace("[data]", "[data]\nvalidation = { fraction = 0.5 }"),
+    );
     fails_with(&["run", cfg.to_str().unwrap()], &["2.png", "32x28", "1.png", "28x28", "resize"]);
 }
 
 #[test]
 fn issue2_ctrl_c_writes_a_checkpoint_and_resumes() {
     let d = tempfile::tempdir().unwrap();
-    let cfg = write_config(d.path(), &SMALL.replace("steps = 60", "steps = 100000").replace("checkpoint_every = 5", "checkpoint_every = 100000"));
+    let cfg = write_config(
+        d.path(),
+        &SMALL.replace("steps = 60", "steps = 100000").replace("checkpoint_every = 5", "checkpoint_every = 100000"),
+    );
     let run = d.path().join("run");
-    let child = genlab().args(["train", cfg.to_str().unwrap(), "--run-dir", run.to_str().unwrap()]).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    let child = genlab()
+        .args(["train", cfg.to_str().unwrap(), "--run-dir", run.to_str().unwrap()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
     let t0 = Instant::now();
-    while !run.join("metrics.jsonl").is_file() || std::fs::read_to_string(run.join("metrics.jsonl")).unwrap().lines().count() < 2 {
+    while !run.join("metrics.jsonl").is_file()
+        || std::fs::read_to_string(run.join("metrics.jsonl")).unwrap().lines().count() < 2
+    {
         assert!(t0.elapsed() < Duration::from_secs(120), "training did not start");
         std::thread::sleep(Duration::from_millis(10));
     }
@@ -207,7 +269,9 @@ fn issue2_ctrl_c_writes_a_checkpoint_and_resumes() {
     let step = latest_step(&run).expect("Ctrl-C should write a checkpoint");
     assert!((10..100000).contains(&step), "checkpoint of the step reached: {step}");
     // The interrupted run continues from there (a short continuation: fewer total steps).
-    let resolved = std::fs::read_to_string(run.join("experiment.toml")).unwrap().replace("steps = 100000", &format!("steps = {}", step + 3));
+    let resolved = std::fs::read_to_string(run.join("experiment.toml"))
+        .unwrap()
+        .replace("steps = 100000", &format!("steps = {}", step + 3));
     std::fs::write(run.join("experiment.toml"), resolved).unwrap();
     let o = genlab().args(["train", "--resume", run.to_str().unwrap()]).output().unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
@@ -217,13 +281,26 @@ fn issue2_ctrl_c_writes_a_checkpoint_and_resumes() {
 #[test]
 fn issue2_nan_loss_stops_and_keeps_the_last_good_checkpoint() {
     let d = tempfile::tempdir().unwrap();
-    let cfg = write_config(d.path(), &SMALL.replace("lr = 2e-3", "lr = 1e6").replace("clip_grad_norm = 50.0", "").replace("checkpoint_every = 5", "checkpoint_every = 1").replace("warmup = 5", "warmup = 0"));
+    let cfg = write_config(
+        d.path(),
+        &SMALL
+            .replace("lr = 2e-3", "lr = 1e6")
+            .replace("clip_grad_norm = 50.0", "")
+            .replace("checkpoint_every = 5", "checkpoint_every = 1")
+            .replace("warmup = 5", "warmup = 0"),
+    );
     let run = d.path().join("run");
-    let line = fails_with(&["train", cfg.to_str().unwrap(), "--run-dir", run.to_str().unwrap()], &["step 2: loss is", "step-000001", "is kept"]);
+    let line = fails_with(
+        &["train", cfg.to_str().unwrap(), "--run-dir", run.to_str().unwrap()],
+        &["step 2: loss is", "step-000001", "is kept"],
+    );
     assert!(line.contains("inf") || line.contains("NaN"), "{line}");
     let kept = std::fs::read_link(run.join("checkpoints/latest")).unwrap();
     assert_eq!(kept, Path::new("step-000001"));
-    let o = genlab().args(["sample", run.to_str().unwrap(), "-n", "4", "-o", d.path().join("s.png").to_str().unwrap()]).output().unwrap();
+    let o = genlab()
+        .args(["sample", run.to_str().unwrap(), "-n", "4", "-o", d.path().join("s.png").to_str().unwrap()])
+        .output()
+        .unwrap();
     assert!(o.status.success(), "the kept checkpoint loads: {}", stderr(&o));
 }
 
@@ -233,7 +310,9 @@ fn issue2_data_info_on_an_image_folder() {
     for (class, n) in [("cats", 2), ("dogs", 3)] {
         std::fs::create_dir_all(d.path().join(class)).unwrap();
         for i in 0..n {
-            image::RgbImage::from_pixel(5, 4, image::Rgb([10, 20, 30])).save(d.path().join(class).join(format!("{i}.png"))).unwrap();
+            image::RgbImage::from_pixel(5, 4, image::Rgb([10, 20, 30]))
+                .save(d.path().join(class).join(format!("{i}.png")))
+                .unwrap();
         }
     }
     let o = genlab().args(["data", "info", d.path().to_str().unwrap()]).output().unwrap();

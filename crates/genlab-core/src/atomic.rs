@@ -19,10 +19,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 
 /// A name beside `path` that no other writer uses, for the temporary copy.
 pub fn temp_sibling(path: &Path) -> PathBuf {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     path.with_file_name(format!(".{name}.tmp-{}", std::process::id()))
 }
 
@@ -63,9 +60,7 @@ pub fn point_link(link: &Path, target: &str) -> Result<()> {
 pub fn read_link(link: &Path) -> Result<String> {
     match fs::read_link(link) {
         Ok(t) => Ok(t.to_string_lossy().into_owned()),
-        Err(_) => fs::read_to_string(link)
-            .map(|s| s.trim().to_string())
-            .map_err(CoreError::io(link)),
+        Err(_) => fs::read_to_string(link).map(|s| s.trim().to_string()).map_err(CoreError::io(link)),
     }
 }
 

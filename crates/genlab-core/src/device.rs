@@ -31,17 +31,13 @@ impl DeviceSpec {
             #[cfg(feature = "tch")]
             DeviceSpec::LibTorchCuda(i) => Ok(Device::libtorch_cuda(i)),
             #[cfg(not(feature = "tch"))]
-            DeviceSpec::LibTorch | DeviceSpec::LibTorchCuda(_) => Err(CoreError::DeviceNotCompiled {
-                device: self.to_string(),
-                feature: "tch",
-            }),
+            DeviceSpec::LibTorch | DeviceSpec::LibTorchCuda(_) => {
+                Err(CoreError::DeviceNotCompiled { device: self.to_string(), feature: "tch" })
+            }
             #[cfg(feature = "wgpu")]
             DeviceSpec::Wgpu => Ok(Device::wgpu(Default::default())),
             #[cfg(not(feature = "wgpu"))]
-            DeviceSpec::Wgpu => Err(CoreError::DeviceNotCompiled {
-                device: self.to_string(),
-                feature: "wgpu",
-            }),
+            DeviceSpec::Wgpu => Err(CoreError::DeviceNotCompiled { device: self.to_string(), feature: "wgpu" }),
         }
     }
 

@@ -20,12 +20,7 @@ pub enum CoreError {
     #[error("{path}: tensor `{name}` is missing")]
     MissingTensor { path: PathBuf, name: String },
     #[error("{path}: tensor `{name}` has shape {found:?}, the model expects {expected:?}")]
-    ShapeMismatch {
-        path: PathBuf,
-        name: String,
-        expected: Vec<usize>,
-        found: Vec<usize>,
-    },
+    ShapeMismatch { path: PathBuf, name: String, expected: Vec<usize>, found: Vec<usize> },
     #[error("{path}: cannot write image: {reason}")]
     Image { path: PathBuf, reason: String },
 }

@@ -5,6 +5,7 @@ pub mod atomic;
 pub mod device;
 pub mod error;
 pub mod grid;
+pub mod params;
 pub mod rng;
 pub mod tensors;
 

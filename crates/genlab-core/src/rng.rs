@@ -38,9 +38,7 @@ impl SeededRng {
 
     /// `n` draws from U[-bound, bound).
     pub fn symmetric_uniform_vec(&mut self, n: usize, bound: f32) -> Vec<f32> {
-        (0..n)
-            .map(|_| self.0.gen_range(-bound..bound.max(f32::MIN_POSITIVE)))
-            .collect()
+        (0..n).map(|_| self.0.gen_range(-bound..bound.max(f32::MIN_POSITIVE))).collect()
     }
 
     pub fn next_u64(&mut self) -> u64 {

@@ -3,7 +3,8 @@
 
 use crate::atomic::write_atomic;
 use crate::error::{CoreError, Result};
-use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
+use crate::params::{map_params, visit_params, ParamMapper, ParamVisitor};
+use burn::module::{Module, ParamId};
 use burn::tensor::{Tensor, TensorData};
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 use std::collections::BTreeMap;
@@ -28,10 +29,7 @@ impl HostTensor {
 
 /// The elements of a tensor as f32, in row-major order.
 pub fn to_f32_vec<const D: usize>(t: Tensor<D>) -> Vec<f32> {
-    t.into_data()
-        .convert::<f32>()
-        .try_to_vec::<f32>()
-        .expect("a tensor converted to f32 should read back as f32")
+    t.into_data().convert::<f32>().try_to_vec::<f32>().expect("a tensor converted to f32 should read back as f32")
 }
 
 /// Tensors by name, sorted, as stored in one safetensors file.
@@ -41,9 +39,9 @@ pub struct NamedTensors(pub BTreeMap<String, HostTensor>);
 impl NamedTensors {
     /// Every float parameter of `module`, named by its field path.
     pub fn from_module<M: Module>(module: &M) -> Self {
-        let mut v = PathCollector::default();
-        module.visit(&mut v);
-        v.out
+        let mut c = Collector(NamedTensors::default());
+        visit_params(module, &mut c);
+        c.0
     }
 
     pub fn insert(&mut self, name: impl Into<String>, t: HostTensor) {
@@ -76,28 +74,15 @@ impl NamedTensors {
     }
 
     pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<Self> {
-        let bad = |reason: String| CoreError::Safetensors {
-            path: path.to_path_buf(),
-            reason,
-        };
+        let bad = |reason: String| CoreError::Safetensors { path: path.to_path_buf(), reason };
         let st = SafeTensors::deserialize(bytes).map_err(|e| bad(e.to_string()))?;
         let mut out = BTreeMap::new();
         for (name, view) in st.tensors() {
             if view.dtype() != Dtype::F32 {
                 return Err(bad(format!("tensor `{name}` is {:?}, expected F32", view.dtype())));
             }
-            let data = view
-                .data()
-                .chunks_exact(4)
-                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                .collect();
-            out.insert(
-                name,
-                HostTensor {
-                    shape: view.shape().to_vec(),
-                    data,
-                },
-            );
+            let data = view.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+            out.insert(name, HostTensor { shape: view.shape().to_vec(), data });
         }
         Ok(NamedTensors(out))
     }
@@ -115,36 +100,12 @@ impl NamedTensors {
     /// Replaces every float parameter of `module` by the tensor of the same name. `source` names the
     /// file in errors. Fails on a missing name or a shape that differs from the module's.
     pub fn load_into<M: Module>(&self, module: M, source: &Path) -> Result<M> {
-        let mut m = PathLoader {
-            tensors: self,
-            source: source.to_path_buf(),
-            path: ModulePath::default(),
-            error: None,
-        };
-        let module = module.map(&mut m);
+        let mut m = Loader { tensors: self, source: source.to_path_buf(), error: None };
+        let module = map_params(module, &mut m);
         match m.error {
             Some(e) => Err(e),
             None => Ok(module),
         }
-    }
-}
-
-/// The field path of the parameter being visited. Enum variants (`Encoder::Conv`) add no segment,
-/// so a key reads `encoder.convs.0.weight` whichever variant the model uses.
-#[derive(Debug, Default, Clone)]
-pub struct ModulePath {
-    parts: Vec<Option<String>>,
-}
-
-impl ModulePath {
-    pub fn enter(&mut self, name: &str, container_type: &str) {
-        self.parts.push((!container_type.starts_with("Enum:")).then(|| name.to_string()));
-    }
-    pub fn exit(&mut self) {
-        self.parts.pop();
-    }
-    pub fn key(&self) -> String {
-        self.parts.iter().flatten().cloned().collect::<Vec<_>>().join(".")
     }
 }
 
@@ -158,72 +119,49 @@ pub fn load_module<M: Module>(module: M, path: &Path) -> Result<M> {
     NamedTensors::load(path)?.load_into(module, path)
 }
 
-#[derive(Default)]
-struct PathCollector {
-    path: ModulePath,
-    out: NamedTensors,
-}
+struct Collector(NamedTensors);
 
-impl ModuleVisitor for PathCollector {
-    fn enter_module(&mut self, name: &str, container_type: &str) {
-        self.path.enter(name, container_type);
-    }
-    fn exit_module(&mut self, _name: &str, _container_type: &str) {
-        self.path.exit();
-    }
-    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-        let name = self.path.key();
-        self.out.insert(name, HostTensor::from_tensor(&param.val()));
+impl ParamVisitor for Collector {
+    fn visit<const D: usize>(&mut self, path: &str, _: ParamId, value: Tensor<D>) {
+        self.0.insert(path, HostTensor::from_tensor(&value));
     }
 }
 
-struct PathLoader<'a> {
+struct Loader<'a> {
     tensors: &'a NamedTensors,
     source: PathBuf,
-    path: ModulePath,
     error: Option<CoreError>,
 }
 
-impl ModuleMapper for PathLoader<'_> {
-    fn enter_module(&mut self, name: &str, container_type: &str) {
-        self.path.enter(name, container_type);
-    }
-    fn exit_module(&mut self, _name: &str, _container_type: &str) {
-        self.path.exit();
-    }
-    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+impl ParamMapper for Loader<'_> {
+    fn map<const D: usize>(&mut self, name: &str, _: ParamId, tensor: Tensor<D>) -> Tensor<D> {
         if self.error.is_some() {
-            return param;
+            return tensor;
         }
-        let name = self.path.key();
-        let (id, tensor, mapper) = param.consume();
         let expected = tensor.dims().to_vec();
-        let loaded = match self.tensors.get(&name) {
-            None => Err(CoreError::MissingTensor {
-                path: self.source.clone(),
-                name,
-            }),
+        let loaded = match self.tensors.get(name) {
+            None => Err(CoreError::MissingTensor { path: self.source.clone(), name: name.into() }),
             Some(t) if t.shape != expected => Err(CoreError::ShapeMismatch {
                 path: self.source.clone(),
-                name,
+                name: name.into(),
                 expected,
                 found: t.shape.clone(),
             }),
             Some(t) => Ok(t),
         };
-        let tensor = match loaded {
+        match loaded {
             Ok(t) => {
-                let mut new: Tensor<D> = t.to_tensor(&tensor.device());
+                let new: Tensor<D> = t.to_tensor(&tensor.device());
                 if tensor.is_require_grad() {
-                    new = new.require_grad();
+                    new.require_grad()
+                } else {
+                    new
                 }
-                new
             }
             Err(e) => {
                 self.error = Some(e);
                 tensor
             }
-        };
-        Param::from_mapped_value(id, tensor, mapper)
+        }
     }
 }

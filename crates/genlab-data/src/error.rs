@@ -15,14 +15,7 @@ pub enum DataError {
     #[error("{path}: cannot decode image: {reason}")]
     Image { path: PathBuf, reason: String },
     #[error("{path}: image is {found_w}x{found_h}, but {first} is {want_w}x{want_h}; set a `resize` transform or make all images one size")]
-    MixedSizes {
-        path: PathBuf,
-        first: PathBuf,
-        found_w: u32,
-        found_h: u32,
-        want_w: u32,
-        want_h: u32,
-    },
+    MixedSizes { path: PathBuf, first: PathBuf, found_w: u32, found_h: u32, want_w: u32, want_h: u32 },
     #[error("{path}: {reason}")]
     Invalid { path: PathBuf, reason: String },
     #[error("dataset `{name}` not found: {reason}")]

@@ -100,7 +100,8 @@ pub fn read_image_folder(root: &Path, color: Color, resize: Option<[usize; 2]>) 
         channels,
         height: h as usize,
         width: w as usize,
-        labels: labelled.then(|| files.iter().map(|(_, l)| l.expect("every file of a class folder has a label")).collect()),
+        labels: labelled
+            .then(|| files.iter().map(|(_, l)| l.expect("every file of a class folder has a label")).collect()),
         class_names: classes.into_iter().map(|(n, _)| n).collect(),
     })
 }

@@ -67,12 +67,10 @@ pub fn read_idx(path: &Path) -> Result<IdxArray> {
     let raw = std::fs::read(path).map_err(DataError::io(path))?;
     let bytes = if raw.starts_with(&[0x1f, 0x8b]) {
         let mut out = Vec::new();
-        GzDecoder::new(&raw[..])
-            .read_to_end(&mut out)
-            .map_err(|e| DataError::Idx {
-                path: path.to_path_buf(),
-                reason: format!("gzip stream is corrupt or truncated ({e})"),
-            })?;
+        GzDecoder::new(&raw[..]).read_to_end(&mut out).map_err(|e| DataError::Idx {
+            path: path.to_path_buf(),
+            reason: format!("gzip stream is corrupt or truncated ({e})"),
+        })?;
         out
     } else {
         raw
@@ -82,18 +80,12 @@ pub fn read_idx(path: &Path) -> Result<IdxArray> {
 
 /// Parses IDX bytes (already decompressed). `path` names the source in errors.
 pub fn parse_idx(bytes: &[u8], path: &Path) -> Result<IdxArray> {
-    let bad = |reason: String| DataError::Idx {
-        path: path.to_path_buf(),
-        reason,
-    };
+    let bad = |reason: String| DataError::Idx { path: path.to_path_buf(), reason };
     if bytes.len() < 4 {
         return Err(bad(format!("{} bytes, shorter than the 4-byte magic number", bytes.len())));
     }
     if bytes[0] != 0 || bytes[1] != 0 {
-        return Err(bad(format!(
-            "magic number starts {:#04x} {:#04x}, expected 0x00 0x00",
-            bytes[0], bytes[1]
-        )));
+        return Err(bad(format!("magic number starts {:#04x} {:#04x}, expected 0x00 0x00", bytes[0], bytes[1])));
     }
     let dtype = IdxType::from_code(bytes[2])
         .ok_or_else(|| bad(format!("type code {:#04x} is not one of 0x08 0x09 0x0B 0x0C 0x0D 0x0E", bytes[2])))?;
@@ -129,11 +121,7 @@ pub fn parse_idx(bytes: &[u8], path: &Path) -> Result<IdxArray> {
             if actual < declared { "truncated" } else { "trailing bytes" }
         )));
     }
-    Ok(IdxArray {
-        dtype,
-        dims,
-        bytes: bytes[header..].to_vec(),
-    })
+    Ok(IdxArray { dtype, dims, bytes: bytes[header..].to_vec() })
 }
 
 /// Encodes a u8 array as IDX (used by tests and by `genlab data` when exporting).
@@ -203,11 +191,7 @@ mod tests {
             let e = parse_idx(bytes, p()).unwrap_err().to_string();
             assert!(e.contains(want) && e.starts_with("test.idx"), "{e:?} should mention {want:?}");
         }
-        let e = parse_idx(&[0, 0, 0x0D, 1, 0, 0, 0, 1, 0, 0, 0, 0], p())
-            .unwrap()
-            .into_u8(p())
-            .unwrap_err()
-            .to_string();
+        let e = parse_idx(&[0, 0, 0x0D, 1, 0, 0, 0, 1, 0, 0, 0, 0], p()).unwrap().into_u8(p()).unwrap_err().to_string();
         assert!(e.contains("expected unsigned byte"), "{e}");
     }
 }

@@ -39,7 +39,9 @@ impl ImageSet {
             _ => {
                 return Err(DataError::Idx {
                     path: images.to_path_buf(),
-                    reason: format!("image dimensions {dims:?}, expected [n, height, width] or [n, height, width, 1|3]"),
+                    reason: format!(
+                        "image dimensions {dims:?}, expected [n, height, width] or [n, height, width, 1|3]"
+                    ),
                 })
             }
         };
@@ -102,7 +104,14 @@ impl ImageSet {
         let len = self.image_len();
         let mut pixels = Vec::with_capacity(self.n * self.channels * height * width);
         for i in 0..self.n {
-            pixels.extend(resize_chw(&self.pixels[i * len..(i + 1) * len], self.channels, self.height, self.width, height, width));
+            pixels.extend(resize_chw(
+                &self.pixels[i * len..(i + 1) * len],
+                self.channels,
+                self.height,
+                self.width,
+                height,
+                width,
+            ));
         }
         ImageSet { pixels, height, width, ..self.clone() }
     }

@@ -27,9 +27,17 @@ pub enum DatasetName {
 pub enum DatasetSource {
     Named(DatasetName),
     /// A directory holding `train-images-idx3-ubyte[.gz]` etc., or one IDX image file.
-    Idx { idx: PathBuf, labels: Option<PathBuf> },
-    Images { images: PathBuf, color: Color },
-    Text { text: PathBuf },
+    Idx {
+        idx: PathBuf,
+        labels: Option<PathBuf>,
+    },
+    Images {
+        images: PathBuf,
+        color: Color,
+    },
+    Text {
+        text: PathBuf,
+    },
 }
 
 /// Which part of a dataset.
@@ -103,7 +111,9 @@ impl From<DatasetSource> for RawSource {
                 }
                 .into(),
             ),
-            DatasetSource::Idx { idx, labels } => RawSource::Table(SourceTable { idx: Some(idx), labels, ..Default::default() }),
+            DatasetSource::Idx { idx, labels } => {
+                RawSource::Table(SourceTable { idx: Some(idx), labels, ..Default::default() })
+            }
             DatasetSource::Images { images, color } => {
                 RawSource::Table(SourceTable { images: Some(images), color: Some(color), ..Default::default() })
             }

@@ -35,7 +35,9 @@ impl Transform {
                     scaled = Some(*t);
                 }
                 Transform::Binarize if scaled != Some(Transform::ScaleUnit) => {
-                    return Err(format!("transforms[{i}]: binarize needs pixels in [0, 1]: put \"scale_unit\" before it"));
+                    return Err(format!(
+                        "transforms[{i}]: binarize needs pixels in [0, 1]: put \"scale_unit\" before it"
+                    ));
                 }
                 Transform::Resize([h, w]) if *h == 0 || *w == 0 => {
                     return Err(format!("transforms[{i}]: resize to [{h}, {w}]: both sides must be at least 1"));

@@ -74,9 +74,13 @@ mod tests {
                 let (x, l) = (x as f64, l as f64);
                 let p = 1.0 / (1.0 + (-l).exp());
                 // stable form for the saturated entries
-                if l > 20.0 { x * -(-l).exp().ln_1p() + (1.0 - x) * (-l) }
-                else if l < -20.0 { x * l + (1.0 - x) * -(l.exp()).ln_1p() }
-                else { x * p.ln() + (1.0 - x) * (1.0 - p).ln() }
+                if l > 20.0 {
+                    x * -(-l).exp().ln_1p() + (1.0 - x) * (-l)
+                } else if l < -20.0 {
+                    x * l + (1.0 - x) * -(l.exp()).ln_1p()
+                } else {
+                    x * p.ln() + (1.0 - x) * (1.0 - p).ln()
+                }
             })
             .sum();
         assert!((got - want).abs() < 1e-4, "{got} vs {want}");
@@ -101,10 +105,7 @@ mod tests {
         let n = 200_000;
         let mut rng = SeededRng::new(11);
         let eps = rng.normal_vec(n * 3);
-        let z: Vec<f32> = eps
-            .chunks(3)
-            .flat_map(|e| (0..3).map(move |i| mu[i] + (0.5 * lv[i]).exp() * e[i]))
-            .collect();
+        let z: Vec<f32> = eps.chunks(3).flat_map(|e| (0..3).map(move |i| mu[i] + (0.5 * lv[i]).exp() * e[i])).collect();
         let zt = t2(z, n, 3);
         let rep = |v: [f32; 3]| t2(v.iter().cycle().take(n * 3).copied().collect(), n, 3);
         let diff = diag_normal_log_prob(zt.clone(), rep(mu), rep(lv)) - std_normal_log_prob(zt);

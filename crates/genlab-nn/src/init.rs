@@ -9,7 +9,12 @@ use burn::nn::{Linear, LinearConfig};
 use burn::tensor::{Device, TensorData};
 use genlab_core::SeededRng;
 
-fn uniform_param<const D: usize>(rng: &mut SeededRng, shape: [usize; D], fan_in: usize, device: &Device) -> Param<burn::Tensor<D>> {
+fn uniform_param<const D: usize>(
+    rng: &mut SeededRng,
+    shape: [usize; D],
+    fan_in: usize,
+    device: &Device,
+) -> Param<burn::Tensor<D>> {
     let n = shape.iter().product();
     let bound = 1.0 / (fan_in as f32).sqrt();
     Param::from_data(TensorData::new(rng.symmetric_uniform_vec(n, bound), shape), device)

@@ -20,10 +20,14 @@ fn t<const D: usize>(x: &Tensor<1>, shape: [usize; D]) -> Tensor<D> {
 fn check(name: &str, inputs: Inputs, f: impl Fn(&[Tensor<1>]) -> Tensor<1>) {
     let ad = Device::flex().autodiff();
     let plain = Device::flex();
-    let leaves: Vec<Tensor<1>> = inputs.iter().map(|(_, v)| Tensor::<1>::from_data(TensorData::new(v.clone(), [v.len()]), &ad).require_grad()).collect();
+    let leaves: Vec<Tensor<1>> = inputs
+        .iter()
+        .map(|(_, v)| Tensor::<1>::from_data(TensorData::new(v.clone(), [v.len()]), &ad).require_grad())
+        .collect();
     let grads = f(&leaves).backward();
     let eval = |vals: &[Vec<f32>]| -> f64 {
-        let ts: Vec<Tensor<1>> = vals.iter().map(|v| Tensor::from_data(TensorData::new(v.clone(), [v.len()]), &plain)).collect();
+        let ts: Vec<Tensor<1>> =
+            vals.iter().map(|v| Tensor::from_data(TensorData::new(v.clone(), [v.len()]), &plain)).collect();
         f(&ts).into_scalar::<f32>() as f64
     };
     let base: Vec<Vec<f32>> = inputs.iter().map(|(_, v)| v.clone()).collect();
@@ -36,7 +40,11 @@ fn check(name: &str, inputs: Inputs, f: impl Fn(&[Tensor<1>]) -> Tensor<1>) {
             let mut minus = base.clone();
             minus[i][j] -= h;
             let fd = (eval(&plus) - eval(&minus)) / (2.0 * h as f64);
-            assert!((g[j] as f64 - fd).abs() <= 1e-2 * fd.abs().max(1.0), "{name}: d/d input{i}[{j}]: autodiff {} vs finite difference {fd}", g[j]);
+            assert!(
+                (g[j] as f64 - fd).abs() <= 1e-2 * fd.abs().max(1.0),
+                "{name}: d/d input{i}[{j}]: autodiff {} vs finite difference {fd}",
+                g[j]
+            );
         }
     }
 }
@@ -70,7 +78,12 @@ fn conv2d_stride2_layer() {
     let mut r = SeededRng::new(2);
     let w = weights(&mut r, 2 * 3 * 3 * 3);
     check("conv2d", vec![rand(&mut r, &[2, 2, 6, 6]), rand(&mut r, &[3, 2, 4, 4]), rand(&mut r, &[3])], |x| {
-        let y = conv2d(t(&x[0], [2, 2, 6, 6]), t(&x[1], [3, 2, 4, 4]), Some(t(&x[2], [3])), ConvOptions::new([2, 2], [1, 1], [1, 1], 1));
+        let y = conv2d(
+            t(&x[0], [2, 2, 6, 6]),
+            t(&x[1], [3, 2, 4, 4]),
+            Some(t(&x[2], [3])),
+            ConvOptions::new([2, 2], [1, 1], [1, 1], 1),
+        );
         (y.reshape([54]) * w.clone()).sum()
     });
 }
@@ -79,10 +92,19 @@ fn conv2d_stride2_layer() {
 fn conv_transpose2d_stride2_layer() {
     let mut r = SeededRng::new(3);
     let w = weights(&mut r, 2 * 2 * 6 * 6);
-    check("conv_transpose2d", vec![rand(&mut r, &[2, 3, 3, 3]), rand(&mut r, &[3, 2, 4, 4]), rand(&mut r, &[2])], |x| {
-        let y = conv_transpose2d(t(&x[0], [2, 3, 3, 3]), t(&x[1], [3, 2, 4, 4]), Some(t(&x[2], [2])), ConvTransposeOptions::new([2, 2], [1, 1], [0, 0], [1, 1], 1));
-        (y.reshape([144]) * w.clone()).sum()
-    });
+    check(
+        "conv_transpose2d",
+        vec![rand(&mut r, &[2, 3, 3, 3]), rand(&mut r, &[3, 2, 4, 4]), rand(&mut r, &[2])],
+        |x| {
+            let y = conv_transpose2d(
+                t(&x[0], [2, 3, 3, 3]),
+                t(&x[1], [3, 2, 4, 4]),
+                Some(t(&x[2], [2])),
+                ConvTransposeOptions::new([2, 2], [1, 1], [0, 0], [1, 1], 1),
+            );
+            (y.reshape([144]) * w.clone()).sum()
+        },
+    );
 }
 
 #[test]
@@ -98,13 +120,21 @@ fn densities_and_divergences() {
     let target: Vec<f32> = r.uniform_vec(6);
     let dev = Device::flex();
     let tgt = Tensor::<1>::from_data(TensorData::new(target, [6]), &dev);
-    check("bernoulli_log_prob (logits)", vec![rand(&mut r, &[2, 3])], |x| bernoulli_log_prob(t(&x[0], [2, 3]), tgt.clone().reshape([2, 3])).sum());
+    check("bernoulli_log_prob (logits)", vec![rand(&mut r, &[2, 3])], |x| {
+        bernoulli_log_prob(t(&x[0], [2, 3]), tgt.clone().reshape([2, 3])).sum()
+    });
     check("gaussian_log_prob (mean, log_sigma)", vec![rand(&mut r, &[2, 3]), rand(&mut r, &[2, 3])], |x| {
         gaussian_log_prob(t(&x[0], [2, 3]), t(&x[1], [2, 3]), tgt.clone().reshape([2, 3])).sum()
     });
-    check("kl_diag_normal_std_normal", vec![rand(&mut r, &[2, 3]), rand(&mut r, &[2, 3])], |x| kl_diag_normal_std_normal(t(&x[0], [2, 3]), t(&x[1], [2, 3])).sum());
-    check("diag_normal_log_prob", vec![rand(&mut r, &[2, 3]), rand(&mut r, &[2, 3]), rand(&mut r, &[2, 3])], |x| diag_normal_log_prob(t(&x[0], [2, 3]), t(&x[1], [2, 3]), t(&x[2], [2, 3])).sum());
+    check("kl_diag_normal_std_normal", vec![rand(&mut r, &[2, 3]), rand(&mut r, &[2, 3])], |x| {
+        kl_diag_normal_std_normal(t(&x[0], [2, 3]), t(&x[1], [2, 3])).sum()
+    });
+    check("diag_normal_log_prob", vec![rand(&mut r, &[2, 3]), rand(&mut r, &[2, 3]), rand(&mut r, &[2, 3])], |x| {
+        diag_normal_log_prob(t(&x[0], [2, 3]), t(&x[1], [2, 3]), t(&x[2], [2, 3])).sum()
+    });
     check("std_normal_log_prob", vec![rand(&mut r, &[2, 3])], |x| std_normal_log_prob(t(&x[0], [2, 3])).sum());
     let w = weights(&mut r, 2);
-    check("log_mean_exp", vec![rand(&mut r, &[4, 2])], |x| (log_mean_exp(t(&x[0], [4, 2]), 0).reshape([2]) * w.clone()).sum());
+    check("log_mean_exp", vec![rand(&mut r, &[4, 2])], |x| {
+        (log_mean_exp(t(&x[0], [4, 2]), 0).reshape([2]) * w.clone()).sum()
+    });
 }

@@ -176,7 +176,8 @@ impl Default for EvalConfig {
 impl Experiment {
     /// Reads `path`, applies `overrides` (`key.path=value`), and checks every field.
     pub fn load(path: &Path, overrides: &[String]) -> Result<Experiment, PipelineError> {
-        let text = std::fs::read_to_string(path).map_err(|e| PipelineError::Config(format!("{}: cannot read the experiment file: {e}", path.display())))?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| PipelineError::Config(format!("{}: cannot read the experiment file: {e}", path.display())))?;
         Self::parse(&text, path, overrides)
     }
 
@@ -201,7 +202,12 @@ impl Experiment {
         let model = match model {
             None => return Err(PipelineError::Config(format!("{}: missing section [model]", at(None)))),
             Some(toml::Value::Table(mut m)) => {
-                let family = m.remove("family").ok_or_else(|| PipelineError::Config(format!("{}: model.family is missing: expected \"vae\"", at(locate(text, "model")))))?;
+                let family = m.remove("family").ok_or_else(|| {
+                    PipelineError::Config(format!(
+                        "{}: model.family is missing: expected \"vae\"",
+                        at(locate(text, "model"))
+                    ))
+                })?;
                 match family.as_str() {
                     Some("vae") => ModelConfig::Vae(typed(toml::Value::Table(m), "model.", |p| at(locate(text, p)))?),
                     _ => {
@@ -212,10 +218,22 @@ impl Experiment {
                     }
                 }
             }
-            Some(other) => return Err(PipelineError::Config(format!("{}: model: expected a table, found {}", at(locate(text, "model")), other.type_str()))),
+            Some(other) => {
+                return Err(PipelineError::Config(format!(
+                    "{}: model: expected a table, found {}",
+                    at(locate(text, "model")),
+                    other.type_str()
+                )))
+            }
         };
         exp.eval.get_or_insert_with(EvalConfig::default);
-        let e = Experiment { problem: exp.problem, data: exp.data, model, train: exp.train, eval: exp.eval.take().expect("set above") };
+        let e = Experiment {
+            problem: exp.problem,
+            data: exp.data,
+            model,
+            train: exp.train,
+            eval: exp.eval.take().expect("set above"),
+        };
         e.validate().map_err(|(key, msg)| PipelineError::Config(format!("{}: {key}{msg}", at(locate(text, &key)))))?;
         Ok(e)
     }
@@ -287,7 +305,11 @@ struct ExperimentWithoutModel {
 }
 
 /// Deserialises `value` as `T`; the error names the key path (with `prefix`) and its location.
-fn typed<T: DeserializeOwned>(value: toml::Value, prefix: &str, at: impl Fn(&str) -> String) -> Result<T, PipelineError> {
+fn typed<T: DeserializeOwned>(
+    value: toml::Value,
+    prefix: &str,
+    at: impl Fn(&str) -> String,
+) -> Result<T, PipelineError> {
     serde_path_to_error::deserialize(value).map_err(|e| {
         let key = format!("{prefix}{}", e.path());
         let key = key.trim_end_matches('.').trim_end_matches("?").to_string();
@@ -304,9 +326,8 @@ fn typed<T: DeserializeOwned>(value: toml::Value, prefix: &str, at: impl Fn(&str
 /// Applies `key.path=value`; the value is read as TOML (`3`, `1e-3`, `"adam"`, `[1, 2]`), or as a
 /// string when it does not parse.
 pub fn apply_override(table: &mut toml::Table, spec: &str) -> Result<(), PipelineError> {
-    let (key, raw) = spec
-        .split_once('=')
-        .ok_or_else(|| PipelineError::Config(format!("--set {spec}: expected key.path=value")))?;
+    let (key, raw) =
+        spec.split_once('=').ok_or_else(|| PipelineError::Config(format!("--set {spec}: expected key.path=value")))?;
     let value: toml::Value = format!("v = {raw}")
         .parse::<toml::Table>()
         .ok()
@@ -320,9 +341,9 @@ pub fn apply_override(table: &mut toml::Table, spec: &str) -> Result<(), Pipelin
             return Ok(());
         }
         let next = cur.entry(p.to_string()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
-        cur = next
-            .as_table_mut()
-            .ok_or_else(|| PipelineError::Config(format!("--set {spec}: `{}` is not a table", parts[..=i].join("."))))?;
+        cur = next.as_table_mut().ok_or_else(|| {
+            PipelineError::Config(format!("--set {spec}: `{}` is not a table", parts[..=i].join(".")))
+        })?;
     }
     Ok(())
 }

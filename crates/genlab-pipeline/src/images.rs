@@ -1,8 +1,8 @@
 //! Image data for the trainer and for evaluation: the training batch source (loader, per-batch
 //! transforms, both resumable) and evaluation sets transformed once with a fixed seed.
 
-use crate::experiment::{DataConfig, Validation};
 use crate::error::Result;
+use crate::experiment::{DataConfig, Validation};
 use burn::tensor::{Device, TensorData};
 use burn::Tensor;
 use genlab_core::SeededRng;
@@ -37,7 +37,11 @@ pub fn load_splits(data: &DataConfig) -> Result<Splits> {
         }
         Validation { from, .. } => {
             let split = from.unwrap_or(Split::Test);
-            let eval = if split == Split::Train { train.clone() } else { Arc::new(data.dataset.load_images(split, &data.transforms)?) };
+            let eval = if split == Split::Train {
+                train.clone()
+            } else {
+                Arc::new(data.dataset.load_images(split, &data.transforms)?)
+            };
             let eval_rows = (0..eval.n).collect();
             Splits { train_rows: (0..train.n).collect(), train, eval, eval_rows }
         }
@@ -53,7 +57,14 @@ pub struct ImageBatches {
 }
 
 impl ImageBatches {
-    pub fn new(set: Arc<ImageSet>, rows: Vec<usize>, transforms: &[Transform], batch_size: usize, drop_last: bool, seed: u64) -> Self {
+    pub fn new(
+        set: Arc<ImageSet>,
+        rows: Vec<usize>,
+        transforms: &[Transform],
+        batch_size: usize,
+        drop_last: bool,
+        seed: u64,
+    ) -> Self {
         ImageBatches {
             set,
             loader: BatchLoader::new(rows, batch_size, true, drop_last, seed),
@@ -82,8 +93,10 @@ impl BatchSource for ImageBatches {
     }
 
     fn restore(&mut self, state: Value) -> std::result::Result<(), String> {
-        let loader: LoaderState = serde_json::from_value(state["loader"].clone()).map_err(|e| format!("loader state: {e}"))?;
-        self.rng = serde_json::from_value(state["transform_rng"].clone()).map_err(|e| format!("transform stream: {e}"))?;
+        let loader: LoaderState =
+            serde_json::from_value(state["loader"].clone()).map_err(|e| format!("loader state: {e}"))?;
+        self.rng =
+            serde_json::from_value(state["transform_rng"].clone()).map_err(|e| format!("transform stream: {e}"))?;
         self.loader.restore(loader);
         Ok(())
     }

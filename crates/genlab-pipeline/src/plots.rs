@@ -13,7 +13,8 @@ fn register_font() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
         // The vendored font is a valid TrueType file; failing to parse it is a build defect.
-        plotters::style::register_font("sans-serif", FontStyle::Normal, FONT).unwrap_or_else(|_| panic!("vendored DejaVuSans.ttf should parse"));
+        plotters::style::register_font("sans-serif", FontStyle::Normal, FONT)
+            .unwrap_or_else(|_| panic!("vendored DejaVuSans.ttf should parse"));
     });
 }
 
@@ -22,7 +23,11 @@ fn plot_err(path: &Path) -> impl Fn(String) -> PipelineError + '_ {
 }
 
 /// Draws into a temporary PNG beside `path`, then renames it into place.
-fn draw_png(path: &Path, size: (u32, u32), draw: impl FnOnce(&DrawingArea<BitMapBackend<'_>, plotters::coord::Shift>) -> std::result::Result<(), String>) -> Result<()> {
+fn draw_png(
+    path: &Path,
+    size: (u32, u32),
+    draw: impl FnOnce(&DrawingArea<BitMapBackend<'_>, plotters::coord::Shift>) -> std::result::Result<(), String>,
+) -> Result<()> {
     register_font();
     let tmp = genlab_core::atomic::temp_sibling(path).with_extension("png");
     {
@@ -42,7 +47,8 @@ pub struct Series<'a> {
 
 /// Line plot of one or more series against the step.
 pub fn line_plot(path: &Path, title: &str, y_label: &str, series: &[Series<'_>]) -> Result<()> {
-    let all: Vec<(f64, f64)> = series.iter().flat_map(|s| s.points.iter().copied()).filter(|p| p.1.is_finite()).collect();
+    let all: Vec<(f64, f64)> =
+        series.iter().flat_map(|s| s.points.iter().copied()).filter(|p| p.1.is_finite()).collect();
     if all.is_empty() {
         return Ok(());
     }
@@ -116,7 +122,10 @@ pub fn scatter_by_class(path: &Path, title: &str, points: &[(f32, f32, u32)], cl
         let classes = class_names.len().max(1);
         for c in 0..classes {
             let color = Palette99::pick(c).to_rgba();
-            let pts = points.iter().filter(|p| p.2 as usize == c).map(|&(x, y, _)| Circle::new((x, y), 2, color.mix(0.6).filled()));
+            let pts = points
+                .iter()
+                .filter(|p| p.2 as usize == c)
+                .map(|&(x, y, _)| Circle::new((x, y), 2, color.mix(0.6).filled()));
             let name = class_names.get(c).cloned().unwrap_or_default();
             chart
                 .draw_series(pts)
@@ -124,7 +133,12 @@ pub fn scatter_by_class(path: &Path, title: &str, points: &[(f32, f32, u32)], cl
                 .label(name)
                 .legend(move |(x, y)| Circle::new((x + 6, y), 4, color.filled()));
         }
-        chart.configure_series_labels().background_style(WHITE.mix(0.85)).border_style(BLACK).draw().map_err(|e| e.to_string())
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK)
+            .draw()
+            .map_err(|e| e.to_string())
     })
 }
 

@@ -57,7 +57,15 @@ pub fn write_report(r: &ReportInputs<'_>) -> Result<()> {
     let train_curve = pick("train", "loss", 1.0);
     let val_curve = pick("eval", "val_elbo", -1.0);
     let loss_png = r.run_dir.join("plots/loss.png");
-    line_plot(&loss_png, "Negative ELBO per example", "nats", &[Series { name: "train (dynamically binarised batches)", points: train_curve.clone() }, Series { name: "validation subset", points: val_curve }])?;
+    line_plot(
+        &loss_png,
+        "Negative ELBO per example",
+        "nats",
+        &[
+            Series { name: "train (dynamically binarised batches)", points: train_curve.clone() },
+            Series { name: "validation subset", points: val_curve },
+        ],
+    )?;
 
     let e = r.exp;
     let m = r.metrics;
@@ -99,19 +107,48 @@ pub fn write_report(r: &ReportInputs<'_>) -> Result<()> {
         r.info.data_shape.iter().product::<usize>()
     );
     let _ = writeln!(s, "## Training\n\n| | |\n|---|---|");
-    let _ = writeln!(s, "| data | {} ({} training examples, shape {:?}), transforms {:?} |", e.data.dataset.describe(), r.info.train_examples, r.info.data_shape, e.data.transforms);
+    let _ = writeln!(
+        s,
+        "| data | {} ({} training examples, shape {:?}), transforms {:?} |",
+        e.data.dataset.describe(),
+        r.info.train_examples,
+        r.info.data_shape,
+        e.data.transforms
+    );
     let ModelConfig::Vae(v) = &e.model;
-    let _ = writeln!(s, "| model | VAE, {:?} {}, latent {}, {:?} likelihood, beta {}; {} parameters |", v.architecture, match v.architecture {
-        genlab_models::vae::Architecture::Conv => format!("channels {:?}", v.channels),
-        genlab_models::vae::Architecture::Mlp => format!("hidden {:?}", v.hidden),
-    }, v.latent_dim, v.likelihood, v.beta, r.info.parameters);
+    let _ = writeln!(
+        s,
+        "| model | VAE, {:?} {}, latent {}, {:?} likelihood, beta {}; {} parameters |",
+        v.architecture,
+        match v.architecture {
+            genlab_models::vae::Architecture::Conv => format!("channels {:?}", v.channels),
+            genlab_models::vae::Architecture::Mlp => format!("hidden {:?}", v.hidden),
+        },
+        v.latent_dim,
+        v.likelihood,
+        v.beta,
+        r.info.parameters
+    );
     let epochs = t.steps as f64 * t.batch_size as f64 / r.info.train_examples.max(1) as f64;
     let _ = writeln!(s, "| steps | {} (batch {}, {:.1} epochs) |", t.steps, t.batch_size, epochs);
     let o = &t.optimizer;
-    let _ = writeln!(s, "| optimiser | {:?}, lr {:e}, betas {:?}, eps {:e}, weight decay {} |", o.kind, o.lr, o.betas, o.eps, o.weight_decay);
-    let _ = writeln!(s, "| schedule | {:?}, warm-up {} steps, ending at {} of the base rate |", t.schedule.kind, t.schedule.warmup, t.schedule.min_ratio);
+    let _ = writeln!(
+        s,
+        "| optimiser | {:?}, lr {:e}, betas {:?}, eps {:e}, weight decay {} |",
+        o.kind, o.lr, o.betas, o.eps, o.weight_decay
+    );
+    let _ = writeln!(
+        s,
+        "| schedule | {:?}, warm-up {} steps, ending at {} of the base rate |",
+        t.schedule.kind, t.schedule.warmup, t.schedule.min_ratio
+    );
     let _ = writeln!(s, "| clipping / EMA | {:?} / {:?} |", t.clip_grad_norm, t.ema);
-    let _ = writeln!(s, "| device | {} ({} CPU threads available) |", t.device, std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let _ = writeln!(
+        s,
+        "| device | {} ({} CPU threads available) |",
+        t.device,
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    );
     if let Some(secs) = r.info.train_seconds {
         let _ = writeln!(s, "| training time | {} ({:.2} steps/s) |", hms(secs), t.steps as f64 / secs.max(1e-9));
     }
@@ -126,7 +163,12 @@ pub fn write_report(r: &ReportInputs<'_>) -> Result<()> {
         let _ = writeln!(s, "**{title}**\n\n![{title}]({})\n", path.display());
     }
     let _ = writeln!(s, "## Files\n\n`experiment.toml` (the resolved experiment), `metrics.jsonl` (training log), `eval.json`, `checkpoints/latest/`.");
-    let _ = writeln!(s, "Reproduce: `genlab run {}/experiment.toml`; sample: `genlab sample {} -n 64 --seed 1 -o grid.png`.", r.run_dir.display(), r.run_dir.display());
+    let _ = writeln!(
+        s,
+        "Reproduce: `genlab run {}/experiment.toml`; sample: `genlab sample {} -n 64 --seed 1 -o grid.png`.",
+        r.run_dir.display(),
+        r.run_dir.display()
+    );
     genlab_core::atomic::write_atomic(&r.run_dir.join("report.md"), s.as_bytes())?;
     Ok(())
 }

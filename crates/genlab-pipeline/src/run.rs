@@ -61,12 +61,17 @@ impl RunInfo {
         run_dir.join("run.json")
     }
     fn save(&self, run_dir: &Path) -> Result<()> {
-        genlab_core::atomic::write_atomic(&Self::path(run_dir), &serde_json::to_vec_pretty(self).expect("run info should serialise"))?;
+        genlab_core::atomic::write_atomic(
+            &Self::path(run_dir),
+            &serde_json::to_vec_pretty(self).expect("run info should serialise"),
+        )?;
         Ok(())
     }
     pub fn load(run_dir: &Path) -> Result<Self> {
         let p = Self::path(run_dir);
-        let bytes = std::fs::read(&p).map_err(|e| PipelineError::Run(format!("{}: {e} (is {} a genlab run directory?)", p.display(), run_dir.display())))?;
+        let bytes = std::fs::read(&p).map_err(|e| {
+            PipelineError::Run(format!("{}: {e} (is {} a genlab run directory?)", p.display(), run_dir.display()))
+        })?;
         serde_json::from_slice(&bytes).map_err(|e| PipelineError::Run(format!("{}: {e}", p.display())))
     }
 }
@@ -149,7 +154,12 @@ fn execute(exp: Experiment, run_dir: PathBuf, mode: Mode, resuming: bool) -> Res
     );
     // Phase 4: training, with a validation ELBO and a sample grid at every evaluation step.
     let eval_set = EvalImages::new(&eval, &eval_rows, &exp.data.transforms, exp.eval.seed);
-    let periodic = EvalImages::new(&eval, &eval_rows[..exp.eval.periodic_examples.min(eval_rows.len())], &exp.data.transforms, exp.eval.seed);
+    let periodic = EvalImages::new(
+        &eval,
+        &eval_rows[..exp.eval.periodic_examples.min(eval_rows.len())],
+        &exp.data.transforms,
+        exp.eval.seed,
+    );
     let mut batches = ImageBatches::new(train, train_rows, &exp.data.transforms, t.batch_size, t.drop_last, t.seed);
     let trainer = Trainer::new(
         TrainerConfig {
@@ -177,7 +187,11 @@ fn execute(exp: Experiment, run_dir: PathBuf, mode: Mode, resuming: bool) -> Res
     })?;
     let (model, ema, elapsed) = match outcome {
         TrainOutcome::Interrupted { step, checkpoint } => {
-            eprintln!("interrupted: checkpoint {} written; continue with `genlab train --resume {}`", checkpoint.display(), run_dir.display());
+            eprintln!(
+                "interrupted: checkpoint {} written; continue with `genlab train --resume {}`",
+                checkpoint.display(),
+                run_dir.display()
+            );
             return Ok(Finished::Interrupted { run_dir, step });
         }
         TrainOutcome::Finished { model, ema, elapsed_s, .. } => (model, ema, elapsed_s),
@@ -194,19 +208,38 @@ fn execute(exp: Experiment, run_dir: PathBuf, mode: Mode, resuming: bool) -> Res
 }
 
 /// Runs the full evaluation protocol, writes `eval.json`, the figures and `report.md`.
-fn eval_and_report(exp: &Experiment, info: &RunInfo, vae: &Vae, set: &EvalImages, run_dir: &Path, device: &Device, started: Option<Instant>) -> Result<VaeMetrics> {
+fn eval_and_report(
+    exp: &Experiment,
+    info: &RunInfo,
+    vae: &Vae,
+    set: &EvalImages,
+    run_dir: &Path,
+    device: &Device,
+    started: Option<Instant>,
+) -> Result<VaeMetrics> {
     let e = &exp.eval;
     let set_n = e.examples.map_or(set.n, |n| n.min(set.n));
     let subset;
     let set = if set_n < set.n {
-        subset = EvalImages { data: set.data[..set_n * set.shape.iter().product::<usize>()].to_vec(), labels: set.labels.as_ref().map(|l| l[..set_n].to_vec()), n: set_n, shape: set.shape };
+        subset = EvalImages {
+            data: set.data[..set_n * set.shape.iter().product::<usize>()].to_vec(),
+            labels: set.labels.as_ref().map(|l| l[..set_n].to_vec()),
+            n: set_n,
+            shape: set.shape,
+        };
         &subset
     } else {
         set
     };
     let metrics = evaluate(vae, set, e.iwae_k, e.batch_size, e.seed, device, Some("evaluate"));
-    eprintln!("test: ELBO {:.2} nats, NLL (IWAE k={}) {:.2} nats, {} examples, {:.0}s", metrics.elbo_nats, metrics.iwae_k, metrics.nll_nats, metrics.examples, metrics.seconds);
-    genlab_core::atomic::write_atomic(&run_dir.join("eval.json"), &serde_json::to_vec_pretty(&metrics).expect("metrics should serialise"))?;
+    eprintln!(
+        "test: ELBO {:.2} nats, NLL (IWAE k={}) {:.2} nats, {} examples, {:.0}s",
+        metrics.elbo_nats, metrics.iwae_k, metrics.nll_nats, metrics.examples, metrics.seconds
+    );
+    genlab_core::atomic::write_atomic(
+        &run_dir.join("eval.json"),
+        &serde_json::to_vec_pretty(&metrics).expect("metrics should serialise"),
+    )?;
     let figs = figures(vae, set, &info.class_names, e.samples, e.seed, device, run_dir)?;
     let wall_seconds = started.map(|t| t.elapsed().as_secs_f64());
     write_report(&ReportInputs { exp, info, metrics: &metrics, figures: &figs, run_dir, wall_seconds })?;
@@ -221,7 +254,9 @@ pub fn load_eval_model(run_dir: &Path, device: Option<DeviceSpec>) -> Result<(Ex
     }
     let info = RunInfo::load(run_dir)?;
     let device = exp.train.device.device()?;
-    let dir = latest_checkpoint(run_dir)?.ok_or_else(|| PipelineError::Run(format!("{}: no checkpoint yet (checkpoints/latest is missing)", run_dir.display())))?;
+    let dir = latest_checkpoint(run_dir)?.ok_or_else(|| {
+        PipelineError::Run(format!("{}: no checkpoint yet (checkpoints/latest is missing)", run_dir.display()))
+    })?;
     let ckpt = read_checkpoint(&dir)?;
     let (weights, file): (&NamedTensors, &str) = match &ckpt.ema {
         Some(e) => (e, "ema.safetensors"),

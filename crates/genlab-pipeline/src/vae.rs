@@ -28,7 +28,15 @@ pub struct VaeMetrics {
 
 /// Evaluates `vae` on every example of `set`, `batch` examples at a time; `k = 0` skips the IWAE
 /// bound. `label`, when given, shows a progress bar.
-pub fn evaluate(vae: &Vae, set: &EvalImages, k: usize, batch: usize, seed: u64, device: &Device, label: Option<&str>) -> VaeMetrics {
+pub fn evaluate(
+    vae: &Vae,
+    set: &EvalImages,
+    k: usize,
+    batch: usize,
+    seed: u64,
+    device: &Device,
+    label: Option<&str>,
+) -> VaeMetrics {
     let started = std::time::Instant::now();
     let mut rng = SeededRng::stream(seed, IWAE_STREAM);
     let (mut elbo, mut iwae) = (0.0f64, 0.0f64);
@@ -48,7 +56,13 @@ pub fn evaluate(vae: &Vae, set: &EvalImages, k: usize, batch: usize, seed: u64, 
     }
     progress.finish();
     let n = set.n.max(1) as f64;
-    VaeMetrics { elbo_nats: elbo / n, nll_nats: -iwae / n, iwae_k: k, examples: set.n, seconds: started.elapsed().as_secs_f64() }
+    VaeMetrics {
+        elbo_nats: elbo / n,
+        nll_nats: -iwae / n,
+        iwae_k: k,
+        examples: set.n,
+        seconds: started.elapsed().as_secs_f64(),
+    }
 }
 
 /// The evaluation noise's stream, apart from training's streams.
@@ -68,7 +82,15 @@ pub fn sample_grid(vae: &Vae, n: usize, seed: u64, device: &Device, path: &Path)
 }
 
 /// The figures of a finished run, written under `run_dir`; returns (title, relative path) pairs.
-pub fn figures(vae: &Vae, set: &EvalImages, class_names: &[String], samples: usize, seed: u64, device: &Device, run_dir: &Path) -> Result<Vec<(String, PathBuf)>> {
+pub fn figures(
+    vae: &Vae,
+    set: &EvalImages,
+    class_names: &[String],
+    samples: usize,
+    seed: u64,
+    device: &Device,
+    run_dir: &Path,
+) -> Result<Vec<(String, PathBuf)>> {
     let mut out = Vec::new();
     let rel = |p: &str| PathBuf::from(p);
     sample_grid(vae, samples, seed, device, &run_dir.join("samples/samples.png"))?;
@@ -88,7 +110,10 @@ pub fn figures(vae: &Vae, set: &EvalImages, class_names: &[String], samples: usi
     }
     let rows = ImageBatch::new(inter, 2 * n, rec.channels, rec.height, rec.width);
     save_grid(&rows, 8, &run_dir.join("samples/reconstructions.png"))?;
-    out.push(("Test images (odd rows) and their reconstructions (even rows)".to_string(), rel("samples/reconstructions.png")));
+    out.push((
+        "Test images (odd rows) and their reconstructions (even rows)".to_string(),
+        rel("samples/reconstructions.png"),
+    ));
 
     // Interpolations: 8 pairs of test images, 10 steps between their posterior means.
     if set.n >= 16 {
@@ -119,8 +144,16 @@ pub fn figures(vae: &Vae, set: &EvalImages, class_names: &[String], samples: usi
                 let mu = to_f32_vec(mu);
                 pts.extend((s..e).map(|i| (mu[2 * (i - s)], mu[2 * (i - s) + 1], labels[i])));
             }
-            scatter_by_class(&run_dir.join("plots/latent.png"), "Posterior means of the test set, by class", &pts, class_names)?;
-            out.push(("The 2-D latent space: test posterior means coloured by class".to_string(), rel("plots/latent.png")));
+            scatter_by_class(
+                &run_dir.join("plots/latent.png"),
+                "Posterior means of the test set, by class",
+                &pts,
+                class_names,
+            )?;
+            out.push((
+                "The 2-D latent space: test posterior means coloured by class".to_string(),
+                rel("plots/latent.png"),
+            ));
         }
     }
     Ok(out)

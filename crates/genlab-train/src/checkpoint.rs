@@ -144,7 +144,8 @@ mod tests {
         assert!(latest.ends_with("step-000300"));
         let c = read_checkpoint(&latest).unwrap();
         assert_eq!(c.model.get("w").unwrap().data, vec![300.0, 1.0]);
-        let names: Vec<_> = std::fs::read_dir(checkpoints_dir(d.path())).unwrap().map(|e| e.unwrap().file_name()).collect();
+        let names: Vec<_> =
+            std::fs::read_dir(checkpoints_dir(d.path())).unwrap().map(|e| e.unwrap().file_name()).collect();
         assert_eq!(names.len(), 3, "two checkpoints and `latest`: {names:?}");
     }
 }

@@ -4,9 +4,9 @@
 //! weights are forgotten quickly.
 
 use crate::params::flat_params;
-use burn::module::{Module, ModuleMapper, Param};
+use burn::module::{Module, ParamId};
 use burn::Tensor;
-use genlab_core::tensors::ModulePath;
+use genlab_core::params::{map_params, ParamMapper};
 use std::collections::HashMap;
 
 pub struct Ema<M> {
@@ -33,37 +33,28 @@ impl<M: Module> Ema<M> {
         let d = self.current_decay();
         self.updates += 1;
         let live = flat_params(live);
-        let mut m = EmaMapper { live, path: ModulePath::default(), decay: d };
-        self.model = self.model.clone().map(&mut m);
+        let mut m = EmaMapper { live, decay: d };
+        self.model = map_params(self.model.clone(), &mut m);
     }
 }
 
 struct EmaMapper {
     live: HashMap<String, Tensor<1>>,
-    path: ModulePath,
     decay: f64,
 }
 
-impl ModuleMapper for EmaMapper {
-    fn enter_module(&mut self, name: &str, container_type: &str) {
-        self.path.enter(name, container_type);
-    }
-    fn exit_module(&mut self, _: &str, _: &str) {
-        self.path.exit();
-    }
-    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
-        let (id, tensor, mapper) = param.consume();
-        let key = self.path.key();
-        let live = self.live.remove(&key).expect("the EMA copy should have the live model's parameters");
-        let dims = tensor.dims();
-        let updated = tensor * self.decay + live.reshape(dims) * (1.0 - self.decay);
-        Param::from_mapped_value(id, updated, mapper)
+impl ParamMapper for EmaMapper {
+    fn map<const D: usize>(&mut self, path: &str, _: ParamId, ema: Tensor<D>) -> Tensor<D> {
+        let live = self.live.remove(path).expect("the EMA copy should have the live model's parameters");
+        let dims = ema.dims();
+        ema * self.decay + live.reshape(dims) * (1.0 - self.decay)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use burn::module::Param;
     use burn::tensor::{Device, TensorData};
 
     #[derive(Module, Debug)]

@@ -27,11 +27,7 @@ impl MetricLog {
             }
             genlab_core::atomic::write_atomic(path, text.as_bytes())?;
         }
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .map_err(genlab_core::CoreError::io(path))?;
+        let file = OpenOptions::new().create(true).append(true).open(path).map_err(genlab_core::CoreError::io(path))?;
         Ok(MetricLog { path: path.to_path_buf(), file })
     }
 

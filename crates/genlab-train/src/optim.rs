@@ -9,11 +9,11 @@
 
 use crate::error::{Result, TrainError};
 use crate::params::restore_like;
-use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
+use burn::module::{Module, ParamId};
 use burn::optim::GradientsParams;
 use burn::tensor::Gradients;
 use burn::Tensor;
-use genlab_core::tensors::ModulePath;
+use genlab_core::params::{map_params, visit_params, ParamMapper, ParamVisitor};
 use genlab_core::tensors::{HostTensor, NamedTensors};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -49,7 +49,13 @@ fn default_eps() -> f64 {
 
 impl Default for OptimizerConfig {
     fn default() -> Self {
-        OptimizerConfig { kind: OptimizerKind::Adam, lr: 1e-3, betas: default_betas(), eps: default_eps(), weight_decay: 0.0 }
+        OptimizerConfig {
+            kind: OptimizerKind::Adam,
+            lr: 1e-3,
+            betas: default_betas(),
+            eps: default_eps(),
+            weight_decay: 0.0,
+        }
     }
 }
 
@@ -140,13 +146,12 @@ impl Optimizer {
         let mut mapper = AdamMapper {
             grads: &mut grads,
             state: &mut self.state,
-            path: ModulePath::default(),
             config: self.config,
             lr: self.lr,
             t: self.updates,
             clip_scale,
         };
-        module.map(&mut mapper)
+        map_params(module, &mut mapper)
     }
 
     /// The state as named tensors: `{path}.exp_avg` and `{path}.exp_avg_sq`.
@@ -158,7 +163,13 @@ impl Optimizer {
     }
 
     /// Restores the state written by [`Optimizer::state_tensors`].
-    pub fn load_state(&mut self, prefix: &str, tensors: &NamedTensors, updates: u64, device: &burn::tensor::Device) -> Result<()> {
+    pub fn load_state(
+        &mut self,
+        prefix: &str,
+        tensors: &NamedTensors,
+        updates: u64,
+        device: &burn::tensor::Device,
+    ) -> Result<()> {
         self.state.clear();
         self.updates = updates;
         for (name, t) in &tensors.0 {
@@ -167,14 +178,16 @@ impl Optimizer {
                 .rsplit_once('.')
                 .ok_or_else(|| TrainError::Source(format!("optimiser state tensor `{name}` has no field suffix")))?;
             let value: Tensor<1> = t.to_tensor(device);
-            let entry = self.state.entry(path.to_string()).or_insert_with(|| Moments {
-                exp_avg: value.clone(),
-                exp_avg_sq: value.clone(),
-            });
+            let entry = self
+                .state
+                .entry(path.to_string())
+                .or_insert_with(|| Moments { exp_avg: value.clone(), exp_avg_sq: value.clone() });
             match which {
                 "exp_avg" => entry.exp_avg = value,
                 "exp_avg_sq" => entry.exp_avg_sq = value,
-                _ => return Err(TrainError::Source(format!("optimiser state tensor `{name}`: unknown field `{which}`"))),
+                _ => {
+                    return Err(TrainError::Source(format!("optimiser state tensor `{name}`: unknown field `{which}`")))
+                }
             }
         }
         Ok(())
@@ -220,13 +233,13 @@ impl Optimizers {
 }
 
 fn global_grad_norm<M: Module>(module: &M, grads: &GradientsParams) -> f64 {
-    struct V<'a> {
+    struct SumSq<'a> {
         grads: &'a GradientsParams,
         sq: Option<Tensor<1>>,
     }
-    impl ModuleVisitor for V<'_> {
-        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-            if let Some(g) = self.grads.get::<D>(param.id) {
+    impl ParamVisitor for SumSq<'_> {
+        fn visit<const D: usize>(&mut self, _: &str, id: ParamId, _: Tensor<D>) {
+            if let Some(g) = self.grads.get::<D>(id) {
                 let s = g.powi_scalar(2).sum();
                 self.sq = Some(match self.sq.take() {
                     Some(acc) => acc + s,
@@ -235,32 +248,24 @@ fn global_grad_norm<M: Module>(module: &M, grads: &GradientsParams) -> f64 {
             }
         }
     }
-    let mut v = V { grads, sq: None };
-    module.visit(&mut v);
+    let mut v = SumSq { grads, sq: None };
+    visit_params(module, &mut v);
     v.sq.map_or(0.0, |s| (s.into_scalar::<f32>() as f64).sqrt())
 }
 
 struct AdamMapper<'a> {
     grads: &'a mut GradientsParams,
     state: &'a mut HashMap<String, Moments>,
-    path: ModulePath,
     config: OptimizerConfig,
     lr: f64,
     t: u64,
     clip_scale: f64,
 }
 
-impl ModuleMapper for AdamMapper<'_> {
-    fn enter_module(&mut self, name: &str, container_type: &str) {
-        self.path.enter(name, container_type);
-    }
-    fn exit_module(&mut self, _: &str, _: &str) {
-        self.path.exit();
-    }
-    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
-        let (id, tensor, mapper) = param.consume();
+impl ParamMapper for AdamMapper<'_> {
+    fn map<const D: usize>(&mut self, path: &str, id: ParamId, tensor: Tensor<D>) -> Tensor<D> {
         let Some(grad) = self.grads.remove::<D>(id) else {
-            return Param::from_mapped_value(id, tensor, mapper);
+            return tensor;
         };
         let dims = tensor.dims();
         let n = tensor.shape().num_elements();
@@ -277,8 +282,7 @@ impl ModuleMapper for AdamMapper<'_> {
                 OptimizerKind::Adamw => p = p * (1.0 - self.lr * c.weight_decay),
             }
         }
-        let key = self.path.key();
-        let m = match self.state.remove(&key) {
+        let m = match self.state.remove(path) {
             Some(m) => Moments {
                 exp_avg: m.exp_avg * b1 + g.clone() * (1.0 - b1),
                 exp_avg_sq: m.exp_avg_sq * b2 + g.powi_scalar(2) * (1.0 - b2),
@@ -289,9 +293,8 @@ impl ModuleMapper for AdamMapper<'_> {
         let bc2 = 1.0 - b2.powi(self.t as i32);
         let denom = m.exp_avg_sq.clone().sqrt() / bc2.sqrt() + c.eps;
         let p = p - m.exp_avg.clone() / denom * (self.lr / bc1);
-        self.state.insert(key, m);
-        let updated = restore_like(&tensor, p.reshape(dims));
-        Param::from_mapped_value(id, updated, mapper)
+        self.state.insert(path.to_string(), m);
+        restore_like(&tensor, p.reshape(dims))
     }
 }
 
@@ -299,6 +302,8 @@ impl ModuleMapper for AdamMapper<'_> {
 mod tests {
     use super::*;
     use burn::tensor::{Device, TensorData};
+
+    use burn::module::Param;
 
     #[derive(Module, Debug)]
     struct Pair {
@@ -319,7 +324,13 @@ mod tests {
     }
 
     /// Adam in float64 on the host, as torch.optim.Adam/AdamW write it.
-    fn reference(x0: &[f64], grad: impl Fn(&[f64]) -> Vec<f64>, c: OptimizerConfig, steps: usize, clip: Option<f64>) -> Vec<f64> {
+    fn reference(
+        x0: &[f64],
+        grad: impl Fn(&[f64]) -> Vec<f64>,
+        c: OptimizerConfig,
+        steps: usize,
+        clip: Option<f64>,
+    ) -> Vec<f64> {
         let mut x = x0.to_vec();
         let (mut m, mut v) = (vec![0.0; x.len()], vec![0.0; x.len()]);
         for t in 1..=steps {
@@ -359,7 +370,13 @@ mod tests {
             .map(f64::from)
             .collect();
         let x0 = [1.0, -2.0, 0.5, 0.25, -1.0, 3.0];
-        let want = reference(&x0, |x| vec![2.0 * x[0], 2.0 * x[1], x[2] * x[2], x[3] * x[3], x[4] * x[4], x[5] * x[5]], c, 5, clip);
+        let want = reference(
+            &x0,
+            |x| vec![2.0 * x[0], 2.0 * x[1], x[2] * x[2], x[3] * x[3], x[4] * x[4], x[5] * x[5]],
+            c,
+            5,
+            clip,
+        );
         for (g, w) in got.iter().zip(&want) {
             assert!((g - w).abs() < 1e-5, "{c:?} clip {clip:?}: got {got:?}, want {want:?}");
         }
@@ -369,7 +386,10 @@ mod tests {
     fn adam_and_adamw_match_a_float64_reference() {
         run(OptimizerConfig { lr: 0.1, ..Default::default() }, None);
         run(OptimizerConfig { lr: 0.05, weight_decay: 0.1, ..Default::default() }, None);
-        run(OptimizerConfig { kind: OptimizerKind::Adamw, lr: 0.05, weight_decay: 0.3, betas: [0.8, 0.99], eps: 1e-6 }, None);
+        run(
+            OptimizerConfig { kind: OptimizerKind::Adamw, lr: 0.05, weight_decay: 0.3, betas: [0.8, 0.99], eps: 1e-6 },
+            None,
+        );
         run(OptimizerConfig { lr: 0.1, ..Default::default() }, Some(0.5));
     }
 

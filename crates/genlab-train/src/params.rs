@@ -1,33 +1,23 @@
-//! Module traversals by field path, shared by the optimisers and the EMA.
+//! Module traversals shared by the optimisers and the EMA.
 
-use burn::module::{Module, ModuleVisitor, Param};
+use burn::module::{Module, ParamId};
 use burn::Tensor;
-use genlab_core::tensors::ModulePath;
+use genlab_core::params::{visit_params, ParamVisitor};
 use std::collections::HashMap;
 
 /// The current value of every float parameter, flattened, without autodiff, by field path.
 pub fn flat_params<M: Module>(module: &M) -> HashMap<String, Tensor<1>> {
-    #[derive(Default)]
-    struct V {
-        path: ModulePath,
-        out: HashMap<String, Tensor<1>>,
-    }
-    impl ModuleVisitor for V {
-        fn enter_module(&mut self, name: &str, container_type: &str) {
-            self.path.enter(name, container_type);
-        }
-        fn exit_module(&mut self, _: &str, _: &str) {
-            self.path.exit();
-        }
-        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-            let t = param.val().inner();
+    struct Flat(HashMap<String, Tensor<1>>);
+    impl ParamVisitor for Flat {
+        fn visit<const D: usize>(&mut self, path: &str, _: ParamId, value: Tensor<D>) {
+            let t = value.inner();
             let n = t.shape().num_elements();
-            self.out.insert(self.path.key(), t.reshape([n]));
+            self.0.insert(path.to_string(), t.reshape([n]));
         }
     }
-    let mut v = V::default();
-    module.visit(&mut v);
-    v.out
+    let mut f = Flat(HashMap::new());
+    visit_params(module, &mut f);
+    f.0
 }
 
 /// Puts an updated value (computed without autodiff) back into a parameter, keeping whether it

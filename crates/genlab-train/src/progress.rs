@@ -17,16 +17,25 @@ pub struct Progress {
 impl Progress {
     /// A progress display that shows nothing (for jobs too short to be worth a bar).
     pub fn hidden() -> Self {
-        Progress { bar: None, total: 0, start_pos: 0, started: Instant::now(), label: String::new(), next_line: u64::MAX }
+        Progress {
+            bar: None,
+            total: 0,
+            start_pos: 0,
+            started: Instant::now(),
+            label: String::new(),
+            next_line: u64::MAX,
+        }
     }
 
     pub fn new(label: &str, total: u64, position: u64) -> Self {
         let bar = std::io::stderr().is_terminal().then(|| {
             let b = ProgressBar::new(total);
             b.set_style(
-                ProgressStyle::with_template("{prefix} {bar:30.cyan/blue} {pos}/{len} [{elapsed_precise}<{eta_precise}, {per_sec}] {msg}")
-                    .expect("the progress template should parse")
-                    .progress_chars("=> "),
+                ProgressStyle::with_template(
+                    "{prefix} {bar:30.cyan/blue} {pos}/{len} [{elapsed_precise}<{eta_precise}, {per_sec}] {msg}",
+                )
+                .expect("the progress template should parse")
+                .progress_chars("=> "),
             );
             b.set_prefix(label.to_string());
             b.set_position(position);

@@ -104,7 +104,15 @@ impl Trainer {
     /// Trains `model` from step 0, or from the run's latest checkpoint when `resume` is set.
     /// `evaluate` receives the weights to evaluate (the EMA copy when EMA is on) and returns
     /// named metrics to log.
-    pub fn fit<M, S, E>(&self, mut model: M, mut optimizers: Optimizers, source: &mut S, resume: bool, device: &Device, mut evaluate: E) -> Result<TrainOutcome<M>>
+    pub fn fit<M, S, E>(
+        &self,
+        mut model: M,
+        mut optimizers: Optimizers,
+        source: &mut S,
+        resume: bool,
+        device: &Device,
+        mut evaluate: E,
+    ) -> Result<TrainOutcome<M>>
     where
         M: TrainStep,
         S: BatchSource<Batch = M::Batch>,
@@ -142,7 +150,13 @@ impl Trainer {
         let mut progress = Progress::new(&cfg.label, cfg.steps, start);
         let started = Instant::now();
         let mut window = Window::default();
-        let checkpoint = |model: &M, ema: &Option<Ema<M>>, optimizers: &Optimizers, source: &S, rng: &SeededRng, step: u64, elapsed: f64| {
+        let checkpoint = |model: &M,
+                          ema: &Option<Ema<M>>,
+                          optimizers: &Optimizers,
+                          source: &S,
+                          rng: &SeededRng,
+                          step: u64,
+                          elapsed: f64| {
             let mut optim = NamedTensors::default();
             for o in optimizers.iter() {
                 o.state_tensors(&format!("{}.", o.name), &mut optim);
@@ -184,7 +198,11 @@ impl Trainer {
             if let Some(e) = ema.as_mut() {
                 e.update(&model);
             }
-            window.add(&out, optimizers.iter().next().map(|o| o.lr()).unwrap_or(0.0), optimizers.iter().find_map(|o| o.last_grad_norm()));
+            window.add(
+                &out,
+                optimizers.iter().next().map(|o| o.lr()).unwrap_or(0.0),
+                optimizers.iter().find_map(|o| o.last_grad_norm()),
+            );
             progress.update(step, &format!("loss {:.4}", out.loss));
             let elapsed = elapsed_before + started.elapsed().as_secs_f64();
             if step % cfg.log_every.max(1) == 0 || step == cfg.steps {

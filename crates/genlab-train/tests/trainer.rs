@@ -6,7 +6,10 @@ use burn::module::{Module, Param};
 use burn::tensor::{Device, TensorData};
 use burn::Tensor;
 use genlab_core::tensors::to_f32_vec;
-use genlab_train::{BatchSource, Optimizer, OptimizerConfig, Optimizers, Schedule, StepContext, StepOutput, TrainOutcome, TrainStep, Trainer, TrainerConfig};
+use genlab_train::{
+    BatchSource, Optimizer, OptimizerConfig, Optimizers, Schedule, StepContext, StepOutput, TrainOutcome, TrainStep,
+    Trainer, TrainerConfig,
+};
 use serde_json::Value;
 
 #[derive(Module, Debug)]
@@ -194,7 +197,14 @@ fn non_finite_loss_names_the_step_and_keeps_the_checkpoint() {
     let run = tempfile::tempdir().unwrap();
     let m = Exploding { w: Param::from_data(TensorData::new(vec![0.0f32], [1]), &dev) };
     let cfg = TrainerConfig { checkpoint_every: 5, ..config(30) };
-    let err = match Trainer::new(cfg, run.path()).fit(m, Optimizers::single(OptimizerConfig { lr: 10.0, ..Default::default() }, None), &mut Blows, false, &dev, |_, _| Ok(vec![])) {
+    let err = match Trainer::new(cfg, run.path()).fit(
+        m,
+        Optimizers::single(OptimizerConfig { lr: 10.0, ..Default::default() }, None),
+        &mut Blows,
+        false,
+        &dev,
+        |_, _| Ok(vec![]),
+    ) {
         Err(e) => e.to_string(),
         Ok(_) => panic!("should stop"),
     };

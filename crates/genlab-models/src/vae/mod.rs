@@ -13,7 +13,10 @@ use burn::tensor::activation::sigmoid;
 use burn::tensor::{Device, TensorData};
 use burn::Tensor;
 use genlab_core::SeededRng;
-use genlab_nn::distributions::{bernoulli_log_prob, diag_normal_log_prob, gaussian_log_prob, kl_diag_normal_std_normal, log_mean_exp, std_normal_log_prob};
+use genlab_nn::distributions::{
+    bernoulli_log_prob, diag_normal_log_prob, gaussian_log_prob, kl_diag_normal_std_normal, log_mean_exp,
+    std_normal_log_prob,
+};
 use genlab_train::{StepContext, StepOutput, TrainStep};
 use networks::{Decoder, Encoder, ImageShape};
 use serde::{Deserialize, Serialize};
@@ -95,7 +98,8 @@ impl VaeConfig {
     /// Builds the model for data of `shape` (`[channels, height, width]`), drawing the initial
     /// weights from `seed`.
     pub fn init(&self, shape: ImageShape, seed: u64, device: &Device) -> Result<Vae, ModelError> {
-        let bad = |field, value: String, expected: &str| Err(ModelError::Config { field, value, expected: expected.into() });
+        let bad =
+            |field, value: String, expected: &str| Err(ModelError::Config { field, value, expected: expected.into() });
         if self.latent_dim == 0 {
             return bad("latent_dim", "0".into(), "expected at least 1");
         }
@@ -121,7 +125,11 @@ impl VaeConfig {
             Architecture::Conv => {
                 let down = 1usize << self.channels.len();
                 if self.channels.is_empty() || self.channels.iter().any(|&c| c == 0) {
-                    return bad("channels", format!("{:?}", self.channels), "expected at least one filter count, each at least 1");
+                    return bad(
+                        "channels",
+                        format!("{:?}", self.channels),
+                        "expected at least one filter count, each at least 1",
+                    );
                 }
                 if shape[1] % down != 0 || shape[2] % down != 0 {
                     return bad(
@@ -258,10 +266,7 @@ impl TrainStep for Vae {
         let shown = Tensor::cat(vec![loss.clone().detach(), ll.detach(), kl.detach()], 0);
         let model = ctx.optimizers.get("model").backward_step(self, loss);
         let v = genlab_core::tensors::to_f32_vec(shown);
-        let out = StepOutput {
-            loss: v[0] as f64,
-            scalars: vec![("log_likelihood", v[1] as f64), ("kl", v[2] as f64)],
-        };
+        let out = StepOutput { loss: v[0] as f64, scalars: vec![("log_likelihood", v[1] as f64), ("kl", v[2] as f64)] };
         (model, out)
     }
 }

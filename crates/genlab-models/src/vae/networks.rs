@@ -60,7 +60,11 @@ impl Encoder {
         let dims: Vec<usize> = std::iter::once(d_in).chain(hidden.iter().copied()).collect();
         let layers = dims.windows(2).map(|w| linear(rng, w[0], w[1], dev)).collect();
         let last = *dims.last().expect("dims holds at least the input size");
-        Encoder::Mlp(MlpEncoder { hidden: layers, mu: linear(rng, last, latent, dev), logvar: linear(rng, last, latent, dev) })
+        Encoder::Mlp(MlpEncoder {
+            hidden: layers,
+            mu: linear(rng, last, latent, dev),
+            logvar: linear(rng, last, latent, dev),
+        })
     }
 
     pub fn conv(rng: &mut SeededRng, shape: ImageShape, channels: &[usize], latent: usize, dev: &Device) -> Self {
@@ -68,7 +72,9 @@ impl Encoder {
         let convs = channels
             .iter()
             .map(|&c| {
-                let cfg = Conv2dConfig::new([c_in, c], [4, 4]).with_stride([2, 2]).with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1));
+                let cfg = Conv2dConfig::new([c_in, c], [4, 4])
+                    .with_stride([2, 2])
+                    .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1));
                 c_in = c;
                 conv2d(rng, &cfg, dev)
             })

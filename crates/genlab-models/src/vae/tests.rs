@@ -49,7 +49,8 @@ impl Ref64 {
                             for kx in 0..4 {
                                 let (iy, ix) = ((2 * yy + ky) as isize - 1, (2 * xx + kx) as isize - 1);
                                 if iy >= 0 && ix >= 0 && (iy as usize) < h && (ix as usize) < w {
-                                    acc += x[(i * h + iy as usize) * w + ix as usize] * wt[((o * c + i) * 4 + ky) * 4 + kx];
+                                    acc += x[(i * h + iy as usize) * w + ix as usize]
+                                        * wt[((o * c + i) * 4 + ky) * 4 + kx];
                                 }
                             }
                         }
@@ -74,7 +75,8 @@ impl Ref64 {
                             for kx in 0..4 {
                                 let (oy, ox) = ((2 * yy + ky) as isize - 1, (2 * xx + kx) as isize - 1);
                                 if oy >= 0 && ox >= 0 && (oy as usize) < oh && (ox as usize) < ow {
-                                    y[(o * oh + oy as usize) * ow + ox as usize] += x[(i * h + yy) * w + xx] * wt[((i * oc + o) * 4 + ky) * 4 + kx];
+                                    y[(o * oh + oy as usize) * ow + ox as usize] +=
+                                        x[(i * h + yy) * w + xx] * wt[((i * oc + o) * 4 + ky) * 4 + kx];
                                 }
                             }
                         }
@@ -125,7 +127,13 @@ fn bernoulli64(logits: &[f64], x: &[f64]) -> f64 {
     logits.iter().zip(x).map(|(&l, &x)| x * l - (l.max(0.0) + (-l.abs()).exp().ln_1p())).sum()
 }
 
-fn check_elbo_and_iwae(cfg: VaeConfig, shape: [usize; 3], conv_layers: usize, hidden: usize, start: (usize, usize, usize)) {
+fn check_elbo_and_iwae(
+    cfg: VaeConfig,
+    shape: [usize; 3],
+    conv_layers: usize,
+    hidden: usize,
+    start: (usize, usize, usize),
+) {
     let vae = cfg.init(shape, 5, &dev()).unwrap();
     let r = Ref64 { w: NamedTensors::from_module(&vae) };
     let (n, len, l) = (3, shape.iter().product::<usize>(), cfg.latent_dim);
@@ -191,7 +199,13 @@ fn iwae_bound_tightens_with_k() {
 #[test]
 fn loss_gradients_match_finite_differences() {
     let ad = Device::flex().autodiff();
-    let cfg = VaeConfig { architecture: Architecture::Conv, latent_dim: 2, channels: vec![2, 3], likelihood: Likelihood::Gaussian { sigma: None }, ..Default::default() };
+    let cfg = VaeConfig {
+        architecture: Architecture::Conv,
+        latent_dim: 2,
+        channels: vec![2, 3],
+        likelihood: Likelihood::Gaussian { sigma: None },
+        ..Default::default()
+    };
     let vae = cfg.init([1, 4, 4], 7, &ad).unwrap();
     let mut rng = SeededRng::new(8);
     let x = rng.uniform_vec(2 * 16);
@@ -208,7 +222,16 @@ fn loss_gradients_match_finite_differences() {
     let et = Tensor::from_data(TensorData::new(eps.clone(), [2, 2]), &ad);
     let (loss, _, _) = vae.loss(xt, et);
     let grads = loss.backward();
-    for name in ["encoder.convs.0.weight", "encoder.convs.1.bias", "encoder.mu.weight", "encoder.logvar.bias", "decoder.fc.weight", "decoder.deconvs.0.weight", "decoder.deconvs.1.bias", "log_sigma"] {
+    for name in [
+        "encoder.convs.0.weight",
+        "encoder.convs.1.bias",
+        "encoder.mu.weight",
+        "encoder.logvar.bias",
+        "decoder.fc.weight",
+        "decoder.deconvs.0.weight",
+        "decoder.deconvs.1.bias",
+        "log_sigma",
+    ] {
         let g = param_grad(&vae, name, &grads).unwrap_or_else(|| panic!("no gradient for {name}"));
         let len = base.get(name).unwrap().data.len();
         for idx in [0, len / 2, len - 1] {
@@ -224,31 +247,24 @@ fn loss_gradients_match_finite_differences() {
     }
 }
 
-/// The gradient of the parameter at `path`, read through a path visitor.
+/// The gradient of the parameter at `path`.
 fn param_grad(vae: &Vae, path: &str, grads: &burn::tensor::Gradients) -> Option<Vec<f32>> {
-    use burn::module::ModuleVisitor;
-    struct V<'a> {
-        path: genlab_core::tensors::ModulePath,
+    use genlab_core::params::{visit_params, ParamVisitor};
+    struct Find<'a> {
         want: &'a str,
         grads: &'a burn::tensor::Gradients,
         out: Option<Vec<f32>>,
     }
-    impl ModuleVisitor for V<'_> {
-        fn enter_module(&mut self, n: &str, c: &str) {
-            self.path.enter(n, c);
-        }
-        fn exit_module(&mut self, _: &str, _: &str) {
-            self.path.exit();
-        }
-        fn visit_float<const D: usize>(&mut self, p: &Param<Tensor<D>>) {
-            if self.path.key() == self.want {
-                self.out = p.val().grad(self.grads).map(to_f32_vec);
+    impl ParamVisitor for Find<'_> {
+        fn visit<const D: usize>(&mut self, path: &str, _: burn::module::ParamId, value: Tensor<D>) {
+            if path == self.want {
+                self.out = value.grad(self.grads).map(to_f32_vec);
             }
         }
     }
-    let mut v = V { path: Default::default(), want: path, grads, out: None };
-    vae.visit(&mut v);
-    v.out
+    let mut f = Find { want: path, grads, out: None };
+    visit_params(vae, &mut f);
+    f.out
 }
 
 #[test]
@@ -276,7 +292,10 @@ fn overfits_one_batch() {
 fn bad_configs_name_the_field() {
     let e = VaeConfig { latent_dim: 0, ..Default::default() }.init([1, 28, 28], 0, &dev()).unwrap_err().to_string();
     assert!(e.starts_with("model.latent_dim = 0"), "{e}");
-    let e = VaeConfig { channels: vec![8, 8, 8], ..Default::default() }.init([1, 28, 28], 0, &dev()).unwrap_err().to_string();
+    let e = VaeConfig { channels: vec![8, 8, 8], ..Default::default() }
+        .init([1, 28, 28], 0, &dev())
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("divisible by 8") && e.contains("28x28"), "{e}");
 }
 
