@@ -4,7 +4,7 @@ interleaved on the same machine, several rounds; prints a table of median step t
 Usage (from the repository root, with PyTorch importable by PYTHON):
     cargo build --release -p genlab-bench
     PYTHON=/path/to/venv/bin/python python3 bench/compare.py [--rounds 5] [--steps 30]
-For the libtorch column, also build `target/release-tch/vae-step` as BENCHMARKS.md describes.
+For the libtorch column, also build `target/tch/release/vae-step` as BENCHMARKS.md describes.
 Not part of the test suite."""
 import argparse
 import os
@@ -33,7 +33,7 @@ def main():
     python = os.environ.get("PYTHON", sys.executable)
     steps = ["--warmup", str(a.warmup), "--steps", str(a.steps)]
     jobs = [("genlab flex", [os.path.join(ROOT, "target/release/vae-step"), "--device", "flex", *steps], None)]
-    tch = os.path.join(ROOT, "target/release-tch/vae-step")
+    tch = os.path.join(ROOT, "target/tch/release/vae-step")
     if os.path.exists(tch):
         import torch  # noqa: F401  (only to find its lib/ directory)
         env = dict(os.environ)
