@@ -77,18 +77,41 @@ pub enum TrainOutcome<M> {
 }
 
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+static TRAINING: AtomicBool = AtomicBool::new(false);
 
-/// Makes Ctrl-C (SIGINT) request a checkpoint and a clean stop; a second Ctrl-C exits at once.
+/// Makes Ctrl-C (SIGINT) during training request a checkpoint and a clean stop; a second Ctrl-C,
+/// or one outside training (evaluation, figures), exits at once: there is nothing to save then,
+/// and every file genlab writes is written atomically.
 pub fn install_interrupt_handler() {
     static ONCE: OnceLock<()> = OnceLock::new();
     ONCE.get_or_init(|| {
         let _ = ctrlc::set_handler(|| {
+            if !TRAINING.load(Ordering::SeqCst) {
+                eprintln!("\ninterrupted");
+                std::process::exit(130);
+            }
             if INTERRUPTED.swap(true, Ordering::SeqCst) {
                 eprintln!("\nsecond interrupt: exiting without a checkpoint (the last one is intact)");
                 std::process::exit(130);
             }
         });
     });
+}
+
+/// Marks the span of [`Trainer::fit`]'s loop for the interrupt handler.
+struct TrainingSpan;
+
+impl TrainingSpan {
+    fn enter() -> Self {
+        TRAINING.store(true, Ordering::SeqCst);
+        TrainingSpan
+    }
+}
+
+impl Drop for TrainingSpan {
+    fn drop(&mut self) {
+        TRAINING.store(false, Ordering::SeqCst);
+    }
 }
 
 pub struct Trainer {
@@ -147,6 +170,7 @@ impl Trainer {
         }
         let mut log = MetricLog::open(&self.run_dir.join("metrics.jsonl"), resume.then_some(start))?;
         install_interrupt_handler();
+        let _span = TrainingSpan::enter();
         let mut progress = Progress::new(&cfg.label, cfg.steps, start);
         let started = Instant::now();
         let mut window = Window::default();

@@ -39,7 +39,15 @@ pub enum Likelihood {
     Bernoulli,
     /// Gaussian with the decoder's mean and one learned standard deviation shared by all pixels
     /// (the "sigma-VAE" of Rybkin et al. 2021), or a fixed one when `sigma` is given.
-    Gaussian { sigma: Option<f64> },
+    Gaussian(GaussianLikelihood),
+}
+
+/// The Gaussian likelihood's settings (a struct of its own so unknown keys are rejected).
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GaussianLikelihood {
+    /// A fixed standard deviation; learned when absent.
+    pub sigma: Option<f64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -106,7 +114,7 @@ impl VaeConfig {
         if !(self.beta >= 0.0 && self.beta.is_finite()) {
             return bad("beta", self.beta.to_string(), "expected a finite number >= 0");
         }
-        if let Likelihood::Gaussian { sigma: Some(s) } = self.likelihood {
+        if let Likelihood::Gaussian(GaussianLikelihood { sigma: Some(s) }) = self.likelihood {
             if !(s > 0.0 && s.is_finite()) {
                 return bad("likelihood.sigma", s.to_string(), "expected a positive number");
             }
@@ -146,7 +154,7 @@ impl VaeConfig {
         };
         let log_sigma = match self.likelihood {
             Likelihood::Bernoulli => None,
-            Likelihood::Gaussian { sigma } => {
+            Likelihood::Gaussian(GaussianLikelihood { sigma }) => {
                 let p = Param::from_data(TensorData::new(vec![sigma.map_or(0.0, f64::ln) as f32], [1]), device);
                 Some(if sigma.is_some() { p.set_require_grad(false) } else { p })
             }

@@ -203,7 +203,7 @@ fn loss_gradients_match_finite_differences() {
         architecture: Architecture::Conv,
         latent_dim: 2,
         channels: vec![2, 3],
-        likelihood: Likelihood::Gaussian { sigma: None },
+        likelihood: Likelihood::Gaussian(GaussianLikelihood { sigma: None }),
         ..Default::default()
     };
     let vae = cfg.init([1, 4, 4], 7, &ad).unwrap();
@@ -305,4 +305,57 @@ fn same_seed_same_model() {
     let b = NamedTensors::from_module(&VaeConfig::default().init([1, 28, 28], 3, &dev()).unwrap());
     assert_eq!(a, b);
     assert_eq!(a.0.len(), 14, "{:?}", a.0.keys());
+}
+
+#[test]
+fn likelihood_forms_parse_as_the_readme_writes_them() {
+    #[derive(serde::Deserialize)]
+    struct H {
+        likelihood: Likelihood,
+    }
+    let parse = |s: &str| toml::from_str::<H>(s).map(|h| h.likelihood).map_err(|e| e.to_string());
+    assert_eq!(parse(r#"likelihood = "bernoulli""#), Ok(Likelihood::Bernoulli));
+    assert_eq!(
+        parse("likelihood = { gaussian = { sigma = 0.1 } }"),
+        Ok(Likelihood::Gaussian(GaussianLikelihood { sigma: Some(0.1) }))
+    );
+    assert_eq!(parse("likelihood = { gaussian = {} }"), Ok(Likelihood::Gaussian(GaussianLikelihood { sigma: None })));
+    assert!(parse("likelihood = { gaussian = { sigma = 0.1, mu = 2 } }").unwrap_err().contains("unknown field `mu`"));
+}
+
+#[test]
+fn gaussian_vae_learns_its_sigma() {
+    use genlab_train::{OptimizerConfig, Optimizers};
+    let ad = Device::flex().autodiff();
+    let cfg = VaeConfig {
+        architecture: Architecture::Mlp,
+        latent_dim: 4,
+        hidden: vec![32],
+        likelihood: Likelihood::Gaussian(GaussianLikelihood { sigma: None }),
+        ..Default::default()
+    };
+    let mut vae = cfg.init([1, 4, 4], 0, &ad).unwrap();
+    let mut r = SeededRng::new(1);
+    let x: Tensor<4> = Tensor::from_data(
+        TensorData::new(
+            r.uniform_vec(32 * 16).into_iter().map(|u| 0.5 + 0.05 * u).collect::<Vec<f32>>(),
+            [32, 1, 4, 4],
+        ),
+        &ad,
+    );
+    let mut opt = Optimizers::single(OptimizerConfig { lr: 1e-2, ..Default::default() }, None);
+    for step in 1..=300 {
+        let mut ctx = StepContext { optimizers: &mut opt, rng: &mut r, step, device: &ad };
+        vae = vae.train_step(x.clone(), &mut ctx).0;
+    }
+    // The data's spread around its mean is about 0.05 / sqrt(12) ~ 0.014: sigma should shrink from 1 toward it.
+    let sigma = to_f32_vec(vae.log_sigma.as_ref().unwrap().val())[0].exp();
+    assert!(sigma < 0.2, "learned sigma {sigma}");
+    // A fixed sigma stays fixed.
+    let fixed = VaeConfig { likelihood: Likelihood::Gaussian(GaussianLikelihood { sigma: Some(0.3) }), ..cfg }
+        .init([1, 4, 4], 0, &ad)
+        .unwrap();
+    let l = fixed.loss(x.clone(), normal(&mut r, [32, 4], &ad)).0;
+    let g = param_grad(&fixed, "log_sigma", &l.backward());
+    assert!(g.is_none(), "a fixed sigma gets no gradient");
 }
