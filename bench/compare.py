@@ -35,7 +35,6 @@ def main():
     jobs = [("genlab flex", [os.path.join(ROOT, "target/release/vae-step"), "--device", "flex", *steps], None)]
     tch = os.path.join(ROOT, "target/tch/release/vae-step")
     if os.path.exists(tch):
-        import torch  # noqa: F401  (only to find its lib/ directory)
         env = dict(os.environ)
         lib = subprocess.run([python, "-c", "import torch, os; print(os.path.join(os.path.dirname(torch.__file__), 'lib'))"],
                              capture_output=True, text=True).stdout.strip()

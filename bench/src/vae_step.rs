@@ -23,7 +23,11 @@ fn main() {
     };
     let spec: DeviceSpec = arg("--device", "flex").parse().unwrap_or_else(|e| fail(&format!("{e}")));
     let warmup: usize = arg("--warmup", "5").parse().unwrap_or_else(|_| fail("--warmup: expected a count"));
-    let steps: usize = arg("--steps", "30").parse().unwrap_or_else(|_| fail("--steps: expected a count"));
+    let steps: usize = arg("--steps", "30")
+        .parse()
+        .ok()
+        .filter(|&n| n > 0)
+        .unwrap_or_else(|| fail("--steps: expected a count of at least 1"));
     let device = spec.autodiff_device().unwrap_or_else(|e| fail(&e.to_string()));
     let cfg = VaeConfig {
         architecture: Architecture::Conv,

@@ -49,8 +49,8 @@ enum Command {
         device: Option<DeviceSpec>,
         #[arg(long)]
         run_dir: Option<PathBuf>,
-        /// Continue this run directory from `checkpoints/latest`.
-        #[arg(long, value_name = "RUN", conflicts_with_all = ["file", "set", "run_dir"])]
+        /// Continue this run directory from `checkpoints/latest` (`--set` changes its experiment).
+        #[arg(long, value_name = "RUN", conflicts_with_all = ["file", "run_dir"])]
         resume: Option<PathBuf>,
     },
     /// The evaluation protocol on a run's latest weights (writes eval.json and report.md).
@@ -121,7 +121,7 @@ fn run() -> anyhow::Result<ExitCode> {
             &RunOptions { run_dir: a.run_dir, device: a.device, overrides: a.set },
             Mode::Run,
         )?),
-        Command::Train { resume: Some(run), device, .. } => finished(genlab_pipeline::resume(&run, device)?),
+        Command::Train { resume: Some(run), device, set, .. } => finished(genlab_pipeline::resume(&run, device, &set)?),
         Command::Train { file: Some(file), set, device, run_dir, resume: None } => {
             finished(genlab_pipeline::start(&file, &RunOptions { run_dir, device, overrides: set }, Mode::Train)?)
         }

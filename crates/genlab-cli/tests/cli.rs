@@ -16,7 +16,7 @@ const SMALL: &str = r#"
 [problem]
 name = "small"
 task = "test"
-goal = { metric = "nll_nats", below = 1000.0 }
+goal = { metric = "nll_nats", below = 400.0 }
 
 [data]
 dataset = "mnist"
@@ -54,9 +54,12 @@ fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
-/// Runs genlab expecting failure: exit code 1, exactly one `error:` line naming `want`, no panic.
+/// Runs genlab expecting failure: exit code 1, exactly one `error:` line naming `want`, no panic,
+/// and no run directory left behind (it runs in an empty directory, where `runs/` would appear).
 fn fails_with(args: &[&str], want: &[&str]) -> String {
-    let o = genlab().args(args).output().unwrap();
+    let cwd = tempfile::tempdir().unwrap();
+    let o = genlab().current_dir(cwd.path()).args(args).output().unwrap();
+    assert_eq!(std::fs::read_dir(cwd.path()).unwrap().count(), 0, "a failed command should leave nothing behind");
     let err = stderr(&o);
     assert_eq!(o.status.code(), Some(1), "should exit 1: {err}");
     assert!(!err.contains("panicked"), "must not panic: {err}");
@@ -76,7 +79,11 @@ fn latest_step(run: &Path) -> Option<u64> {
 #[test]
 fn issue2_resume_after_sigkill_is_bit_for_bit() {
     let d = tempfile::tempdir().unwrap();
-    let cfg = write_config(d.path(), &SMALL.replace("steps = 60", "steps = 150"));
+    // 600 training images: 18 batches an epoch, so the kill and the resume cross epoch boundaries.
+    let cfg = write_config(
+        d.path(),
+        &SMALL.replace("steps = 60", "steps = 150").replace("[data]", "[data]\nvalidation = { fraction = 0.99 }"),
+    );
     let whole = d.path().join("whole");
     let o = genlab().args(["train", cfg.to_str().unwrap(), "--run-dir", whole.to_str().unwrap()]).output().unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
@@ -127,11 +134,14 @@ fn issue2_run_writes_report_samples_and_plots() {
     assert!(o.status.success(), "{}", stderr(&o));
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(out.contains("goal MET"), "{out}");
+    let eval: serde_json::Value = serde_json::from_slice(&std::fs::read(run.join("eval.json")).unwrap()).unwrap();
+    let nll = eval["nll_nats"].as_f64().unwrap();
+    assert!(nll > 50.0 && nll < 400.0 && eval["examples"] == 100, "a trained model's NLL: {eval}");
     let report = std::fs::read_to_string(run.join("report.md")).unwrap();
     for want in [
         "# small",
         "**Goal.** MET",
-        "test NLL, IWAE bound with k = 4",
+        "NLL, minus the IWAE bound with k = 4",
         "![loss curve](plots/loss.png)",
         "samples/reconstructions.png",
         "| device | flex",

@@ -79,10 +79,19 @@ impl BatchLoader {
         &self.state
     }
 
-    /// Continues from a saved state.
-    pub fn restore(&mut self, state: LoaderState) {
+    /// Continues from a saved state. Fails when the state cannot belong to this loader's data
+    /// (its position lies beyond the end of an epoch).
+    pub fn restore(&mut self, state: LoaderState) -> Result<(), String> {
+        if state.position > self.indices.len() {
+            return Err(format!(
+                "the saved loader position {} is beyond the {} examples of this dataset: the data changed since the checkpoint",
+                state.position,
+                self.indices.len()
+            ));
+        }
         self.state = state;
         self.draw_order();
+        Ok(())
     }
 }
 
@@ -112,10 +121,21 @@ mod tests {
         }
         let saved = serde_json::to_string(a.state()).unwrap();
         let mut b = BatchLoader::new((0..17).collect(), 4, true, false, 9);
-        b.restore(serde_json::from_str(&saved).unwrap());
+        b.restore(serde_json::from_str(&saved).unwrap()).unwrap();
         for _ in 0..12 {
             assert_eq!(a.next_batch(), b.next_batch());
         }
+    }
+
+    #[test]
+    fn a_state_from_other_data_is_refused() {
+        let mut big = BatchLoader::new((0..100).collect(), 30, true, false, 1);
+        for _ in 0..3 {
+            big.next_batch();
+        }
+        let mut small = BatchLoader::new((0..50).collect(), 30, true, false, 1);
+        let e = small.restore(big.state().clone()).unwrap_err();
+        assert!(e.contains("position 90") && e.contains("50 examples"), "{e}");
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Transforms, in the order the experiment lists them. Pixels arrive as 0..=255; a scale transform
 //! maps them to [0, 1] or [-1, 1]. `resize` is applied once when the dataset is loaded (it is
-//! deterministic); the others are applied to every batch, drawing from the loader's seeded stream.
+//! deterministic); the others are applied to every batch, drawing from the caller's seeded stream
+//! (the training batch source keeps one in its checkpointed state).
 
 use crate::image_set::LabelledBatch;
 use genlab_core::SeededRng;

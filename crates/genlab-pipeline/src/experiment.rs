@@ -5,7 +5,8 @@
 use crate::error::PipelineError;
 use genlab_core::DeviceSpec;
 use genlab_data::{DatasetSource, Split, Transform};
-use genlab_models::vae::VaeConfig;
+use genlab_models::vae::{Likelihood, VaeConfig};
+use genlab_models::ModelError;
 use genlab_train::{OptimizerConfig, Schedule};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -273,9 +274,46 @@ impl Experiment {
             (None, Some(f)) => return err("data.validation.fraction", format!(" = {f}: expected a value in (0, 1)")),
             _ => return err("data.validation", ": expected { from = \"test\" } or { fraction = 0.1 }".into()),
         }
+        for (key, v) in [
+            ("train.log_every", t.log_every),
+            ("train.checkpoint_every", t.checkpoint_every),
+            ("train.eval_every", t.eval_every.unwrap_or(1)),
+        ] {
+            if v == 0 {
+                return err(key, " = 0: expected at least 1".into());
+            }
+        }
+        if t.keep_checkpoints == 0 {
+            return err("train.keep_checkpoints", " = 0: expected at least 1".into());
+        }
         let e = &self.eval;
-        if e.iwae_k == 0 || e.batch_size == 0 {
-            return err("eval", ": iwae_k and batch_size must be at least 1".into());
+        for (key, v) in [
+            ("eval.iwae_k", e.iwae_k),
+            ("eval.batch_size", e.batch_size),
+            ("eval.samples", e.samples),
+            ("eval.periodic_examples", e.periodic_examples),
+            ("eval.examples", e.examples.unwrap_or(1)),
+        ] {
+            if v == 0 {
+                return err(key, " = 0: expected at least 1".into());
+            }
+        }
+        if let Some(g) = self.problem.goal {
+            if g.below.is_none() && g.above.is_none() {
+                return err("problem.goal", ": expected a bound, `below = ...` or `above = ...`".into());
+            }
+        }
+        let ModelConfig::Vae(v) = &self.model;
+        v.check().map_err(|e| match e {
+            ModelError::Config { field, value, expected } => {
+                (format!("model.{field}"), format!(" = {value}: {expected}"))
+            }
+        })?;
+        if v.likelihood == Likelihood::Bernoulli && !self.data.transforms.contains(&Transform::ScaleUnit) {
+            return err(
+                "model.likelihood",
+                " = \"bernoulli\": needs pixels in [0, 1]; add \"scale_unit\" to data.transforms".into(),
+            );
         }
         Ok(())
     }

@@ -1,7 +1,7 @@
 //! Image data for the trainer and for evaluation: the training batch source (loader, per-batch
 //! transforms, both resumable) and evaluation sets transformed once with a fixed seed.
 
-use crate::error::Result;
+use crate::error::{PipelineError, Result};
 use crate::experiment::{DataConfig, Validation};
 use burn::tensor::{Device, TensorData};
 use burn::Tensor;
@@ -26,7 +26,14 @@ const HOLDOUT_SEED: u64 = 0x601d;
 
 pub fn load_splits(data: &DataConfig) -> Result<Splits> {
     let train = Arc::new(data.dataset.load_images(Split::Train, &data.transforms)?);
-    Ok(match data.validation {
+    let splits = match data.validation {
+        Validation { fraction: Some(_), .. } if train.n < 2 => {
+            return Err(PipelineError::Config(format!(
+                "data.validation.fraction: {} has {} example(s); holding some out needs at least 2",
+                data.dataset.describe(),
+                train.n
+            )))
+        }
         Validation { fraction: Some(f), .. } => {
             let mut rows: Vec<usize> = (0..train.n).collect();
             SeededRng::new(HOLDOUT_SEED).shuffle(&mut rows);
@@ -45,7 +52,17 @@ pub fn load_splits(data: &DataConfig) -> Result<Splits> {
             let eval_rows = (0..eval.n).collect();
             Splits { train_rows: (0..train.n).collect(), train, eval, eval_rows }
         }
-    })
+    };
+    let shape = |s: &ImageSet| [s.channels, s.height, s.width];
+    if shape(&splits.eval) != shape(&splits.train) {
+        return Err(PipelineError::Config(format!(
+            "{}: the evaluation split's images are {:?} (channels, height, width) but the training split's are {:?}; add a resize transform",
+            data.dataset.describe(),
+            shape(&splits.eval),
+            shape(&splits.train)
+        )));
+    }
+    Ok(splits)
 }
 
 /// Training batches: shuffled rows, the experiment's per-batch transforms, uploaded to the device.
@@ -97,8 +114,7 @@ impl BatchSource for ImageBatches {
             serde_json::from_value(state["loader"].clone()).map_err(|e| format!("loader state: {e}"))?;
         self.rng =
             serde_json::from_value(state["transform_rng"].clone()).map_err(|e| format!("transform stream: {e}"))?;
-        self.loader.restore(loader);
-        Ok(())
+        self.loader.restore(loader)
     }
 }
 

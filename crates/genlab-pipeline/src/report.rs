@@ -24,8 +24,8 @@ pub struct ReportInputs<'a> {
 pub fn goal_verdict(exp: &Experiment, m: &VaeMetrics) -> Option<String> {
     let g = exp.problem.goal?;
     let (name, value) = match g.metric {
-        GoalMetric::NllNats => ("test NLL (nats)", m.nll_nats),
-        GoalMetric::NegElboNats => ("test negative ELBO (nats)", -m.elbo_nats),
+        GoalMetric::NllNats => ("NLL on the evaluation split (nats)", m.nll_nats),
+        GoalMetric::NegElboNats => ("negative ELBO on the evaluation split (nats)", -m.elbo_nats),
     };
     let below_ok = g.below.is_none_or(|b| value < b);
     let above_ok = g.above.is_none_or(|a| value > a);
@@ -37,6 +37,15 @@ pub fn goal_verdict(exp: &Experiment, m: &VaeMetrics) -> Option<String> {
     };
     let verdict = if below_ok && above_ok { "MET" } else { "NOT MET" };
     Some(format!("{verdict}: {name} = {value:.2}, goal {bound}"))
+}
+
+/// The evaluation split, in words.
+fn split_name(e: &Experiment) -> String {
+    match (e.data.validation.fraction, e.data.validation.from) {
+        (Some(f), _) => format!("a fixed {:.0}% held out of the training set", f * 100.0),
+        (None, Some(genlab_data::Split::Train)) => "the training split itself".into(),
+        (None, _) => "the dataset's test split".into(),
+    }
 }
 
 fn hms(s: f64) -> String {
@@ -57,12 +66,18 @@ pub fn write_report(r: &ReportInputs<'_>) -> Result<()> {
     let train_curve = pick("train", "loss", 1.0);
     let val_curve = pick("eval", "val_elbo", -1.0);
     let loss_png = r.run_dir.join("plots/loss.png");
+    let ModelConfig::Vae(vc) = &r.exp.model;
+    let title = if vc.beta == 1.0 {
+        "Loss: negative ELBO per example".to_string()
+    } else {
+        format!("Loss: -log p(x|z) + {} KL per example (the validation curve is the negative ELBO)", vc.beta)
+    };
     line_plot(
         &loss_png,
-        "Negative ELBO per example",
+        &title,
         "nats",
         &[
-            Series { name: "train (dynamically binarised batches)", points: train_curve.clone() },
+            Series { name: "training batches", points: train_curve.clone() },
             Series { name: "validation subset", points: val_curve },
         ],
     )?;
@@ -83,25 +98,22 @@ pub fn write_report(r: &ReportInputs<'_>) -> Result<()> {
             let _ = writeln!(s, "**Goal.** none set in `[problem]`\n");
         }
     }
-    let _ = writeln!(s, "## Metrics\n\n| metric | value |\n|---|---|");
-    let _ = writeln!(s, "| test NLL, IWAE bound with k = {} (nats per example) | {:.2} |", m.iwae_k, m.nll_nats);
-    let _ = writeln!(s, "| test ELBO (nats per example) | {:.2} |", m.elbo_nats);
+    let _ = writeln!(s, "## Metrics, on {}\n\n| metric | value |\n|---|---|", split_name(e));
+    let _ = writeln!(s, "| NLL, minus the IWAE bound with k = {} (nats per example) | {:.2} |", m.iwae_k, m.nll_nats);
+    let _ = writeln!(s, "| ELBO (nats per example) | {:.2} |", m.elbo_nats);
     let _ = writeln!(s, "| evaluation examples | {} |", m.examples);
     if let Some(last) = train_curve.last() {
-        let _ = writeln!(s, "| final training loss, negative ELBO (nats) | {:.2} |", last.1);
+        let _ = writeln!(s, "| final training loss (nats, mean of the last logged window) | {:.2} |", last.1);
     }
     let _ = writeln!(s);
     let _ = writeln!(
         s,
         "Protocol: {} weights of the last checkpoint; the evaluation split ({}) transformed once with evaluation seed {} \
-         (so a binarised test set is the same for every run); ELBO with one reparameterised sample and the analytic KL; \
+         (so a binarised evaluation set is the same for every run); ELBO with one reparameterised sample and the analytic KL; \
          NLL as minus the importance-weighted bound of Burda et al. (2016) with k = {} posterior samples per example. \
          Both are in nats per example (divide by {} for nats per pixel).\n",
         if t.ema.is_some() { "EMA" } else { "final" },
-        match e.data.validation.fraction {
-            Some(f) => format!("a fixed {:.0}% held out of the training set", f * 100.0),
-            None => "the dataset's test split".into(),
-        },
+        split_name(e),
         e.eval.seed,
         m.iwae_k,
         r.info.data_shape.iter().product::<usize>()

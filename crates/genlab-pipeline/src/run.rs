@@ -90,27 +90,37 @@ pub fn fresh_run_dir(base: &Path) -> Result<PathBuf> {
     Ok(dir)
 }
 
+/// Where a run goes: a new directory (made only once data and model are ready, so a mistake
+/// leaves nothing behind), or an existing run being resumed.
+enum Target {
+    Fresh(PathBuf),
+    Resume(PathBuf),
+}
+
 /// `genlab run FILE` (mode Run) and `genlab train FILE` (mode Train).
 pub fn start(file: &Path, opts: &RunOptions, mode: Mode) -> Result<Finished> {
     let mut exp = Experiment::load(file, &opts.overrides)?;
     if let Some(d) = opts.device {
         exp.train.device = d;
     }
-    let run_dir = fresh_run_dir(opts.run_dir.as_deref().unwrap_or(&exp.default_run_dir()))?;
-    genlab_core::atomic::write_atomic(&run_dir.join("experiment.toml"), exp.to_toml().as_bytes())?;
-    eprintln!("run directory: {}", run_dir.display());
-    execute(exp, run_dir, mode, false)
+    let base = opts.run_dir.clone().unwrap_or_else(|| exp.default_run_dir());
+    execute(exp, Target::Fresh(base), mode)
 }
 
-/// `genlab train --resume RUN`: continues from the latest checkpoint, then runs the phases the run
-/// was started with.
-pub fn resume(run_dir: &Path, device: Option<DeviceSpec>) -> Result<Finished> {
-    let mut exp = Experiment::load(&run_dir.join("experiment.toml"), &[])?;
+/// `genlab train --resume RUN [--set key=value]`: continues from the latest checkpoint, then runs
+/// the phases the run was started with. Overrides (a lower learning rate after a divergence, more
+/// steps) are written into the run's `experiment.toml`.
+pub fn resume(run_dir: &Path, device: Option<DeviceSpec>, overrides: &[String]) -> Result<Finished> {
+    let file = run_dir.join("experiment.toml");
+    let mut exp = Experiment::load(&file, overrides)?;
+    if !overrides.is_empty() {
+        genlab_core::atomic::write_atomic(&file, exp.to_toml().as_bytes())?;
+    }
     if let Some(d) = device {
         exp.train.device = d;
     }
     let info = RunInfo::load(run_dir)?;
-    execute(exp, run_dir.to_path_buf(), info.mode, true)
+    execute(exp, Target::Resume(run_dir.to_path_buf()), info.mode)
 }
 
 fn build_vae(exp: &Experiment, shape: [usize; 3], device: &Device) -> Result<Vae> {
@@ -118,7 +128,7 @@ fn build_vae(exp: &Experiment, shape: [usize; 3], device: &Device) -> Result<Vae
     Ok(cfg.init(shape, exp.train.seed, device)?)
 }
 
-fn execute(exp: Experiment, run_dir: PathBuf, mode: Mode, resuming: bool) -> Result<Finished> {
+fn execute(exp: Experiment, target: Target, mode: Mode) -> Result<Finished> {
     let wall = Instant::now();
     let t = &exp.train;
     let device = t.device.autodiff_device()?;
@@ -130,6 +140,15 @@ fn execute(exp: Experiment, run_dir: PathBuf, mode: Mode, resuming: bool) -> Res
     let shape = [train.channels, train.height, train.width];
     // Phase 3: model.
     let model = build_vae(&exp, shape, &device)?;
+    let (run_dir, resuming) = match target {
+        Target::Fresh(base) => {
+            let dir = fresh_run_dir(&base)?;
+            genlab_core::atomic::write_atomic(&dir.join("experiment.toml"), exp.to_toml().as_bytes())?;
+            eprintln!("run directory: {}", dir.display());
+            (dir, false)
+        }
+        Target::Resume(dir) => (dir, true),
+    };
     let mut info = RunInfo {
         mode,
         data_shape: shape,
@@ -178,11 +197,19 @@ fn execute(exp: Experiment, run_dir: PathBuf, mode: Mode, resuming: bool) -> Res
     let optimizers = Optimizers::single(t.optimizer, t.clip_grad_norm);
     let eval_device = device.clone().inner();
     let samples_n = exp.eval.samples;
+    let symmetric = exp.data.transforms.contains(&genlab_data::Transform::ScaleSymmetric);
     let samples_dir = run_dir.join("samples");
     let outcome = trainer.fit(model, optimizers, &mut batches, resuming, &device, |step, m: &Vae| {
-        let v = evaluate(m, &periodic, 0, exp.eval.batch_size.max(100), exp.eval.seed, &eval_device, None);
-        sample_grid(m, samples_n, exp.eval.seed, &eval_device, &samples_dir.join(format!("step-{step:06}.png")))
-            .map_err(|e| genlab_train::TrainError::Eval { step, reason: e.to_string() })?;
+        let v = evaluate(m, &periodic, 0, exp.eval.batch_size, exp.eval.seed, &eval_device, None);
+        sample_grid(
+            m,
+            samples_n,
+            exp.eval.seed,
+            symmetric,
+            &eval_device,
+            &samples_dir.join(format!("step-{step:06}.png")),
+        )
+        .map_err(|e| genlab_train::TrainError::Eval { step, reason: e.to_string() })?;
         Ok(vec![("val_elbo".to_string(), v.elbo_nats)])
     })?;
     let (model, ema, elapsed) = match outcome {
@@ -240,7 +267,8 @@ fn eval_and_report(
         &run_dir.join("eval.json"),
         &serde_json::to_vec_pretty(&metrics).expect("metrics should serialise"),
     )?;
-    let figs = figures(vae, set, &info.class_names, e.samples, e.seed, device, run_dir)?;
+    let symmetric = exp.data.transforms.contains(&genlab_data::Transform::ScaleSymmetric);
+    let figs = figures(vae, set, &info.class_names, e.samples, e.seed, symmetric, device, run_dir)?;
     let wall_seconds = started.map(|t| t.elapsed().as_secs_f64());
     write_report(&ReportInputs { exp, info, metrics: &metrics, figures: &figs, run_dir, wall_seconds })?;
     Ok(metrics)
@@ -279,6 +307,7 @@ pub fn sample_run(run_dir: &Path, n: usize, seed: u64, out: &Path, device: Optio
     if n == 0 {
         return Err(PipelineError::Config("-n 0: expected at least one sample".into()));
     }
-    let (_, _, vae, device) = load_eval_model(run_dir, device)?;
-    sample_grid(&vae, n, seed, &device, out)
+    let (exp, _, vae, device) = load_eval_model(run_dir, device)?;
+    let symmetric = exp.data.transforms.contains(&genlab_data::Transform::ScaleSymmetric);
+    sample_grid(&vae, n, seed, symmetric, &device, out)
 }

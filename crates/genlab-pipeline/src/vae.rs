@@ -68,50 +68,56 @@ pub fn evaluate(
 /// The evaluation noise's stream, apart from training's streams.
 const IWAE_STREAM: u64 = 0x1a3e;
 
-fn host_images(t: Tensor<4>) -> ImageBatch {
+/// Images on the host in [0, 1] for drawing; `symmetric` data ([-1, 1]) is mapped there first.
+fn host_images(t: Tensor<4>, symmetric: bool) -> ImageBatch {
     let [n, c, h, w] = t.dims();
+    let t = if symmetric { (t + 1.0) * 0.5 } else { t };
     ImageBatch::new(to_f32_vec(t), n, c, h, w)
 }
 
 /// A grid of `n` prior samples.
-pub fn sample_grid(vae: &Vae, n: usize, seed: u64, device: &Device, path: &Path) -> Result<()> {
+pub fn sample_grid(vae: &Vae, n: usize, seed: u64, symmetric: bool, device: &Device, path: &Path) -> Result<()> {
     let mut rng = SeededRng::stream(seed, 0x5a3e);
     let cols = (n as f64).sqrt().ceil() as usize;
-    save_grid(&host_images(vae.sample(n, &mut rng, device)), cols, path)?;
+    save_grid(&host_images(vae.sample(n, &mut rng, device), symmetric), cols, path)?;
     Ok(())
 }
 
 /// The figures of a finished run, written under `run_dir`; returns (title, relative path) pairs.
+#[allow(clippy::too_many_arguments)]
 pub fn figures(
     vae: &Vae,
     set: &EvalImages,
     class_names: &[String],
     samples: usize,
     seed: u64,
+    symmetric: bool,
     device: &Device,
     run_dir: &Path,
 ) -> Result<Vec<(String, PathBuf)>> {
     let mut out = Vec::new();
     let rel = |p: &str| PathBuf::from(p);
-    sample_grid(vae, samples, seed, device, &run_dir.join("samples/samples.png"))?;
+    sample_grid(vae, samples, seed, symmetric, device, &run_dir.join("samples/samples.png"))?;
     out.push(("Samples from the prior (decoder means)".to_string(), rel("samples/samples.png")));
 
-    // Reconstructions: rows alternate 8 test images and their reconstructions through the posterior mean.
-    let n = 32.min(set.n);
+    // Reconstructions: rows of `cols` evaluation images alternate with their reconstructions through
+    // the posterior mean (whole rows only, so the caption holds).
+    let cols = 8.min(set.n);
+    let n = (32.min(set.n) / cols) * cols;
     let x = set.tensor(0, n, device);
-    let rec = host_images(vae.reconstruct(x.clone()));
-    let orig = host_images(x);
+    let rec = host_images(vae.reconstruct(x.clone()), symmetric);
+    let orig = host_images(x, symmetric);
     let len = rec.channels * rec.height * rec.width;
     let mut inter = Vec::with_capacity(2 * n * len);
-    for row in 0..n.div_ceil(8) {
-        let (a, b) = (row * 8, ((row + 1) * 8).min(n));
+    for row in 0..n / cols {
+        let (a, b) = (row * cols, (row + 1) * cols);
         inter.extend_from_slice(&orig.data[a * len..b * len]);
         inter.extend_from_slice(&rec.data[a * len..b * len]);
     }
     let rows = ImageBatch::new(inter, 2 * n, rec.channels, rec.height, rec.width);
-    save_grid(&rows, 8, &run_dir.join("samples/reconstructions.png"))?;
+    save_grid(&rows, cols, &run_dir.join("samples/reconstructions.png"))?;
     out.push((
-        "Test images (odd rows) and their reconstructions (even rows)".to_string(),
+        "Evaluation images (odd rows) and their reconstructions (even rows)".to_string(),
         rel("samples/reconstructions.png"),
     ));
 
@@ -130,8 +136,11 @@ pub fn figures(
             }
         }
         let zt = Tensor::from_data(burn::tensor::TensorData::new(z, [8 * steps, l]), device);
-        save_grid(&host_images(vae.decode_mean(zt)), steps, &run_dir.join("samples/interpolation.png"))?;
-        out.push(("Latent interpolations between pairs of test images".to_string(), rel("samples/interpolation.png")));
+        save_grid(&host_images(vae.decode_mean(zt), symmetric), steps, &run_dir.join("samples/interpolation.png"))?;
+        out.push((
+            "Latent interpolations between pairs of evaluation images".to_string(),
+            rel("samples/interpolation.png"),
+        ));
     }
 
     // The latent space itself, when it is a plane.

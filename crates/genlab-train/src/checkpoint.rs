@@ -44,10 +44,10 @@ fn step_name(step: u64) -> String {
 pub fn write_checkpoint(run_dir: &Path, c: &Checkpoint, keep: usize) -> Result<PathBuf> {
     let root = checkpoints_dir(run_dir);
     std::fs::create_dir_all(&root).map_err(CoreError::io(&root))?;
+    remove_stale_temporaries(&root)?;
     let name = step_name(c.state.step);
     let dest = root.join(&name);
     let tmp = root.join(format!(".{name}.tmp-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&tmp);
     std::fs::create_dir_all(&tmp).map_err(CoreError::io(&tmp))?;
     c.model.save(&tmp.join("model.safetensors"))?;
     if let Some(ema) = &c.ema {
@@ -62,16 +62,31 @@ pub fn write_checkpoint(run_dir: &Path, c: &Checkpoint, keep: usize) -> Result<P
     Ok(dest)
 }
 
+/// Half-written checkpoints (and replaced ones awaiting removal) left by a process that was killed:
+/// their names start with a dot, and no complete checkpoint's does.
+fn remove_stale_temporaries(root: &Path) -> Result<()> {
+    for e in std::fs::read_dir(root).map_err(CoreError::io(root))?.filter_map(|e| e.ok()) {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.starts_with(".step-") || name.starts_with(".latest") {
+            let p = e.path();
+            let removed = if p.is_dir() { std::fs::remove_dir_all(&p) } else { std::fs::remove_file(&p) };
+            removed.map_err(CoreError::io(&p))?;
+        }
+    }
+    Ok(())
+}
+
 fn prune(root: &Path, keep: usize, latest: &str) -> Result<()> {
-    let mut steps: Vec<String> = std::fs::read_dir(root)
+    let mut steps: Vec<(u64, String)> = std::fs::read_dir(root)
         .map_err(CoreError::io(root))?
         .filter_map(|e| e.ok())
         .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| n.starts_with("step-"))
+        .filter_map(|n| Some((n.strip_prefix("step-")?.parse().ok()?, n)))
         .collect();
+    // By step number: names grow a digit at step 1,000,000, so text order would be wrong.
     steps.sort();
     let excess = steps.len().saturating_sub(keep.max(1));
-    for old in steps.into_iter().take(excess).filter(|n| n != latest) {
+    for (_, old) in steps.into_iter().take(excess).filter(|(_, n)| n != latest) {
         let p = root.join(old);
         std::fs::remove_dir_all(&p).map_err(CoreError::io(&p))?;
     }

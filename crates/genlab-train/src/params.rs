@@ -20,6 +20,23 @@ pub fn flat_params<M: Module>(module: &M) -> HashMap<String, Tensor<1>> {
     f.0
 }
 
+/// Whether every float parameter of `module` is finite (no NaN or infinity).
+pub fn all_finite<M: Module>(module: &M) -> bool {
+    struct Finite(bool);
+    impl ParamVisitor for Finite {
+        fn visit<const D: usize>(&mut self, _: &str, _: ParamId, value: Tensor<D>) {
+            if self.0 {
+                // A sum is NaN or infinite when any element is (or when finite values overflow, which
+                // is divergence all the same).
+                self.0 = value.inner().sum().into_scalar::<f32>().is_finite();
+            }
+        }
+    }
+    let mut f = Finite(true);
+    visit_params(module, &mut f);
+    f.0
+}
+
 /// Puts an updated value (computed without autodiff) back into a parameter, keeping whether it
 /// was an autodiff tensor that requires gradients.
 pub fn restore_like<const D: usize>(old: &Tensor<D>, new: Tensor<D>) -> Tensor<D> {

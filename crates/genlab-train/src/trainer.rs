@@ -7,6 +7,7 @@ use crate::ema::Ema;
 use crate::error::{Result, TrainError};
 use crate::metrics::MetricLog;
 use crate::optim::Optimizers;
+use crate::params::all_finite;
 use crate::progress::Progress;
 use crate::schedule::Schedule;
 use burn::module::Module;
@@ -16,7 +17,7 @@ use genlab_core::SeededRng;
 use serde_json::{json, Map, Value};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 /// What a model family implements to be trained. The family's struct is a burn `Module` holding
@@ -59,7 +60,7 @@ pub struct TrainerConfig {
     pub log_every: u64,
     pub checkpoint_every: u64,
     pub keep_checkpoints: usize,
-    /// Evaluate every this many steps (and at the end), if set.
+    /// Evaluate every this many steps and at the last step, if set.
     pub eval_every: Option<u64>,
     pub ema: Option<f64>,
     pub schedule: Schedule,
@@ -117,11 +118,27 @@ impl Drop for TrainingSpan {
 pub struct Trainer {
     pub config: TrainerConfig,
     pub run_dir: PathBuf,
+    /// A stop request of this trainer's own; without one, Ctrl-C (the process-wide flag) stops it.
+    stop: Option<Arc<AtomicBool>>,
 }
 
 impl Trainer {
     pub fn new(config: TrainerConfig, run_dir: &Path) -> Self {
-        Trainer { config, run_dir: run_dir.to_path_buf() }
+        Trainer { config, run_dir: run_dir.to_path_buf(), stop: None }
+    }
+
+    /// Gives this trainer its own stop flag: setting it checkpoints and stops as Ctrl-C does (for a
+    /// server that trains, and for tests that run trainers side by side in one process).
+    pub fn with_stop_flag(mut self, flag: Arc<AtomicBool>) -> Self {
+        self.stop = Some(flag);
+        self
+    }
+
+    fn stop_requested(&self) -> bool {
+        match &self.stop {
+            Some(f) => f.load(Ordering::SeqCst),
+            None => INTERRUPTED.load(Ordering::SeqCst),
+        }
     }
 
     /// Trains `model` from step 0, or from the run's latest checkpoint when `resume` is set.
@@ -169,7 +186,13 @@ impl Trainer {
             last_ckpt = Some(dir);
         }
         let mut log = MetricLog::open(&self.run_dir.join("metrics.jsonl"), resume.then_some(start))?;
+        if cfg.log_every == 0 || cfg.checkpoint_every == 0 || cfg.eval_every == Some(0) {
+            return Err(TrainError::Config("log_every, checkpoint_every and eval_every must be at least 1".into()));
+        }
         install_interrupt_handler();
+        if self.stop.is_none() {
+            INTERRUPTED.store(false, Ordering::SeqCst);
+        }
         let _span = TrainingSpan::enter();
         let mut progress = Progress::new(&cfg.label, cfg.steps, start);
         let started = Instant::now();
@@ -202,6 +225,16 @@ impl Trainer {
             write_checkpoint(&self.run_dir, &c, self.config.keep_checkpoints)
         };
 
+        let advice = |last: &Option<PathBuf>| {
+            match last {
+            Some(p) => format!(
+                "The last good checkpoint, {}, is kept; resume from it with a lower learning rate or with clipping, e.g. `genlab train --resume {} --set train.optimizer.lr=1e-4` or `--set train.clip_grad_norm=1.0`",
+                p.display(),
+                self.run_dir.display()
+            ),
+            None => "No checkpoint had been written yet; lower train.optimizer.lr or set train.clip_grad_norm".into(),
+        }
+        };
         for step in start + 1..=cfg.steps {
             let lr_factor = cfg.schedule.factor(step, cfg.steps);
             optimizers.set_lr_factor(lr_factor);
@@ -209,30 +242,45 @@ impl Trainer {
             let mut ctx = StepContext { optimizers: &mut optimizers, rng: &mut rng, step, device };
             let (m, out) = model.train_step(batch, &mut ctx);
             model = m;
-            for (name, v) in std::iter::once(("loss", out.loss)).chain(out.scalars.iter().copied()) {
+            let grad_norm = optimizers.iter().find_map(|o| o.last_grad_norm());
+            let reported = std::iter::once(("loss", out.loss))
+                .chain(out.scalars.iter().copied())
+                .chain(grad_norm.map(|g| ("gradient norm", g)));
+            for (name, v) in reported {
                 if !v.is_finite() {
                     progress.finish();
-                    let kept = match &last_ckpt {
-                        Some(p) => format!("The last good checkpoint, {}, is kept; lower the learning rate or set train.clip_grad_norm, then resume with `genlab train --resume {}`", p.display(), self.run_dir.display()),
-                        None => "No checkpoint had been written yet; lower the learning rate or set train.clip_grad_norm".into(),
-                    };
-                    return Err(TrainError::NonFinite { step, name: name.into(), value: v, kept });
+                    return Err(TrainError::NonFinite { step, name: name.into(), value: v, kept: advice(&last_ckpt) });
                 }
             }
             if let Some(e) = ema.as_mut() {
                 e.update(&model);
             }
-            window.add(
-                &out,
-                optimizers.iter().next().map(|o| o.lr()).unwrap_or(0.0),
-                optimizers.iter().find_map(|o| o.last_grad_norm()),
-            );
+            window.add(&out, optimizers.iter().next().map(|o| o.lr()).unwrap_or(0.0), grad_norm);
             progress.update(step, &format!("loss {:.4}", out.loss));
             let elapsed = elapsed_before + started.elapsed().as_secs_f64();
-            if step % cfg.log_every.max(1) == 0 || step == cfg.steps {
+            if step % cfg.log_every == 0 || step == cfg.steps {
                 log.log(window.flush(step, elapsed))?;
             }
-            if cfg.eval_every.is_some_and(|e| step % e.max(1) == 0) || step == cfg.steps {
+            // Checkpoint before evaluating, so a failing evaluation cannot cost the checkpoint.
+            let interrupted = self.stop_requested();
+            if step % cfg.checkpoint_every == 0 || step == cfg.steps || interrupted {
+                if !all_finite(&model) {
+                    progress.finish();
+                    return Err(TrainError::NonFinite {
+                        step,
+                        name: "a weight".into(),
+                        value: f64::NAN,
+                        kept: advice(&last_ckpt),
+                    });
+                }
+                let dir = checkpoint(&model, &ema, &optimizers, source, &rng, step, elapsed)?;
+                last_ckpt = Some(dir.clone());
+                if interrupted {
+                    progress.finish();
+                    return Ok(TrainOutcome::Interrupted { step, checkpoint: dir });
+                }
+            }
+            if cfg.eval_every.is_some_and(|e| step % e == 0 || step == cfg.steps) {
                 let eval_model = match &ema {
                     Some(e) => e.model.clone(),
                     None => model.valid(),
@@ -248,15 +296,6 @@ impl Trainer {
                     let shown: Vec<String> = metrics.iter().map(|(k, v)| format!("{k} {v:.3}")).collect();
                     progress.println(&format!("step {step}: {}", shown.join(", ")));
                     log.log(entry)?;
-                }
-            }
-            let interrupted = INTERRUPTED.load(Ordering::SeqCst);
-            if step % cfg.checkpoint_every.max(1) == 0 || step == cfg.steps || interrupted {
-                let dir = checkpoint(&model, &ema, &optimizers, source, &rng, step, elapsed)?;
-                last_ckpt = Some(dir.clone());
-                if interrupted {
-                    progress.finish();
-                    return Ok(TrainOutcome::Interrupted { step, checkpoint: dir });
                 }
             }
         }

@@ -164,6 +164,69 @@ fn stopped_and_resumed_fit_continues_bit_for_bit() {
     assert_eq!(lines.lines().count(), 6, "one log line per 5 steps, none repeated:\n{lines}");
 }
 
+/// A stop request mid-schedule (as Ctrl-C makes), off the checkpoint and log cadence, then resume.
+#[test]
+fn interrupted_mid_schedule_resumes_bit_for_bit() {
+    use genlab_train::ScheduleKind;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    /// Asks its trainer to stop when it hands out batch `stop_at`.
+    struct StopAt {
+        inner: Targets,
+        stop_at: u64,
+        flag: Arc<AtomicBool>,
+    }
+    impl BatchSource for StopAt {
+        type Batch = f32;
+        fn next_batch(&mut self, d: &Device) -> f32 {
+            if self.inner.i + 1 == self.stop_at {
+                self.flag.store(true, Ordering::SeqCst);
+            }
+            self.inner.next_batch(d)
+        }
+        fn state(&self) -> Value {
+            self.inner.state()
+        }
+        fn restore(&mut self, s: Value) -> Result<(), String> {
+            self.inner.restore(s)
+        }
+    }
+    let cfg =
+        TrainerConfig { schedule: Schedule { kind: ScheduleKind::Cosine, warmup: 3, min_ratio: 0.1 }, ..config(30) };
+    let dev = Device::flex().autodiff();
+    let whole = tempfile::tempdir().unwrap();
+    let TrainOutcome::Finished { model: a, ema: ema_a, .. } = Trainer::new(cfg.clone(), whole.path())
+        .fit(nets(&dev), optimizers(), &mut Targets { i: 0 }, false, &dev, |_, _| Ok(vec![]))
+        .unwrap()
+    else {
+        panic!()
+    };
+    let split = tempfile::tempdir().unwrap();
+    let flag = Arc::new(AtomicBool::new(false));
+    let mut source = StopAt { inner: Targets { i: 0 }, stop_at: 17, flag: flag.clone() };
+    match Trainer::new(cfg.clone(), split.path())
+        .with_stop_flag(flag)
+        .fit(nets(&dev), optimizers(), &mut source, false, &dev, |_, _| Ok(vec![]))
+        .unwrap()
+    {
+        TrainOutcome::Interrupted { step, .. } => assert_eq!(step, 17),
+        TrainOutcome::Finished { .. } => panic!("should stop at step 17"),
+    }
+    let TrainOutcome::Finished { model: b, ema: ema_b, .. } = Trainer::new(cfg, split.path())
+        .with_stop_flag(Arc::new(AtomicBool::new(false)))
+        .fit(nets(&dev), optimizers(), &mut Targets { i: 0 }, true, &dev, |_, _| Ok(vec![]))
+        .unwrap()
+    else {
+        panic!()
+    };
+    assert_eq!(a.generator.w.val().to_data(), b.generator.w.val().to_data());
+    assert_eq!(a.critic.w.val().to_data(), b.critic.w.val().to_data());
+    assert_eq!(ema_a.unwrap().critic.w.val().to_data(), ema_b.unwrap().critic.w.val().to_data());
+    let read = |d: &std::path::Path| genlab_train::checkpoint::read_checkpoint(&d.join("checkpoints/latest")).unwrap();
+    assert_eq!(read(whole.path()).optim, read(split.path()).optim, "optimiser state");
+}
+
 #[test]
 fn non_finite_loss_names_the_step_and_keeps_the_checkpoint() {
     struct Blows;

@@ -103,9 +103,8 @@ impl Default for VaeConfig {
 }
 
 impl VaeConfig {
-    /// Builds the model for data of `shape` (`[channels, height, width]`), drawing the initial
-    /// weights from `seed`.
-    pub fn init(&self, shape: ImageShape, seed: u64, device: &Device) -> Result<Vae, ModelError> {
+    /// Checks the fields that do not depend on the data; `init` repeats it.
+    pub fn check(&self) -> Result<(), ModelError> {
         let bad =
             |field, value: String, expected: &str| Err(ModelError::Config { field, value, expected: expected.into() });
         if self.latent_dim == 0 {
@@ -119,32 +118,35 @@ impl VaeConfig {
                 return bad("likelihood.sigma", s.to_string(), "expected a positive number");
             }
         }
+        match self.architecture {
+            Architecture::Mlp if self.hidden.iter().any(|&h| h == 0) => {
+                bad("hidden", format!("{:?}", self.hidden), "expected sizes of at least 1")
+            }
+            Architecture::Conv if self.channels.is_empty() || self.channels.iter().any(|&c| c == 0) => {
+                bad("channels", format!("{:?}", self.channels), "expected at least one filter count, each at least 1")
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Builds the model for data of `shape` (`[channels, height, width]`), drawing the initial
+    /// weights from `seed`.
+    pub fn init(&self, shape: ImageShape, seed: u64, device: &Device) -> Result<Vae, ModelError> {
+        self.check()?;
         let mut rng = SeededRng::stream(seed, 0x1417);
         let (encoder, decoder) = match self.architecture {
-            Architecture::Mlp => {
-                if self.hidden.iter().any(|&h| h == 0) {
-                    return bad("hidden", format!("{:?}", self.hidden), "expected sizes of at least 1");
-                }
-                (
-                    Encoder::mlp(&mut rng, shape, &self.hidden, self.latent_dim, device),
-                    Decoder::mlp(&mut rng, shape, &self.hidden, self.latent_dim, device),
-                )
-            }
+            Architecture::Mlp => (
+                Encoder::mlp(&mut rng, shape, &self.hidden, self.latent_dim, device),
+                Decoder::mlp(&mut rng, shape, &self.hidden, self.latent_dim, device),
+            ),
             Architecture::Conv => {
                 let down = 1usize << self.channels.len();
-                if self.channels.is_empty() || self.channels.iter().any(|&c| c == 0) {
-                    return bad(
-                        "channels",
-                        format!("{:?}", self.channels),
-                        "expected at least one filter count, each at least 1",
-                    );
-                }
                 if shape[1] % down != 0 || shape[2] % down != 0 {
-                    return bad(
-                        "channels",
-                        format!("{:?}", self.channels),
-                        &format!("{} stride-2 layers need height and width divisible by {down}, the data is {}x{} (add a resize transform)", self.channels.len(), shape[1], shape[2]),
-                    );
+                    return Err(ModelError::Config {
+                        field: "channels",
+                        value: format!("{:?}", self.channels),
+                        expected: format!("{} stride-2 layers need height and width divisible by {down}, the data is {}x{} (add a resize transform)", self.channels.len(), shape[1], shape[2]),
+                    });
                 }
                 (
                     Encoder::conv(&mut rng, shape, &self.channels, self.latent_dim, device),

@@ -59,8 +59,33 @@ fn errors_name_file_line_and_key() {
     assert!(e.starts_with("exp.toml:10: model.family = \"vea\""), "{e}");
     let e = parse("[problem\nname=1", &[]).unwrap_err();
     assert!(e.starts_with("exp.toml:1: "), "{e}");
-    for e in [&e] {
+    assert_eq!(e.lines().count(), 1, "one line: {e}");
+    let e = parse(GOOD, &["model.latent_dim=0"]).unwrap_err();
+    assert_eq!(e, "exp.toml:11: model.latent_dim = 0: expected at least 1");
+    let e = parse(GOOD, &["eval.samples=0"]).unwrap_err();
+    assert_eq!(e, "exp.toml: eval.samples = 0: expected at least 1");
+    let e = parse(GOOD, &["train.checkpoint_every=0"]).unwrap_err();
+    assert_eq!(e, "exp.toml:13: train.checkpoint_every = 0: expected at least 1");
+    let e = parse(&GOOD.replace("[\"scale_unit\", \"binarize\"]", "[]"), &[]).unwrap_err();
+    assert!(e.contains("model.likelihood = \"bernoulli\": needs pixels in [0, 1]"), "{e}");
+    let e = parse(GOOD, &["problem.goal={ metric = \"nll_nats\" }"]).unwrap_err();
+    assert!(e.contains("problem.goal: expected a bound"), "{e}");
+}
+
+#[test]
+fn every_error_is_one_line() {
+    let bad = [
+        GOOD.replace("latent_dim = 4", "latnt_dim = 4"),
+        GOOD.replace("steps = 10", "steps = -1"),
+        GOOD.replace("dataset = \"mnist\"", "dataset = 3"),
+        GOOD.replace("optimizer = { kind = \"adam\", lr = 1e-3 }", "optimizer = { kind = \"sgd\", lr = 1e-3 }"),
+        GOOD.replace("[model]", "[modle]"),
+        "[problem\nname=1".to_string(),
+    ];
+    for text in &bad {
+        let e = parse(text, &[]).unwrap_err();
         assert_eq!(e.lines().count(), 1, "one line: {e}");
+        assert!(e.starts_with("exp.toml"), "{e}");
     }
 }
 
