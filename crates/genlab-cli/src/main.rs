@@ -20,10 +20,9 @@ struct Cli {
     command: Command,
 }
 
+/// What `run` and `train` share.
 #[derive(clap::Args)]
 struct RunArgs {
-    /// The experiment file (TOML).
-    file: PathBuf,
     /// Override a field: `--set train.steps=2000 --set model.latent_dim=32`.
     #[arg(long = "set", value_name = "KEY=VALUE")]
     set: Vec<String>,
@@ -35,20 +34,27 @@ struct RunArgs {
     run_dir: Option<PathBuf>,
 }
 
+impl RunArgs {
+    fn options(self) -> RunOptions {
+        RunOptions { run_dir: self.run_dir, device: self.device, overrides: self.set }
+    }
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Every phase: data, model, training, evaluation, samples, report.
-    Run(RunArgs),
+    Run {
+        /// The experiment file (TOML).
+        file: PathBuf,
+        #[command(flatten)]
+        args: RunArgs,
+    },
     /// Training only; `--resume RUN` continues a run from its latest checkpoint.
     Train {
         /// The experiment file (omit with --resume).
         file: Option<PathBuf>,
-        #[arg(long = "set", value_name = "KEY=VALUE")]
-        set: Vec<String>,
-        #[arg(long)]
-        device: Option<DeviceSpec>,
-        #[arg(long)]
-        run_dir: Option<PathBuf>,
+        #[command(flatten)]
+        args: RunArgs,
         /// Continue this run directory from `checkpoints/latest` (`--set` changes its experiment).
         #[arg(long, value_name = "RUN", conflicts_with_all = ["file", "run_dir"])]
         resume: Option<PathBuf>,
@@ -98,7 +104,10 @@ fn finished(f: Finished) -> ExitCode {
     match f {
         Finished::Done { run_dir, metrics, goal } => {
             if let Some(m) = metrics {
-                println!("test NLL (IWAE, k={}) {:.2} nats; test ELBO {:.2} nats", m.iwae_k, m.nll_nats, m.elbo_nats);
+                println!(
+                    "NLL (IWAE, k={}) {:.2} nats; ELBO {:.2} nats on the evaluation split",
+                    m.iwae_k, m.nll_nats, m.elbo_nats
+                );
             }
             if let Some(g) = goal {
                 println!("goal {g}");
@@ -116,14 +125,12 @@ fn finished(f: Finished) -> ExitCode {
 fn run() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
     Ok(match cli.command {
-        Command::Run(a) => finished(genlab_pipeline::start(
-            &a.file,
-            &RunOptions { run_dir: a.run_dir, device: a.device, overrides: a.set },
-            Mode::Run,
-        )?),
-        Command::Train { resume: Some(run), device, set, .. } => finished(genlab_pipeline::resume(&run, device, &set)?),
-        Command::Train { file: Some(file), set, device, run_dir, resume: None } => {
-            finished(genlab_pipeline::start(&file, &RunOptions { run_dir, device, overrides: set }, Mode::Train)?)
+        Command::Run { file, args } => finished(genlab_pipeline::start(&file, &args.options(), Mode::Run)?),
+        Command::Train { resume: Some(run), args, .. } => {
+            finished(genlab_pipeline::resume(&run, args.device, &args.set)?)
+        }
+        Command::Train { file: Some(file), args, resume: None } => {
+            finished(genlab_pipeline::start(&file, &args.options(), Mode::Train)?)
         }
         Command::Train { file: None, resume: None, .. } => {
             anyhow::bail!("genlab train: give an experiment file, or --resume RUN")
@@ -131,7 +138,7 @@ fn run() -> anyhow::Result<ExitCode> {
         Command::Eval { run, device } => {
             let m = genlab_pipeline::eval_run(&run, device)?;
             println!(
-                "test NLL (IWAE, k={}) {:.2} nats; test ELBO {:.2} nats; {} examples",
+                "NLL (IWAE, k={}) {:.2} nats; ELBO {:.2} nats; {} evaluation examples",
                 m.iwae_k, m.nll_nats, m.elbo_nats, m.examples
             );
             ExitCode::SUCCESS

@@ -178,7 +178,11 @@ fn issue2_run_writes_report_samples_and_plots() {
         "a 3x3 grid of 28-pixel images with 2-pixel borders"
     );
     let o = genlab().args(["eval", run.to_str().unwrap()]).output().unwrap();
-    assert!(o.status.success() && String::from_utf8_lossy(&o.stdout).contains("100 examples"), "{}", stderr(&o));
+    assert!(
+        o.status.success() && String::from_utf8_lossy(&o.stdout).contains("100 evaluation examples"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 #[test]
