@@ -1,0 +1,13 @@
+//! Errors of the metrics: each says which metric needed what.
+
+#[derive(Debug, thiserror::Error)]
+pub enum EvalError {
+    #[error("{metric}: needs at least {needed} samples, got {got}")]
+    TooFewSamples { metric: &'static str, needed: usize, got: usize },
+    #[error("{metric}: feature dimensions differ ({a} vs {b})")]
+    DimensionMismatch { metric: &'static str, a: usize, b: usize },
+    #[error("{metric}: {reason}")]
+    Numerical { metric: &'static str, reason: String },
+}
+
+pub type Result<T, E = EvalError> = std::result::Result<T, E>;

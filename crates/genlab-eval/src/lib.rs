@@ -1,0 +1,14 @@
+//! genlab-eval: metrics of generated samples computed from feature vectors, in float64, each
+//! written to agree with the implementation the field reports numbers from (pytorch-fid for FID,
+//! torch-fidelity for KID and IS, the `prdc` package for precision/recall/density/coverage).
+
+pub mod error;
+pub mod features;
+pub mod fid;
+pub mod inception_score;
+pub mod kid;
+pub mod numpy_rng;
+pub mod prdc;
+
+pub use error::{EvalError, Result};
+pub use features::Features;
