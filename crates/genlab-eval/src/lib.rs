@@ -9,6 +9,8 @@ pub mod inception_score;
 pub mod kid;
 pub mod numpy_rng;
 pub mod prdc;
+pub mod torchscript;
+pub mod weights;
 
 pub use error::{EvalError, Result};
 pub use features::Features;
