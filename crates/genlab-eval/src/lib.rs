@@ -5,10 +5,12 @@
 pub mod error;
 pub mod features;
 pub mod fid;
+pub mod inception;
 pub mod inception_score;
 pub mod kid;
 pub mod numpy_rng;
 pub mod prdc;
+pub mod preprocess;
 pub mod torchscript;
 pub mod weights;
 

@@ -1,0 +1,35 @@
+//! Parity of genlab's FID Inception with the TorchScript original: pool3 features of the first 64
+//! MNIST test digits under the `legacy` protocol, against fixtures/inception_mnist64.f32 (made by
+//! fixtures/make_inception_fixture.py from the same weights file). Needs the weights
+//! (scripts/fetch-fid-inception.sh; `.ci/run` fetches them).
+
+use burn::tensor::{Device, TensorData};
+use burn::Tensor;
+use genlab_data::{DatasetName, DatasetSource, Split};
+use genlab_eval::inception::FidInception;
+use genlab_eval::preprocess::{inception_input, ResizeProtocol};
+use genlab_eval::weights::{load_fid_inception, weights_dir, FID_INCEPTION_FILE};
+
+#[test]
+fn features_match_the_torchscript_model() {
+    let w = load_fid_inception(&weights_dir().join(FID_INCEPTION_FILE)).unwrap_or_else(|e| panic!("{e}"));
+    let dev = Device::flex();
+    let net = FidInception::from_weights(&w, &dev);
+    let mnist = DatasetSource::Named(DatasetName::Mnist).load_images(Split::Test, &[]).unwrap();
+    let bytes =
+        std::fs::read(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/inception_mnist64.f32"))
+            .unwrap();
+    let want: Vec<f32> = bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+    let mut max_diff = 0f32;
+    for start in (0..64).step_by(16) {
+        let b = mnist.batch(&(start..start + 16).collect::<Vec<_>>());
+        let x = inception_input(&b.data, 16, 1, 28, 28, ResizeProtocol::Legacy);
+        let f: Tensor<2> = net.forward(Tensor::from_data(TensorData::new(x, [16, 3, 299, 299]), &dev));
+        let got = genlab_core::tensors::to_f32_vec(f);
+        for (g, w) in got.iter().zip(&want[start * 2048..(start + 16) * 2048]) {
+            max_diff = max_diff.max((g - w).abs());
+        }
+    }
+    assert!(max_diff <= 1e-3, "max |diff| {max_diff} over 64 x 2048 features");
+    eprintln!("max |diff| {max_diff}");
+}
