@@ -77,11 +77,42 @@ enum Command {
         #[arg(long)]
         device: Option<DeviceSpec>,
     },
+    /// FID between two folders of images (PNG/JPEG), with its protocol; `--all` adds KID,
+    /// precision/recall and density/coverage.
+    Fid {
+        dir_a: PathBuf,
+        dir_b: PathBuf,
+        /// Feature network (only `inception` is built so far).
+        #[arg(long, default_value = "inception")]
+        features: FeatureNet,
+        /// Resize protocol: `legacy` (bilinear, as pytorch-fid).
+        #[arg(long, default_value = "legacy")]
+        resize: Resize,
+        #[arg(long)]
+        all: bool,
+        #[arg(long, default_value_t = 50)]
+        batch_size: usize,
+        /// The Inception weights file (default: $GENLAB_WEIGHTS_DIR or ~/.cache/genlab/weights).
+        #[arg(long)]
+        weights: Option<PathBuf>,
+        #[arg(long)]
+        device: Option<DeviceSpec>,
+    },
     /// Datasets.
     Data {
         #[command(subcommand)]
         command: DataCommand,
     },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum FeatureNet {
+    Inception,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum Resize {
+    Legacy,
 }
 
 #[derive(Subcommand)]
@@ -146,6 +177,26 @@ fn run() -> anyhow::Result<ExitCode> {
         Command::Sample { run, n, seed, out, device } => {
             genlab_pipeline::sample_run(&run, n, seed, &out, device)?;
             println!("{}", out.display());
+            ExitCode::SUCCESS
+        }
+        Command::Fid {
+            dir_a,
+            dir_b,
+            features: FeatureNet::Inception,
+            resize: Resize::Legacy,
+            all,
+            batch_size,
+            weights,
+            device,
+        } => {
+            let options = genlab_pipeline::fid::FidOptions {
+                resize: genlab_eval::preprocess::ResizeProtocol::Legacy,
+                all,
+                batch_size: batch_size.max(1),
+                weights,
+                device: device.unwrap_or_default().device()?,
+            };
+            println!("{}", genlab_pipeline::fid::fid_folders(&dir_a, &dir_b, &options)?);
             ExitCode::SUCCESS
         }
         Command::Data { command: DataCommand::Info { dataset } } => {

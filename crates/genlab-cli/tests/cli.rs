@@ -333,3 +333,63 @@ fn issue2_data_info_on_an_image_folder() {
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(out.contains("Train: 5 images, shape [1, 4, 5]") && out.contains("cats:2 dogs:3"), "{out}{}", stderr(&o));
 }
+
+/// Writes MNIST test digits `range` as PNG files into `dir`.
+fn digits_folder(dir: &Path, range: std::ops::Range<usize>) {
+    let mnist = genlab_data::DatasetSource::Named(genlab_data::DatasetName::Mnist)
+        .load_images(genlab_data::Split::Test, &[])
+        .unwrap();
+    std::fs::create_dir_all(dir).unwrap();
+    for i in range {
+        let px = mnist.pixels[i * 784..(i + 1) * 784].to_vec();
+        image::GrayImage::from_raw(28, 28, px).unwrap().save(dir.join(format!("{i:05}.png"))).unwrap();
+    }
+}
+
+/// Needs the FID Inception weights (`.ci/run` fetches them with scripts/fetch-fid-inception.sh).
+#[test]
+fn issue3_fid_between_two_folders_prints_value_and_protocol() {
+    let d = tempfile::tempdir().unwrap();
+    let (a, b) = (d.path().join("a"), d.path().join("b"));
+    digits_folder(&a, 0..12);
+    digits_folder(&b, 12..24);
+    let o = genlab().args(["fid", a.to_str().unwrap(), b.to_str().unwrap(), "--all"]).output().unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let fid: f64 = out.lines().next().unwrap().strip_prefix("FID ").unwrap().parse().unwrap();
+    assert!(fid > 1.0 && fid < 1000.0, "{out}");
+    for want in [
+        "KID ",
+        "precision ",
+        "weights sha1 a16e4d89c0ecbc17a915dd76ea9e41211aa82562",
+        "resize Legacy",
+        "12 vs 12 images",
+        "gray images replicated to RGB",
+    ] {
+        assert!(out.contains(want), "{want:?} in {out}");
+    }
+    // A folder against itself: 0 up to rounding.
+    let o = genlab().args(["fid", a.to_str().unwrap(), a.to_str().unwrap()]).output().unwrap();
+    let same: f64 =
+        String::from_utf8_lossy(&o.stdout).lines().next().unwrap().strip_prefix("FID ").unwrap().parse().unwrap();
+    assert!(same.abs() < 1e-3, "FID(a, a) = {same}");
+}
+
+#[test]
+fn issue3_fid_bad_inputs() {
+    let d = tempfile::tempdir().unwrap();
+    let a = d.path().join("a");
+    digits_folder(&a, 0..1);
+    let missing = d.path().join("missing");
+    fails_with(&["fid", a.to_str().unwrap(), missing.to_str().unwrap()], &["missing: not a directory of images"]);
+    let empty_weights = d.path().join("w");
+    let o = genlab()
+        .env("GENLAB_WEIGHTS_DIR", &empty_weights)
+        .args(["fid", a.to_str().unwrap(), a.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("fid_inception_default_1.pt: FID Inception weights not found"), "{}", stderr(&o));
+    let o = genlab().args(["fid", a.to_str().unwrap(), a.to_str().unwrap()]).output().unwrap();
+    assert!(stderr(&o).contains("FID needs at least 2 images, found 1"), "{}", stderr(&o));
+}

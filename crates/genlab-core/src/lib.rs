@@ -6,6 +6,7 @@ pub mod device;
 pub mod error;
 pub mod grid;
 pub mod params;
+pub mod progress;
 pub mod rng;
 pub mod tensors;
 

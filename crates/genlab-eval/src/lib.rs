@@ -3,6 +3,7 @@
 //! torch-fidelity for KID and IS, the `prdc` package for precision/recall/density/coverage).
 
 pub mod error;
+pub mod extract;
 pub mod features;
 pub mod fid;
 pub mod inception;

@@ -3,6 +3,7 @@
 
 pub mod error;
 pub mod experiment;
+pub mod fid;
 pub mod images;
 pub mod plots;
 pub mod report;

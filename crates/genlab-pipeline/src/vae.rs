@@ -8,10 +8,10 @@ use crate::plots::scatter_by_class;
 use burn::tensor::Device;
 use burn::Tensor;
 use genlab_core::grid::{save_grid, ImageBatch};
+use genlab_core::progress::Progress;
 use genlab_core::tensors::to_f32_vec;
 use genlab_core::SeededRng;
 use genlab_models::vae::{normal, Vae};
-use genlab_train::progress::Progress;
 use std::path::{Path, PathBuf};
 
 /// Test-set likelihood numbers, with the protocol that produced them.

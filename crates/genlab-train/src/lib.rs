@@ -8,7 +8,6 @@ pub mod error;
 pub mod metrics;
 pub mod optim;
 pub mod params;
-pub mod progress;
 pub mod schedule;
 pub mod trainer;
 
