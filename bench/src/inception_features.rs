@@ -14,13 +14,23 @@ use std::time::Instant;
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let arg = |name: &str, default: &str| -> String {
-        args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned().unwrap_or_else(|| default.to_string())
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+            .cloned()
+            .unwrap_or_else(|| default.to_string())
     };
     let spec: DeviceSpec = arg("--device", "flex").parse().unwrap_or_else(|e| fail(&format!("{e}")));
-    let n: usize = arg("--images", "500").parse().ok().filter(|&n| n > 0).unwrap_or_else(|| fail("--images: expected a count of at least 1"));
+    let n: usize = arg("--images", "500")
+        .parse()
+        .ok()
+        .filter(|&n| n > 0)
+        .unwrap_or_else(|| fail("--images: expected a count of at least 1"));
     let device: Device = spec.device().unwrap_or_else(|e| fail(&e.to_string()));
-    let net = InceptionExtractor::load(&weights_dir().join(FID_INCEPTION_FILE), &device).unwrap_or_else(|e| fail(&e.to_string()));
-    let mnist = DatasetSource::Named(DatasetName::Mnist).load_images(Split::Test, &[]).unwrap_or_else(|e| fail(&e.to_string()));
+    let net = InceptionExtractor::load(&weights_dir().join(FID_INCEPTION_FILE), &device)
+        .unwrap_or_else(|e| fail(&e.to_string()));
+    let mnist =
+        DatasetSource::Named(DatasetName::Mnist).load_images(Split::Test, &[]).unwrap_or_else(|e| fail(&e.to_string()));
     let n = n.min(mnist.n);
     let pixels: Vec<f32> = mnist.pixels[..n * 784].iter().map(|&p| p as f32).collect();
     net.features(&pixels[..784 * 2], 2, 1, 28, 28, 2, ResizeProtocol::Legacy, "warm-up");
@@ -28,7 +38,10 @@ fn main() {
     let (f, _) = net.features(&pixels, n, 1, 28, 28, 50, ResizeProtocol::Legacy, "features");
     let secs = t0.elapsed().as_secs_f64();
     let mean = f.data.iter().sum::<f64>() / f.data.len() as f64;
-    println!("RESULT impl=genlab-{spec} images={n} seconds={secs:.2} images_per_s={:.2} feature_mean={mean:.6}", n as f64 / secs);
+    println!(
+        "RESULT impl=genlab-{spec} images={n} seconds={secs:.2} images_per_s={:.2} feature_mean={mean:.6}",
+        n as f64 / secs
+    );
 }
 
 fn fail(msg: &str) -> ! {
