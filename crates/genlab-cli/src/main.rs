@@ -85,7 +85,7 @@ enum Command {
         /// Feature network (only `inception` is built so far).
         #[arg(long, default_value = "inception")]
         features: FeatureNet,
-        /// Resize protocol: `legacy` (bilinear, as pytorch-fid).
+        /// Resize protocol: `legacy` (bilinear, as pytorch-fid) or `clean` (antialiased bicubic, as clean-fid).
         #[arg(long, default_value = "legacy")]
         resize: Resize,
         #[arg(long)]
@@ -113,6 +113,7 @@ enum FeatureNet {
 #[derive(Clone, Copy, clap::ValueEnum)]
 enum Resize {
     Legacy,
+    Clean,
 }
 
 #[derive(Subcommand)]
@@ -179,18 +180,12 @@ fn run() -> anyhow::Result<ExitCode> {
             println!("{}", out.display());
             ExitCode::SUCCESS
         }
-        Command::Fid {
-            dir_a,
-            dir_b,
-            features: FeatureNet::Inception,
-            resize: Resize::Legacy,
-            all,
-            batch_size,
-            weights,
-            device,
-        } => {
+        Command::Fid { dir_a, dir_b, features: FeatureNet::Inception, resize, all, batch_size, weights, device } => {
             let options = genlab_pipeline::fid::FidOptions {
-                resize: genlab_eval::preprocess::ResizeProtocol::Legacy,
+                resize: match resize {
+                    Resize::Legacy => genlab_eval::preprocess::ResizeProtocol::Legacy,
+                    Resize::Clean => genlab_eval::preprocess::ResizeProtocol::Clean,
+                },
                 all,
                 batch_size: batch_size.max(1),
                 weights,

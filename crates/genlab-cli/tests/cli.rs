@@ -368,6 +368,12 @@ fn issue3_fid_between_two_folders_prints_value_and_protocol() {
     ] {
         assert!(out.contains(want), "{want:?} in {out}");
     }
+    let o = genlab().args(["fid", a.to_str().unwrap(), b.to_str().unwrap(), "--resize", "clean"]).output().unwrap();
+    let clean = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        clean.contains("resize Clean") && !clean.starts_with(&format!("FID {fid:.4}")),
+        "a different protocol gives a different number: {clean}"
+    );
     // A folder against itself: 0 up to rounding.
     let o = genlab().args(["fid", a.to_str().unwrap(), a.to_str().unwrap()]).output().unwrap();
     let same: f64 =

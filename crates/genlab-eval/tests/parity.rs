@@ -82,3 +82,18 @@ fn too_few_samples_is_a_clear_error() {
     let e = fid(&features(&f["a"]), &Features::new(vec![0.0; 6], 2, 3)).unwrap_err().to_string();
     assert!(e.contains("dimensions differ (16 vs 3)"), "{e}");
 }
+
+/// clean-fid's resize: Pillow's BICUBIC on float32 planes (fixtures/make_resize_fixture.py).
+#[test]
+fn clean_resize_matches_pillow() {
+    use genlab_eval::preprocess::resize_bicubic_pil;
+    let cases: Value = serde_json::from_str(include_str!("fixtures/resize.json")).unwrap();
+    for c in cases.as_array().unwrap() {
+        let n = |k: &str| c[k].as_u64().unwrap() as usize;
+        let v = |k: &str| -> Vec<f32> { c[k].as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect() };
+        let got = resize_bicubic_pil(&v("src"), n("h"), n("w"), n("oh"), n("ow"));
+        let want = v("out");
+        let max = got.iter().zip(&want).map(|(g, w)| (g - w).abs()).fold(0f32, f32::max);
+        assert!(max <= 1e-4, "{}x{} -> {}x{}: max |diff| {max}", n("h"), n("w"), n("oh"), n("ow"));
+    }
+}
