@@ -143,6 +143,7 @@ fn issue2_run_writes_report_samples_and_plots() {
         "**Goal.** MET",
         "NLL, minus the IWAE bound with k = 4",
         "![loss curve](plots/loss.png)",
+        "| NLL in bits per dimension |",
         "samples/reconstructions.png",
         "| device | flex",
     ] {

@@ -101,6 +101,9 @@ pub fn write_report(r: &ReportInputs<'_>) -> Result<()> {
     let _ = writeln!(s, "## Metrics, on {}\n\n| metric | value |\n|---|---|", split_name(e));
     let _ = writeln!(s, "| NLL, minus the IWAE bound with k = {} (nats per example) | {:.2} |", m.iwae_k, m.nll_nats);
     let _ = writeln!(s, "| ELBO (nats per example) | {:.2} |", m.elbo_nats);
+    let dims = r.info.data_shape.iter().product::<usize>();
+    let _ =
+        writeln!(s, "| NLL in bits per dimension | {:.4} |", genlab_eval::likelihood::bits_per_dim(m.nll_nats, dims));
     let _ = writeln!(s, "| evaluation examples | {} |", m.examples);
     if let Some(last) = train_curve.last() {
         let _ = writeln!(s, "| final training loss (nats, mean of the last logged window) | {:.2} |", last.1);
