@@ -72,8 +72,12 @@ enum Command {
         n: usize,
         #[arg(long, default_value_t = 0)]
         seed: u64,
+        /// A PNG file (grid) or a new directory (folder).
         #[arg(short = 'o', long = "out", default_value = "samples.png")]
         out: PathBuf,
+        /// `grid`: one PNG; `folder`: one PNG per sample, for `genlab fid`.
+        #[arg(long, default_value = "grid")]
+        format: Format,
         #[arg(long)]
         device: Option<DeviceSpec>,
     },
@@ -106,6 +110,18 @@ enum Command {
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
+enum SplitArg {
+    Train,
+    Test,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum Format {
+    Grid,
+    Folder,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
 enum FeatureNet {
     Inception,
 }
@@ -120,6 +136,18 @@ enum Resize {
 enum DataCommand {
     /// Counts, shapes, value range and class histogram of a dataset (a name or a path).
     Info { dataset: String },
+    /// A split of an image dataset as a folder of PNG files.
+    Export {
+        dataset: String,
+        #[arg(long, default_value = "test")]
+        split: SplitArg,
+        /// At most this many images (all by default).
+        #[arg(short = 'n')]
+        n: Option<usize>,
+        /// A new or empty directory.
+        #[arg(short = 'o', long = "out")]
+        out: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -175,8 +203,12 @@ fn run() -> anyhow::Result<ExitCode> {
             );
             ExitCode::SUCCESS
         }
-        Command::Sample { run, n, seed, out, device } => {
-            genlab_pipeline::sample_run(&run, n, seed, &out, device)?;
+        Command::Sample { run, n, seed, out, format, device } => {
+            let format = match format {
+                Format::Grid => genlab_pipeline::SampleFormat::Grid,
+                Format::Folder => genlab_pipeline::SampleFormat::Folder,
+            };
+            genlab_pipeline::sample_run(&run, n, seed, &out, format, device)?;
             println!("{}", out.display());
             ExitCode::SUCCESS
         }
@@ -192,6 +224,16 @@ fn run() -> anyhow::Result<ExitCode> {
                 device: device.unwrap_or_default().device()?,
             };
             println!("{}", genlab_pipeline::fid::fid_folders(&dir_a, &dir_b, &options)?);
+            ExitCode::SUCCESS
+        }
+        Command::Data { command: DataCommand::Export { dataset, split, n, out } } => {
+            let split = match split {
+                SplitArg::Train => genlab_data::Split::Train,
+                SplitArg::Test => genlab_data::Split::Test,
+            };
+            let set = genlab_data::DatasetSource::from_arg(&dataset)?.load_images(split, &[])?;
+            let written = genlab_data::export::export_png(&set, n.unwrap_or(usize::MAX), &out)?;
+            println!("{written} images in {}", out.display());
             ExitCode::SUCCESS
         }
         Command::Data { command: DataCommand::Info { dataset } } => {

@@ -178,6 +178,18 @@ fn issue2_run_writes_report_samples_and_plots() {
         (3 * 30 + 2, 3 * 30 + 2),
         "a 3x3 grid of 28-pixel images with 2-pixel borders"
     );
+    let folder = d.path().join("samples");
+    let o = genlab()
+        .args(["sample", run.to_str().unwrap(), "-n", "7", "--format", "folder", "-o", folder.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(std::fs::read_dir(&folder).unwrap().count(), 7);
+    assert_eq!(image::open(folder.join("000006.png")).unwrap().width(), 28);
+    fails_with(
+        &["sample", run.to_str().unwrap(), "-n", "3", "--format", "folder", "-o", folder.to_str().unwrap()],
+        &["not an empty directory"],
+    );
     let o = genlab().args(["eval", run.to_str().unwrap()]).output().unwrap();
     assert!(
         o.status.success() && String::from_utf8_lossy(&o.stdout).contains("100 evaluation examples"),
@@ -317,6 +329,19 @@ fn issue2_nan_loss_stops_and_keeps_the_last_good_checkpoint() {
         .output()
         .unwrap();
     assert!(o.status.success(), "the kept checkpoint loads: {}", stderr(&o));
+}
+
+#[test]
+fn issue3_data_export_writes_a_png_folder() {
+    let d = tempfile::tempdir().unwrap();
+    let out = d.path().join("test");
+    let o = genlab()
+        .args(["data", "export", "mnist", "--split", "test", "-n", "5", "-o", out.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), format!("5 images in {}", out.display()));
+    assert_eq!(std::fs::read_dir(&out).unwrap().count(), 5);
 }
 
 #[test]

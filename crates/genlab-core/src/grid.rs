@@ -66,6 +66,33 @@ pub fn save_rgb_png(w: u32, h: u32, px: Vec<u8>, path: &Path) -> Result<()> {
     std::fs::rename(&tmp, path).map_err(CoreError::io(path))
 }
 
+/// Writes each image as its own PNG, `{first + i:06}.png` in `dir` (gray or RGB as the batch is),
+/// each atomically.
+pub fn save_images(batch: &ImageBatch, first: usize, dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(CoreError::io(dir))?;
+    let plane = batch.height * batch.width;
+    for i in 0..batch.n {
+        let path = dir.join(format!("{:06}.png", first + i));
+        let px = |c: usize, p: usize| batch.pixel(i, c, p / batch.width, p % batch.width);
+        let (w, h) = (batch.width as u32, batch.height as u32);
+        let tmp = temp_sibling(&path).with_extension("png");
+        let saved = if batch.channels == 3 {
+            let data = (0..plane).flat_map(|p| [px(0, p), px(1, p), px(2, p)]).collect();
+            image::RgbImage::from_raw(w, h, data)
+                .expect("length matches")
+                .save_with_format(&tmp, image::ImageFormat::Png)
+        } else {
+            let data = (0..plane).map(|p| px(0, p)).collect();
+            image::GrayImage::from_raw(w, h, data)
+                .expect("length matches")
+                .save_with_format(&tmp, image::ImageFormat::Png)
+        };
+        saved.map_err(|e| CoreError::Image { path: path.clone(), reason: e.to_string() })?;
+        std::fs::rename(&tmp, &path).map_err(CoreError::io(&path))?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -82,5 +109,16 @@ mod tests {
         assert_eq!(at(6, 2), 128);
         assert_eq!(at(2, 6), 255);
         assert_eq!(at(0, 0), 255, "border is white");
+    }
+
+    #[test]
+    fn images_are_written_one_file_each() {
+        let d = std::env::temp_dir().join(format!("genlab-images-{}", std::process::id()));
+        let b = ImageBatch::new(vec![0.0, 1.0, 0.5, 0.25], 2, 1, 1, 2);
+        save_images(&b, 10, &d).unwrap();
+        let img = image::open(d.join("000011.png")).unwrap().to_luma8();
+        assert_eq!(img.as_raw(), &vec![128, 64]);
+        assert_eq!(std::fs::read_dir(&d).unwrap().count(), 2);
+        std::fs::remove_dir_all(&d).unwrap();
     }
 }

@@ -3,6 +3,7 @@
 //! resumable batch loader.
 
 pub mod error;
+pub mod export;
 pub mod folder;
 pub mod idx;
 pub mod image_set;

@@ -12,4 +12,4 @@ pub mod vae;
 
 pub use error::{PipelineError, Result};
 pub use experiment::Experiment;
-pub use run::{eval_run, resume, sample_run, start, Finished, Mode, RunOptions};
+pub use run::{eval_run, resume, sample_run, start, Finished, Mode, RunOptions, SampleFormat};

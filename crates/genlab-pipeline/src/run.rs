@@ -5,7 +5,7 @@ use crate::error::{PipelineError, Result};
 use crate::experiment::{Experiment, ModelConfig};
 use crate::images::{load_splits, EvalImages, ImageBatches, Splits};
 use crate::report::{write_report, ReportInputs};
-use crate::vae::{evaluate, figures, sample_grid, VaeMetrics};
+use crate::vae::{evaluate, figures, sample_folder, sample_grid, VaeMetrics};
 use burn::module::Module;
 use burn::tensor::Device;
 use genlab_core::tensors::NamedTensors;
@@ -303,11 +303,37 @@ pub fn eval_run(run_dir: &Path, device: Option<DeviceSpec>) -> Result<VaeMetrics
 }
 
 /// `genlab sample RUN -n N --seed S -o FILE`: a grid of `n` samples.
-pub fn sample_run(run_dir: &Path, n: usize, seed: u64, out: &Path, device: Option<DeviceSpec>) -> Result<()> {
+pub fn sample_run(
+    run_dir: &Path,
+    n: usize,
+    seed: u64,
+    out: &Path,
+    format: SampleFormat,
+    device: Option<DeviceSpec>,
+) -> Result<()> {
     if n == 0 {
         return Err(PipelineError::Config("-n 0: expected at least one sample".into()));
     }
+    if format == SampleFormat::Folder && out.exists() && std::fs::read_dir(out).map_or(true, |mut d| d.next().is_some())
+    {
+        return Err(PipelineError::Run(format!(
+            "{}: exists and is not an empty directory; samples are never written over other files",
+            out.display()
+        )));
+    }
     let (exp, _, vae, device) = load_eval_model(run_dir, device)?;
     let symmetric = exp.data.transforms.contains(&genlab_data::Transform::ScaleSymmetric);
-    sample_grid(&vae, n, seed, symmetric, &device, out)
+    match format {
+        SampleFormat::Grid => sample_grid(&vae, n, seed, symmetric, &device, out),
+        SampleFormat::Folder => sample_folder(&vae, n, seed, symmetric, &device, out),
+    }
+}
+
+/// How `genlab sample` writes its samples.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SampleFormat {
+    /// One PNG grid.
+    Grid,
+    /// A folder of PNG files, one per sample (for `genlab fid`).
+    Folder,
 }

@@ -7,7 +7,7 @@ use crate::images::EvalImages;
 use crate::plots::scatter_by_class;
 use burn::tensor::Device;
 use burn::Tensor;
-use genlab_core::grid::{save_grid, ImageBatch};
+use genlab_core::grid::{save_grid, save_images, ImageBatch};
 use genlab_core::progress::Progress;
 use genlab_core::tensors::to_f32_vec;
 use genlab_core::SeededRng;
@@ -80,6 +80,19 @@ pub fn sample_grid(vae: &Vae, n: usize, seed: u64, symmetric: bool, device: &Dev
     let mut rng = SeededRng::stream(seed, 0x5a3e);
     let cols = (n as f64).sqrt().ceil() as usize;
     save_grid(&host_images(vae.sample(n, &mut rng, device), symmetric), cols, path)?;
+    Ok(())
+}
+
+/// `n` prior samples as PNG files in `dir`, drawn 500 at a time, with a progress bar.
+pub fn sample_folder(vae: &Vae, n: usize, seed: u64, symmetric: bool, device: &Device, dir: &Path) -> Result<()> {
+    let mut rng = SeededRng::stream(seed, 0x5a3e);
+    let mut progress = Progress::new("samples", n as u64, 0);
+    for start in (0..n).step_by(500) {
+        let k = 500.min(n - start);
+        save_images(&host_images(vae.sample(k, &mut rng, device), symmetric), start, dir)?;
+        progress.update((start + k) as u64, "images");
+    }
+    progress.finish();
     Ok(())
 }
 
