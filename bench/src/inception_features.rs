@@ -4,6 +4,7 @@
 //! `bench/inception_features.py` does for the TorchScript original in PyTorch.
 
 use burn::tensor::Device;
+use genlab_bench::{arg, fail};
 use genlab_core::DeviceSpec;
 use genlab_data::{DatasetName, DatasetSource, Split};
 use genlab_eval::extract::InceptionExtractor;
@@ -12,14 +13,6 @@ use genlab_eval::weights::{weights_dir, FID_INCEPTION_FILE};
 use std::time::Instant;
 
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    let arg = |name: &str, default: &str| -> String {
-        args.iter()
-            .position(|a| a == name)
-            .and_then(|i| args.get(i + 1))
-            .cloned()
-            .unwrap_or_else(|| default.to_string())
-    };
     let spec: DeviceSpec = arg("--device", "flex").parse().unwrap_or_else(|e| fail(&format!("{e}")));
     let n: usize = arg("--images", "500")
         .parse()
@@ -42,9 +35,4 @@ fn main() {
         "RESULT impl=genlab-{spec} images={n} seconds={secs:.2} images_per_s={:.2} feature_mean={mean:.6}",
         n as f64 / secs
     );
-}
-
-fn fail(msg: &str) -> ! {
-    eprintln!("error: {msg}");
-    std::process::exit(2)
 }

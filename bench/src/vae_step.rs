@@ -6,6 +6,7 @@
 
 use burn::tensor::TensorData;
 use burn::Tensor;
+use genlab_bench::{arg, fail};
 use genlab_core::{DeviceSpec, SeededRng};
 use genlab_data::{DatasetName, DatasetSource, Split};
 use genlab_models::vae::{Architecture, Likelihood, VaeConfig};
@@ -13,14 +14,6 @@ use genlab_train::{OptimizerConfig, Optimizers, StepContext, TrainStep};
 use std::time::Instant;
 
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    let arg = |name: &str, default: &str| -> String {
-        args.iter()
-            .position(|a| a == name)
-            .and_then(|i| args.get(i + 1))
-            .cloned()
-            .unwrap_or_else(|| default.to_string())
-    };
     let spec: DeviceSpec = arg("--device", "flex").parse().unwrap_or_else(|e| fail(&format!("{e}")));
     let warmup: usize = arg("--warmup", "5").parse().unwrap_or_else(|_| fail("--warmup: expected a count"));
     let steps: usize = arg("--steps", "30")
@@ -73,9 +66,4 @@ fn main() {
         losses[0],
         losses[losses.len() - 1]
     );
-}
-
-fn fail(msg: &str) -> ! {
-    eprintln!("error: {msg}");
-    std::process::exit(2)
 }

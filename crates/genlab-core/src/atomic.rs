@@ -56,6 +56,11 @@ pub fn point_link(link: &Path, target: &str) -> Result<()> {
     write_atomic(link, target.as_bytes())
 }
 
+/// Whether `dir` may receive new files without touching others: absent, or an empty directory.
+pub fn is_absent_or_empty_dir(dir: &Path) -> bool {
+    !dir.exists() || fs::read_dir(dir).is_ok_and(|mut d| d.next().is_none())
+}
+
 /// Reads what `point_link` wrote: the target's name.
 pub fn read_link(link: &Path) -> Result<String> {
     match fs::read_link(link) {

@@ -9,7 +9,7 @@ use std::path::Path;
 /// Writes the first `n` images of `set` (all when `n` is larger) to the new or empty directory
 /// `dir`, as `000000.png`, `000001.png`, ...; returns how many were written.
 pub fn export_png(set: &ImageSet, n: usize, dir: &Path) -> Result<usize> {
-    if dir.exists() && std::fs::read_dir(dir).map_or(true, |mut d| d.next().is_some()) {
+    if !genlab_core::atomic::is_absent_or_empty_dir(dir) {
         return Err(DataError::Invalid {
             path: dir.to_path_buf(),
             reason: "exists and is not an empty directory; export never writes over other files".into(),

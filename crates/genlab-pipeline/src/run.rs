@@ -314,8 +314,7 @@ pub fn sample_run(
     if n == 0 {
         return Err(PipelineError::Config("-n 0: expected at least one sample".into()));
     }
-    if format == SampleFormat::Folder && out.exists() && std::fs::read_dir(out).map_or(true, |mut d| d.next().is_some())
-    {
+    if format == SampleFormat::Folder && !genlab_core::atomic::is_absent_or_empty_dir(out) {
         return Err(PipelineError::Run(format!(
             "{}: exists and is not an empty directory; samples are never written over other files",
             out.display()
