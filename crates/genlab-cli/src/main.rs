@@ -59,9 +59,13 @@ enum Command {
         #[arg(long, value_name = "RUN", conflicts_with_all = ["file", "run_dir"])]
         resume: Option<PathBuf>,
     },
-    /// The evaluation protocol on a run's latest weights (writes eval.json and report.md).
+    /// The evaluation protocol on a run's latest weights (writes eval.json, a metrics.jsonl entry
+    /// and report.md).
     Eval {
         run: PathBuf,
+        /// Change the evaluation for this command: `--set eval.metric_samples=10000`.
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
         #[arg(long)]
         device: Option<DeviceSpec>,
     },
@@ -82,11 +86,14 @@ enum Command {
         device: Option<DeviceSpec>,
     },
     /// FID between two folders of images (PNG/JPEG), with its protocol; `--all` adds KID,
-    /// precision/recall and density/coverage.
+    /// precision/recall, density/coverage (and Inception Scores with `--features lenet`).
     Fid {
+        /// The generated images (torch-fidelity's input1: precision is measured on these).
         dir_a: PathBuf,
+        /// The real images (the manifold recall and coverage are measured against).
         dir_b: PathBuf,
-        /// Feature network (only `inception` is built so far).
+        /// Feature network: `inception` (the FID Inception-v3, any image size) or `lenet` (genlab's
+        /// MNIST LeNet, 28x28 gray digits; installed by `genlab run configs/mnist-lenet.toml`).
         #[arg(long, default_value = "inception")]
         features: FeatureNet,
         /// Resize protocol: `legacy` (bilinear, as pytorch-fid) or `clean` (antialiased bicubic, as clean-fid).
@@ -96,7 +103,7 @@ enum Command {
         all: bool,
         #[arg(long, default_value_t = 50)]
         batch_size: usize,
-        /// The Inception weights file (default: $GENLAB_WEIGHTS_DIR or ~/.cache/genlab/weights).
+        /// The feature network's weights file (default: in $GENLAB_WEIGHTS_DIR or ~/.cache/genlab/weights).
         #[arg(long)]
         weights: Option<PathBuf>,
         #[arg(long)]
@@ -124,6 +131,7 @@ enum Format {
 #[derive(Clone, Copy, clap::ValueEnum)]
 enum FeatureNet {
     Inception,
+    Lenet,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -162,12 +170,9 @@ fn main() -> ExitCode {
 
 fn finished(f: Finished) -> ExitCode {
     match f {
-        Finished::Done { run_dir, metrics, goal } => {
-            if let Some(m) = metrics {
-                println!(
-                    "NLL (IWAE, k={}) {:.2} nats; ELBO {:.2} nats on the evaluation split",
-                    m.iwae_k, m.nll_nats, m.elbo_nats
-                );
+        Finished::Done { run_dir, summary, goal } => {
+            if let Some(m) = summary {
+                println!("{m}");
             }
             if let Some(g) = goal {
                 println!("goal {g}");
@@ -195,12 +200,8 @@ fn run() -> anyhow::Result<ExitCode> {
         Command::Train { file: None, resume: None, .. } => {
             anyhow::bail!("genlab train: give an experiment file, or --resume RUN")
         }
-        Command::Eval { run, device } => {
-            let m = genlab_pipeline::eval_run(&run, device)?;
-            println!(
-                "NLL (IWAE, k={}) {:.2} nats; ELBO {:.2} nats; {} evaluation examples",
-                m.iwae_k, m.nll_nats, m.elbo_nats, m.examples
-            );
+        Command::Eval { run, set, device } => {
+            println!("{}", genlab_pipeline::eval_run(&run, device, &set)?);
             ExitCode::SUCCESS
         }
         Command::Sample { run, n, seed, out, format, device } => {
@@ -212,8 +213,12 @@ fn run() -> anyhow::Result<ExitCode> {
             println!("{}", out.display());
             ExitCode::SUCCESS
         }
-        Command::Fid { dir_a, dir_b, features: FeatureNet::Inception, resize, all, batch_size, weights, device } => {
+        Command::Fid { dir_a, dir_b, features, resize, all, batch_size, weights, device } => {
             let options = genlab_pipeline::fid::FidOptions {
+                features: match features {
+                    FeatureNet::Inception => genlab_eval::extract::FeatureNetwork::Inception,
+                    FeatureNet::Lenet => genlab_eval::extract::FeatureNetwork::MnistLenet,
+                },
                 resize: match resize {
                     Resize::Legacy => genlab_eval::preprocess::ResizeProtocol::Legacy,
                     Resize::Clean => genlab_eval::preprocess::ResizeProtocol::Clean,

@@ -135,8 +135,8 @@ fn issue2_run_writes_report_samples_and_plots() {
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(out.contains("goal MET"), "{out}");
     let eval: serde_json::Value = serde_json::from_slice(&std::fs::read(run.join("eval.json")).unwrap()).unwrap();
-    let nll = eval["nll_nats"].as_f64().unwrap();
-    assert!(nll > 50.0 && nll < 400.0 && eval["examples"] == 100, "a trained model's NLL: {eval}");
+    let nll = eval["likelihood"]["nll_nats"].as_f64().unwrap();
+    assert!(nll > 50.0 && nll < 400.0 && eval["likelihood"]["examples"] == 100, "a trained model's NLL: {eval}");
     let report = std::fs::read_to_string(run.join("report.md")).unwrap();
     for want in [
         "# small",
@@ -424,4 +424,216 @@ fn issue3_fid_bad_inputs() {
     assert!(stderr(&o).contains("fid_inception_default_1.pt: FID Inception weights not found"), "{}", stderr(&o));
     let o = genlab().args(["fid", a.to_str().unwrap(), a.to_str().unwrap()]).output().unwrap();
     assert!(stderr(&o).contains("FID needs at least 2 images, found 1"), "{}", stderr(&o));
+}
+
+fn repo_file(p: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").join(p).to_str().unwrap().to_string()
+}
+
+/// Trains configs/mnist-lenet.toml for 60 steps (goal lowered so it installs) into `weights`;
+/// returns its stdout.
+fn install_small_lenet(weights: &Path, run: &Path) -> String {
+    let o = genlab()
+        .env("GENLAB_WEIGHTS_DIR", weights)
+        .args(["run", &repo_file("configs/mnist-lenet.toml"), "--run-dir", run.to_str().unwrap()])
+        .args(["--set", "train.steps=60", "--set", "train.eval_every=30", "--set", "train.checkpoint_every=30"])
+        .args(["--set", "problem.goal.above=0.5", "--set", "eval.examples=1000"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn sha1sum(p: &Path) -> String {
+    let o = Command::new("sha1sum").arg(p).output().unwrap();
+    String::from_utf8_lossy(&o.stdout).split_whitespace().next().unwrap().to_string()
+}
+
+/// `FID x`, `KID m +- s ...`, `precision p recall r density d coverage c ...` lines of `genlab fid`.
+fn fid_numbers(out: &str) -> Vec<f64> {
+    let mut v = Vec::new();
+    for line in out.lines() {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        for pair in words.windows(2) {
+            if ["FID", "KID", "precision", "recall", "density", "coverage"].contains(&pair[0]) {
+                v.push(pair[1].parse().unwrap());
+            }
+        }
+    }
+    v
+}
+
+#[test]
+fn issue3_lenet_installs_and_genlab_eval_reports_sample_metrics() {
+    let d = tempfile::tempdir().unwrap();
+    let weights = d.path().join("weights");
+    let out = install_small_lenet(&weights, &d.path().join("lenet"));
+    let file = weights.join("mnist_lenet.safetensors");
+    let sha1 = sha1sum(&file);
+    assert!(out.contains("installed as the MNIST LeNet feature network") && out.contains(&sha1), "{out}");
+    assert!(out.contains("goal MET: accuracy"), "{out}");
+
+    // A VAE run with the sample metrics on 200 samples.
+    let cfg = write_config(d.path(), SMALL);
+    let run = d.path().join("vae");
+    let o = genlab()
+        .env("GENLAB_WEIGHTS_DIR", &weights)
+        .args(["run", cfg.to_str().unwrap(), "--run-dir", run.to_str().unwrap()])
+        .args(["--set", "eval.metric_samples=200", "--set", "eval.examples=300"])
+        .args(["--set", "eval.memorisation_examples=3000"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let eval: serde_json::Value = serde_json::from_slice(&std::fs::read(run.join("eval.json")).unwrap()).unwrap();
+    let s = &eval["samples"];
+    let protocol = &s["protocol"];
+    assert_eq!(protocol["features"]["weights_sha1"], sha1.as_str(), "{eval}");
+    assert_eq!((protocol["samples"].as_u64(), protocol["reference_images"].as_u64()), (Some(200), Some(300)));
+    assert_eq!(protocol["train_images"].as_u64(), Some(3000));
+    let fid = s["fid"].as_f64().unwrap();
+    let is = s["inception_score"]["mean"].as_f64().unwrap();
+    assert!(fid > 0.0 && (1.0..=10.0).contains(&is), "{s}");
+    let frac = s["memorisation"]["suspicious_fraction"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&frac) && s["memorisation"]["closest"].as_array().unwrap().len() == 16, "{s}");
+    assert!(run.join("samples/memorisation.png").is_file());
+    let report = std::fs::read_to_string(run.join("report.md")).unwrap();
+    for want in [
+        "## Sample metrics: 200 samples against 300 images",
+        "| FID |",
+        "| KID |",
+        "| Inception Score |",
+        "| precision / recall |",
+        "| density / coverage |",
+        "memorisation: samples closer to a training image",
+        "genlab MNIST LeNet",
+        &sha1,
+        "samples/memorisation.png",
+        "NLL, minus the IWAE bound",
+    ] {
+        assert!(report.contains(want), "report should contain {want:?}:\n{report}");
+    }
+    let last = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap().lines().last().unwrap().to_string();
+    let last: serde_json::Value = serde_json::from_str(&last).unwrap();
+    assert_eq!(last["split"], "test");
+    assert_eq!(last["fid"].as_f64(), Some(fid));
+    assert_eq!(last["sample_protocol"]["features"]["weights_sha1"], sha1.as_str());
+
+    // The same numbers through the folder route: the run's samples written as PNG files (same seed)
+    // and the first 300 test images, compared by `genlab fid --features lenet`.
+    let (a, b) = (d.path().join("a"), d.path().join("b"));
+    let o = genlab()
+        .args(["sample", run.to_str().unwrap(), "-n", "200", "--seed", "0", "--format", "folder", "-o"])
+        .arg(&a)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = genlab().args(["data", "export", "mnist", "--split", "test", "-n", "300", "-o"]).arg(&b).output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = genlab()
+        .env("GENLAB_WEIGHTS_DIR", &weights)
+        .args(["fid", "--features", "lenet", "--all"])
+        .args([&a, &b])
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success() && out.contains(&sha1) && out.contains("Inception Score A"), "{out}{}", stderr(&o));
+    let folder = fid_numbers(&out);
+    let direct = [
+        fid,
+        s["kid"]["mean"].as_f64().unwrap(),
+        s["prdc"]["precision"].as_f64().unwrap(),
+        s["prdc"]["recall"].as_f64().unwrap(),
+        s["prdc"]["density"].as_f64().unwrap(),
+        s["prdc"]["coverage"].as_f64().unwrap(),
+    ];
+    assert_eq!(folder.len(), 6, "{out}");
+    for (f, e) in folder.iter().zip(direct) {
+        // Equal up to the printed digits (4 decimals, 6 for KID).
+        assert!((f - e).abs() <= 5.1e-5 + 1e-9 * e.abs(), "folder route {folder:?} vs genlab eval {direct:?}");
+    }
+
+    // The Inception network on the same run: gray digits are replicated to RGB, and the report says so.
+    let o = genlab()
+        .args([
+            "eval",
+            run.to_str().unwrap(),
+            "--set",
+            "eval.features=\"inception\"",
+            "--set",
+            "eval.metric_samples=10",
+        ])
+        .args(["--set", "eval.examples=10", "--set", "eval.memorisation_examples=10"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let report = std::fs::read_to_string(run.join("report.md")).unwrap();
+    for want in [
+        "FID Inception-v3",
+        "a16e4d89c0ecbc17a915dd76ea9e41211aa82562",
+        "resize Legacy",
+        "gray images replicated to RGB",
+    ] {
+        assert!(report.contains(want), "report should contain {want:?}:\n{report}");
+    }
+}
+
+#[test]
+fn issue3_sample_metrics_bad_inputs() {
+    let d = tempfile::tempdir().unwrap();
+    let empty = d.path().join("no-weights");
+    // Without the LeNet, `genlab run` finishes (training is not lost) and says what was skipped ...
+    let cfg = write_config(d.path(), SMALL);
+    let run = d.path().join("vae");
+    let o = genlab()
+        .env("GENLAB_WEIGHTS_DIR", &empty)
+        .args(["run", cfg.to_str().unwrap(), "--run-dir", run.to_str().unwrap(), "--set", "train.steps=10"])
+        .args(["--set", "eval.metric_samples=20", "--set", "eval.examples=20"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("warning: sample metrics skipped"), "{}", stderr(&o));
+    let report = std::fs::read_to_string(run.join("report.md")).unwrap();
+    assert!(report.contains("Skipped:") && report.contains("mnist_lenet.safetensors"), "{report}");
+    // ... while `genlab eval`, asked for them, fails with one line naming the file and the fix.
+    let run_s = run.to_str().unwrap();
+    let o = genlab().env("GENLAB_WEIGHTS_DIR", &empty).args(["eval", run_s]).output().unwrap();
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("mnist_lenet.safetensors: MNIST LeNet weights not found")
+            && err.contains("configs/mnist-lenet.toml"),
+        "{err}"
+    );
+    // A safetensors file that is not the LeNet.
+    let wrong = d.path().join("wrong");
+    std::fs::create_dir_all(&wrong).unwrap();
+    let latest = run.join("checkpoints/latest");
+    std::fs::copy(latest.join("model.safetensors"), wrong.join("mnist_lenet.safetensors")).unwrap();
+    let o = genlab().env("GENLAB_WEIGHTS_DIR", &wrong).args(["eval", run_s]).output().unwrap();
+    assert!(stderr(&o).contains("not genlab's MNIST LeNet weights") && o.status.code() == Some(1), "{}", stderr(&o));
+    // Fewer samples than the Inception Score's 10 splits.
+    let line =
+        fails_with(&["eval", run_s, "--set", "eval.metric_samples=5"], &["eval.metric_samples = 5", "at least 10"]);
+    assert!(line.contains("experiment.toml"), "{line}");
+    // The LeNet reads 28x28 gray digits only.
+    let weights = d.path().join("weights");
+    install_small_lenet(&weights, &d.path().join("lenet"));
+    let rgb = d.path().join("rgb");
+    std::fs::create_dir_all(&rgb).unwrap();
+    for i in 0..3 {
+        image::RgbImage::from_fn(32, 32, |x, y| image::Rgb([x as u8 * 8, y as u8 * 8, i * 60]))
+            .save(rgb.join(format!("{i}.png")))
+            .unwrap();
+    }
+    let o = genlab()
+        .env("GENLAB_WEIGHTS_DIR", &weights)
+        .args(["fid", "--features", "lenet"])
+        .args([&rgb, &rgb])
+        .output()
+        .unwrap();
+    let err = stderr(&o);
+    assert!(
+        o.status.code() == Some(1) && err.contains("rgb: the MNIST LeNet reads 1x28x28 (gray) images, got 3x32x32"),
+        "{err}"
+    );
 }

@@ -54,6 +54,11 @@ impl NamedTensors {
 
     /// Serialises to the safetensors format (float32, little-endian).
     pub fn to_bytes(&self) -> Vec<u8> {
+        self.to_bytes_with_metadata(&BTreeMap::new())
+    }
+
+    /// Serialises to safetensors with string metadata in the header (`__metadata__`).
+    pub fn to_bytes_with_metadata(&self, metadata: &BTreeMap<String, String>) -> Vec<u8> {
         let bytes: Vec<(String, Vec<u8>, Vec<usize>)> = self
             .0
             .iter()
@@ -70,7 +75,15 @@ impl NamedTensors {
                 (k.clone(), view)
             })
             .collect();
-        safetensors::serialize(views, &None).expect("serialising in memory should not fail")
+        let meta = (!metadata.is_empty()).then(|| metadata.clone().into_iter().collect());
+        safetensors::serialize(views, &meta).expect("serialising in memory should not fail")
+    }
+
+    /// The header's string metadata (empty when the file has none).
+    pub fn read_metadata(bytes: &[u8], path: &Path) -> Result<BTreeMap<String, String>> {
+        let (_, meta) = SafeTensors::read_metadata(bytes)
+            .map_err(|e| CoreError::Safetensors { path: path.to_path_buf(), reason: e.to_string() })?;
+        Ok(meta.metadata().clone().map(|m| m.into_iter().collect()).unwrap_or_default())
     }
 
     pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<Self> {

@@ -6,6 +6,8 @@ pub enum EvalError {
     TooFewSamples { metric: &'static str, needed: usize, got: usize },
     #[error("{metric}: feature dimensions differ ({a} vs {b})")]
     DimensionMismatch { metric: &'static str, a: usize, b: usize },
+    #[error("{network} reads {expected} images, got {got}")]
+    ImageShape { network: &'static str, expected: String, got: String },
     #[error("{metric}: {reason}")]
     Numerical { metric: &'static str, reason: String },
 }

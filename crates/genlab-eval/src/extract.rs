@@ -1,15 +1,38 @@
-//! Feature extraction for the sample metrics: images in, feature vectors out, in batches with a
-//! progress bar, and the protocol record that travels with every number computed from them.
+//! Feature extraction for the sample metrics: images in, feature vectors (and logits, where the
+//! network has them) out, in batches with a progress bar, and the protocol record that travels with
+//! every number computed from them.
 
+use crate::error::EvalError;
 use crate::features::Features;
 use crate::inception::FidInception;
+use crate::lenet::{LenetExtractor, MNIST_LENET_FILE};
 use crate::preprocess::{inception_input, ResizeProtocol};
-use crate::weights::{load_fid_inception, WeightsError};
+use crate::weights::{load_fid_inception, weights_dir, WeightsError, FID_INCEPTION_FILE};
 use burn::tensor::{Device, TensorData};
 use burn::Tensor;
 use genlab_core::progress::Progress;
 use serde::{Deserialize, Serialize};
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+/// The feature networks genlab computes sample metrics with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FeatureNetwork {
+    /// The FID Inception-v3 (pool3, 2048-d), any image size, resized to 299x299.
+    Inception,
+    /// genlab's LeNet trained on MNIST (hidden layer features, 10 logits), 28x28 gray digits only.
+    MnistLenet,
+}
+
+impl FeatureNetwork {
+    /// Where its weights are looked up: the weights directory.
+    pub fn default_path(self) -> PathBuf {
+        weights_dir().join(match self {
+            FeatureNetwork::Inception => FID_INCEPTION_FILE,
+            FeatureNetwork::MnistLenet => MNIST_LENET_FILE,
+        })
+    }
+}
 
 /// What produced a set of features: enough to say whether two numbers are comparable.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -17,9 +40,96 @@ pub struct FeatureProtocol {
     pub network: String,
     /// SHA-1 of the weights file.
     pub weights_sha1: String,
-    pub resize: ResizeProtocol,
+    /// How images were resized to the network's input (None: fed at their own size).
+    pub resize: Option<ResizeProtocol>,
     /// Whether gray images were replicated to three channels.
     pub gray_replicated: bool,
+}
+
+impl FeatureProtocol {
+    /// One line: network, weights hash, resizing, gray replication.
+    pub fn describe(&self) -> String {
+        format!(
+            "{}, weights sha1 {}, {}{}",
+            self.network,
+            self.weights_sha1,
+            match self.resize {
+                Some(r) => format!("resize {r:?}"),
+                None => "no resize".into(),
+            },
+            if self.gray_replicated { ", gray images replicated to RGB" } else { "" }
+        )
+    }
+}
+
+/// Features of one image set, with logits when the network has a classifier head.
+pub struct Extracted {
+    pub features: Features,
+    pub logits: Option<Features>,
+    pub protocol: FeatureProtocol,
+}
+
+/// A loaded feature network.
+pub enum FeatureExtractor {
+    Inception(Box<InceptionExtractor>, ResizeProtocol),
+    MnistLenet(Box<LenetExtractor>),
+}
+
+impl FeatureExtractor {
+    /// Loads `network` from `path`, or from the weights directory when `path` is None.
+    pub fn load(
+        network: FeatureNetwork,
+        path: Option<&Path>,
+        resize: ResizeProtocol,
+        device: &Device,
+    ) -> Result<Self, WeightsError> {
+        let path = path.map_or_else(|| network.default_path(), Path::to_path_buf);
+        Ok(match network {
+            FeatureNetwork::Inception => {
+                FeatureExtractor::Inception(Box::new(InceptionExtractor::load(&path, device)?), resize)
+            }
+            FeatureNetwork::MnistLenet => FeatureExtractor::MnistLenet(Box::new(LenetExtractor::load(&path, device)?)),
+        })
+    }
+
+    /// Features of 8-bit-range images `[n, c, h, w]`, `batch` at a time, with a progress bar
+    /// labelled `label`.
+    pub fn extract(
+        &self,
+        pixels: &[f32],
+        n: usize,
+        [c, h, w]: [usize; 3],
+        batch: usize,
+        label: &str,
+    ) -> Result<Extracted, EvalError> {
+        match self {
+            FeatureExtractor::Inception(net, resize) => {
+                if c != 1 && c != 3 {
+                    return Err(EvalError::ImageShape {
+                        network: "the FID Inception",
+                        expected: "1 (gray) or 3 (RGB) channels".into(),
+                        got: format!("{c} channels"),
+                    });
+                }
+                let (features, protocol) = net.features(pixels, n, c, h, w, batch, *resize, label);
+                Ok(Extracted { features, logits: None, protocol })
+            }
+            FeatureExtractor::MnistLenet(net) => {
+                let (features, logits) = net.extract(pixels, n, [c, h, w], batch, label)?;
+                let cfg = &net.card.config;
+                let protocol = FeatureProtocol {
+                    network: format!(
+                        "genlab MNIST LeNet (conv {:?}, kernel {}, hidden {}; test accuracy {:.4}), hidden layer, {}-d",
+                        cfg.channels, cfg.kernel, cfg.hidden, net.card.test_accuracy, cfg.hidden
+                    ),
+                    weights_sha1: net.sha1.clone(),
+                    resize: None,
+                    gray_replicated: false,
+                };
+                Ok(Extracted { features, logits: Some(logits), protocol })
+            }
+        }
+    }
 }
 
 /// The FID Inception network with its identity.
@@ -41,6 +151,7 @@ impl InceptionExtractor {
     }
 
     /// pool3 features of 8-bit-range images `[n, c, h, w]` (c = 1 or 3), `batch` at a time.
+    #[allow(clippy::too_many_arguments)]
     pub fn features(
         &self,
         pixels: &[f32],
@@ -67,7 +178,7 @@ impl InceptionExtractor {
         let protocol = FeatureProtocol {
             network: "FID Inception-v3 (TensorFlow 2015-12-05 graph), pool3, 2048-d".into(),
             weights_sha1: self.sha1.clone(),
-            resize,
+            resize: Some(resize),
             gray_replicated: c == 1,
         };
         (Features::from_f32(&out, n, 2048), protocol)

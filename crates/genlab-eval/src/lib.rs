@@ -9,6 +9,7 @@ pub mod fid;
 pub mod inception;
 pub mod inception_score;
 pub mod kid;
+pub mod lenet;
 pub mod likelihood;
 pub mod memorisation;
 pub mod numpy_rng;

@@ -18,6 +18,10 @@ pub enum WeightsError {
     Missing { path: PathBuf },
     #[error("{path}: expected the FID Inception-v3 weights ({FID_INCEPTION_TENSORS} tensors, {FID_INCEPTION_PARAMETERS} parameters), found {tensors} tensors, {parameters} parameters")]
     Wrong { path: PathBuf, tensors: usize, parameters: usize },
+    #[error("{path}: MNIST LeNet weights not found; train and install them once with `genlab run configs/mnist-lenet.toml`, or set GENLAB_WEIGHTS_DIR")]
+    MissingLenet { path: PathBuf },
+    #[error("{path}: not genlab's MNIST LeNet weights: {reason}")]
+    NotLenet { path: PathBuf, reason: String },
     #[error(transparent)]
     Read(#[from] crate::torchscript::TorchScriptError),
 }

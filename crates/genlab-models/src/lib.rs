@@ -2,6 +2,7 @@
 //! own config (`XConfig::init`), its family operations as plain methods (`encode`, `decode`,
 //! `sample`, ...) and an implementation of the trainer's `TrainStep`.
 
+pub mod classifier;
 pub mod error;
 pub mod vae;
 

@@ -1,7 +1,8 @@
 //! Log-densities and divergences used by likelihood-based families, each summed over every axis but
 //! the batch axis: the result has shape `[batch]`, in nats.
 
-use burn::tensor::activation::log_sigmoid;
+use burn::tensor::activation::{log_sigmoid, log_softmax};
+use burn::tensor::Int;
 use burn::Tensor;
 
 const LOG_2PI: f32 = 1.837_877_1; // ln(2 * pi)
@@ -11,6 +12,13 @@ const LOG_2PI: f32 = 1.837_877_1; // ln(2 * pi)
 pub fn bernoulli_log_prob<const D: usize>(logits: Tensor<D>, x: Tensor<D>) -> Tensor<1> {
     let lp = log_sigmoid(logits.clone()) - (x.neg() + 1.0) * logits;
     sum_but_batch(lp)
+}
+
+/// log Categorical(label | softmax(logits)): `logits [batch, classes]`, `labels [batch]` in, `[batch]` out.
+/// Minus its mean is PyTorch's `F.cross_entropy`.
+pub fn categorical_log_prob(logits: Tensor<2>, labels: Tensor<1, Int>) -> Tensor<1> {
+    let b = logits.dims()[0];
+    log_softmax(logits, 1).gather(1, labels.reshape([b, 1])).reshape([b])
 }
 
 /// log N(x | mean, exp(log_sigma)^2), with `log_sigma` broadcast against `mean`.
@@ -114,6 +122,19 @@ mod tests {
         let sd = (d.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / n as f64).sqrt();
         let se = sd / (n as f64).sqrt();
         assert!((mean - kl).abs() < 4.0 * se, "MC {mean} +- {se} vs analytic {kl}");
+    }
+
+    #[test]
+    fn categorical_log_prob_matches_float64_log_softmax() {
+        let logits = [2.0f32, -1.0, 0.5, 80.0, 79.0, -80.0];
+        let labels = Tensor::<1, Int>::from_data(TensorData::new(vec![2i64, 1], [2]), &Device::flex());
+        let got = vec1(categorical_log_prob(t2(logits.to_vec(), 2, 3), labels));
+        for (row, label, g) in [(0usize, 2usize, got[0]), (1, 1, got[1])] {
+            let l: Vec<f64> = logits[row * 3..row * 3 + 3].iter().map(|&v| v as f64).collect();
+            let m = l.iter().cloned().fold(f64::MIN, f64::max);
+            let want = l[label] - m - l.iter().map(|v| (v - m).exp()).sum::<f64>().ln();
+            assert!((g as f64 - want).abs() < 1e-5, "row {row}: {g} vs {want}");
+        }
     }
 
     #[test]

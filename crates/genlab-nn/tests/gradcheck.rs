@@ -1,9 +1,10 @@
-//! Every layer and density the VAE is built from: autodiff gradients with respect to each input
+//! Every layer and density the VAE and the LeNet classifier are built from: autodiff gradients with respect to each input
 //! and parameter against central finite differences of the same float32 forward pass.
 
 use burn::tensor::activation::relu;
-use burn::tensor::module::{conv2d, conv_transpose2d, linear};
-use burn::tensor::ops::{ConvOptions, ConvTransposeOptions};
+use burn::tensor::module::{conv2d, conv_transpose2d, linear, max_pool2d};
+use burn::tensor::ops::{ConvOptions, ConvTransposeOptions, MaxPoolOptions};
+use burn::tensor::Int;
 use burn::tensor::{Device, TensorData};
 use burn::Tensor;
 use genlab_core::tensors::to_f32_vec;
@@ -136,5 +137,30 @@ fn densities_and_divergences() {
     let w = weights(&mut r, 2);
     check("log_mean_exp", vec![rand(&mut r, &[4, 2])], |x| {
         (log_mean_exp(t(&x[0], [4, 2]), 0).reshape([2]) * w.clone()).sum()
+    });
+}
+
+#[test]
+fn max_pool2d_layer() {
+    let mut r = SeededRng::new(6);
+    let w = weights(&mut r, 2 * 2 * 3 * 3);
+    // Distinct values, so each window's maximum is unique and the function is smooth at the point.
+    let (shape, mut v) = rand(&mut r, &[2, 2, 6, 6]);
+    for (i, x) in v.iter_mut().enumerate() {
+        *x += 0.07 * i as f32;
+    }
+    check("max_pool2d", vec![(shape, v)], |x| {
+        let y = max_pool2d(t(&x[0], [2, 2, 6, 6]), MaxPoolOptions::new([2, 2]).with_stride([2, 2]));
+        (y.reshape([36]) * w.clone()).sum()
+    });
+}
+
+#[test]
+fn categorical_log_prob_gradient() {
+    let mut r = SeededRng::new(7);
+    let labels = Tensor::<1, Int>::from_data(TensorData::new(vec![2i64, 0, 3], [3]), &Device::flex());
+    check("categorical_log_prob (logits)", vec![rand(&mut r, &[3, 4])], |x| {
+        let labels = labels.clone().to_device(&x[0].device());
+        categorical_log_prob(t(&x[0], [3, 4]), labels).sum()
     });
 }

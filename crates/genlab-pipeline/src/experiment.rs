@@ -5,6 +5,9 @@
 use crate::error::PipelineError;
 use genlab_core::DeviceSpec;
 use genlab_data::{DatasetSource, Split, Transform};
+use genlab_eval::extract::FeatureNetwork;
+use genlab_eval::preprocess::ResizeProtocol;
+use genlab_models::classifier::ClassifierConfig;
 use genlab_models::vae::{Likelihood, VaeConfig};
 use genlab_models::ModelError;
 use genlab_train::{OptimizerConfig, Schedule};
@@ -22,6 +25,8 @@ pub struct Experiment {
     pub train: TrainConfig,
     #[serde(default)]
     pub eval: EvalConfig,
+    #[serde(default)]
+    pub deploy: DeployConfig,
 }
 
 /// Phase 1: what is asked, and how success is judged.
@@ -50,6 +55,10 @@ pub enum GoalMetric {
     NllNats,
     /// Test negative ELBO in nats per example.
     NegElboNats,
+    /// FID of `eval.metric_samples` samples against the evaluation split.
+    Fid,
+    /// Classification accuracy on the evaluation split, in [0, 1].
+    Accuracy,
 }
 
 /// Phase 2: data and preprocessing.
@@ -82,6 +91,18 @@ impl Default for Validation {
 #[serde(tag = "family", rename_all = "snake_case")]
 pub enum ModelConfig {
     Vae(VaeConfig),
+    /// Not generative: the LeNet that serves as the in-domain feature network of the sample metrics.
+    Classifier(ClassifierConfig),
+}
+
+impl ModelConfig {
+    /// The `family` value.
+    pub fn family(&self) -> &'static str {
+        match self {
+            ModelConfig::Vae(_) => "vae",
+            ModelConfig::Classifier(_) => "classifier",
+        }
+    }
 }
 
 /// Phase 4: training.
@@ -132,7 +153,8 @@ pub struct EvalConfig {
     /// Importance samples of the IWAE likelihood estimate.
     #[serde(default = "default_iwae_k")]
     pub iwae_k: usize,
-    /// Evaluation examples; all of the evaluation split when absent.
+    /// Evaluation examples (also the reference images of the sample metrics); all of the
+    /// evaluation split when absent.
     pub examples: Option<usize>,
     /// Examples per evaluation batch (each expands to `iwae_k` decoder passes).
     #[serde(default = "default_eval_batch")]
@@ -146,6 +168,35 @@ pub struct EvalConfig {
     /// Examples of the periodic validation during training.
     #[serde(default = "default_periodic")]
     pub periodic_examples: usize,
+    /// Samples generated for FID, KID, Inception Score, precision/recall, density/coverage and
+    /// memorisation; 0 leaves those metrics out.
+    #[serde(default)]
+    pub metric_samples: usize,
+    /// Training images searched by the memorisation check (and compared with the evaluation
+    /// split for the real-data FID); all when absent.
+    pub memorisation_examples: Option<usize>,
+    /// The feature network of those metrics.
+    #[serde(default = "default_features")]
+    pub features: FeatureNetwork,
+    /// How images are resized for the Inception network.
+    #[serde(default = "default_resize")]
+    pub resize: ResizeProtocol,
+}
+
+fn default_features() -> FeatureNetwork {
+    FeatureNetwork::MnistLenet
+}
+fn default_resize() -> ResizeProtocol {
+    ResizeProtocol::Legacy
+}
+
+/// Phase 8: what a finished run is put to work as.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeployConfig {
+    /// Install the trained classifier as this feature network (in the weights directory) once the
+    /// evaluation has run and the goal, if any, is met.
+    pub feature_network: Option<FeatureNetwork>,
 }
 
 fn default_iwae_k() -> usize {
@@ -170,6 +221,10 @@ impl Default for EvalConfig {
             samples: default_samples(),
             seed: 0,
             periodic_examples: default_periodic(),
+            metric_samples: 0,
+            memorisation_examples: None,
+            features: default_features(),
+            resize: default_resize(),
         }
     }
 }
@@ -199,21 +254,23 @@ impl Experiment {
         // The family's own fields are checked by the family's config struct, so its errors name
         // their keys (an internally tagged enum would only say "data did not match").
         let model = table.remove("model");
-        let mut exp: ExperimentWithoutModel = typed(toml::Value::Table(table), "", |p| at(locate(text, p)))?;
+        let exp: ExperimentWithoutModel = typed(toml::Value::Table(table), "", |p| at(locate(text, p)))?;
         let model = match model {
             None => return Err(PipelineError::Config(format!("{}: missing section [model]", at(None)))),
             Some(toml::Value::Table(mut m)) => {
                 let family = m.remove("family").ok_or_else(|| {
                     PipelineError::Config(format!(
-                        "{}: model.family is missing: expected \"vae\"",
+                        "{}: model.family is missing: expected \"vae\" or \"classifier\"",
                         at(locate(text, "model"))
                     ))
                 })?;
+                let fields = toml::Value::Table(m);
                 match family.as_str() {
-                    Some("vae") => ModelConfig::Vae(typed(toml::Value::Table(m), "model.", |p| at(locate(text, p)))?),
+                    Some("vae") => ModelConfig::Vae(typed(fields, "model.", |p| at(locate(text, p)))?),
+                    Some("classifier") => ModelConfig::Classifier(typed(fields, "model.", |p| at(locate(text, p)))?),
                     _ => {
                         return Err(PipelineError::Config(format!(
-                            "{}: model.family = {family}: expected \"vae\" (the families of later issues are not built yet)",
+                            "{}: model.family = {family}: expected \"vae\" or \"classifier\" (the families of later issues are not built yet)",
                             at(locate(text, "model.family"))
                         )))
                     }
@@ -227,13 +284,13 @@ impl Experiment {
                 )))
             }
         };
-        exp.eval.get_or_insert_with(EvalConfig::default);
         let e = Experiment {
             problem: exp.problem,
             data: exp.data,
             model,
             train: exp.train,
-            eval: exp.eval.take().expect("set above"),
+            eval: exp.eval.unwrap_or_default(),
+            deploy: exp.deploy.unwrap_or_default(),
         };
         e.validate().map_err(|(key, msg)| PipelineError::Config(format!("{}: {key}{msg}", at(locate(text, &key)))))?;
         Ok(e)
@@ -293,27 +350,92 @@ impl Experiment {
             ("eval.samples", e.samples),
             ("eval.periodic_examples", e.periodic_examples),
             ("eval.examples", e.examples.unwrap_or(1)),
+            ("eval.memorisation_examples", e.memorisation_examples.unwrap_or(1)),
         ] {
             if v == 0 {
                 return err(key, " = 0: expected at least 1".into());
             }
         }
+        if e.metric_samples == 1 || (2..10).contains(&e.metric_samples) {
+            return err(
+                "eval.metric_samples",
+                format!(
+                    " = {}: expected 0 (no sample metrics) or at least 10 (the Inception Score's 10 splits)",
+                    e.metric_samples
+                ),
+            );
+        }
+        let model_err = |e: ModelError| match e {
+            ModelError::Config { field, value, expected } => {
+                (format!("model.{field}"), format!(" = {value}: {expected}"))
+            }
+        };
+        let goal = self.problem.goal.map(|g| g.metric);
         if let Some(g) = self.problem.goal {
             if g.below.is_none() && g.above.is_none() {
                 return err("problem.goal", ": expected a bound, `below = ...` or `above = ...`".into());
             }
         }
-        let ModelConfig::Vae(v) = &self.model;
-        v.check().map_err(|e| match e {
-            ModelError::Config { field, value, expected } => {
-                (format!("model.{field}"), format!(" = {value}: {expected}"))
+        let family = self.model.family();
+        match &self.model {
+            ModelConfig::Vae(v) => {
+                v.check().map_err(model_err)?;
+                if v.likelihood == Likelihood::Bernoulli && !self.data.transforms.contains(&Transform::ScaleUnit) {
+                    return err(
+                        "model.likelihood",
+                        " = \"bernoulli\": needs pixels in [0, 1]; add \"scale_unit\" to data.transforms".into(),
+                    );
+                }
+                match goal {
+                    Some(GoalMetric::Accuracy) => {
+                        return err(
+                            "problem.goal.metric",
+                            " = \"accuracy\": a VAE is judged by nll_nats, neg_elbo_nats or fid".into(),
+                        )
+                    }
+                    Some(GoalMetric::Fid) if e.metric_samples == 0 => {
+                        return err(
+                            "problem.goal.metric",
+                            " = \"fid\": needs eval.metric_samples (10000 is the usual count)".into(),
+                        )
+                    }
+                    _ => {}
+                }
+                if self.deploy.feature_network.is_some() {
+                    return err(
+                        "deploy.feature_network",
+                        ": only a classifier run can be installed as a feature network".into(),
+                    );
+                }
             }
-        })?;
-        if v.likelihood == Likelihood::Bernoulli && !self.data.transforms.contains(&Transform::ScaleUnit) {
-            return err(
-                "model.likelihood",
-                " = \"bernoulli\": needs pixels in [0, 1]; add \"scale_unit\" to data.transforms".into(),
-            );
+            ModelConfig::Classifier(c) => {
+                c.check().map_err(model_err)?;
+                if goal.is_some_and(|g| g != GoalMetric::Accuracy) {
+                    return err("problem.goal.metric", format!(": a {family} is judged by \"accuracy\""));
+                }
+                if e.metric_samples > 0 {
+                    return err(
+                        "eval.metric_samples",
+                        format!(" = {}: a classifier draws no samples", e.metric_samples),
+                    );
+                }
+                match self.deploy.feature_network {
+                    None => {}
+                    Some(FeatureNetwork::MnistLenet) if self.data.transforms == [Transform::ScaleUnit] => {}
+                    Some(FeatureNetwork::MnistLenet) => {
+                        return err(
+                            "deploy.feature_network",
+                            " = \"mnist_lenet\": the feature network reads pixels / 255, so data.transforms must be [\"scale_unit\"]".into(),
+                        )
+                    }
+                    Some(FeatureNetwork::Inception) => {
+                        return err(
+                            "deploy.feature_network",
+                            " = \"inception\": the FID Inception comes from its own file; a classifier run installs \"mnist_lenet\"".into(),
+                        )
+                    }
+                }
+            }
         }
         Ok(())
     }
@@ -340,6 +462,7 @@ struct ExperimentWithoutModel {
     data: DataConfig,
     train: TrainConfig,
     eval: Option<EvalConfig>,
+    deploy: Option<DeployConfig>,
 }
 
 /// Deserialises `value` as `T`; the error names the key path (with `prefix`) and its location.

@@ -1,24 +1,26 @@
-//! `genlab fid DIR_A DIR_B`: FID (and with `--all` KID, precision/recall, density/coverage) between
-//! two folders of PNG/JPEG images, as pytorch-fid's command line, printing the value and its protocol.
+//! `genlab fid DIR_A DIR_B`: FID (and with `--all` KID, precision/recall, density/coverage, and the
+//! Inception Score of each folder where the network has logits) between two folders of PNG/JPEG
+//! images, as pytorch-fid's command line, printing the value and its protocol.
 
 use crate::error::{PipelineError, Result};
 use burn::tensor::Device;
 use genlab_data::folder::{read_image_folder, Color};
 use genlab_data::ImageSet;
-use genlab_eval::extract::{FeatureProtocol, InceptionExtractor};
+use genlab_eval::extract::{FeatureExtractor, FeatureNetwork, FeatureProtocol};
 use genlab_eval::fid::fid;
+use genlab_eval::inception_score::{inception_score, InceptionScore};
 use genlab_eval::kid::{kid, Kid, KidConfig};
 use genlab_eval::prdc::{prdc, Prdc};
 use genlab_eval::preprocess::ResizeProtocol;
-use genlab_eval::weights::{weights_dir, FID_INCEPTION_FILE};
 use std::fmt;
 use std::path::{Path, PathBuf};
 
 pub struct FidOptions {
+    pub features: FeatureNetwork,
     pub resize: ResizeProtocol,
     pub all: bool,
     pub batch_size: usize,
-    /// The Inception weights file; the weights directory's when absent.
+    /// The feature network's weights file; the weights directory's when absent.
     pub weights: Option<PathBuf>,
     pub device: Device,
 }
@@ -27,6 +29,8 @@ pub struct FidReport {
     pub fid: f64,
     pub kid: Option<(Kid, usize)>,
     pub prdc: Option<Prdc>,
+    /// Inception Score of each folder (with `--all`, for a network with logits).
+    pub inception_scores: Option<(InceptionScore, InceptionScore)>,
     pub n_a: usize,
     pub n_b: usize,
     pub protocol: FeatureProtocol,
@@ -45,17 +49,14 @@ impl fmt::Display for FidReport {
                 p.precision, p.recall, p.density, p.coverage
             )?;
         }
-        let p = &self.protocol;
-        write!(
-            f,
-            "protocol: {}, weights sha1 {}, resize {:?}, {} vs {} images{}",
-            p.network,
-            p.weights_sha1,
-            p.resize,
-            self.n_a,
-            self.n_b,
-            if p.gray_replicated { ", gray images replicated to RGB" } else { "" }
-        )
+        if let Some((a, b)) = &self.inception_scores {
+            writeln!(
+                f,
+                "Inception Score A {:.4} +- {:.4}, B {:.4} +- {:.4} (10 splits)",
+                a.mean, a.std, b.mean, b.std
+            )?;
+        }
+        write!(f, "protocol: {}, {} vs {} images", self.protocol.describe(), self.n_a, self.n_b)
     }
 }
 
@@ -80,8 +81,8 @@ pub fn fid_folders(a: &Path, b: &Path, o: &FidOptions) -> Result<FidReport> {
             return Err(PipelineError::Run(format!("{}: not a directory of images", dir.display())));
         }
     }
-    let weights = o.weights.clone().unwrap_or_else(|| weights_dir().join(FID_INCEPTION_FILE));
-    let net = InceptionExtractor::load(&weights, &o.device).map_err(|e| PipelineError::Run(e.to_string()))?;
+    let net = FeatureExtractor::load(o.features, o.weights.as_deref(), o.resize, &o.device)
+        .map_err(|e| PipelineError::Run(e.to_string()))?;
     let mut sets = Vec::new();
     for (dir, label) in [(a, "features A"), (b, "features B")] {
         let (set, _) = read_folder(dir)?;
@@ -89,22 +90,38 @@ pub fn fid_folders(a: &Path, b: &Path, o: &FidOptions) -> Result<FidReport> {
             return Err(PipelineError::Run(format!("{}: FID needs at least 2 images, found {}", dir.display(), set.n)));
         }
         let pixels: Vec<f32> = set.pixels.iter().map(|&p| p as f32).collect();
-        sets.push((
-            net.features(&pixels, set.n, set.channels, set.height, set.width, o.batch_size, o.resize, label),
-            set.n,
-        ));
+        let shape = [set.channels, set.height, set.width];
+        let x = net
+            .extract(&pixels, set.n, shape, o.batch_size, label)
+            .map_err(|e| PipelineError::Run(format!("{}: {e}", dir.display())))?;
+        sets.push((x, set.n));
     }
-    let ((fa, pa), n_a) = sets.remove(0);
-    let ((fb, pb), n_b) = sets.remove(0);
+    let (xa, n_a) = sets.remove(0);
+    let (xb, n_b) = sets.remove(0);
+    let (fa, fb) = (&xa.features, &xb.features);
     let eval_err = |e: genlab_eval::EvalError| PipelineError::Run(e.to_string());
-    let protocol = FeatureProtocol { gray_replicated: pa.gray_replicated || pb.gray_replicated, ..pa };
-    let mut report = FidReport { fid: fid(&fa, &fb).map_err(eval_err)?, kid: None, prdc: None, n_a, n_b, protocol };
+    let protocol =
+        FeatureProtocol { gray_replicated: xa.protocol.gray_replicated || xb.protocol.gray_replicated, ..xa.protocol };
+    let mut report = FidReport {
+        fid: fid(fa, fb).map_err(eval_err)?,
+        kid: None,
+        prdc: None,
+        inception_scores: None,
+        n_a,
+        n_b,
+        protocol,
+    };
     if o.all {
+        if let (Some(la), Some(lb)) = (&xa.logits, &xb.logits) {
+            let is = |l| inception_score(l, 10, Some(2020)).map_err(eval_err);
+            report.inception_scores = Some((is(la)?, is(lb)?));
+        }
         // torch-fidelity's subsets of 1000, or all samples of the smaller set when it has fewer.
         let size = 1000.min(n_a).min(n_b);
         report.kid =
-            Some((kid(&fa, &fb, &KidConfig { subset_size: size, ..Default::default() }).map_err(eval_err)?, size));
-        report.prdc = Some(prdc(&fa, &fb, 3).map_err(eval_err)?);
+            Some((kid(fa, fb, &KidConfig { subset_size: size, ..Default::default() }).map_err(eval_err)?, size));
+        // As torch-fidelity: A is the generated set, B the real one (prdc's `real` manifold).
+        report.prdc = Some(prdc(fb, fa, 3).map_err(eval_err)?);
     }
     Ok(report)
 }

@@ -3,10 +3,10 @@
 
 use crate::error::{PipelineError, Result};
 use crate::experiment::{DataConfig, Validation};
-use burn::tensor::{Device, TensorData};
+use burn::tensor::{Device, Int, TensorData};
 use burn::Tensor;
 use genlab_core::SeededRng;
-use genlab_data::{BatchLoader, ImageSet, LoaderState, Split, Transform};
+use genlab_data::{BatchLoader, ImageSet, LabelledBatch, LoaderState, Split, Transform};
 use genlab_train::BatchSource;
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -93,15 +93,20 @@ impl ImageBatches {
     pub fn batches_per_epoch(&self) -> usize {
         self.loader.batches_per_epoch()
     }
+
+    fn next_host(&mut self) -> LabelledBatch {
+        let rows = self.loader.next_batch();
+        let mut b = self.set.batch(&rows);
+        Transform::apply_all(&self.transforms, &mut b, &mut self.rng);
+        b
+    }
 }
 
 impl BatchSource for ImageBatches {
     type Batch = Tensor<4>;
 
     fn next_batch(&mut self, device: &Device) -> Tensor<4> {
-        let rows = self.loader.next_batch();
-        let mut b = self.set.batch(&rows);
-        Transform::apply_all(&self.transforms, &mut b, &mut self.rng);
+        let b = self.next_host();
         Tensor::from_data(TensorData::new(b.data, [b.n, b.channels, b.height, b.width]), device)
     }
 
@@ -115,6 +120,44 @@ impl BatchSource for ImageBatches {
         self.rng =
             serde_json::from_value(state["transform_rng"].clone()).map_err(|e| format!("transform stream: {e}"))?;
         self.loader.restore(loader)
+    }
+}
+
+/// Training batches with their class labels (for a classifier), in the same order and with the
+/// same resumable state as [`ImageBatches`].
+pub struct LabelledBatches(pub ImageBatches);
+
+impl LabelledBatches {
+    /// Fails when the training set has no labels.
+    pub fn new(batches: ImageBatches) -> Result<Self> {
+        if batches.set.labels.is_none() {
+            return Err(PipelineError::Config(format!(
+                "{}: has no labels; a classifier trains on labelled data (IDX with a label file, or one folder per class)",
+                batches.set.name
+            )));
+        }
+        Ok(LabelledBatches(batches))
+    }
+}
+
+impl BatchSource for LabelledBatches {
+    type Batch = (Tensor<4>, Tensor<1, Int>);
+
+    fn next_batch(&mut self, device: &Device) -> Self::Batch {
+        let b = self.0.next_host();
+        let labels: Vec<i64> = b.labels.expect("checked in LabelledBatches::new").into_iter().map(i64::from).collect();
+        (
+            Tensor::from_data(TensorData::new(b.data, [b.n, b.channels, b.height, b.width]), device),
+            Tensor::from_data(TensorData::new(labels, [b.n]), device),
+        )
+    }
+
+    fn state(&self) -> Value {
+        self.0.state()
+    }
+
+    fn restore(&mut self, state: Value) -> std::result::Result<(), String> {
+        self.0.restore(state)
     }
 }
 
@@ -145,6 +188,12 @@ impl EvalImages {
         }
         self.n = n;
         self
+    }
+
+    /// Labels `start..end` as a tensor; None when the set has no labels.
+    pub fn labels_tensor(&self, start: usize, end: usize, device: &Device) -> Option<Tensor<1, Int>> {
+        let l: Vec<i64> = self.labels.as_ref()?[start..end].iter().map(|&v| i64::from(v)).collect();
+        Some(Tensor::from_data(TensorData::new(l, [end - start]), device))
     }
 
     /// Examples `start..end` as a tensor.

@@ -2,10 +2,9 @@
 //! measured and how, the training run, and the figures.
 
 use crate::error::Result;
-use crate::experiment::{Experiment, GoalMetric, ModelConfig};
+use crate::experiment::{Experiment, GoalMetric};
 use crate::plots::{line_plot, Series};
 use crate::run::RunInfo;
-use crate::vae::VaeMetrics;
 use serde_json::Value;
 use std::fmt::Write;
 use std::path::{Path, PathBuf};
@@ -13,19 +12,41 @@ use std::path::{Path, PathBuf};
 pub struct ReportInputs<'a> {
     pub exp: &'a Experiment,
     pub info: &'a RunInfo,
-    pub metrics: &'a VaeMetrics,
-    pub figures: &'a [(String, PathBuf)],
     pub run_dir: &'a Path,
+    /// The goal's verdict (see [`goal_verdict`]).
+    pub goal: Option<String>,
+    /// The family's metrics section: markdown tables and protocol paragraphs.
+    pub metrics: String,
+    /// The family's model, in words, for the training table.
+    pub model: String,
+    pub loss: LossCurve,
+    pub eval_seconds: f64,
+    pub figures: &'a [(String, PathBuf)],
     /// Wall time of the whole command, when it ran every phase.
     pub wall_seconds: Option<f64>,
 }
 
-/// "met" / "not met" with the numbers, or None when the problem sets no goal.
-pub fn goal_verdict(exp: &Experiment, m: &VaeMetrics) -> Option<String> {
+/// The loss-curve figure: the training loss and one validation series from `metrics.jsonl`.
+pub struct LossCurve {
+    pub title: String,
+    pub unit: &'static str,
+    /// The validation entry's key, and the sign that turns it into the loss's direction.
+    pub val_key: &'static str,
+    pub val_sign: f64,
+}
+
+/// "MET" / "NOT MET" with the numbers, or None when the problem sets no goal or `value` has no
+/// number for its metric.
+pub fn goal_verdict(exp: &Experiment, value: impl Fn(GoalMetric) -> Option<f64>) -> Option<String> {
     let g = exp.problem.goal?;
-    let (name, value) = match g.metric {
-        GoalMetric::NllNats => ("NLL on the evaluation split (nats)", m.nll_nats),
-        GoalMetric::NegElboNats => ("negative ELBO on the evaluation split (nats)", -m.elbo_nats),
+    let name = match g.metric {
+        GoalMetric::NllNats => "NLL on the evaluation split (nats)",
+        GoalMetric::NegElboNats => "negative ELBO on the evaluation split (nats)",
+        GoalMetric::Fid => "FID against the evaluation split",
+        GoalMetric::Accuracy => "accuracy on the evaluation split",
+    };
+    let Some(value) = value(g.metric) else {
+        return Some(format!("NOT MEASURED: {name} was not computed"));
     };
     let below_ok = g.below.is_none_or(|b| value < b);
     let above_ok = g.above.is_none_or(|a| value > a);
@@ -36,11 +57,11 @@ pub fn goal_verdict(exp: &Experiment, m: &VaeMetrics) -> Option<String> {
         (None, None) => "(no bound set)".into(),
     };
     let verdict = if below_ok && above_ok { "MET" } else { "NOT MET" };
-    Some(format!("{verdict}: {name} = {value:.2}, goal {bound}"))
+    Some(format!("{verdict}: {name} = {value:.4}, goal {bound}"))
 }
 
 /// The evaluation split, in words.
-fn split_name(e: &Experiment) -> String {
+pub fn split_name(e: &Experiment) -> String {
     match (e.data.validation.fraction, e.data.validation.from) {
         (Some(f), _) => format!("a fixed {:.0}% held out of the training set", f * 100.0),
         (None, Some(genlab_data::Split::Train)) => "the training split itself".into(),
@@ -64,18 +85,11 @@ pub fn write_report(r: &ReportInputs<'_>) -> Result<()> {
             .collect()
     };
     let train_curve = pick("train", "loss", 1.0);
-    let val_curve = pick("eval", "val_elbo", -1.0);
-    let loss_png = r.run_dir.join("plots/loss.png");
-    let ModelConfig::Vae(vc) = &r.exp.model;
-    let title = if vc.beta == 1.0 {
-        "Loss: negative ELBO per example".to_string()
-    } else {
-        format!("Loss: -log p(x|z) + {} KL per example (the validation curve is the negative ELBO)", vc.beta)
-    };
+    let val_curve = pick("eval", r.loss.val_key, r.loss.val_sign);
     line_plot(
-        &loss_png,
-        &title,
-        "nats",
+        &r.run_dir.join("plots/loss.png"),
+        &r.loss.title,
+        r.loss.unit,
         &[
             Series { name: "training batches", points: train_curve.clone() },
             Series { name: "validation subset", points: val_curve },
@@ -83,14 +97,13 @@ pub fn write_report(r: &ReportInputs<'_>) -> Result<()> {
     )?;
 
     let e = r.exp;
-    let m = r.metrics;
     let t = &e.train;
     let mut s = String::new();
     let _ = writeln!(s, "# {}\n", e.problem.name);
     if !e.problem.task.is_empty() {
         let _ = writeln!(s, "**Task.** {}\n", e.problem.task);
     }
-    match goal_verdict(e, m) {
+    match &r.goal {
         Some(v) => {
             let _ = writeln!(s, "**Goal.** {v}\n");
         }
@@ -98,29 +111,10 @@ pub fn write_report(r: &ReportInputs<'_>) -> Result<()> {
             let _ = writeln!(s, "**Goal.** none set in `[problem]`\n");
         }
     }
-    let _ = writeln!(s, "## Metrics, on {}\n\n| metric | value |\n|---|---|", split_name(e));
-    let _ = writeln!(s, "| NLL, minus the IWAE bound with k = {} (nats per example) | {:.2} |", m.iwae_k, m.nll_nats);
-    let _ = writeln!(s, "| ELBO (nats per example) | {:.2} |", m.elbo_nats);
-    let dims = r.info.data_shape.iter().product::<usize>();
-    let _ =
-        writeln!(s, "| NLL in bits per dimension | {:.4} |", genlab_eval::likelihood::bits_per_dim(m.nll_nats, dims));
-    let _ = writeln!(s, "| evaluation examples | {} |", m.examples);
+    s.push_str(&r.metrics);
     if let Some(last) = train_curve.last() {
-        let _ = writeln!(s, "| final training loss (nats, mean of the last logged window) | {:.2} |", last.1);
+        let _ = writeln!(s, "Final training loss (mean of the last logged window): {:.4} {}.\n", last.1, r.loss.unit);
     }
-    let _ = writeln!(s);
-    let _ = writeln!(
-        s,
-        "Protocol: {} weights of the last checkpoint; the evaluation split ({}) transformed once with evaluation seed {} \
-         (so a binarised evaluation set is the same for every run); ELBO with one reparameterised sample and the analytic KL; \
-         NLL as minus the importance-weighted bound of Burda et al. (2016) with k = {} posterior samples per example. \
-         Both are in nats per example (divide by {} for nats per pixel).\n",
-        if t.ema.is_some() { "EMA" } else { "final" },
-        split_name(e),
-        e.eval.seed,
-        m.iwae_k,
-        r.info.data_shape.iter().product::<usize>()
-    );
     let _ = writeln!(s, "## Training\n\n| | |\n|---|---|");
     let _ = writeln!(
         s,
@@ -130,20 +124,7 @@ pub fn write_report(r: &ReportInputs<'_>) -> Result<()> {
         r.info.data_shape,
         e.data.transforms
     );
-    let ModelConfig::Vae(v) = &e.model;
-    let _ = writeln!(
-        s,
-        "| model | VAE, {:?} {}, latent {}, {:?} likelihood, beta {}; {} parameters |",
-        v.architecture,
-        match v.architecture {
-            genlab_models::vae::Architecture::Conv => format!("channels {:?}", v.channels),
-            genlab_models::vae::Architecture::Mlp => format!("hidden {:?}", v.hidden),
-        },
-        v.latent_dim,
-        v.likelihood,
-        v.beta,
-        r.info.parameters
-    );
+    let _ = writeln!(s, "| model | {}; {} parameters |", r.model, r.info.parameters);
     let epochs = t.steps as f64 * t.batch_size as f64 / r.info.train_examples.max(1) as f64;
     let _ = writeln!(s, "| steps | {} (batch {}, {:.1} epochs) |", t.steps, t.batch_size, epochs);
     let o = &t.optimizer;
@@ -167,7 +148,7 @@ pub fn write_report(r: &ReportInputs<'_>) -> Result<()> {
     if let Some(secs) = r.info.train_seconds {
         let _ = writeln!(s, "| training time | {} ({:.2} steps/s) |", hms(secs), t.steps as f64 / secs.max(1e-9));
     }
-    let _ = writeln!(s, "| evaluation time | {} |", hms(m.seconds));
+    let _ = writeln!(s, "| evaluation time | {} |", hms(r.eval_seconds));
     if let Some(w) = r.wall_seconds {
         let _ = writeln!(s, "| wall time, all phases (this command) | {} |", hms(w));
     }
@@ -177,13 +158,8 @@ pub fn write_report(r: &ReportInputs<'_>) -> Result<()> {
     for (title, path) in r.figures {
         let _ = writeln!(s, "**{title}**\n\n![{title}]({})\n", path.display());
     }
-    let _ = writeln!(s, "## Files\n\n`experiment.toml` (the resolved experiment), `metrics.jsonl` (training log), `eval.json`, `checkpoints/latest/`.");
-    let _ = writeln!(
-        s,
-        "Reproduce: `genlab run {}/experiment.toml`; sample: `genlab sample {} -n 64 --seed 1 -o grid.png`.",
-        r.run_dir.display(),
-        r.run_dir.display()
-    );
+    let _ = writeln!(s, "## Files\n\n`experiment.toml` (the resolved experiment), `metrics.jsonl` (training log and evaluations), `eval.json`, `checkpoints/latest/`.");
+    let _ = writeln!(s, "Reproduce: `genlab run {}/experiment.toml`.", r.run_dir.display());
     genlab_core::atomic::write_atomic(&r.run_dir.join("report.md"), s.as_bytes())?;
     Ok(())
 }

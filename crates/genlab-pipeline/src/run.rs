@@ -3,15 +3,14 @@
 
 use crate::error::{PipelineError, Result};
 use crate::experiment::{Experiment, ModelConfig};
-use crate::images::{load_splits, EvalImages, ImageBatches, Splits};
-use crate::report::{write_report, ReportInputs};
-use crate::vae::{evaluate, figures, sample_folder, sample_grid, VaeMetrics};
+use crate::images::{load_splits, ImageBatches, LabelledBatches, Splits};
+use crate::vae::{sample_folder, sample_grid};
 use burn::module::Module;
 use burn::tensor::Device;
 use genlab_core::tensors::NamedTensors;
 use genlab_core::DeviceSpec;
 use genlab_models::vae::Vae;
-use genlab_train::checkpoint::{latest_checkpoint, read_checkpoint};
+use genlab_train::checkpoint::{latest_checkpoint, read_checkpoint, Checkpoint};
 use genlab_train::{Optimizers, TrainOutcome, Trainer, TrainerConfig};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -37,8 +36,8 @@ pub enum Mode {
 
 /// How a command ended.
 pub enum Finished {
-    /// Every phase that was asked for ran.
-    Done { run_dir: PathBuf, metrics: Option<VaeMetrics>, goal: Option<String> },
+    /// Every phase that was asked for ran; `summary` is the evaluation's headline.
+    Done { run_dir: PathBuf, summary: Option<String>, goal: Option<String> },
     /// Ctrl-C: a checkpoint was written and the run can resume.
     Interrupted { run_dir: PathBuf, step: u64 },
 }
@@ -123,63 +122,79 @@ pub fn resume(run_dir: &Path, device: Option<DeviceSpec>, overrides: &[String]) 
     execute(exp, Target::Resume(run_dir.to_path_buf()), info.mode)
 }
 
-fn build_vae(exp: &Experiment, shape: [usize; 3], device: &Device) -> Result<Vae> {
-    let ModelConfig::Vae(cfg) = &exp.model;
-    Ok(cfg.init(shape, exp.train.seed, device)?)
+/// A run directory being trained into, with the facts recorded about it.
+pub(crate) struct RunDir {
+    pub dir: PathBuf,
+    pub info: RunInfo,
+    pub resuming: bool,
+    pub started: Instant,
 }
 
-fn execute(exp: Experiment, target: Target, mode: Mode) -> Result<Finished> {
-    let wall = Instant::now();
-    let t = &exp.train;
-    let device = t.device.autodiff_device()?;
-    // Phase 2: data.
-    let Splits { train, train_rows, eval, eval_rows } = load_splits(&exp.data)?;
-    if t.drop_last && t.batch_size > train_rows.len() {
-        return Err(PipelineError::Config(format!("train.batch_size = {}: larger than the {} training examples (set a smaller batch or train.drop_last = false)", t.batch_size, train_rows.len())));
-    }
-    let shape = [train.channels, train.height, train.width];
-    // Phase 3: model.
-    let model = build_vae(&exp, shape, &device)?;
-    let (run_dir, resuming) = match target {
-        Target::Fresh(base) => {
-            let dir = fresh_run_dir(&base)?;
-            genlab_core::atomic::write_atomic(&dir.join("experiment.toml"), exp.to_toml().as_bytes())?;
-            eprintln!("run directory: {}", dir.display());
-            (dir, false)
+impl RunDir {
+    /// Makes the directory (fresh runs) and writes `run.json`; called once data and model are ready.
+    fn open(exp: &Experiment, target: Target, mode: Mode, splits: &Splits, parameters: usize) -> Result<Self> {
+        let started = Instant::now();
+        let (dir, resuming) = match target {
+            Target::Fresh(base) => {
+                let dir = fresh_run_dir(&base)?;
+                genlab_core::atomic::write_atomic(&dir.join("experiment.toml"), exp.to_toml().as_bytes())?;
+                eprintln!("run directory: {}", dir.display());
+                (dir, false)
+            }
+            Target::Resume(dir) => (dir, true),
+        };
+        let shape = [splits.train.channels, splits.train.height, splits.train.width];
+        let mut info = RunInfo {
+            mode,
+            data_shape: shape,
+            class_names: splits.train.class_names.clone(),
+            train_examples: splits.train_rows.len(),
+            eval_examples: splits.eval_rows.len(),
+            parameters,
+            train_seconds: None,
+            genlab_version: env!("CARGO_PKG_VERSION").into(),
+        };
+        if resuming {
+            info.train_seconds = RunInfo::load(&dir).ok().and_then(|i| i.train_seconds);
         }
-        Target::Resume(dir) => (dir, true),
-    };
-    let mut info = RunInfo {
-        mode,
-        data_shape: shape,
-        class_names: train.class_names.clone(),
-        train_examples: train_rows.len(),
-        eval_examples: eval_rows.len(),
-        parameters: model.num_params(),
-        train_seconds: None,
-        genlab_version: env!("CARGO_PKG_VERSION").into(),
-    };
-    if resuming {
-        info.train_seconds = RunInfo::load(&run_dir).ok().and_then(|i| i.train_seconds);
+        info.save(&dir)?;
+        eprintln!(
+            "data: {} ({} training, {} evaluation examples of shape {shape:?}); model: {} ({} parameters); device: {}",
+            exp.data.dataset.describe(),
+            info.train_examples,
+            info.eval_examples,
+            exp.model.family(),
+            info.parameters,
+            exp.train.device
+        );
+        Ok(RunDir { dir, info, resuming, started })
     }
-    info.save(&run_dir)?;
-    eprintln!(
-        "data: {} ({} training, {} evaluation examples of shape {shape:?}); model: {} parameters; device: {}",
-        exp.data.dataset.describe(),
-        info.train_examples,
-        info.eval_examples,
-        info.parameters,
-        t.device
-    );
-    // Phase 4: training, with a validation ELBO and a sample grid at every evaluation step.
-    let eval_set = EvalImages::new(&eval, &eval_rows, &exp.data.transforms, exp.eval.seed);
-    let periodic = EvalImages::new(
-        &eval,
-        &eval_rows[..exp.eval.periodic_examples.min(eval_rows.len())],
-        &exp.data.transforms,
-        exp.eval.seed,
-    );
-    let mut batches = ImageBatches::new(train, train_rows, &exp.data.transforms, t.batch_size, t.drop_last, t.seed);
+}
+
+/// What training left to do.
+pub(crate) enum Trained<M> {
+    /// Evaluate these weights (the EMA copy when kept).
+    Evaluate(M),
+    /// Stop here: interrupted, or a `genlab train` command.
+    Stop(Finished),
+}
+
+/// Phase 4, the same for every family: the one trainer over `batches`, with `periodic` called at
+/// each evaluation step.
+pub(crate) fn train<M, S, E>(
+    exp: &Experiment,
+    run: &mut RunDir,
+    model: M,
+    batches: &mut S,
+    device: &Device,
+    periodic: E,
+) -> Result<Trained<M>>
+where
+    M: genlab_train::TrainStep,
+    S: genlab_train::BatchSource<Batch = M::Batch>,
+    E: FnMut(u64, &M) -> genlab_train::Result<Vec<(String, f64)>>,
+{
+    let t = &exp.train;
     let trainer = Trainer::new(
         TrainerConfig {
             steps: t.steps,
@@ -192,117 +207,179 @@ fn execute(exp: Experiment, target: Target, mode: Mode) -> Result<Finished> {
             seed: t.seed,
             label: "train".into(),
         },
-        &run_dir,
+        &run.dir,
     );
     let optimizers = Optimizers::single(t.optimizer, t.clip_grad_norm);
-    let eval_device = device.clone().inner();
-    let samples_n = exp.eval.samples;
-    let symmetric = exp.data.transforms.contains(&genlab_data::Transform::ScaleSymmetric);
-    let samples_dir = run_dir.join("samples");
-    let outcome = trainer.fit(model, optimizers, &mut batches, resuming, &device, |step, m: &Vae| {
-        let v = evaluate(m, &periodic, 0, exp.eval.batch_size, exp.eval.seed, &eval_device, None);
-        sample_grid(
-            m,
-            samples_n,
-            exp.eval.seed,
-            symmetric,
-            &eval_device,
-            &samples_dir.join(format!("step-{step:06}.png")),
-        )
-        .map_err(|e| genlab_train::TrainError::Eval { step, reason: e.to_string() })?;
-        Ok(vec![("val_elbo".to_string(), v.elbo_nats)])
-    })?;
-    let (model, ema, elapsed) = match outcome {
+    match trainer.fit(model, optimizers, batches, run.resuming, device, periodic)? {
         TrainOutcome::Interrupted { step, checkpoint } => {
             eprintln!(
                 "interrupted: checkpoint {} written; continue with `genlab train --resume {}`",
                 checkpoint.display(),
-                run_dir.display()
+                run.dir.display()
             );
-            return Ok(Finished::Interrupted { run_dir, step });
+            Ok(Trained::Stop(Finished::Interrupted { run_dir: run.dir.clone(), step }))
         }
-        TrainOutcome::Finished { model, ema, elapsed_s, .. } => (model, ema, elapsed_s),
-    };
-    info.train_seconds = Some(elapsed);
-    info.save(&run_dir)?;
-    if mode == Mode::Train {
-        return Ok(Finished::Done { run_dir, metrics: None, goal: None });
+        TrainOutcome::Finished { model, ema, elapsed_s, .. } => {
+            run.info.train_seconds = Some(elapsed_s);
+            run.info.save(&run.dir)?;
+            if run.info.mode == Mode::Train {
+                return Ok(Trained::Stop(Finished::Done { run_dir: run.dir.clone(), summary: None, goal: None }));
+            }
+            Ok(Trained::Evaluate(ema.unwrap_or_else(|| model.valid())))
+        }
     }
-    // Phases 6-7: evaluation, samples and figures, with the EMA weights when kept.
-    let eval_model = ema.unwrap_or_else(|| model.valid());
-    let metrics = eval_and_report(&exp, &info, &eval_model, &eval_set, &run_dir, &eval_device, Some(wall))?;
-    Ok(Finished::Done { goal: crate::report::goal_verdict(&exp, &metrics), run_dir, metrics: Some(metrics) })
 }
 
-/// Runs the full evaluation protocol, writes `eval.json`, the figures and `report.md`.
-fn eval_and_report(
-    exp: &Experiment,
-    info: &RunInfo,
-    vae: &Vae,
-    set: &EvalImages,
-    run_dir: &Path,
-    device: &Device,
-    started: Option<Instant>,
-) -> Result<VaeMetrics> {
-    let e = &exp.eval;
-    let set_n = e.examples.map_or(set.n, |n| n.min(set.n));
-    let subset;
-    let set = if set_n < set.n {
-        subset = EvalImages {
-            data: set.data[..set_n * set.shape.iter().product::<usize>()].to_vec(),
-            labels: set.labels.as_ref().map(|l| l[..set_n].to_vec()),
-            n: set_n,
-            shape: set.shape,
-        };
-        &subset
-    } else {
-        set
-    };
-    let metrics = evaluate(vae, set, e.iwae_k, e.batch_size, e.seed, device, Some("evaluate"));
-    eprintln!(
-        "test: ELBO {:.2} nats, NLL (IWAE k={}) {:.2} nats, {} examples, {:.0}s",
-        metrics.elbo_nats, metrics.iwae_k, metrics.nll_nats, metrics.examples, metrics.seconds
+fn execute(exp: Experiment, target: Target, mode: Mode) -> Result<Finished> {
+    let t = &exp.train;
+    let device = t.device.autodiff_device()?;
+    // Phase 2: data.
+    let splits = load_splits(&exp.data)?;
+    if t.drop_last && t.batch_size > splits.train_rows.len() {
+        return Err(PipelineError::Config(format!("train.batch_size = {}: larger than the {} training examples (set a smaller batch or train.drop_last = false)", t.batch_size, splits.train_rows.len())));
+    }
+    let shape = [splits.train.channels, splits.train.height, splits.train.width];
+    let batches = ImageBatches::new(
+        splits.train.clone(),
+        splits.train_rows.clone(),
+        &exp.data.transforms,
+        t.batch_size,
+        t.drop_last,
+        t.seed,
     );
-    genlab_core::atomic::write_atomic(
-        &run_dir.join("eval.json"),
-        &serde_json::to_vec_pretty(&metrics).expect("metrics should serialise"),
-    )?;
-    let symmetric = exp.data.transforms.contains(&genlab_data::Transform::ScaleSymmetric);
-    let figs = figures(vae, set, &info.class_names, e.samples, e.seed, symmetric, device, run_dir)?;
-    let wall_seconds = started.map(|t| t.elapsed().as_secs_f64());
-    write_report(&ReportInputs { exp, info, metrics: &metrics, figures: &figs, run_dir, wall_seconds })?;
-    Ok(metrics)
-}
-
-/// Loads the weights to evaluate from a run's latest checkpoint: the EMA copy when there is one.
-pub fn load_eval_model(run_dir: &Path, device: Option<DeviceSpec>) -> Result<(Experiment, RunInfo, Vae, Device)> {
-    let mut exp = Experiment::load(&run_dir.join("experiment.toml"), &[])?;
-    if let Some(d) = device {
-        exp.train.device = d;
+    // Phase 3: model; then phases 4 to 7, by family.
+    match &exp.model {
+        ModelConfig::Vae(cfg) => {
+            let model = cfg.init(shape, t.seed, &device)?;
+            let mut run = RunDir::open(&exp, target, mode, &splits, model.num_params())?;
+            crate::vae::run_phases(&exp, &mut run, model, batches, &splits, &device)
+        }
+        ModelConfig::Classifier(cfg) => {
+            let batches = LabelledBatches::new(batches)?;
+            let model = cfg.init(shape, splits.train.class_names.len(), t.seed, &device)?;
+            let mut run = RunDir::open(&exp, target, mode, &splits, model.num_params())?;
+            crate::classifier::run_phases(&exp, &mut run, model, batches, &splits, &device)
+        }
     }
-    let info = RunInfo::load(run_dir)?;
-    let device = exp.train.device.device()?;
-    let dir = latest_checkpoint(run_dir)?.ok_or_else(|| {
-        PipelineError::Run(format!("{}: no checkpoint yet (checkpoints/latest is missing)", run_dir.display()))
-    })?;
-    let ckpt = read_checkpoint(&dir)?;
-    let (weights, file): (&NamedTensors, &str) = match &ckpt.ema {
-        Some(e) => (e, "ema.safetensors"),
-        None => (&ckpt.model, "model.safetensors"),
+}
+
+/// A run's experiment (with `overrides` applied, not written back), its facts and its latest
+/// checkpoint's step and directory.
+pub(crate) struct EvalTarget {
+    pub exp: Experiment,
+    pub info: RunInfo,
+    pub device: Device,
+    pub checkpoint_dir: PathBuf,
+    pub checkpoint: Checkpoint,
+}
+
+impl EvalTarget {
+    pub fn open(run_dir: &Path, device: Option<DeviceSpec>, overrides: &[String]) -> Result<Self> {
+        let mut exp = Experiment::load(&run_dir.join("experiment.toml"), overrides)?;
+        if let Some(d) = device {
+            exp.train.device = d;
+        }
+        let info = RunInfo::load(run_dir)?;
+        let device = exp.train.device.device()?;
+        let checkpoint_dir = latest_checkpoint(run_dir)?.ok_or_else(|| {
+            PipelineError::Run(format!("{}: no checkpoint yet (checkpoints/latest is missing)", run_dir.display()))
+        })?;
+        let checkpoint = read_checkpoint(&checkpoint_dir)?;
+        Ok(EvalTarget { exp, info, device, checkpoint_dir, checkpoint })
+    }
+
+    pub fn step(&self) -> u64 {
+        self.checkpoint.state.step
+    }
+
+    /// Loads the weights to evaluate into `model`: the EMA copy when there is one.
+    pub fn load<M: Module>(&self, model: M) -> Result<M> {
+        let (weights, file): (&NamedTensors, &str) = match &self.checkpoint.ema {
+            Some(e) => (e, "ema.safetensors"),
+            None => (&self.checkpoint.model, "model.safetensors"),
+        };
+        Ok(weights.load_into(model, &self.checkpoint_dir.join(file))?)
+    }
+
+    pub fn vae(&self) -> Result<Vae> {
+        match &self.exp.model {
+            ModelConfig::Vae(cfg) => self.load(cfg.init(self.info.data_shape, self.exp.train.seed, &self.device)?),
+            other => Err(PipelineError::Run(format!(
+                "this is a {} run; it has no generative model to sample from",
+                other.family()
+            ))),
+        }
+    }
+}
+
+/// What an evaluation needs to know of its run.
+pub(crate) struct EvalContext<'a> {
+    pub exp: &'a Experiment,
+    pub info: &'a RunInfo,
+    pub run_dir: &'a Path,
+    pub device: Device,
+    /// The step of the weights evaluated.
+    pub step: u64,
+    /// When the whole command started, for a run that ran every phase.
+    pub started: Option<Instant>,
+    /// A run that just trained skips the sample metrics (with a warning) when the feature network
+    /// is not installed, rather than failing after training; `genlab eval` fails.
+    pub skip_missing_features: bool,
+}
+
+impl<'a> EvalContext<'a> {
+    pub fn after_training(exp: &'a Experiment, run: &'a RunDir, device: Device) -> Self {
+        EvalContext {
+            exp,
+            info: &run.info,
+            run_dir: &run.dir,
+            device,
+            step: exp.train.steps,
+            started: Some(run.started),
+            skip_missing_features: true,
+        }
+    }
+
+    fn of_target(t: &'a EvalTarget, run_dir: &'a Path) -> Self {
+        EvalContext {
+            exp: &t.exp,
+            info: &t.info,
+            run_dir,
+            device: t.device.clone(),
+            step: t.step(),
+            started: None,
+            skip_missing_features: false,
+        }
+    }
+
+    /// Appends the evaluation to `metrics.jsonl` as a `"split": "test"` entry.
+    pub fn log_evaluation(&self, fields: Vec<(&str, serde_json::Value)>) -> Result<()> {
+        let mut entry = serde_json::Map::new();
+        entry.insert("split".into(), "test".into());
+        entry.insert("step".into(), self.step.into());
+        entry.extend(fields.into_iter().map(|(k, v)| (k.to_string(), v)));
+        genlab_train::metrics::MetricLog::open(&self.run_dir.join("metrics.jsonl"), None)?.log(entry)?;
+        Ok(())
+    }
+}
+
+/// `genlab eval RUN [--set eval.key=value]`: the full evaluation protocol on the run's latest
+/// weights; returns the headline. Overrides change this evaluation only, not the run's experiment.
+pub fn eval_run(run_dir: &Path, device: Option<DeviceSpec>, overrides: &[String]) -> Result<String> {
+    let target = EvalTarget::open(run_dir, device, overrides)?;
+    let splits = load_splits(&target.exp.data)?;
+    let cx = EvalContext::of_target(&target, run_dir);
+    let (summary, _) = match &target.exp.model {
+        ModelConfig::Vae(_) => crate::vae::eval_and_report(&cx, &target.vae()?, &splits)?,
+        ModelConfig::Classifier(cfg) => {
+            let model = cfg.init(target.info.data_shape, target.info.class_names.len(), 0, &target.device)?;
+            crate::classifier::eval_and_report(&cx, &target.load(model)?, &splits)?
+        }
     };
-    let vae = weights.load_into(build_vae(&exp, info.data_shape, &device)?, &dir.join(file))?;
-    Ok((exp, info, vae, device))
+    Ok(summary)
 }
 
-/// `genlab eval RUN`: the full evaluation protocol on the run's latest weights.
-pub fn eval_run(run_dir: &Path, device: Option<DeviceSpec>) -> Result<VaeMetrics> {
-    let (exp, info, vae, device) = load_eval_model(run_dir, device)?;
-    let Splits { eval, eval_rows, .. } = load_splits(&exp.data)?;
-    let set = EvalImages::new(&eval, &eval_rows, &exp.data.transforms, exp.eval.seed);
-    eval_and_report(&exp, &info, &vae, &set, run_dir, &device, None)
-}
-
-/// `genlab sample RUN -n N --seed S -o FILE`: a grid of `n` samples.
+/// `genlab sample RUN -n N --seed S -o OUT`: `n` samples as a grid or a folder of PNG files.
 pub fn sample_run(
     run_dir: &Path,
     n: usize,
@@ -320,11 +397,12 @@ pub fn sample_run(
             out.display()
         )));
     }
-    let (exp, _, vae, device) = load_eval_model(run_dir, device)?;
-    let symmetric = exp.data.transforms.contains(&genlab_data::Transform::ScaleSymmetric);
+    let target = EvalTarget::open(run_dir, device, &[])?;
+    let vae = target.vae().map_err(|e| PipelineError::Run(format!("{}: {e}", run_dir.display())))?;
+    let symmetric = target.exp.data.transforms.contains(&genlab_data::Transform::ScaleSymmetric);
     match format {
-        SampleFormat::Grid => sample_grid(&vae, n, seed, symmetric, &device, out),
-        SampleFormat::Folder => sample_folder(&vae, n, seed, symmetric, &device, out),
+        SampleFormat::Grid => sample_grid(&vae, n, seed, symmetric, &target.device, out),
+        SampleFormat::Folder => sample_folder(&vae, n, seed, symmetric, &target.device, out),
     }
 }
 

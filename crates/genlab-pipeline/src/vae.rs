@@ -1,17 +1,24 @@
-//! The VAE's part of the pipeline: its evaluation protocol (test ELBO and the IWAE estimate of the
-//! negative log-likelihood, in nats per example) and its figures (prior samples, reconstructions,
-//! latent interpolations, the 2-D latent scatter).
+//! The VAE's part of the pipeline: training with periodic validation, its evaluation protocol
+//! (test ELBO and the IWAE estimate of the negative log-likelihood, in nats per example, and the
+//! sample metrics), its figures (prior samples, reconstructions, latent interpolations, the 2-D
+//! latent scatter) and its report section.
 
-use crate::error::Result;
-use crate::images::EvalImages;
+use crate::error::{PipelineError, Result};
+use crate::experiment::{Experiment, GoalMetric, ModelConfig};
+use crate::images::{EvalImages, ImageBatches, Splits};
 use crate::plots::scatter_by_class;
+use crate::report::{goal_verdict, split_name, write_report, LossCurve, ReportInputs};
+use crate::run::{train, EvalContext, Finished, RunDir, Trained};
+use crate::sample_metrics::{load_features, sample_metrics, Generated, SampleMetrics};
 use burn::tensor::Device;
 use burn::Tensor;
 use genlab_core::grid::{save_grid, save_images, ImageBatch};
 use genlab_core::progress::Progress;
 use genlab_core::tensors::to_f32_vec;
 use genlab_core::SeededRng;
+use genlab_eval::weights::WeightsError;
 use genlab_models::vae::{normal, Vae};
+use std::fmt::Write;
 use std::path::{Path, PathBuf};
 
 /// Test-set likelihood numbers, with the protocol that produced them.
@@ -77,23 +84,57 @@ fn host_images(t: Tensor<4>, symmetric: bool) -> ImageBatch {
 
 /// A grid of `n` prior samples.
 pub fn sample_grid(vae: &Vae, n: usize, seed: u64, symmetric: bool, device: &Device, path: &Path) -> Result<()> {
-    let mut rng = SeededRng::stream(seed, 0x5a3e);
+    let mut rng = SeededRng::stream(seed, SAMPLE_STREAM);
     let cols = (n as f64).sqrt().ceil() as usize;
     save_grid(&host_images(vae.sample(n, &mut rng, device), symmetric), cols, path)?;
     Ok(())
 }
 
-/// `n` prior samples as PNG files in `dir`, drawn 500 at a time, with a progress bar.
-pub fn sample_folder(vae: &Vae, n: usize, seed: u64, symmetric: bool, device: &Device, dir: &Path) -> Result<()> {
-    let mut rng = SeededRng::stream(seed, 0x5a3e);
+/// The prior samples' stream.
+const SAMPLE_STREAM: u64 = 0x5a3e;
+/// Samples drawn per decoder call when many are asked for.
+const SAMPLE_CHUNK: usize = 500;
+
+/// `n` prior samples drawn `SAMPLE_CHUNK` at a time, each chunk handed to `sink` with the index of
+/// its first sample, with a progress bar. The same seed gives the same samples whatever the sink.
+fn sample_chunks(
+    vae: &Vae,
+    n: usize,
+    seed: u64,
+    symmetric: bool,
+    device: &Device,
+    mut sink: impl FnMut(ImageBatch, usize) -> Result<()>,
+) -> Result<()> {
+    let mut rng = SeededRng::stream(seed, SAMPLE_STREAM);
     let mut progress = Progress::new("samples", n as u64, 0);
-    for start in (0..n).step_by(500) {
-        let k = 500.min(n - start);
-        save_images(&host_images(vae.sample(k, &mut rng, device), symmetric), start, dir)?;
+    for start in (0..n).step_by(SAMPLE_CHUNK) {
+        let k = SAMPLE_CHUNK.min(n - start);
+        sink(host_images(vae.sample(k, &mut rng, device), symmetric), start)?;
         progress.update((start + k) as u64, "images");
     }
     progress.finish();
     Ok(())
+}
+
+/// `n` prior samples as PNG files in `dir`.
+pub fn sample_folder(vae: &Vae, n: usize, seed: u64, symmetric: bool, device: &Device, dir: &Path) -> Result<()> {
+    sample_chunks(vae, n, seed, symmetric, device, |b, start| Ok(save_images(&b, start, dir)?))
+}
+
+/// `n` prior samples as 8-bit values (as their PNG files hold them), for the sample metrics.
+fn sample_pixels(vae: &Vae, n: usize, seed: u64, symmetric: bool, device: &Device) -> Result<Generated> {
+    let mut pixels = Vec::with_capacity(n * vae.shape.iter().product::<usize>());
+    sample_chunks(vae, n, seed, symmetric, device, |b, _| {
+        pixels.extend(b.data.iter().map(|v| (v.clamp(0.0, 1.0) * 255.0).round()));
+        Ok(())
+    })?;
+    Ok(Generated {
+        pixels,
+        n,
+        shape: vae.shape,
+        description: "prior samples decoded to mean images, quantised to 8 bits".into(),
+        seed,
+    })
 }
 
 /// The figures of a finished run, written under `run_dir`; returns (title, relative path) pairs.
@@ -179,4 +220,185 @@ pub fn figures(
         }
     }
     Ok(out)
+}
+
+/// Phases 4 to 7 of a VAE run: training with a validation ELBO and a sample grid at each
+/// evaluation step, then the evaluation protocol, figures and report.
+pub(crate) fn run_phases(
+    exp: &Experiment,
+    run: &mut RunDir,
+    model: Vae,
+    mut batches: ImageBatches,
+    splits: &Splits,
+    device: &Device,
+) -> Result<Finished> {
+    let e = &exp.eval;
+    let rows = &splits.eval_rows[..e.periodic_examples.min(splits.eval_rows.len())];
+    let periodic = EvalImages::new(&splits.eval, rows, &exp.data.transforms, e.seed);
+    let eval_device = device.clone().inner();
+    let symmetric = exp.data.transforms.contains(&genlab_data::Transform::ScaleSymmetric);
+    let samples_dir = run.dir.join("samples");
+    let trained = train(exp, run, model, &mut batches, device, |step, m: &Vae| {
+        let v = evaluate(m, &periodic, 0, e.batch_size, e.seed, &eval_device, None);
+        sample_grid(m, e.samples, e.seed, symmetric, &eval_device, &samples_dir.join(format!("step-{step:06}.png")))
+            .map_err(|err| genlab_train::TrainError::Eval { step, reason: err.to_string() })?;
+        Ok(vec![("val_elbo".to_string(), v.elbo_nats)])
+    })?;
+    let vae = match trained {
+        Trained::Stop(f) => return Ok(f),
+        Trained::Evaluate(m) => m,
+    };
+    let cx = EvalContext::after_training(exp, run, eval_device);
+    let (summary, goal) = eval_and_report(&cx, &vae, splits)?;
+    Ok(Finished::Done { run_dir: run.dir.clone(), summary: Some(summary), goal })
+}
+
+/// What `eval.json` holds for a VAE.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct VaeEval {
+    pub step: u64,
+    pub likelihood: VaeMetrics,
+    pub samples: Option<SampleMetrics>,
+    /// Why the sample metrics are missing, when they were asked for.
+    pub samples_skipped: Option<String>,
+}
+
+/// The full evaluation protocol: likelihood, figures, sample metrics; writes `eval.json`, a
+/// `metrics.jsonl` entry and `report.md`. Returns the headline and the goal's verdict.
+pub(crate) fn eval_and_report(cx: &EvalContext<'_>, vae: &Vae, splits: &Splits) -> Result<(String, Option<String>)> {
+    let exp = cx.exp;
+    let e = &exp.eval;
+    let set = EvalImages::new(&splits.eval, &splits.eval_rows, &exp.data.transforms, e.seed);
+    let set = match e.examples {
+        Some(n) => set.take(n),
+        None => set,
+    };
+    let likelihood = evaluate(vae, &set, e.iwae_k, e.batch_size, e.seed, &cx.device, Some("evaluate"));
+    eprintln!(
+        "test: ELBO {:.2} nats, NLL (IWAE k={}) {:.2} nats, {} examples, {:.0}s",
+        likelihood.elbo_nats, likelihood.iwae_k, likelihood.nll_nats, likelihood.examples, likelihood.seconds
+    );
+    let symmetric = exp.data.transforms.contains(&genlab_data::Transform::ScaleSymmetric);
+    let mut figs = figures(vae, &set, &cx.info.class_names, e.samples, e.seed, symmetric, &cx.device, cx.run_dir)?;
+    let (mut samples, mut samples_skipped) = (None, None);
+    if e.metric_samples > 0 {
+        match load_features(exp, &cx.device) {
+            Ok(net) => {
+                let generated = sample_pixels(vae, e.metric_samples, e.seed, symmetric, &cx.device)?;
+                let (m, fig) = sample_metrics(exp, &net, &generated, splits, cx.run_dir)?;
+                eprintln!("samples: FID {:.4}, KID {:.6}, {}", m.fid, m.kid.mean, m.protocol.features.describe());
+                figs.push(fig);
+                samples = Some(m);
+            }
+            Err(err @ (WeightsError::Missing { .. } | WeightsError::MissingLenet { .. }))
+                if cx.skip_missing_features =>
+            {
+                eprintln!("warning: sample metrics skipped: {err}");
+                samples_skipped = Some(err.to_string());
+            }
+            Err(err) => return Err(PipelineError::Run(err.to_string())),
+        }
+    }
+    let eval = VaeEval { step: cx.step, likelihood, samples, samples_skipped };
+    let l = &eval.likelihood;
+    genlab_core::atomic::write_atomic(
+        &cx.run_dir.join("eval.json"),
+        &serde_json::to_vec_pretty(&eval).expect("metrics should serialise"),
+    )?;
+    let mut fields: Vec<(&str, serde_json::Value)> = vec![
+        ("elbo_nats", l.elbo_nats.into()),
+        ("nll_nats", l.nll_nats.into()),
+        ("iwae_k", l.iwae_k.into()),
+        ("examples", l.examples.into()),
+    ];
+    if let Some(m) = &eval.samples {
+        fields.extend(m.log_fields());
+    }
+    cx.log_evaluation(fields)?;
+    let goal = goal_verdict(exp, |g| match g {
+        GoalMetric::NllNats => Some(l.nll_nats),
+        GoalMetric::NegElboNats => Some(-l.elbo_nats),
+        GoalMetric::Fid => eval.samples.as_ref().map(|m| m.fid),
+        GoalMetric::Accuracy => None,
+    });
+    let ModelConfig::Vae(v) = &exp.model else { unreachable!("a VAE run holds a VAE config") };
+    let model = format!(
+        "VAE, {:?} {}, latent {}, {:?} likelihood, beta {}",
+        v.architecture,
+        match v.architecture {
+            genlab_models::vae::Architecture::Conv => format!("channels {:?}", v.channels),
+            genlab_models::vae::Architecture::Mlp => format!("hidden {:?}", v.hidden),
+        },
+        v.latent_dim,
+        v.likelihood,
+        v.beta
+    );
+    let loss_title = if v.beta == 1.0 {
+        "Loss: negative ELBO per example".to_string()
+    } else {
+        format!("Loss: -log p(x|z) + {} KL per example (the validation curve is the negative ELBO)", v.beta)
+    };
+    write_report(&ReportInputs {
+        exp,
+        info: cx.info,
+        run_dir: cx.run_dir,
+        goal: goal.clone(),
+        metrics: metrics_markdown(exp, cx, &eval),
+        model,
+        loss: LossCurve { title: loss_title, unit: "nats", val_key: "val_elbo", val_sign: -1.0 },
+        eval_seconds: l.seconds + eval.samples.as_ref().map_or(0.0, |m| m.seconds),
+        figures: &figs,
+        wall_seconds: cx.started.map(|t| t.elapsed().as_secs_f64()),
+    })?;
+    let mut summary = format!(
+        "NLL (IWAE, k={}) {:.2} nats; ELBO {:.2} nats; {} evaluation examples",
+        l.iwae_k, l.nll_nats, l.elbo_nats, l.examples
+    );
+    if let Some(m) = &eval.samples {
+        let _ = write!(
+            summary,
+            "; FID {:.4}, KID {:.6} ({} samples, {})",
+            m.fid, m.kid.mean, m.protocol.samples, m.protocol.features.network
+        );
+    }
+    Ok((summary, goal))
+}
+
+fn metrics_markdown(exp: &Experiment, cx: &EvalContext<'_>, eval: &VaeEval) -> String {
+    let m = &eval.likelihood;
+    let mut s = String::new();
+    let _ = writeln!(s, "## Likelihood, on {}\n\n| metric | value |\n|---|---|", split_name(exp));
+    let _ = writeln!(s, "| NLL, minus the IWAE bound with k = {} (nats per example) | {:.2} |", m.iwae_k, m.nll_nats);
+    let _ = writeln!(s, "| ELBO (nats per example) | {:.2} |", m.elbo_nats);
+    let dims = cx.info.data_shape.iter().product::<usize>();
+    let _ =
+        writeln!(s, "| NLL in bits per dimension | {:.4} |", genlab_eval::likelihood::bits_per_dim(m.nll_nats, dims));
+    let _ = writeln!(s, "| evaluation examples | {} |\n", m.examples);
+    let _ = writeln!(
+        s,
+        "Protocol: {} weights of step {}; the evaluation split ({}) transformed once with evaluation seed {} \
+         (so a binarised evaluation set is the same for every run); ELBO with one reparameterised sample and the analytic KL; \
+         NLL as minus the importance-weighted bound of Burda et al. (2016) with k = {} posterior samples per example. \
+         Both are in nats per example (divide by {} for nats per pixel).\n",
+        if exp.train.ema.is_some() { "EMA" } else { "final" },
+        cx.step,
+        split_name(exp),
+        exp.eval.seed,
+        m.iwae_k,
+        dims
+    );
+    match (&eval.samples, &eval.samples_skipped) {
+        (Some(sm), _) => s.push_str(&sm.markdown(exp)),
+        (None, Some(why)) => {
+            let _ = writeln!(
+                s,
+                "## Sample metrics\n\nSkipped: {why}. Run `genlab eval {}` once the weights are there.\n",
+                cx.run_dir.display()
+            );
+        }
+        (None, None) => {
+            let _ = writeln!(s, "## Sample metrics\n\nNot asked for (`eval.metric_samples = 0`).\n");
+        }
+    }
+    s
 }

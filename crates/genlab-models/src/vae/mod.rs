@@ -119,10 +119,10 @@ impl VaeConfig {
             }
         }
         match self.architecture {
-            Architecture::Mlp if self.hidden.iter().any(|&h| h == 0) => {
+            Architecture::Mlp if self.hidden.contains(&0) => {
                 bad("hidden", format!("{:?}", self.hidden), "expected sizes of at least 1")
             }
-            Architecture::Conv if self.channels.is_empty() || self.channels.iter().any(|&c| c == 0) => {
+            Architecture::Conv if self.channels.is_empty() || self.channels.contains(&0) => {
                 bad("channels", format!("{:?}", self.channels), "expected at least one filter count, each at least 1")
             }
             _ => Ok(()),
@@ -141,7 +141,7 @@ impl VaeConfig {
             ),
             Architecture::Conv => {
                 let down = 1usize << self.channels.len();
-                if shape[1] % down != 0 || shape[2] % down != 0 {
+                if !shape[1].is_multiple_of(down) || !shape[2].is_multiple_of(down) {
                     return Err(ModelError::Config {
                         field: "channels",
                         value: format!("{:?}", self.channels),

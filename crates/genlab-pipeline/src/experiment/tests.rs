@@ -26,7 +26,7 @@ fn parse(text: &str, sets: &[&str]) -> Result<Experiment, String> {
 #[test]
 fn defaults_fill_in_and_overrides_apply() {
     let e = parse(GOOD, &["model.latent_dim=7", "train.optimizer.lr=0.5", "train.device=\"flex\""]).unwrap();
-    let ModelConfig::Vae(v) = &e.model;
+    let ModelConfig::Vae(v) = &e.model else { panic!("a VAE config") };
     assert_eq!(v.latent_dim, 7);
     assert_eq!(e.train.optimizer.lr, 0.5);
     assert_eq!(e.train.optimizer.eps, 1e-8);
@@ -36,9 +36,68 @@ fn defaults_fill_in_and_overrides_apply() {
 }
 
 #[test]
-fn shipped_config_parses() {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/mnist-vae.toml");
-    Experiment::load(&p, &[]).unwrap();
+fn shipped_configs_parse() {
+    for name in ["mnist-vae", "mnist-lenet"] {
+        let p = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../../configs/{name}.toml"));
+        Experiment::load(&p, &[]).unwrap();
+    }
+}
+
+const CLASSIFIER: &str = r#"
+[problem]
+name = "c"
+goal = { metric = "accuracy", above = 0.99 }
+
+[data]
+dataset = "mnist"
+transforms = ["scale_unit"]
+
+[model]
+family = "classifier"
+
+[train]
+steps = 10
+batch_size = 8
+
+[deploy]
+feature_network = "mnist_lenet"
+"#;
+
+#[test]
+fn classifier_configs_and_their_checks() {
+    let e = parse(CLASSIFIER, &[]).unwrap();
+    let ModelConfig::Classifier(c) = &e.model else { panic!("a classifier config") };
+    assert_eq!((c.channels.as_slice(), c.kernel, c.hidden), (&[20, 50][..], 5, 500));
+    assert_eq!(parse(&e.to_toml(), &[]).unwrap(), e);
+    let e = parse(CLASSIFIER, &["model.kernel=0"]).unwrap_err();
+    assert_eq!(e, "exp.toml:10: model.kernel = 0: expected at least 1");
+    let e = parse(CLASSIFIER, &["model.dropout=0.5"]).unwrap_err();
+    assert!(e.contains("model.dropout: unknown field `dropout`"), "{e}");
+    let e = parse(CLASSIFIER, &["problem.goal.metric=\"nll_nats\""]).unwrap_err();
+    assert!(e.contains("problem.goal.metric: a classifier is judged by \"accuracy\""), "{e}");
+    let e = parse(CLASSIFIER, &["eval.metric_samples=100"]).unwrap_err();
+    assert!(e.contains("eval.metric_samples = 100: a classifier draws no samples"), "{e}");
+    let e = parse(&CLASSIFIER.replace("[\"scale_unit\"]", "[\"scale_symmetric\"]"), &[]).unwrap_err();
+    assert!(
+        e.starts_with("exp.toml:18: deploy.feature_network = \"mnist_lenet\": the feature network reads pixels / 255"),
+        "{e}"
+    );
+    let e = parse(CLASSIFIER, &["deploy.feature_network=\"inception\""]).unwrap_err();
+    assert!(e.contains("deploy.feature_network = \"inception\""), "{e}");
+    // The VAE side of the same checks.
+    let e = parse(GOOD, &["deploy.feature_network=\"mnist_lenet\""]).unwrap_err();
+    assert!(e.contains("only a classifier run can be installed"), "{e}");
+    let e = parse(GOOD, &["problem.goal={ metric = \"fid\", below = 10.0 }"]).unwrap_err();
+    assert!(e.contains("problem.goal.metric = \"fid\": needs eval.metric_samples"), "{e}");
+    for n in [1, 9] {
+        let e = parse(GOOD, &[&format!("eval.metric_samples={n}")]).unwrap_err();
+        assert!(
+            e.contains(&format!("eval.metric_samples = {n}: expected 0 (no sample metrics) or at least 10")),
+            "{e}"
+        );
+    }
+    let e = parse(GOOD, &["eval.features=\"vgg\""]).unwrap_err();
+    assert!(e.contains("eval.features: unknown variant `vgg`"), "{e}");
 }
 
 #[test]

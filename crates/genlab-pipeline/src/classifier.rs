@@ -1,0 +1,277 @@
+//! The classifier's part of the pipeline: training with a periodic validation loss and accuracy,
+//! the test accuracy with a confusion matrix and a figure of the misclassified images, and, when
+//! `[deploy] feature_network` asks for it, installing the weights as the feature network of the
+//! sample metrics.
+
+use crate::error::{PipelineError, Result};
+use crate::experiment::{Experiment, GoalMetric, ModelConfig};
+use crate::images::{EvalImages, LabelledBatches, Splits};
+use crate::report::{goal_verdict, split_name, write_report, LossCurve, ReportInputs};
+use crate::run::{train, EvalContext, Finished, RunDir, Trained};
+use burn::tensor::Device;
+use genlab_core::grid::{save_grid, ImageBatch};
+use genlab_core::progress::Progress;
+use genlab_core::tensors::to_f32_vec;
+use genlab_eval::extract::FeatureNetwork;
+use genlab_eval::lenet::{install, LenetCard, LENET_INPUT};
+use genlab_models::classifier::Classifier;
+use genlab_nn::distributions::categorical_log_prob;
+use serde::{Deserialize, Serialize};
+use std::fmt::Write;
+use std::path::PathBuf;
+
+/// Test-set numbers of a classifier.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ClassifierEval {
+    pub step: u64,
+    pub accuracy: f64,
+    /// Mean cross-entropy, nats per example.
+    pub nll_nats: f64,
+    pub examples: usize,
+    /// `confusion[true][predicted]` counts.
+    pub confusion: Vec<Vec<usize>>,
+    pub seconds: f64,
+    /// Where the weights were installed as a feature network, with the file's SHA-1.
+    pub installed: Option<(PathBuf, String)>,
+}
+
+/// Accuracy, mean cross-entropy, confusion matrix and the misclassified examples' indices of
+/// `model` on `set`, `batch` examples at a time.
+fn classify(
+    model: &Classifier,
+    set: &EvalImages,
+    batch: usize,
+    device: &Device,
+    label: Option<&str>,
+) -> ClassifierEval {
+    let started = std::time::Instant::now();
+    let labels = set.labels.as_ref().expect("a classifier's evaluation set has labels");
+    let classes = model.out.weight.val().dims()[1];
+    let mut confusion = vec![vec![0usize; classes]; classes];
+    let mut nll = 0.0f64;
+    let mut progress = label.map_or_else(Progress::hidden, |l| Progress::new(l, set.n as u64, 0));
+    for s in (0..set.n).step_by(batch.max(1)) {
+        let e = (s + batch.max(1)).min(set.n);
+        let logits = model.logits(set.tensor(s, e, device));
+        let y = set.labels_tensor(s, e, device).expect("labels checked above");
+        nll -= to_f32_vec(categorical_log_prob(logits.clone(), y).sum())[0] as f64;
+        let l = to_f32_vec(logits);
+        for (i, row) in l.chunks(classes).enumerate() {
+            let pred = row.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map_or(0, |(k, _)| k);
+            confusion[labels[s + i] as usize][pred] += 1;
+        }
+        progress.update(e as u64, "images");
+    }
+    progress.finish();
+    let correct: usize = (0..classes).map(|k| confusion[k][k]).sum();
+    let n = set.n.max(1) as f64;
+    ClassifierEval {
+        step: 0,
+        accuracy: correct as f64 / n,
+        nll_nats: nll / n,
+        examples: set.n,
+        confusion,
+        seconds: started.elapsed().as_secs_f64(),
+        installed: None,
+    }
+}
+
+/// Phases 4 to 8 of a classifier run.
+pub(crate) fn run_phases(
+    exp: &Experiment,
+    run: &mut RunDir,
+    model: Classifier,
+    mut batches: LabelledBatches,
+    splits: &Splits,
+    device: &Device,
+) -> Result<Finished> {
+    let e = &exp.eval;
+    let rows = &splits.eval_rows[..e.periodic_examples.min(splits.eval_rows.len())];
+    let periodic = EvalImages::new(&splits.eval, rows, &exp.data.transforms, e.seed);
+    if periodic.labels.is_none() {
+        return Err(PipelineError::Config(format!(
+            "{}: the evaluation split has no labels; a classifier is evaluated on labelled data",
+            exp.data.dataset.describe()
+        )));
+    }
+    let eval_device = device.clone().inner();
+    let trained = train(exp, run, model, &mut batches, device, |_, m: &Classifier| {
+        let v = classify(m, &periodic, 500, &eval_device, None);
+        Ok(vec![("val_loss".to_string(), v.nll_nats), ("val_accuracy".to_string(), v.accuracy)])
+    })?;
+    let model = match trained {
+        Trained::Stop(f) => return Ok(f),
+        Trained::Evaluate(m) => m,
+    };
+    let cx = EvalContext::after_training(exp, run, eval_device);
+    let (summary, goal) = eval_and_report(&cx, &model, splits)?;
+    Ok(Finished::Done { run_dir: run.dir.clone(), summary: Some(summary), goal })
+}
+
+/// Test accuracy, the misclassified images, the installation when asked for; writes `eval.json`,
+/// a `metrics.jsonl` entry and `report.md`.
+pub(crate) fn eval_and_report(
+    cx: &EvalContext<'_>,
+    model: &Classifier,
+    splits: &Splits,
+) -> Result<(String, Option<String>)> {
+    let exp = cx.exp;
+    let e = &exp.eval;
+    let set = EvalImages::new(&splits.eval, &splits.eval_rows, &exp.data.transforms, e.seed);
+    let set = match e.examples {
+        Some(n) => set.take(n),
+        None => set,
+    };
+    if set.labels.is_none() {
+        return Err(PipelineError::Config(format!(
+            "{}: the evaluation split has no labels",
+            exp.data.dataset.describe()
+        )));
+    }
+    let mut eval = classify(model, &set, 500, &cx.device, Some("evaluate"));
+    eval.step = cx.step;
+    eprintln!(
+        "test: accuracy {:.4}, cross-entropy {:.4} nats, {} examples",
+        eval.accuracy, eval.nll_nats, eval.examples
+    );
+    let figures = vec![misclassified_figure(model, &set, cx)?];
+    let goal = goal_verdict(exp, |g| (g == GoalMetric::Accuracy).then_some(eval.accuracy));
+    if exp.deploy.feature_network == Some(FeatureNetwork::MnistLenet) {
+        eval.installed = install_lenet(cx, model, &eval, goal.as_deref())?;
+    }
+    genlab_core::atomic::write_atomic(
+        &cx.run_dir.join("eval.json"),
+        &serde_json::to_vec_pretty(&eval).expect("metrics should serialise"),
+    )?;
+    cx.log_evaluation(vec![
+        ("accuracy", eval.accuracy.into()),
+        ("nll_nats", eval.nll_nats.into()),
+        ("examples", eval.examples.into()),
+    ])?;
+    let ModelConfig::Classifier(c) = &exp.model else { unreachable!("a classifier run holds a classifier config") };
+    write_report(&ReportInputs {
+        exp,
+        info: cx.info,
+        run_dir: cx.run_dir,
+        goal: goal.clone(),
+        metrics: markdown(cx, &eval),
+        model: format!(
+            "LeNet-style classifier: {}x{} convolutions {:?} each with 2x2 max pooling, hidden layer {}, {} classes",
+            c.kernel,
+            c.kernel,
+            c.channels,
+            c.hidden,
+            eval.confusion.len()
+        ),
+        loss: LossCurve {
+            title: "Loss: cross-entropy per example".into(),
+            unit: "nats",
+            val_key: "val_loss",
+            val_sign: 1.0,
+        },
+        eval_seconds: eval.seconds,
+        figures: &figures,
+        wall_seconds: cx.started.map(|t| t.elapsed().as_secs_f64()),
+    })?;
+    let mut summary = format!("test accuracy {:.4} ({} examples)", eval.accuracy, eval.examples);
+    if let Some((path, sha1)) = &eval.installed {
+        let _ = write!(summary, "; installed as the MNIST LeNet feature network: {} (sha1 {sha1})", path.display());
+    }
+    Ok((summary, goal))
+}
+
+/// Installs the weights as the MNIST LeNet feature network, unless the goal was missed or the data
+/// is not 28x28 gray; says why not on stderr.
+fn install_lenet(
+    cx: &EvalContext<'_>,
+    model: &Classifier,
+    eval: &ClassifierEval,
+    goal: Option<&str>,
+) -> Result<Option<(PathBuf, String)>> {
+    if goal.is_some_and(|g| !g.starts_with("MET")) {
+        eprintln!("not installed as a feature network: the goal was not met");
+        return Ok(None);
+    }
+    if cx.info.data_shape != LENET_INPUT {
+        return Err(PipelineError::Config(format!(
+            "deploy.feature_network = \"mnist_lenet\": needs 1x28x28 images, the data is {:?}",
+            cx.info.data_shape
+        )));
+    }
+    let ModelConfig::Classifier(config) = &cx.exp.model else {
+        unreachable!("a classifier run holds a classifier config")
+    };
+    let card = LenetCard {
+        config: config.clone(),
+        classes: eval.confusion.len(),
+        test_accuracy: eval.accuracy,
+        source_run: cx.run_dir.display().to_string(),
+    };
+    let path = FeatureNetwork::MnistLenet.default_path();
+    let sha1 = install(model, &card, &path)?;
+    eprintln!("installed the MNIST LeNet feature network: {} (sha1 {sha1})", path.display());
+    Ok(Some((path, sha1)))
+}
+
+/// Up to 64 misclassified evaluation images, in order.
+fn misclassified_figure(model: &Classifier, set: &EvalImages, cx: &EvalContext<'_>) -> Result<(String, PathBuf)> {
+    let labels = set.labels.as_ref().expect("checked by the caller");
+    let len: usize = set.shape.iter().product();
+    let symmetric = cx.exp.data.transforms.contains(&genlab_data::Transform::ScaleSymmetric);
+    let (mut data, mut captions) = (Vec::new(), Vec::new());
+    for s in (0..set.n).step_by(500) {
+        let e = (s + 500).min(set.n);
+        let logits = to_f32_vec(model.logits(set.tensor(s, e, &cx.device)));
+        let classes = logits.len() / (e - s);
+        for (i, row) in logits.chunks(classes).enumerate() {
+            let pred = row.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map_or(0, |(k, _)| k);
+            if pred != labels[s + i] as usize && captions.len() < 64 {
+                let img = &set.data[(s + i) * len..(s + i + 1) * len];
+                data.extend(img.iter().map(|&v| if symmetric { (v + 1.0) * 0.5 } else { v }));
+                captions.push(format!("{}->{pred}", labels[s + i]));
+            }
+        }
+    }
+    let rel = PathBuf::from("samples/misclassified.png");
+    let [c, h, w] = set.shape;
+    save_grid(&ImageBatch::new(data, captions.len(), c, h, w), 8, &cx.run_dir.join(&rel))?;
+    let title = format!(
+        "The first {} misclassified evaluation images, row by row (true->predicted: {})",
+        captions.len(),
+        captions.join(", ")
+    );
+    Ok((title, rel))
+}
+
+fn markdown(cx: &EvalContext<'_>, eval: &ClassifierEval) -> String {
+    let exp = cx.exp;
+    let mut s = String::new();
+    let _ = writeln!(s, "## Metrics, on {}\n\n| metric | value |\n|---|---|", split_name(exp));
+    let _ = writeln!(s, "| accuracy | {:.4} |", eval.accuracy);
+    let _ = writeln!(s, "| cross-entropy (nats per example) | {:.4} |", eval.nll_nats);
+    let _ = writeln!(s, "| evaluation examples | {} |\n", eval.examples);
+    let names = &cx.info.class_names;
+    let name = |k: usize| names.get(k).cloned().unwrap_or_else(|| k.to_string());
+    let _ = writeln!(s, "Confusion matrix (rows: true class, columns: predicted class):\n");
+    let _ = writeln!(s, "| | {} |", (0..eval.confusion.len()).map(name).collect::<Vec<_>>().join(" | "));
+    let _ = writeln!(s, "|---|{}", "---|".repeat(eval.confusion.len()));
+    for (k, row) in eval.confusion.iter().enumerate() {
+        let cells: Vec<String> = row.iter().map(usize::to_string).collect();
+        let _ = writeln!(s, "| **{}** | {} |", name(k), cells.join(" | "));
+    }
+    let _ = writeln!(
+        s,
+        "\nProtocol: {} weights of step {}; the evaluation split transformed once with evaluation seed {}; the predicted class is the largest logit.\n",
+        if exp.train.ema.is_some() { "EMA" } else { "final" },
+        eval.step,
+        exp.eval.seed
+    );
+    if let Some((path, sha1)) = &eval.installed {
+        let _ = writeln!(
+            s,
+            "Installed as the MNIST LeNet feature network (`eval.features = \"mnist_lenet\"`): `{}`, SHA-1 `{sha1}`.\n",
+            path.display()
+        );
+    }
+    s
+}
