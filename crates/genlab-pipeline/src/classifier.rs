@@ -6,14 +6,14 @@
 use crate::error::{PipelineError, Result};
 use crate::experiment::{Experiment, GoalMetric, ModelConfig};
 use crate::images::{EvalImages, LabelledBatches, Splits};
-use crate::report::{goal_verdict, split_name, write_report, LossCurve, ReportInputs};
+use crate::report::{goal_verdict, split_name, write_report, LossCurve, ReportInputs, Verdict};
 use crate::run::{train, EvalContext, Finished, RunDir, Trained};
 use burn::tensor::Device;
 use genlab_core::grid::{save_grid, ImageBatch};
 use genlab_core::progress::Progress;
 use genlab_core::tensors::to_f32_vec;
 use genlab_eval::extract::FeatureNetwork;
-use genlab_eval::lenet::{install, LenetCard, LENET_INPUT};
+use genlab_eval::lenet::{install, LenetCard};
 use genlab_models::classifier::Classifier;
 use genlab_nn::distributions::categorical_log_prob;
 use serde::{Deserialize, Serialize};
@@ -33,10 +33,29 @@ pub struct ClassifierEval {
     pub seconds: f64,
     /// Where the weights were installed as a feature network, with the file's SHA-1.
     pub installed: Option<(PathBuf, String)>,
+    /// The predicted class of each example.
+    #[serde(skip)]
+    pub predictions: Vec<usize>,
 }
 
-/// Accuracy, mean cross-entropy, confusion matrix and the misclassified examples' indices of
-/// `model` on `set`, `batch` examples at a time.
+/// Every label of the evaluation split must be one the classifier was built for.
+pub(crate) fn check_labels(splits: &Splits, describe: &str) -> Result<()> {
+    let classes = splits.train.class_names.len();
+    let Some(labels) = &splits.eval.labels else {
+        return Err(PipelineError::Config(format!(
+            "{describe}: the evaluation split has no labels; a classifier is evaluated on labelled data"
+        )));
+    };
+    match splits.eval_rows.iter().map(|&r| labels[r]).find(|&l| l as usize >= classes) {
+        Some(l) => Err(PipelineError::Config(format!(
+            "{describe}: the evaluation split has label {l}, but the training split has {classes} classes (0..{classes})"
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// Accuracy, mean cross-entropy, confusion matrix and the predictions of `model` on `set`, `batch`
+/// examples at a time.
 fn classify(
     model: &Classifier,
     set: &EvalImages,
@@ -45,20 +64,21 @@ fn classify(
     label: Option<&str>,
 ) -> ClassifierEval {
     let started = std::time::Instant::now();
-    let labels = set.labels.as_ref().expect("a classifier's evaluation set has labels");
+    let labels = set.labels.as_ref().expect("checked by check_labels");
     let classes = model.out.weight.val().dims()[1];
     let mut confusion = vec![vec![0usize; classes]; classes];
+    let mut predictions = Vec::with_capacity(set.n);
     let mut nll = 0.0f64;
     let mut progress = label.map_or_else(Progress::hidden, |l| Progress::new(l, set.n as u64, 0));
-    for s in (0..set.n).step_by(batch.max(1)) {
-        let e = (s + batch.max(1)).min(set.n);
+    for s in (0..set.n).step_by(batch) {
+        let e = (s + batch).min(set.n);
         let logits = model.logits(set.tensor(s, e, device));
-        let y = set.labels_tensor(s, e, device).expect("labels checked above");
+        let y = set.labels_tensor(s, e, device).expect("checked by check_labels");
         nll -= to_f32_vec(categorical_log_prob(logits.clone(), y).sum())[0] as f64;
-        let l = to_f32_vec(logits);
-        for (i, row) in l.chunks(classes).enumerate() {
+        for (i, row) in to_f32_vec(logits).chunks(classes).enumerate() {
             let pred = row.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map_or(0, |(k, _)| k);
             confusion[labels[s + i] as usize][pred] += 1;
+            predictions.push(pred);
         }
         progress.update(e as u64, "images");
     }
@@ -73,6 +93,7 @@ fn classify(
         confusion,
         seconds: started.elapsed().as_secs_f64(),
         installed: None,
+        predictions,
     }
 }
 
@@ -88,15 +109,9 @@ pub(crate) fn run_phases(
     let e = &exp.eval;
     let rows = &splits.eval_rows[..e.periodic_examples.min(splits.eval_rows.len())];
     let periodic = EvalImages::new(&splits.eval, rows, &exp.data.transforms, e.seed);
-    if periodic.labels.is_none() {
-        return Err(PipelineError::Config(format!(
-            "{}: the evaluation split has no labels; a classifier is evaluated on labelled data",
-            exp.data.dataset.describe()
-        )));
-    }
     let eval_device = device.clone().inner();
     let trained = train(exp, run, model, &mut batches, device, |_, m: &Classifier| {
-        let v = classify(m, &periodic, 500, &eval_device, None);
+        let v = classify(m, &periodic, e.batch_size, &eval_device, None);
         Ok(vec![("val_loss".to_string(), v.nll_nats), ("val_accuracy".to_string(), v.accuracy)])
     })?;
     let model = match trained {
@@ -122,22 +137,31 @@ pub(crate) fn eval_and_report(
         Some(n) => set.take(n),
         None => set,
     };
-    if set.labels.is_none() {
-        return Err(PipelineError::Config(format!(
-            "{}: the evaluation split has no labels",
-            exp.data.dataset.describe()
-        )));
-    }
-    let mut eval = classify(model, &set, 500, &cx.device, Some("evaluate"));
+    check_labels(splits, &exp.data.dataset.describe())?;
+    let mut eval = classify(model, &set, e.batch_size, &cx.device, Some("evaluate"));
     eval.step = cx.step;
     eprintln!(
         "test: accuracy {:.4}, cross-entropy {:.4} nats, {} examples",
         eval.accuracy, eval.nll_nats, eval.examples
     );
-    let figures = vec![misclassified_figure(model, &set, cx)?];
+    let figures = vec![misclassified_figure(&set, &eval.predictions, cx)?];
     let goal = goal_verdict(exp, |g| (g == GoalMetric::Accuracy).then_some(eval.accuracy));
+    // Installed by the run that trained it, scored on the whole evaluation split; a later
+    // `genlab eval` (perhaps on a subset) never replaces the installed file.
     if exp.deploy.feature_network == Some(FeatureNetwork::MnistLenet) {
-        eval.installed = install_lenet(cx, model, &eval, goal.as_deref())?;
+        if !cx.after_training {
+            eprintln!("not installed again: only the run that trains a feature network installs it");
+        } else if set.n < splits.eval_rows.len() {
+            eprintln!(
+                "not installed as a feature network: evaluated on {} of {} examples (eval.examples)",
+                set.n,
+                splits.eval_rows.len()
+            );
+        } else if goal.as_ref().is_some_and(|g| g.verdict != Verdict::Met) {
+            eprintln!("not installed as a feature network: the goal was not met");
+        } else {
+            eval.installed = Some(install_lenet(cx, model, &eval)?);
+        }
     }
     genlab_core::atomic::write_atomic(
         &cx.run_dir.join("eval.json"),
@@ -177,27 +201,11 @@ pub(crate) fn eval_and_report(
     if let Some((path, sha1)) = &eval.installed {
         let _ = write!(summary, "; installed as the MNIST LeNet feature network: {} (sha1 {sha1})", path.display());
     }
-    Ok((summary, goal))
+    Ok((summary, goal.map(|g| g.text)))
 }
 
-/// Installs the weights as the MNIST LeNet feature network, unless the goal was missed or the data
-/// is not 28x28 gray; says why not on stderr.
-fn install_lenet(
-    cx: &EvalContext<'_>,
-    model: &Classifier,
-    eval: &ClassifierEval,
-    goal: Option<&str>,
-) -> Result<Option<(PathBuf, String)>> {
-    if goal.is_some_and(|g| !g.starts_with("MET")) {
-        eprintln!("not installed as a feature network: the goal was not met");
-        return Ok(None);
-    }
-    if cx.info.data_shape != LENET_INPUT {
-        return Err(PipelineError::Config(format!(
-            "deploy.feature_network = \"mnist_lenet\": needs 1x28x28 images, the data is {:?}",
-            cx.info.data_shape
-        )));
-    }
+/// Installs the weights as the MNIST LeNet feature network; returns the file and its SHA-1.
+fn install_lenet(cx: &EvalContext<'_>, model: &Classifier, eval: &ClassifierEval) -> Result<(PathBuf, String)> {
     let ModelConfig::Classifier(config) = &cx.exp.model else {
         unreachable!("a classifier run holds a classifier config")
     };
@@ -210,27 +218,18 @@ fn install_lenet(
     let path = FeatureNetwork::MnistLenet.default_path();
     let sha1 = install(model, &card, &path)?;
     eprintln!("installed the MNIST LeNet feature network: {} (sha1 {sha1})", path.display());
-    Ok(Some((path, sha1)))
+    Ok((path, sha1))
 }
 
 /// Up to 64 misclassified evaluation images, in order.
-fn misclassified_figure(model: &Classifier, set: &EvalImages, cx: &EvalContext<'_>) -> Result<(String, PathBuf)> {
-    let labels = set.labels.as_ref().expect("checked by the caller");
+fn misclassified_figure(set: &EvalImages, predictions: &[usize], cx: &EvalContext<'_>) -> Result<(String, PathBuf)> {
+    let labels = set.labels.as_ref().expect("checked by check_labels");
     let len: usize = set.shape.iter().product();
     let symmetric = cx.exp.data.transforms.contains(&genlab_data::Transform::ScaleSymmetric);
     let (mut data, mut captions) = (Vec::new(), Vec::new());
-    for s in (0..set.n).step_by(500) {
-        let e = (s + 500).min(set.n);
-        let logits = to_f32_vec(model.logits(set.tensor(s, e, &cx.device)));
-        let classes = logits.len() / (e - s);
-        for (i, row) in logits.chunks(classes).enumerate() {
-            let pred = row.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map_or(0, |(k, _)| k);
-            if pred != labels[s + i] as usize && captions.len() < 64 {
-                let img = &set.data[(s + i) * len..(s + i + 1) * len];
-                data.extend(img.iter().map(|&v| if symmetric { (v + 1.0) * 0.5 } else { v }));
-                captions.push(format!("{}->{pred}", labels[s + i]));
-            }
-        }
+    for (i, &pred) in predictions.iter().enumerate().filter(|&(i, &p)| p != labels[i] as usize).take(64) {
+        data.extend(set.data[i * len..(i + 1) * len].iter().map(|&v| if symmetric { (v + 1.0) * 0.5 } else { v }));
+        captions.push(format!("{}->{pred}", labels[i]));
     }
     let rel = PathBuf::from("samples/misclassified.png");
     let [c, h, w] = set.shape;

@@ -365,6 +365,23 @@ impl Experiment {
                 ),
             );
         }
+        if e.metric_samples > 0 {
+            if self.data.validation.from == Some(Split::Train) {
+                return err(
+                    "data.validation",
+                    ": the sample metrics compare samples with held-out images; validating on the training split leaves none (use { from = \"test\" } or { fraction = 0.1 })".into(),
+                );
+            }
+            if let Some(n) = e.examples.filter(|&n| n < 10) {
+                return err(
+                    "eval.examples",
+                    format!(" = {n}: the sample metrics use these as reference images; expected at least 10"),
+                );
+            }
+            if let Some(n) = e.memorisation_examples.filter(|&n| n < 2) {
+                return err("eval.memorisation_examples", format!(" = {n}: expected at least 2"));
+            }
+        }
         let model_err = |e: ModelError| match e {
             ModelError::Config { field, value, expected } => {
                 (format!("model.{field}"), format!(" = {value}: {expected}"))
@@ -421,6 +438,14 @@ impl Experiment {
                 }
                 match self.deploy.feature_network {
                     None => {}
+                    Some(FeatureNetwork::MnistLenet)
+                        if self.data.dataset != DatasetSource::Named(genlab_data::DatasetName::Mnist) =>
+                    {
+                        return err(
+                            "deploy.feature_network",
+                            format!(" = \"mnist_lenet\": installs the MNIST feature network, so data.dataset must be \"mnist\", not {}", self.data.dataset.describe()),
+                        )
+                    }
                     Some(FeatureNetwork::MnistLenet) if self.data.transforms == [Transform::ScaleUnit] => {}
                     Some(FeatureNetwork::MnistLenet) => {
                         return err(
@@ -438,6 +463,28 @@ impl Experiment {
             }
         }
         Ok(())
+    }
+
+    /// Checks that need the data's `[channels, height, width]`: the MNIST LeNet reads 1x28x28.
+    pub fn check_data_shape(&self, shape: [usize; 3]) -> Result<(), PipelineError> {
+        let lenet = genlab_eval::lenet::LENET_INPUT;
+        let key = if self.eval.metric_samples > 0 && self.eval.features == FeatureNetwork::MnistLenet {
+            "eval.features"
+        } else if self.deploy.feature_network == Some(FeatureNetwork::MnistLenet) {
+            "deploy.feature_network"
+        } else {
+            return Ok(());
+        };
+        if shape == lenet {
+            return Ok(());
+        }
+        Err(PipelineError::Config(format!(
+            "{key} = \"mnist_lenet\": the MNIST LeNet reads 1x28x28 gray images, the data is {}x{}x{}{}",
+            shape[0],
+            shape[1],
+            shape[2],
+            if key == "eval.features" { " (use eval.features = \"inception\")" } else { "" }
+        )))
     }
 
     /// The run's resolved experiment, as written into its directory.

@@ -15,6 +15,9 @@ use genlab_eval::preprocess::ResizeProtocol;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+/// torch-fidelity's Inception Score splits.
+const IS_SPLITS: usize = 10;
+
 pub struct FidOptions {
     pub features: FeatureNetwork,
     pub resize: ResizeProtocol,
@@ -31,6 +34,8 @@ pub struct FidReport {
     pub prdc: Option<Prdc>,
     /// Inception Score of each folder (with `--all`, for a network with logits).
     pub inception_scores: Option<(InceptionScore, InceptionScore)>,
+    /// Why a metric asked for was left out.
+    pub note: Option<String>,
     pub n_a: usize,
     pub n_b: usize,
     pub protocol: FeatureProtocol,
@@ -52,9 +57,12 @@ impl fmt::Display for FidReport {
         if let Some((a, b)) = &self.inception_scores {
             writeln!(
                 f,
-                "Inception Score A {:.4} +- {:.4}, B {:.4} +- {:.4} (10 splits)",
+                "Inception Score A {:.4} +- {:.4}, B {:.4} +- {:.4} ({IS_SPLITS} splits)",
                 a.mean, a.std, b.mean, b.std
             )?;
+        }
+        if let Some(note) = &self.note {
+            writeln!(f, "{note}")?;
         }
         write!(f, "protocol: {}, {} vs {} images", self.protocol.describe(), self.n_a, self.n_b)
     }
@@ -107,14 +115,20 @@ pub fn fid_folders(a: &Path, b: &Path, o: &FidOptions) -> Result<FidReport> {
         kid: None,
         prdc: None,
         inception_scores: None,
+        note: None,
         n_a,
         n_b,
         protocol,
     };
     if o.all {
         if let (Some(la), Some(lb)) = (&xa.logits, &xb.logits) {
-            let is = |l| inception_score(l, 10, Some(2020)).map_err(eval_err);
-            report.inception_scores = Some((is(la)?, is(lb)?));
+            if n_a.min(n_b) >= IS_SPLITS {
+                let is = |l| inception_score(l, IS_SPLITS, Some(2020)).map_err(eval_err);
+                report.inception_scores = Some((is(la)?, is(lb)?));
+            } else {
+                report.note =
+                    Some(format!("Inception Score skipped: its {IS_SPLITS} splits need {IS_SPLITS} images per folder"));
+            }
         }
         // torch-fidelity's subsets of 1000, or all samples of the smaller set when it has fewer.
         let size = 1000.min(n_a).min(n_b);

@@ -14,7 +14,7 @@ pub struct ReportInputs<'a> {
     pub info: &'a RunInfo,
     pub run_dir: &'a Path,
     /// The goal's verdict (see [`goal_verdict`]).
-    pub goal: Option<String>,
+    pub goal: Option<GoalVerdict>,
     /// The family's metrics section: markdown tables and protocol paragraphs.
     pub metrics: String,
     /// The family's model, in words, for the training table.
@@ -35,9 +35,30 @@ pub struct LossCurve {
     pub val_sign: f64,
 }
 
-/// "MET" / "NOT MET" with the numbers, or None when the problem sets no goal or `value` has no
-/// number for its metric.
-pub fn goal_verdict(exp: &Experiment, value: impl Fn(GoalMetric) -> Option<f64>) -> Option<String> {
+/// Whether a run met its goal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Met,
+    NotMet,
+    /// The goal's metric was not computed (a sample metric whose feature network is missing).
+    NotMeasured,
+}
+
+/// The verdict and the sentence that gives the numbers.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GoalVerdict {
+    pub verdict: Verdict,
+    pub text: String,
+}
+
+impl std::fmt::Display for GoalVerdict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+/// "MET" / "NOT MET" with the numbers, or None when the problem sets no goal.
+pub fn goal_verdict(exp: &Experiment, value: impl Fn(GoalMetric) -> Option<f64>) -> Option<GoalVerdict> {
     let g = exp.problem.goal?;
     let name = match g.metric {
         GoalMetric::NllNats => "NLL on the evaluation split (nats)",
@@ -46,7 +67,10 @@ pub fn goal_verdict(exp: &Experiment, value: impl Fn(GoalMetric) -> Option<f64>)
         GoalMetric::Accuracy => "accuracy on the evaluation split",
     };
     let Some(value) = value(g.metric) else {
-        return Some(format!("NOT MEASURED: {name} was not computed"));
+        return Some(GoalVerdict {
+            verdict: Verdict::NotMeasured,
+            text: format!("NOT MEASURED: {name} was not computed"),
+        });
     };
     let below_ok = g.below.is_none_or(|b| value < b);
     let above_ok = g.above.is_none_or(|a| value > a);
@@ -56,8 +80,9 @@ pub fn goal_verdict(exp: &Experiment, value: impl Fn(GoalMetric) -> Option<f64>)
         (None, Some(a)) => format!("above {a}"),
         (None, None) => "(no bound set)".into(),
     };
-    let verdict = if below_ok && above_ok { "MET" } else { "NOT MET" };
-    Some(format!("{verdict}: {name} = {value:.4}, goal {bound}"))
+    let verdict = if below_ok && above_ok { Verdict::Met } else { Verdict::NotMet };
+    let word = if verdict == Verdict::Met { "MET" } else { "NOT MET" };
+    Some(GoalVerdict { verdict, text: format!("{word}: {name} = {value:.4}, goal {bound}") })
 }
 
 /// The evaluation split, in words.

@@ -247,7 +247,8 @@ fn execute(exp: Experiment, target: Target, mode: Mode) -> Result<Finished> {
         t.drop_last,
         t.seed,
     );
-    // Phase 3: model; then phases 4 to 7, by family.
+    exp.check_data_shape(shape)?;
+    // Phase 3: model; then phases 4 to 8, by family.
     match &exp.model {
         ModelConfig::Vae(cfg) => {
             let model = cfg.init(shape, t.seed, &device)?;
@@ -256,6 +257,7 @@ fn execute(exp: Experiment, target: Target, mode: Mode) -> Result<Finished> {
         }
         ModelConfig::Classifier(cfg) => {
             let batches = LabelledBatches::new(batches)?;
+            crate::classifier::check_labels(&splits, &exp.data.dataset.describe())?;
             let model = cfg.init(shape, splits.train.class_names.len(), t.seed, &device)?;
             let mut run = RunDir::open(&exp, target, mode, &splits, model.num_params())?;
             crate::classifier::run_phases(&exp, &mut run, model, batches, &splits, &device)
@@ -322,9 +324,10 @@ pub(crate) struct EvalContext<'a> {
     pub step: u64,
     /// When the whole command started, for a run that ran every phase.
     pub started: Option<Instant>,
-    /// A run that just trained skips the sample metrics (with a warning) when the feature network
-    /// is not installed, rather than failing after training; `genlab eval` fails.
-    pub skip_missing_features: bool,
+    /// Right after training (`genlab run`): the sample metrics are skipped with a warning when the
+    /// feature network is not installed, rather than failing after training (`genlab eval` fails),
+    /// and a classifier asked to is installed as a feature network (`genlab eval` never reinstalls).
+    pub after_training: bool,
 }
 
 impl<'a> EvalContext<'a> {
@@ -336,7 +339,7 @@ impl<'a> EvalContext<'a> {
             device,
             step: exp.train.steps,
             started: Some(run.started),
-            skip_missing_features: true,
+            after_training: true,
         }
     }
 
@@ -348,7 +351,7 @@ impl<'a> EvalContext<'a> {
             device: t.device.clone(),
             step: t.step(),
             started: None,
-            skip_missing_features: false,
+            after_training: false,
         }
     }
 
@@ -367,6 +370,7 @@ impl<'a> EvalContext<'a> {
 /// weights; returns the headline. Overrides change this evaluation only, not the run's experiment.
 pub fn eval_run(run_dir: &Path, device: Option<DeviceSpec>, overrides: &[String]) -> Result<String> {
     let target = EvalTarget::open(run_dir, device, overrides)?;
+    target.exp.check_data_shape(target.info.data_shape)?;
     let splits = load_splits(&target.exp.data)?;
     let cx = EvalContext::of_target(&target, run_dir);
     let (summary, _) = match &target.exp.model {

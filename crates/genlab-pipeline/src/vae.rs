@@ -290,9 +290,7 @@ pub(crate) fn eval_and_report(cx: &EvalContext<'_>, vae: &Vae, splits: &Splits) 
                 figs.push(fig);
                 samples = Some(m);
             }
-            Err(err @ (WeightsError::Missing { .. } | WeightsError::MissingLenet { .. }))
-                if cx.skip_missing_features =>
-            {
+            Err(err @ (WeightsError::Missing { .. } | WeightsError::MissingLenet { .. })) if cx.after_training => {
                 eprintln!("warning: sample metrics skipped: {err}");
                 samples_skipped = Some(err.to_string());
             }
@@ -361,7 +359,7 @@ pub(crate) fn eval_and_report(cx: &EvalContext<'_>, vae: &Vae, splits: &Splits) 
             m.fid, m.kid.mean, m.protocol.samples, m.protocol.features.network
         );
     }
-    Ok((summary, goal))
+    Ok((summary, goal.map(|g| g.text)))
 }
 
 fn metrics_markdown(exp: &Experiment, cx: &EvalContext<'_>, eval: &VaeEval) -> String {

@@ -96,6 +96,19 @@ fn classifier_configs_and_their_checks() {
             "{e}"
         );
     }
+    let e = parse(GOOD, &["eval.metric_samples=100", "data.validation={ from = \"train\" }"]).unwrap_err();
+    assert!(e.contains("data.validation: the sample metrics compare samples with held-out images"), "{e}");
+    let e = parse(GOOD, &["eval.metric_samples=100", "eval.examples=5"]).unwrap_err();
+    assert!(e.contains("eval.examples = 5: the sample metrics use these as reference images"), "{e}");
+    let e = parse(&CLASSIFIER.replace("\"mnist\"", "\"fashion-mnist\""), &[]).unwrap_err();
+    assert!(e.contains("data.dataset must be \"mnist\", not fashion-mnist"), "{e}");
+    let e = parse(GOOD, &["eval.metric_samples=100"]).unwrap();
+    assert!(e.check_data_shape([1, 28, 28]).is_ok());
+    let err = e.check_data_shape([3, 32, 32]).unwrap_err().to_string();
+    assert!(
+        err.contains("eval.features = \"mnist_lenet\": the MNIST LeNet reads 1x28x28 gray images, the data is 3x32x32"),
+        "{err}"
+    );
     let e = parse(GOOD, &["eval.features=\"vgg\""]).unwrap_err();
     assert!(e.contains("eval.features: unknown variant `vgg`"), "{e}");
 }
