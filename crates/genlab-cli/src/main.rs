@@ -114,6 +114,24 @@ enum Command {
         #[command(subcommand)]
         command: DataCommand,
     },
+    /// Feature-network weights.
+    Weights {
+        #[command(subcommand)]
+        command: WeightsCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum WeightsCommand {
+    /// Writes the FID Inception weights (TorchScript) as a safetensors file with the same tensor
+    /// names, recording the TorchScript file's SHA-1; `genlab fid --weights FILE.safetensors` reads it.
+    ExportInception {
+        /// The safetensors file to write.
+        out: PathBuf,
+        /// The TorchScript file (default: in $GENLAB_WEIGHTS_DIR or ~/.cache/genlab/weights).
+        #[arg(long)]
+        weights: Option<PathBuf>,
+    },
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -239,6 +257,12 @@ fn run() -> anyhow::Result<ExitCode> {
             let set = genlab_data::DatasetSource::from_arg(&dataset)?.load_images(split, &[])?;
             let written = genlab_data::export::export_png(&set, n.unwrap_or(usize::MAX), &out)?;
             println!("{written} images in {}", out.display());
+            ExitCode::SUCCESS
+        }
+        Command::Weights { command: WeightsCommand::ExportInception { out, weights } } => {
+            let source = weights.unwrap_or_else(|| genlab_eval::extract::FeatureNetwork::Inception.default_path());
+            let sha1 = genlab_eval::weights::export_fid_inception(&source, &out)?;
+            println!("{} (sha1 {sha1}), from {}", out.display(), source.display());
             ExitCode::SUCCESS
         }
         Command::Data { command: DataCommand::Info { dataset } } => {

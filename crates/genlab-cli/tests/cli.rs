@@ -401,6 +401,14 @@ fn issue3_fid_between_two_folders_prints_value_and_protocol() {
         clean.contains("resize Clean") && !clean.starts_with(&format!("FID {fid:.4}")),
         "a different protocol gives a different number: {clean}"
     );
+    // The weights as a safetensors copy give the same number, and the protocol names the source.
+    let st = d.path().join("fid_inception.safetensors");
+    let o = genlab().args(["weights", "export-inception"]).arg(&st).output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = genlab().args(["fid", a.to_str().unwrap(), b.to_str().unwrap(), "--weights"]).arg(&st).output().unwrap();
+    let copy = String::from_utf8_lossy(&o.stdout);
+    assert!(copy.starts_with(&format!("FID {fid:.4}\n")), "{copy}{}", stderr(&o));
+    assert!(copy.contains("safetensors copy of TorchScript sha1 a16e4d89c0ecbc17a915dd76ea9e41211aa82562"), "{copy}");
     // A folder against itself: 0 up to rounding.
     let o = genlab().args(["fid", a.to_str().unwrap(), a.to_str().unwrap()]).output().unwrap();
     let same: f64 =

@@ -7,10 +7,11 @@ use crate::features::Features;
 use crate::inception::FidInception;
 use crate::lenet::{LenetExtractor, MNIST_LENET_FILE};
 use crate::preprocess::{inception_input, ResizeProtocol};
-use crate::weights::{load_fid_inception, weights_dir, WeightsError, FID_INCEPTION_FILE};
+use crate::weights::{load_fid_inception, weights_dir, WeightsError, FID_INCEPTION_FILE, SOURCE_SHA1_KEY};
 use burn::tensor::{Device, TensorData};
 use burn::Tensor;
 use genlab_core::progress::Progress;
+use genlab_core::tensors::NamedTensors;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -136,6 +137,8 @@ impl FeatureExtractor {
 pub struct InceptionExtractor {
     net: FidInception,
     pub sha1: String,
+    /// For a safetensors copy, the SHA-1 of the TorchScript file it was made from.
+    pub source_sha1: Option<String>,
     device: Device,
 }
 
@@ -143,9 +146,15 @@ impl InceptionExtractor {
     pub fn load(path: &Path, device: &Device) -> Result<Self, WeightsError> {
         let weights = load_fid_inception(path)?;
         let bytes = std::fs::read(path).map_err(|_| WeightsError::Missing { path: path.to_path_buf() })?;
+        let source_sha1 = if path.extension().is_some_and(|e| e == "safetensors") {
+            NamedTensors::read_metadata(&bytes, path)?.get(SOURCE_SHA1_KEY).cloned()
+        } else {
+            None
+        };
         Ok(InceptionExtractor {
             net: FidInception::from_weights(&weights, device),
             sha1: sha1_smol::Sha1::from(&bytes).digest().to_string(),
+            source_sha1,
             device: device.clone(),
         })
     }
@@ -176,7 +185,12 @@ impl InceptionExtractor {
         }
         progress.finish();
         let protocol = FeatureProtocol {
-            network: "FID Inception-v3 (TensorFlow 2015-12-05 graph), pool3, 2048-d".into(),
+            network: match &self.source_sha1 {
+                None => "FID Inception-v3 (TensorFlow 2015-12-05 graph), pool3, 2048-d".into(),
+                Some(s) => format!(
+                    "FID Inception-v3 (TensorFlow 2015-12-05 graph; safetensors copy of TorchScript sha1 {s}), pool3, 2048-d"
+                ),
+            },
             weights_sha1: self.sha1.clone(),
             resize: Some(resize),
             gray_replicated: c == 1,

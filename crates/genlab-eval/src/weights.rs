@@ -1,8 +1,10 @@
 //! Where feature-network weights live, and the FID Inception file's identity checks.
 //! `$GENLAB_WEIGHTS_DIR`, else `~/.cache/genlab/weights`; `scripts/fetch-fid-inception.sh` puts the
-//! Inception file there.
+//! Inception file there. The Inception weights are read from the TorchScript file itself or from a
+//! safetensors copy of it (`genlab weights export-inception`), which keeps the TorchScript names.
 
 use crate::torchscript::{read_torchscript, ScriptTensor};
+use genlab_core::tensors::{HostTensor, NamedTensors};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -24,6 +26,8 @@ pub enum WeightsError {
     NotLenet { path: PathBuf, reason: String },
     #[error(transparent)]
     Read(#[from] crate::torchscript::TorchScriptError),
+    #[error(transparent)]
+    Safetensors(#[from] genlab_core::CoreError),
 }
 
 pub fn weights_dir() -> PathBuf {
@@ -33,15 +37,42 @@ pub fn weights_dir() -> PathBuf {
     }
 }
 
-/// Reads and checks the FID Inception weights at `path`.
+/// The header key of a safetensors copy that records the TorchScript file's SHA-1.
+pub const SOURCE_SHA1_KEY: &str = "source_sha1";
+
+/// Reads and checks the FID Inception weights at `path`: the TorchScript file, or a safetensors
+/// copy of it (by extension).
 pub fn load_fid_inception(path: &Path) -> Result<BTreeMap<String, ScriptTensor>, WeightsError> {
     if !path.is_file() {
         return Err(WeightsError::Missing { path: path.to_path_buf() });
     }
-    let t = read_torchscript(path)?;
+    let t = if path.extension().is_some_and(|e| e == "safetensors") {
+        NamedTensors::load(path)?
+            .0
+            .into_iter()
+            .map(|(k, h)| (k, ScriptTensor { shape: h.shape, data: h.data }))
+            .collect()
+    } else {
+        read_torchscript(path)?
+    };
     let parameters: usize = t.values().map(|t| t.data.len()).sum();
     if t.len() != FID_INCEPTION_TENSORS || parameters != FID_INCEPTION_PARAMETERS {
         return Err(WeightsError::Wrong { path: path.to_path_buf(), tensors: t.len(), parameters });
     }
     Ok(t)
+}
+
+/// Writes the checked FID Inception weights read from `source` as a safetensors file at `out`
+/// (atomically), recording `source`'s SHA-1 in its header; returns the new file's SHA-1.
+pub fn export_fid_inception(source: &Path, out: &Path) -> Result<String, WeightsError> {
+    let weights = load_fid_inception(source)?;
+    let bytes = std::fs::read(source).map_err(genlab_core::CoreError::io(source))?;
+    let mut tensors = NamedTensors::default();
+    for (name, t) in weights {
+        tensors.insert(name, HostTensor { shape: t.shape, data: t.data });
+    }
+    let meta = BTreeMap::from([(SOURCE_SHA1_KEY.to_string(), sha1_smol::Sha1::from(&bytes).digest().to_string())]);
+    let out_bytes = tensors.to_bytes_with_metadata(&meta);
+    genlab_core::atomic::write_atomic(out, &out_bytes)?;
+    Ok(sha1_smol::Sha1::from(&out_bytes).digest().to_string())
 }

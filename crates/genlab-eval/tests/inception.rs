@@ -8,7 +8,7 @@ use burn::Tensor;
 use genlab_data::{DatasetName, DatasetSource, Split};
 use genlab_eval::inception::FidInception;
 use genlab_eval::preprocess::{inception_input, ResizeProtocol};
-use genlab_eval::weights::{load_fid_inception, weights_dir, FID_INCEPTION_FILE};
+use genlab_eval::weights::{export_fid_inception, load_fid_inception, weights_dir, FID_INCEPTION_FILE};
 
 #[test]
 fn features_match_the_torchscript_model() {
@@ -32,4 +32,30 @@ fn features_match_the_torchscript_model() {
     }
     assert!(max_diff <= 1e-3, "max |diff| {max_diff} over 64 x 2048 features");
     eprintln!("max |diff| {max_diff}");
+}
+
+/// The safetensors copy holds the same tensors under the same names, so the network it builds
+/// computes the same features, bit for bit.
+#[test]
+fn safetensors_copy_loads_the_same_network() {
+    let pt = weights_dir().join(FID_INCEPTION_FILE);
+    let dir = tempfile::tempdir().unwrap();
+    let st = dir.path().join("fid_inception.safetensors");
+    export_fid_inception(&pt, &st).unwrap_or_else(|e| panic!("{e}"));
+    let (a, b) = (load_fid_inception(&pt).unwrap(), load_fid_inception(&st).unwrap());
+    assert_eq!(a.len(), b.len());
+    for (name, t) in &a {
+        let u = &b[name];
+        assert!(t.shape == u.shape && t.data == u.data, "{name} differs");
+    }
+    let dev = Device::flex();
+    let mnist = DatasetSource::Named(DatasetName::Mnist).load_images(Split::Test, &[]).unwrap();
+    let x = inception_input(&mnist.batch(&[0, 1]).data, 2, 1, 28, 28, ResizeProtocol::Legacy);
+    let features = |w| {
+        let net = FidInception::from_weights(w, &dev);
+        genlab_core::tensors::to_f32_vec(
+            net.forward(Tensor::from_data(TensorData::new(x.clone(), [2, 3, 299, 299]), &dev)),
+        )
+    };
+    assert_eq!(features(&a), features(&b));
 }

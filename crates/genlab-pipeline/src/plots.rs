@@ -45,6 +45,14 @@ pub struct Series<'a> {
     pub points: Vec<(f64, f64)>,
 }
 
+/// Decimals that tell apart the ~10 ticks of an axis spanning `span`.
+fn tick_decimals(span: f64) -> usize {
+    if !(span > 0.0) {
+        return 1;
+    }
+    (-(span / 10.0).log10().floor()).clamp(0.0, 8.0) as usize
+}
+
 /// Line plot of one or more series against the step.
 pub fn line_plot(path: &Path, title: &str, y_label: &str, series: &[Series<'_>]) -> Result<()> {
     let all: Vec<(f64, f64)> =
@@ -60,6 +68,7 @@ pub fn line_plot(path: &Path, title: &str, y_label: &str, series: &[Series<'_>])
     let pad = ((hi - lo) * 0.08).max(1e-6);
     let (y0, y1) = (lo - pad, hi + pad);
     let x1 = if x1 > x0 { x1 } else { x0 + 1.0 };
+    let decimals = tick_decimals(y1 - y0);
     draw_png(path, (900, 520), |root| {
         let mut chart = ChartBuilder::on(root)
             .caption(title, ("sans-serif", 22))
@@ -73,7 +82,7 @@ pub fn line_plot(path: &Path, title: &str, y_label: &str, series: &[Series<'_>])
             .x_desc("step")
             .y_desc(y_label)
             .x_label_formatter(&|x| format!("{x:.0}"))
-            .y_label_formatter(&|y| format!("{y:.1}"))
+            .y_label_formatter(&|y| format!("{y:.decimals$}"))
             .label_style(("sans-serif", 14))
             .draw()
             .map_err(|e| e.to_string())?;
@@ -145,6 +154,17 @@ pub fn scatter_by_class(path: &Path, title: &str, points: &[(f32, f32, u32)], cl
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tick_labels_keep_enough_decimals_to_differ() {
+        // A cross-entropy curve between 0 and 0.45 (ticks 0.05 apart) needs 2 decimals; a VAE loss
+        // over 90..600 needs none beyond the one kept.
+        assert_eq!(tick_decimals(0.45), 2);
+        assert_eq!(tick_decimals(510.0), 0);
+        assert_eq!(tick_decimals(5.0), 1);
+        assert_eq!(tick_decimals(0.0), 1);
+        assert_eq!(tick_decimals(f64::NAN), 1);
+    }
 
     #[test]
     fn plots_are_png_files_with_ink() {
