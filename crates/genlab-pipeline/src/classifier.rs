@@ -7,7 +7,7 @@ use crate::error::{PipelineError, Result};
 use crate::experiment::{Experiment, GoalMetric, ModelConfig};
 use crate::images::{EvalImages, LabelledBatches, Splits};
 use crate::report::{goal_verdict, split_name, write_report, LossCurve, ReportInputs, Verdict};
-use crate::run::{train, EvalContext, Finished, RunDir, Trained};
+use crate::run::{evaluate_trained, train, EvalContext, Finished, RunDir};
 use burn::tensor::Device;
 use genlab_core::grid::{save_grid, ImageBatch};
 use genlab_core::progress::Progress;
@@ -106,21 +106,13 @@ pub(crate) fn run_phases(
     splits: &Splits,
     device: &Device,
 ) -> Result<Finished> {
-    let e = &exp.eval;
-    let rows = &splits.eval_rows[..e.periodic_examples.min(splits.eval_rows.len())];
-    let periodic = EvalImages::new(&splits.eval, rows, &exp.data.transforms, e.seed);
+    let periodic = EvalImages::periodic(splits, exp);
     let eval_device = device.clone().inner();
     let trained = train(exp, run, model, &mut batches, device, |_, m: &Classifier| {
-        let v = classify(m, &periodic, e.batch_size, &eval_device, None);
+        let v = classify(m, &periodic, exp.eval.batch_size, &eval_device, None);
         Ok(vec![("val_loss".to_string(), v.nll_nats), ("val_accuracy".to_string(), v.accuracy)])
     })?;
-    let model = match trained {
-        Trained::Stop(f) => return Ok(f),
-        Trained::Evaluate(m) => m,
-    };
-    let cx = EvalContext::after_training(exp, run, eval_device);
-    let (summary, goal) = eval_and_report(&cx, &model, splits)?;
-    Ok(Finished::Done { run_dir: run.dir.clone(), summary: Some(summary), goal })
+    evaluate_trained(exp, run, trained, eval_device, |cx, m| eval_and_report(cx, m, splits))
 }
 
 /// Test accuracy, the misclassified images, the installation when asked for; writes `eval.json`,
@@ -132,11 +124,7 @@ pub(crate) fn eval_and_report(
 ) -> Result<(String, Option<String>)> {
     let exp = cx.exp;
     let e = &exp.eval;
-    let set = EvalImages::new(&splits.eval, &splits.eval_rows, &exp.data.transforms, e.seed);
-    let set = match e.examples {
-        Some(n) => set.take(n),
-        None => set,
-    };
+    let set = EvalImages::evaluation(splits, exp);
     check_labels(splits, &exp.data.dataset.describe())?;
     let mut eval = classify(model, &set, e.batch_size, &cx.device, Some("evaluate"));
     eval.step = cx.step;

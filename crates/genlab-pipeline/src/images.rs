@@ -179,15 +179,16 @@ impl EvalImages {
         EvalImages { data: b.data, labels: b.labels, n: b.n, shape: [b.channels, b.height, b.width] }
     }
 
-    /// The first `n` examples.
-    pub fn take(mut self, n: usize) -> Self {
-        let n = n.min(self.n);
-        self.data.truncate(n * self.shape.iter().product::<usize>());
-        if let Some(l) = &mut self.labels {
-            l.truncate(n);
-        }
-        self.n = n;
-        self
+    /// The periodic validation subset of a run: the first `eval.periodic_examples` evaluation rows.
+    pub fn periodic(splits: &Splits, exp: &crate::experiment::Experiment) -> Self {
+        let rows = &splits.eval_rows[..exp.eval.periodic_examples.min(splits.eval_rows.len())];
+        EvalImages::new(&splits.eval, rows, &exp.data.transforms, exp.eval.seed)
+    }
+
+    /// The final evaluation's set: the first `eval.examples` evaluation rows, all when unset.
+    pub fn evaluation(splits: &Splits, exp: &crate::experiment::Experiment) -> Self {
+        let rows = &splits.eval_rows[..exp.eval.examples.unwrap_or(usize::MAX).min(splits.eval_rows.len())];
+        EvalImages::new(&splits.eval, rows, &exp.data.transforms, exp.eval.seed)
     }
 
     /// Labels `start..end` as a tensor; None when the set has no labels.

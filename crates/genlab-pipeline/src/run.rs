@@ -230,6 +230,23 @@ where
     }
 }
 
+/// Phases 6 to 8 after training, unless training stopped: `evaluate` runs the family's protocol
+/// and returns its headline and the goal's verdict.
+pub(crate) fn evaluate_trained<M>(
+    exp: &Experiment,
+    run: &RunDir,
+    trained: Trained<M>,
+    device: Device,
+    evaluate: impl FnOnce(&EvalContext<'_>, &M) -> Result<(String, Option<String>)>,
+) -> Result<Finished> {
+    let model = match trained {
+        Trained::Stop(f) => return Ok(f),
+        Trained::Evaluate(m) => m,
+    };
+    let (summary, goal) = evaluate(&EvalContext::after_training(exp, run, device), &model)?;
+    Ok(Finished::Done { run_dir: run.dir.clone(), summary: Some(summary), goal })
+}
+
 fn execute(exp: Experiment, target: Target, mode: Mode) -> Result<Finished> {
     let t = &exp.train;
     let device = t.device.autodiff_device()?;

@@ -8,7 +8,7 @@ use crate::experiment::{Experiment, GoalMetric, ModelConfig};
 use crate::images::{EvalImages, ImageBatches, Splits};
 use crate::plots::scatter_by_class;
 use crate::report::{goal_verdict, split_name, write_report, LossCurve, ReportInputs};
-use crate::run::{train, EvalContext, Finished, RunDir, Trained};
+use crate::run::{evaluate_trained, train, EvalContext, Finished, RunDir};
 use crate::sample_metrics::{load_features, sample_metrics, Generated, SampleMetrics};
 use burn::tensor::Device;
 use burn::Tensor;
@@ -233,8 +233,7 @@ pub(crate) fn run_phases(
     device: &Device,
 ) -> Result<Finished> {
     let e = &exp.eval;
-    let rows = &splits.eval_rows[..e.periodic_examples.min(splits.eval_rows.len())];
-    let periodic = EvalImages::new(&splits.eval, rows, &exp.data.transforms, e.seed);
+    let periodic = EvalImages::periodic(splits, exp);
     let eval_device = device.clone().inner();
     let symmetric = exp.data.transforms.contains(&genlab_data::Transform::ScaleSymmetric);
     let samples_dir = run.dir.join("samples");
@@ -244,13 +243,7 @@ pub(crate) fn run_phases(
             .map_err(|err| genlab_train::TrainError::Eval { step, reason: err.to_string() })?;
         Ok(vec![("val_elbo".to_string(), v.elbo_nats)])
     })?;
-    let vae = match trained {
-        Trained::Stop(f) => return Ok(f),
-        Trained::Evaluate(m) => m,
-    };
-    let cx = EvalContext::after_training(exp, run, eval_device);
-    let (summary, goal) = eval_and_report(&cx, &vae, splits)?;
-    Ok(Finished::Done { run_dir: run.dir.clone(), summary: Some(summary), goal })
+    evaluate_trained(exp, run, trained, eval_device, |cx, m| eval_and_report(cx, m, splits))
 }
 
 /// What `eval.json` holds for a VAE.
@@ -268,11 +261,7 @@ pub struct VaeEval {
 pub(crate) fn eval_and_report(cx: &EvalContext<'_>, vae: &Vae, splits: &Splits) -> Result<(String, Option<String>)> {
     let exp = cx.exp;
     let e = &exp.eval;
-    let set = EvalImages::new(&splits.eval, &splits.eval_rows, &exp.data.transforms, e.seed);
-    let set = match e.examples {
-        Some(n) => set.take(n),
-        None => set,
-    };
+    let set = EvalImages::evaluation(splits, exp);
     let likelihood = evaluate(vae, &set, e.iwae_k, e.batch_size, e.seed, &cx.device, Some("evaluate"));
     eprintln!(
         "test: ELBO {:.2} nats, NLL (IWAE k={}) {:.2} nats, {} examples, {:.0}s",
