@@ -1,4 +1,6 @@
 //! genlab-nn: layers and probability densities that several model families share.
 
+pub mod coupling;
 pub mod distributions;
 pub mod init;
+pub mod squeeze;
