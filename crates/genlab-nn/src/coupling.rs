@@ -183,39 +183,13 @@ mod tests {
         }
     }
 
-    /// log |det J| of a small input from its Jacobian, built row by row with autodiff and reduced
-    /// in float64 by Gaussian elimination with partial pivoting.
     #[test]
     fn log_det_equals_the_brute_force_jacobian() {
         let ad = Device::flex().autodiff();
         for (kind, flip) in [(MaskKind::Checkerboard, true), (MaskKind::Channel, false)] {
             let l = trained_like(kind, flip, [2, 3, 3], 5, &ad);
-            let mut rng = SeededRng::new(9);
-            let x0 = rng.normal_vec(18);
-            let n = x0.len();
-            let mut jac = vec![vec![0.0f64; n]; n];
-            for (i, row) in jac.iter_mut().enumerate() {
-                let x = Tensor::<1>::from_data(TensorData::new(x0.clone(), [n]), &ad).require_grad();
-                let (y, _) = l.forward(x.clone().reshape([1, 2, 3, 3]));
-                let g = y.reshape([n]).narrow(0, i, 1).sum().backward();
-                for (j, v) in to_f32_vec(x.grad(&g).expect("x has a gradient")).into_iter().enumerate() {
-                    row[j] = v as f64;
-                }
-            }
-            let mut log_det = 0.0f64;
-            for col in 0..n {
-                let p = (col..n).max_by(|&a, &b| jac[a][col].abs().total_cmp(&jac[b][col].abs())).unwrap();
-                jac.swap(col, p);
-                let pivot_row = jac[col].clone();
-                let pivot = pivot_row[col];
-                log_det += pivot.abs().ln();
-                for row in jac.iter_mut().skip(col + 1) {
-                    let f = row[col] / pivot;
-                    for (a, b) in row[col..].iter_mut().zip(&pivot_row[col..]) {
-                        *a -= f * b;
-                    }
-                }
-            }
+            let x0 = SeededRng::new(9).normal_vec(18);
+            let log_det = crate::testing::brute_force_log_det(|x| l.forward(x).0, &x0, [2, 3, 3], &ad);
             let x = Tensor::<4>::from_data(TensorData::new(x0.clone(), [1, 2, 3, 3]), &ad);
             let got = to_f32_vec(l.forward(x).1)[0] as f64;
             assert!(log_det.abs() > 0.1, "{kind:?}: a non-trivial Jacobian ({log_det})");

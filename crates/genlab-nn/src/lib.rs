@@ -1,6 +1,10 @@
 //! genlab-nn: layers and probability densities that several model families share.
 
+pub mod actnorm;
 pub mod coupling;
 pub mod distributions;
 pub mod init;
 pub mod squeeze;
+
+#[cfg(test)]
+mod testing;

@@ -47,5 +47,10 @@ mod tests {
             }
         }
         assert_eq!(to_f32_vec(unsqueeze(y)), v, "unsqueeze(squeeze(x)) == x, exactly");
+        // A permutation: log |det J| = 0.
+        let ad = Device::flex().autodiff();
+        let x0: Vec<f32> = (0..2 * 4 * 4).map(|i| (i as f32 * 0.37).sin()).collect();
+        let brute = crate::testing::brute_force_log_det(squeeze, &x0, [2, 4, 4], &ad);
+        assert!(brute.abs() < 1e-9, "{brute}");
     }
 }
