@@ -4,6 +4,7 @@ pub mod actnorm;
 pub mod coupling;
 pub mod distributions;
 pub mod init;
+pub mod invconv;
 pub mod squeeze;
 
 #[cfg(test)]
