@@ -7,7 +7,7 @@ use crate::features::Features;
 use crate::inception::FidInception;
 use crate::lenet::{LenetExtractor, MNIST_LENET_FILE};
 use crate::preprocess::{inception_input, ResizeProtocol};
-use crate::weights::{load_fid_inception, weights_dir, WeightsError, FID_INCEPTION_FILE, SOURCE_SHA1_KEY};
+use crate::weights::{load_fid_inception, sha1_hex, weights_dir, WeightsError, FID_INCEPTION_FILE, SOURCE_SHA1_KEY};
 use burn::tensor::{Device, TensorData};
 use burn::Tensor;
 use genlab_core::progress::Progress;
@@ -48,6 +48,12 @@ pub struct FeatureProtocol {
 }
 
 impl FeatureProtocol {
+    /// The protocol of a metric between two feature sets from the same network: gray replication
+    /// is recorded when either set was gray.
+    pub fn joined(self, other: &FeatureProtocol) -> FeatureProtocol {
+        FeatureProtocol { gray_replicated: self.gray_replicated || other.gray_replicated, ..self }
+    }
+
     /// One line: network, weights hash, resizing, gray replication.
     pub fn describe(&self) -> String {
         format!(
@@ -153,7 +159,7 @@ impl InceptionExtractor {
         };
         Ok(InceptionExtractor {
             net: FidInception::from_weights(&weights, device),
-            sha1: sha1_smol::Sha1::from(&bytes).digest().to_string(),
+            sha1: sha1_hex(&bytes),
             source_sha1,
             device: device.clone(),
         })

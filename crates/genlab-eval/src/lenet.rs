@@ -4,7 +4,7 @@
 
 use crate::error::EvalError;
 use crate::features::Features;
-use crate::weights::WeightsError;
+use crate::weights::{sha1_hex, WeightsError};
 use burn::tensor::{Device, TensorData};
 use burn::Tensor;
 use genlab_core::progress::Progress;
@@ -64,7 +64,7 @@ pub fn install(model: &Classifier, card: &LenetCard, path: &Path) -> genlab_core
         std::fs::create_dir_all(dir).map_err(genlab_core::CoreError::io(dir))?;
     }
     genlab_core::atomic::write_atomic(path, &bytes)?;
-    Ok(sha1_smol::Sha1::from(&bytes).digest().to_string())
+    Ok(sha1_hex(&bytes))
 }
 
 /// The installed MNIST LeNet with its identity.
@@ -92,12 +92,7 @@ impl LenetExtractor {
             return Err(wrong(format!("{} tensors, expected {} ({names:?})", tensors.0.len(), expected.0.len())));
         }
         let net = tensors.load_into(net, path).map_err(|e| wrong(e.to_string()))?;
-        Ok(LenetExtractor {
-            net,
-            card,
-            sha1: sha1_smol::Sha1::from(&bytes).digest().to_string(),
-            device: device.clone(),
-        })
+        Ok(LenetExtractor { net, card, sha1: sha1_hex(&bytes), device: device.clone() })
     }
 
     /// Hidden-layer features and logits of 8-bit-range images `[n, 1, 28, 28]`, `batch` at a time.

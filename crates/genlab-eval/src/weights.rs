@@ -30,6 +30,11 @@ pub enum WeightsError {
     Safetensors(#[from] genlab_core::CoreError),
 }
 
+/// The SHA-1 of a weights file's bytes, in hex: the identity every metric records.
+pub fn sha1_hex(bytes: &[u8]) -> String {
+    sha1_smol::Sha1::from(bytes).digest().to_string()
+}
+
 pub fn weights_dir() -> PathBuf {
     match std::env::var_os("GENLAB_WEIGHTS_DIR") {
         Some(d) => PathBuf::from(d),
@@ -71,8 +76,8 @@ pub fn export_fid_inception(source: &Path, out: &Path) -> Result<String, Weights
     for (name, t) in weights {
         tensors.insert(name, HostTensor { shape: t.shape, data: t.data });
     }
-    let meta = BTreeMap::from([(SOURCE_SHA1_KEY.to_string(), sha1_smol::Sha1::from(&bytes).digest().to_string())]);
+    let meta = BTreeMap::from([(SOURCE_SHA1_KEY.to_string(), sha1_hex(&bytes))]);
     let out_bytes = tensors.to_bytes_with_metadata(&meta);
     genlab_core::atomic::write_atomic(out, &out_bytes)?;
-    Ok(sha1_smol::Sha1::from(&out_bytes).digest().to_string())
+    Ok(sha1_hex(&out_bytes))
 }

@@ -33,3 +33,19 @@ pub fn brute_force_log_det(f: impl Fn(Tensor<4>) -> Tensor<4>, x0: &[f32], [c, h
     }
     log_det
 }
+
+/// Checks a layer's own log-determinant (`forward(x).1`) against [`brute_force_log_det`] at `x0`,
+/// to relative 1e-3 (`what` names the case); returns the brute-force value for further checks.
+pub fn check_log_det(
+    what: &str,
+    forward: impl Fn(Tensor<4>) -> (Tensor<4>, Tensor<1>),
+    x0: &[f32],
+    shape: [usize; 3],
+    ad: &Device,
+) -> f64 {
+    let brute = brute_force_log_det(|x| forward(x).0, x0, shape, ad);
+    let [c, h, w] = shape;
+    let got = to_f32_vec(forward(Tensor::from_data(TensorData::new(x0.to_vec(), [1, c, h, w]), ad)).1)[0] as f64;
+    assert!((got - brute).abs() <= 1e-3 * brute.abs().max(1.0), "{what}: {got} vs brute force {brute}");
+    brute
+}

@@ -108,8 +108,7 @@ pub fn fid_folders(a: &Path, b: &Path, o: &FidOptions) -> Result<FidReport> {
     let (xb, n_b) = sets.remove(0);
     let (fa, fb) = (&xa.features, &xb.features);
     let eval_err = |e: genlab_eval::EvalError| PipelineError::Run(e.to_string());
-    let protocol =
-        FeatureProtocol { gray_replicated: xa.protocol.gray_replicated || xb.protocol.gray_replicated, ..xa.protocol };
+    let protocol = xa.protocol.clone().joined(&xb.protocol);
     let mut report = FidReport {
         fid: fid(fa, fb).map_err(eval_err)?,
         kid: None,

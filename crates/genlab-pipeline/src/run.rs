@@ -132,8 +132,14 @@ pub(crate) struct RunDir {
 
 impl RunDir {
     /// Makes the directory (fresh runs) and writes `run.json`; called once data and model are ready.
-    fn open(exp: &Experiment, target: Target, mode: Mode, splits: &Splits, parameters: usize) -> Result<Self> {
-        let started = Instant::now();
+    fn open(
+        exp: &Experiment,
+        target: Target,
+        mode: Mode,
+        splits: &Splits,
+        parameters: usize,
+        started: Instant,
+    ) -> Result<Self> {
         let (dir, resuming) = match target {
             Target::Fresh(base) => {
                 let dir = fresh_run_dir(&base)?;
@@ -248,6 +254,7 @@ pub(crate) fn evaluate_trained<M>(
 }
 
 fn execute(exp: Experiment, target: Target, mode: Mode) -> Result<Finished> {
+    let started = Instant::now();
     let t = &exp.train;
     let device = t.device.autodiff_device()?;
     // Phase 2: data.
@@ -269,14 +276,14 @@ fn execute(exp: Experiment, target: Target, mode: Mode) -> Result<Finished> {
     match &exp.model {
         ModelConfig::Vae(cfg) => {
             let model = cfg.init(shape, t.seed, &device)?;
-            let mut run = RunDir::open(&exp, target, mode, &splits, model.num_params())?;
+            let mut run = RunDir::open(&exp, target, mode, &splits, model.num_params(), started)?;
             crate::vae::run_phases(&exp, &mut run, model, batches, &splits, &device)
         }
         ModelConfig::Classifier(cfg) => {
             let batches = LabelledBatches::new(batches)?;
             crate::classifier::check_labels(&splits, &exp.data.dataset.describe())?;
             let model = cfg.init(shape, splits.train.class_names.len(), t.seed, &device)?;
-            let mut run = RunDir::open(&exp, target, mode, &splits, model.num_params())?;
+            let mut run = RunDir::open(&exp, target, mode, &splits, model.num_params(), started)?;
             crate::classifier::run_phases(&exp, &mut run, model, batches, &splits, &device)
         }
     }

@@ -224,10 +224,7 @@ pub fn sample_metrics(
             inception_score: logits_is(&reference.logits)?,
         },
         protocol: SampleProtocol {
-            features: FeatureProtocol {
-                gray_replicated: gen.protocol.gray_replicated || reference.protocol.gray_replicated,
-                ..gen.protocol
-            },
+            features: gen.protocol.joined(&reference.protocol),
             samples: generated.n,
             sample_seed: generated.seed,
             samples_are: generated.description.clone(),
