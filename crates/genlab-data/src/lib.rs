@@ -11,10 +11,12 @@ pub mod info;
 pub mod loader;
 pub mod source;
 pub mod text;
+pub mod toy;
 pub mod transform;
 
 pub use error::{DataError, Result};
 pub use image_set::{ImageSet, LabelledBatch};
 pub use loader::{BatchLoader, LoaderState};
 pub use source::{data_dir, DatasetName, DatasetSource, Split};
+pub use toy::ToyDistribution;
 pub use transform::Transform;

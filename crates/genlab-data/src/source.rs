@@ -4,6 +4,7 @@ use crate::error::{DataError, Result};
 use crate::folder::{read_image_folder, Color};
 use crate::image_set::ImageSet;
 use crate::text::TextCorpus;
+use crate::toy::ToyDistribution;
 use crate::transform::Transform;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -38,6 +39,8 @@ pub enum DatasetSource {
     Text {
         text: PathBuf,
     },
+    /// A 2-D toy density generated in code (`"two-moons"`, `"eight-gaussians"`, `"checkerboard"`).
+    Toy(ToyDistribution),
 }
 
 /// Which part of a dataset.
@@ -71,8 +74,7 @@ struct SourceTable {
     text: Option<PathBuf>,
 }
 
-const SOURCE_FORMS: &str =
-    "expected \"mnist\", \"fashion-mnist\", \"shakespeare\", { idx = PATH }, { images = DIR }, or { text = FILE }";
+const SOURCE_FORMS: &str = "expected \"mnist\", \"fashion-mnist\", \"shakespeare\", a 2-D toy (\"two-moons\", \"eight-gaussians\", \"checkerboard\"), { idx = PATH }, { images = DIR }, or { text = FILE }";
 
 impl TryFrom<RawSource> for DatasetSource {
     type Error = String;
@@ -82,6 +84,9 @@ impl TryFrom<RawSource> for DatasetSource {
                 "mnist" => Ok(DatasetSource::Named(DatasetName::Mnist)),
                 "fashion-mnist" => Ok(DatasetSource::Named(DatasetName::FashionMnist)),
                 "shakespeare" => Ok(DatasetSource::Named(DatasetName::Shakespeare)),
+                n if ToyDistribution::from_name(n).is_some() => {
+                    Ok(DatasetSource::Toy(ToyDistribution::from_name(n).expect("just matched")))
+                }
                 _ => Err(format!("unknown dataset \"{n}\": {SOURCE_FORMS}")),
             },
             RawSource::Table(t) => match t {
@@ -118,6 +123,7 @@ impl From<DatasetSource> for RawSource {
                 RawSource::Table(SourceTable { images: Some(images), color: Some(color), ..Default::default() })
             }
             DatasetSource::Text { text } => RawSource::Table(SourceTable { text: Some(text), ..Default::default() }),
+            DatasetSource::Toy(t) => RawSource::Name(t.name().into()),
         }
     }
 }
@@ -153,7 +159,7 @@ impl DatasetSource {
         if !p.exists() {
             return Err(DataError::NotFound {
                 name: arg.into(),
-                reason: "not a dataset name (mnist, fashion-mnist, shakespeare) nor an existing path".into(),
+                reason: "not a dataset name (mnist, fashion-mnist, shakespeare, two-moons, eight-gaussians, checkerboard) nor an existing path".into(),
             });
         }
         if p.is_dir() {
@@ -170,6 +176,14 @@ impl DatasetSource {
         let head = std::fs::read(&p).map_err(DataError::io(&p))?;
         let is_idx = head.starts_with(&[0, 0]) || (head.starts_with(&[0x1f, 0x8b]) && arg.contains("idx"));
         Ok(if is_idx { DatasetSource::Idx { idx: p, labels: None } } else { DatasetSource::Text { text: p } })
+    }
+
+    /// The toy distribution, for a 2-D point dataset.
+    pub fn toy(&self) -> Option<ToyDistribution> {
+        match self {
+            DatasetSource::Toy(t) => Some(*t),
+            _ => None,
+        }
     }
 
     pub fn is_text(&self) -> bool {
@@ -192,6 +206,12 @@ impl DatasetSource {
             }
             DatasetSource::Named(DatasetName::Shakespeare) | DatasetSource::Text { .. } => {
                 return Err(DataError::Config(format!("{} is a text dataset, not images", self.describe())))
+            }
+            DatasetSource::Toy(_) => {
+                return Err(DataError::Config(format!(
+                    "{} is a 2-D point dataset, not images (a flow with dequantization = \"none\" models it)",
+                    self.describe()
+                )))
             }
             DatasetSource::Idx { idx, labels } => {
                 if idx.is_dir() {
@@ -252,6 +272,7 @@ impl DatasetSource {
             DatasetSource::Idx { idx, .. } => format!("IDX {}", idx.display()),
             DatasetSource::Images { images, .. } => format!("image folder {}", images.display()),
             DatasetSource::Text { text } => format!("text {}", text.display()),
+            DatasetSource::Toy(t) => t.name().into(),
         }
     }
 }

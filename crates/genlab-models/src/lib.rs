@@ -4,6 +4,7 @@
 
 pub mod classifier;
 pub mod error;
+pub mod flow;
 pub mod vae;
 
 pub use error::ModelError;

@@ -48,7 +48,7 @@ pub fn mask(kind: MaskKind, flip: bool, [c, h, w]: [usize; 3], device: &Device) 
 
 #[derive(Module, Debug)]
 pub struct AffineCoupling {
-    /// 3x3 convolutions, ReLU between them; the last outputs `2 * channels` (raw log-scale, shift).
+    /// 3x3 convolutions (1x1 on vectors), ReLU between them; the last outputs `2 * channels` (raw log-scale, shift).
     pub convs: Vec<Conv2d>,
     /// Per-channel bound of the log-scale.
     pub scale: Param<Tensor<1>>,
@@ -59,7 +59,8 @@ pub struct AffineCoupling {
 impl AffineCoupling {
     /// A coupling layer for `[channels, height, width]` inputs with `hidden` filters in its two
     /// hidden convolutions. The last convolution starts at zero, so the layer starts as the identity
-    /// (as Glow does); `scale` starts at 1.
+    /// (as Glow does); `scale` starts at 1. On `[d, 1, 1]` inputs (vectors, such as 2-D points) the
+    /// convolutions are 1x1, so the conditioner is a two-hidden-layer MLP.
     pub fn new(
         rng: &mut SeededRng,
         shape: [usize; 3],
@@ -69,12 +70,14 @@ impl AffineCoupling {
         device: &Device,
     ) -> Self {
         let c = shape[0];
+        let (k, p) = if shape[1] == 1 && shape[2] == 1 { (1, 0) } else { (3, 1) };
         let conv = |rng: &mut SeededRng, i: usize, o: usize| {
-            conv2d(rng, &Conv2dConfig::new([i, o], [3, 3]).with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1)), device)
+            conv2d(rng, &Conv2dConfig::new([i, o], [k, k]).with_padding(PaddingConfig2d::Explicit(p, p, p, p)), device)
         };
         let mut last = conv(rng, hidden, 2 * c);
-        last.weight = last.weight.map(|w| w.zeros_like());
-        last.bias = last.bias.map(|b| b.map(|b| b.zeros_like()));
+        // Fresh parameters, not `Param::map`: a mapped value would lose its gradient flag.
+        last.weight = Param::from_tensor(last.weight.val().zeros_like());
+        last.bias = last.bias.map(|b| Param::from_tensor(b.val().zeros_like()));
         AffineCoupling {
             convs: vec![conv(rng, c, hidden), conv(rng, hidden, hidden), last],
             scale: Param::from_data(TensorData::new(vec![1.0f32; c], [c]), device),

@@ -5,7 +5,6 @@ pub mod coupling;
 pub mod distributions;
 pub mod init;
 pub mod invconv;
+pub mod logit;
 pub mod squeeze;
-
-#[cfg(test)]
-mod testing;
+pub mod testing;

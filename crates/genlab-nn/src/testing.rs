@@ -1,4 +1,5 @@
-//! Test helpers shared by the invertible layers' tests.
+//! Test helpers shared by the tests of the invertible layers (here) and of the flows built from
+//! them (`genlab-models`): the brute-force Jacobian log-determinant.
 
 use burn::tensor::{Device, TensorData};
 use burn::Tensor;
