@@ -1,10 +1,11 @@
-"""Side-by-side VAE training-step benchmark: genlab (flex, and libtorch when built) against PyTorch,
-interleaved on the same machine, several rounds; prints a table of median step times and ratios.
+"""Side-by-side training-step benchmark (the conv VAE, or RealNVP with --model realnvp): genlab
+(flex, and libtorch when built) against PyTorch, interleaved on the same machine, several rounds;
+prints a table of median step times and ratios.
 
 Usage (from the repository root, with PyTorch importable by PYTHON):
     cargo build --release -p genlab-bench
-    PYTHON=/path/to/venv/bin/python python3 bench/compare.py [--rounds 5] [--steps 30]
-For the libtorch column, also build `target/tch/release/vae-step` as BENCHMARKS.md describes.
+    PYTHON=/path/to/venv/bin/python python3 bench/compare.py [--model vae|realnvp] [--rounds 5] [--steps 30]
+For the libtorch column, also build `target/tch/release/<model>-step` as BENCHMARKS.md describes.
 Not part of the test suite."""
 import argparse
 import os
@@ -29,18 +30,24 @@ def main():
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--steps", type=int, default=30)
     ap.add_argument("--warmup", type=int, default=5)
+    ap.add_argument("--model", choices=["vae", "realnvp"], default="vae")
     a = ap.parse_args()
+    binary, script = f"{a.model}-step", f"bench/{a.model}_step.py"
+    title = {
+        "vae": "conv VAE training step, batch 128, 28x28",
+        "realnvp": "RealNVP training step (configs/mnist-realnvp.toml's flow), batch 64, 28x28",
+    }[a.model]
     python = os.environ.get("PYTHON", sys.executable)
     steps = ["--warmup", str(a.warmup), "--steps", str(a.steps)]
-    jobs = [("genlab flex", [os.path.join(ROOT, "target/release/vae-step"), "--device", "flex", *steps], None)]
-    tch = os.path.join(ROOT, "target/tch/release/vae-step")
+    jobs = [("genlab flex", [os.path.join(ROOT, "target/release", binary), "--device", "flex", *steps], None)]
+    tch = os.path.join(ROOT, "target/tch/release", binary)
     if os.path.exists(tch):
         env = dict(os.environ)
         lib = subprocess.run([python, "-c", "import torch, os; print(os.path.join(os.path.dirname(torch.__file__), 'lib'))"],
                              capture_output=True, text=True).stdout.strip()
         env["LD_LIBRARY_PATH"] = lib + ":" + env.get("LD_LIBRARY_PATH", "")
         jobs.append(("genlab libtorch", [tch, "--device", "libtorch", *steps], env))
-    jobs.append(("PyTorch", [python, os.path.join(ROOT, "bench/vae_step.py"), *steps], None))
+    jobs.append(("PyTorch", [python, os.path.join(ROOT, script), *steps], None))
     medians = {name: [] for name, _, _ in jobs}
     impls = {}
     for r in range(a.rounds):
@@ -50,7 +57,7 @@ def main():
             medians[name].append(ms)
         print(f"round {r + 1}/{a.rounds}: " + ", ".join(f"{n} {medians[n][-1]:.1f} ms" for n, _, _ in jobs), file=sys.stderr)
     torch_ms = statistics.median(medians["PyTorch"])
-    print(f"conv VAE training step, batch 128, 28x28, median of {a.rounds} interleaved rounds x {a.steps} steps, {os.cpu_count()} cores\n")
+    print(f"{title}, median of {a.rounds} interleaved rounds x {a.steps} steps, {os.cpu_count()} cores\n")
     print("| implementation | median step (ms) | ratio to PyTorch |")
     print("|---|---|---|")
     for name, _, _ in jobs:

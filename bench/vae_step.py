@@ -3,16 +3,13 @@ transposed-conv decoder, ReLU after the decoder's dense layer), batch 128, Adam 
 Bernoulli likelihood (BCE with logits, summed per image, mean over the batch) plus analytic KL, on the
 first 128 MNIST training images thresholded at 128.
 Prints one RESULT line in the format genlab's `vae-step` prints."""
-import argparse
-import gzip
-import os
-import time
-
 import numpy as np
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from step_timing import mnist_train_images, parse_args, time_steps
 
 
 class Vae(nn.Module):
@@ -39,35 +36,11 @@ class Vae(nn.Module):
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--warmup", type=int, default=5)
-    ap.add_argument("--steps", type=int, default=30)
-    ap.add_argument("--threads", type=int, default=2)
-    a = ap.parse_args()
-    torch.set_num_threads(a.threads)
-    torch.manual_seed(0)
+    a = parse_args()
     model = Vae()
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3, eps=1e-8)
     # The first 128 MNIST training images thresholded at 128, as genlab's vae-step uses.
-    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "data", "mnist", "train-images-idx3-ubyte.gz")
-    with gzip.open(path) as f:
-        raw = np.frombuffer(f.read(), dtype=np.uint8, offset=16)[: 128 * 784]
-    x = torch.from_numpy((raw >= 128).astype(np.float32)).view(128, 1, 28, 28)
-    times, losses = [], []
-    for i in range(a.warmup + a.steps):
-        t0 = time.perf_counter()
-        loss = model.loss(x)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        lv = loss.item()
-        ms = (time.perf_counter() - t0) * 1e3
-        losses.append(lv)
-        if i >= a.warmup:
-            times.append(ms)
-    times.sort()
-    print(f"RESULT impl=pytorch-{torch.__version__} median_ms={times[len(times) // 2]:.3f} "
-          f"min_ms={times[0]:.3f} max_ms={times[-1]:.3f} loss_first={losses[0]:.3f} loss_last={losses[-1]:.3f}")
+    x = torch.from_numpy((mnist_train_images(128) >= 128).astype(np.float32)).view(128, 1, 28, 28)
+    time_steps(model, lambda: model.loss(x), a)
 
 
 if __name__ == "__main__":

@@ -6,21 +6,14 @@
 
 use burn::tensor::TensorData;
 use burn::Tensor;
-use genlab_bench::{arg, fail};
-use genlab_core::{DeviceSpec, SeededRng};
+use genlab_bench::{fail, step_args, time_steps};
+use genlab_core::SeededRng;
 use genlab_data::{DatasetName, DatasetSource, Split};
 use genlab_models::vae::{Architecture, Likelihood, VaeConfig};
 use genlab_train::{OptimizerConfig, Optimizers, StepContext, TrainStep};
-use std::time::Instant;
 
 fn main() {
-    let spec: DeviceSpec = arg("--device", "flex").parse().unwrap_or_else(|e| fail(&format!("{e}")));
-    let warmup: usize = arg("--warmup", "5").parse().unwrap_or_else(|_| fail("--warmup: expected a count"));
-    let steps: usize = arg("--steps", "30")
-        .parse()
-        .ok()
-        .filter(|&n| n > 0)
-        .unwrap_or_else(|| fail("--steps: expected a count of at least 1"));
+    let (spec, warmup, steps) = step_args();
     let device = spec.autodiff_device().unwrap_or_else(|e| fail(&e.to_string()));
     let cfg = VaeConfig {
         architecture: Architecture::Conv,
@@ -29,7 +22,7 @@ fn main() {
         likelihood: Likelihood::Bernoulli,
         ..Default::default()
     };
-    let mut vae = cfg.init([1, 28, 28], 0, &device).unwrap_or_else(|e| fail(&e.to_string()));
+    let mut vae = Some(cfg.init([1, 28, 28], 0, &device).unwrap_or_else(|e| fail(&e.to_string())));
     let mut rng = SeededRng::new(0);
     // The first 128 MNIST training images thresholded at 128: real data, and the same bits as the
     // PyTorch twin without sharing an RNG. (flex's step time depends on the data: on uniform noise it
@@ -45,25 +38,11 @@ fn main() {
         .collect();
     let x: Tensor<4> = Tensor::from_data(TensorData::new(x, [128, 1, 28, 28]), &device);
     let mut opt = Optimizers::single(OptimizerConfig { lr: 1e-3, ..Default::default() }, None);
-    let (mut times, mut losses) = (Vec::new(), Vec::new());
-    for step in 1..=(warmup + steps) as u64 {
-        let t0 = Instant::now();
+    time_steps(spec, warmup, steps, |step| {
         let mut ctx = StepContext { optimizers: &mut opt, rng: &mut rng, step, device: &device };
-        let (m, out) = vae.train_step(x.clone(), &mut ctx); // reading the loss synchronises the device
-        vae = m;
-        let ms = t0.elapsed().as_secs_f64() * 1e3;
-        losses.push(out.loss);
-        if step as usize > warmup {
-            times.push(ms);
-        }
-    }
-    times.sort_by(|a, b| a.total_cmp(b));
-    let median = times[times.len() / 2];
-    println!(
-        "RESULT impl=genlab-{spec} median_ms={median:.3} min_ms={:.3} max_ms={:.3} loss_first={:.3} loss_last={:.3}",
-        times[0],
-        times[times.len() - 1],
-        losses[0],
-        losses[losses.len() - 1]
-    );
+        // Moved through an Option, so no second handle keeps the weights from being updated in place.
+        let (m, out) = vae.take().expect("the model is put back each step").train_step(x.clone(), &mut ctx);
+        vae = Some(m);
+        out.loss
+    });
 }

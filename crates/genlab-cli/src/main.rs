@@ -69,7 +69,7 @@ enum Command {
         #[arg(long)]
         device: Option<DeviceSpec>,
     },
-    /// A grid of samples from a run's latest weights.
+    /// Samples from a run's latest weights: a PNG grid, a folder of PNGs, or (2-D flows) points.
     Sample {
         run: PathBuf,
         #[arg(short = 'n', default_value_t = 64)]
@@ -82,6 +82,10 @@ enum Command {
         /// `grid`: one PNG; `folder`: one PNG per sample, for `genlab fid`.
         #[arg(long, default_value = "grid")]
         format: Format,
+        /// A flow's sampling temperature (the prior's standard deviation); the run's
+        /// `eval.temperature` when absent.
+        #[arg(long)]
+        temperature: Option<f64>,
         #[arg(long)]
         device: Option<DeviceSpec>,
     },
@@ -222,12 +226,12 @@ fn run() -> anyhow::Result<ExitCode> {
             println!("{}", genlab_pipeline::eval_run(&run, device, &set)?);
             ExitCode::SUCCESS
         }
-        Command::Sample { run, n, seed, out, format, device } => {
+        Command::Sample { run, n, seed, out, format, temperature, device } => {
             let format = match format {
                 Format::Grid => genlab_pipeline::SampleFormat::Grid,
                 Format::Folder => genlab_pipeline::SampleFormat::Folder,
             };
-            genlab_pipeline::sample_run(&run, n, seed, &out, format, device)?;
+            genlab_pipeline::sample_run(&run, n, seed, &out, format, temperature, device)?;
             println!("{}", out.display());
             ExitCode::SUCCESS
         }

@@ -77,6 +77,37 @@ fn latest_step(run: &Path) -> Option<u64> {
     target.to_string_lossy().strip_prefix("step-")?.parse().ok()
 }
 
+/// Starts `genlab train CFG --run-dir DIR`, SIGKILLs it (no handler runs) once a checkpoint of
+/// step `after` or later exists, and returns that latest step, checked to be before `total`.
+fn kill_after_checkpoint(cfg: &Path, dir: &Path, after: u64, total: u64) -> u64 {
+    let mut child = genlab()
+        .args(["train", cfg.to_str().unwrap(), "--run-dir", dir.to_str().unwrap()])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let t0 = Instant::now();
+    while latest_step(dir).is_none_or(|s| s < after) {
+        assert!(t0.elapsed() < Duration::from_secs(120), "no checkpoint appeared");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let at = latest_step(dir).unwrap();
+    assert!(at < total, "the run should have been killed mid-way, not after finishing (latest step {at})");
+    at
+}
+
+/// `genlab train --resume KILLED`, then the latest checkpoint's `files` must equal `whole`'s.
+fn resume_matches(killed: &Path, whole: &Path, at: u64, files: &[&str]) {
+    let o = genlab().args(["train", "--resume", killed.to_str().unwrap()]).output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    for f in files {
+        let a = std::fs::read(whole.join("checkpoints/latest").join(f)).unwrap();
+        let b = std::fs::read(killed.join("checkpoints/latest").join(f)).unwrap();
+        assert!(a == b, "{f} differs after resuming from step {at}");
+    }
+}
+
 #[test]
 fn issue2_resume_after_sigkill_is_bit_for_bit() {
     let d = tempfile::tempdir().unwrap();
@@ -90,28 +121,8 @@ fn issue2_resume_after_sigkill_is_bit_for_bit() {
     assert!(o.status.success(), "{}", stderr(&o));
 
     let killed = d.path().join("killed");
-    let mut child = genlab()
-        .args(["train", cfg.to_str().unwrap(), "--run-dir", killed.to_str().unwrap()])
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let t0 = Instant::now();
-    while latest_step(&killed).is_none_or(|s| s < 40) {
-        assert!(t0.elapsed() < Duration::from_secs(120), "no checkpoint appeared");
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    child.kill().unwrap(); // SIGKILL: no handler runs
-    child.wait().unwrap();
-    let at = latest_step(&killed).unwrap();
-    assert!(at < 150, "the run should have been killed mid-way, not after finishing (latest step {at})");
-
-    let o = genlab().args(["train", "--resume", killed.to_str().unwrap()]).output().unwrap();
-    assert!(o.status.success(), "{}", stderr(&o));
-    for f in ["model.safetensors", "ema.safetensors", "optim.safetensors"] {
-        let a = std::fs::read(whole.join("checkpoints/latest").join(f)).unwrap();
-        let b = std::fs::read(killed.join("checkpoints/latest").join(f)).unwrap();
-        assert!(a == b, "{f} differs after resuming from step {at}");
-    }
+    let at = kill_after_checkpoint(&cfg, &killed, 40, 150);
+    resume_matches(&killed, &whole, at, &["model.safetensors", "ema.safetensors", "optim.safetensors"]);
 }
 
 #[test]
@@ -714,4 +725,165 @@ fn issue3_data_the_feature_networks_cannot_read_fails_before_training() {
             .replace("batch_size = 128", "batch_size = 8"),
     );
     fails_with(&["run", cfg.to_str().unwrap()], &["the evaluation split has label 2", "2 classes"]);
+}
+
+/// A Glow flow on the two moons that trains in seconds.
+const MOONS: &str = r#"
+[problem]
+name = "moons"
+goal = { metric = "nll_nats", below = 3.0 }
+
+[data]
+dataset = "two-moons"
+
+[model]
+family = "flow"
+architecture = "glow"
+dequantization = "none"
+scales = 1
+steps = 4
+hidden = 32
+
+[train]
+steps = 200
+batch_size = 128
+optimizer = { kind = "adam", lr = 2e-3 }
+log_every = 10
+checkpoint_every = 20
+eval_every = 100
+
+[eval]
+examples = 2000
+"#;
+
+fn eval_json(run: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(run.join("eval.json")).unwrap()).unwrap()
+}
+
+#[test]
+fn issue4_moons_flow_resumes_bit_for_bit_evaluates_and_samples() {
+    let d = tempfile::tempdir().unwrap();
+    let cfg = write_config(d.path(), MOONS);
+    let whole = d.path().join("whole");
+    let o = genlab().args(["run", cfg.to_str().unwrap(), "--run-dir", whole.to_str().unwrap()]).output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let e = eval_json(&whole);
+    let (nll, reference) =
+        (e["likelihood"]["nll_nats"].as_f64().unwrap(), e["likelihood"]["reference_nll_nats"].as_f64().unwrap());
+    // The exact density of the fixed test points, and a flow that learned something in 200 steps.
+    assert!((reference - 1.0).abs() < 0.05, "exact-density NLL {reference}");
+    assert!(nll > reference - 0.05 && nll < reference + 1.0, "flow NLL {nll} vs exact {reference}");
+    let report = std::fs::read_to_string(whole.join("report.md")).unwrap();
+    assert!(report.contains("NLL of the exact density") && report.contains("plots/density.png"), "{report}");
+    assert!(std::fs::metadata(whole.join("plots/density.png")).unwrap().len() > 10_000);
+
+    // Killed mid-way (after Glow's data-dependent initialisation), resumed: the same weights.
+    let killed = d.path().join("killed");
+    let at = kill_after_checkpoint(&cfg, &killed, 60, 200);
+    resume_matches(&killed, &whole, at, &["model.safetensors", "optim.safetensors"]);
+
+    // `genlab eval` reproduces the number; `genlab sample` writes points at a temperature.
+    let o = genlab().args(["eval", whole.to_str().unwrap()]).output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(eval_json(&whole)["likelihood"]["nll_nats"].as_f64().unwrap(), nll);
+    let csv = d.path().join("pts.csv");
+    let o = genlab()
+        .args(["sample", whole.to_str().unwrap(), "-n", "300", "--temperature", "0.5", "-o", csv.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = std::fs::read_to_string(&csv).unwrap();
+    let pts: Vec<(f64, f64)> = text
+        .lines()
+        .skip(1)
+        .map(|l| {
+            let (a, b) = l.split_once(',').unwrap();
+            (a.parse().unwrap(), b.parse().unwrap())
+        })
+        .collect();
+    assert_eq!(pts.len(), 300);
+    assert!(pts.iter().all(|p| p.0 > -2.0 && p.0 < 3.0 && p.1 > -1.5 && p.1 < 2.0), "samples near the moons");
+    let png = d.path().join("pts.png");
+    let o = genlab().args(["sample", whole.to_str().unwrap(), "-o", png.to_str().unwrap()]).output().unwrap();
+    assert!(o.status.success() && png.exists(), "{}", stderr(&o));
+}
+
+#[test]
+fn issue4_realnvp_on_mnist_reports_bits_per_dim_and_samples() {
+    let d = tempfile::tempdir().unwrap();
+    let text = r#"
+[problem]
+name = "nvp"
+goal = { metric = "bits_per_dim", below = 8.0 }
+
+[data]
+dataset = "mnist"
+validation = { fraction = 0.002 }
+
+[model]
+family = "flow"
+scales = 2
+steps = 1
+hidden = 4
+
+[train]
+steps = 60
+batch_size = 16
+optimizer = { kind = "adam", lr = 3e-3 }
+log_every = 5
+checkpoint_every = 30
+
+[eval]
+samples = 16
+periodic_examples = 20
+"#;
+    let cfg = write_config(d.path(), text);
+    let run = d.path().join("run");
+    let o = genlab().args(["run", cfg.to_str().unwrap(), "--run-dir", run.to_str().unwrap()]).output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let bpd = eval_json(&run)["likelihood"]["bits_per_dim"].as_f64().unwrap();
+    // The identity flow starts near 11 bits/dim on MNIST (the logit of the many black pixels is far
+    // from the prior's mode); 60 steps must reach below the 8 bits of uniform noise, and cannot
+    // reach what training for thousands of steps does.
+    assert!(bpd > 1.5 && bpd < 8.0, "bits/dim {bpd}");
+    for f in ["samples/samples.png", "samples/temperatures.png", "plots/loss.png"] {
+        assert!(run.join(f).exists(), "{f} missing");
+    }
+    assert!(std::fs::read_to_string(run.join("report.md")).unwrap().contains("bits per dimension"));
+    let dir = d.path().join("folder");
+    let o = genlab()
+        .args(["sample", run.to_str().unwrap(), "-n", "5", "--format", "folder", "-o", dir.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 5);
+}
+
+#[test]
+fn issue4_bad_flow_configs() {
+    let d = tempfile::tempdir().unwrap();
+    let nvp = |extra_data: &str, model: &str| {
+        format!(
+            "[problem]\nname = \"x\"\n[data]\ndataset = \"mnist\"\n{extra_data}\n[model]\nfamily = \"flow\"\n{model}\n[train]\nsteps = 5\nbatch_size = 4\n"
+        )
+    };
+    let cases: Vec<(String, Vec<&str>)> = vec![
+        (nvp("transforms = [\"scale_unit\"]", ""), vec!["data.transforms", "dequantises"]),
+        (nvp("", "dequantization = \"none\""), vec!["model.dequantization", "uniform"]),
+        (nvp("", "scales = 4"), vec!["model.scales", "divisible by 8", "28x28"]),
+        (nvp("", "logit_alpha = 0.5"), vec!["model.logit_alpha", "(0, 0.5)"]),
+        (
+            "[problem]\nname = \"x\"\n[data]\ndataset = \"two-moons\"\n[model]\nfamily = \"vae\"\n[train]\nsteps = 5\nbatch_size = 4\n".into(),
+            vec!["data.dataset", "two-moons", "flow"],
+        ),
+        (
+            "[problem]\nname = \"x\"\ngoal = { metric = \"bits_per_dim\", below = 1.0 }\n[data]\ndataset = \"checkerboard\"\n[model]\nfamily = \"flow\"\ndequantization = \"none\"\nscales = 1\n[train]\nsteps = 5\nbatch_size = 4\n".into(),
+            vec!["problem.goal.metric", "nll_nats"],
+        ),
+    ];
+    for (i, (text, want)) in cases.iter().enumerate() {
+        let p = d.path().join(format!("bad{i}.toml"));
+        std::fs::write(&p, text).unwrap();
+        fails_with(&["run", p.to_str().unwrap()], want);
+    }
 }

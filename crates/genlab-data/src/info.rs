@@ -14,6 +14,19 @@ pub fn describe(source: &DatasetSource) -> Result<String> {
         return Ok(out);
     }
     let _ = writeln!(out, "dataset: {}", source.describe());
+    if let Some(toy) = source.toy() {
+        for (split, test) in [(Split::Train, false), (Split::Test, true)] {
+            let pts = toy.split(test);
+            let n = pts.len() / 2;
+            let (lo, hi) = pts.iter().fold((f32::MAX, f32::MIN), |(a, b), &v| (a.min(v), b.max(v)));
+            let exact = -pts.chunks(2).map(|p| toy.log_density(p[0] as f64, p[1] as f64)).sum::<f64>() / n as f64;
+            let _ = writeln!(
+                out,
+                "{split:?}: {n} 2-D points (generated in code, fixed), coordinates in [{lo:.2}, {hi:.2}], exact-density NLL {exact:.4} nats per point"
+            );
+        }
+        return Ok(out);
+    }
     for split in [Split::Train, Split::Test] {
         match source.load_images(split, &[]) {
             Ok(set) => image_summary(&mut out, split, &set),

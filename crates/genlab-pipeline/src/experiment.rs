@@ -8,6 +8,7 @@ use genlab_data::{DatasetSource, Split, Transform};
 use genlab_eval::extract::FeatureNetwork;
 use genlab_eval::preprocess::ResizeProtocol;
 use genlab_models::classifier::ClassifierConfig;
+use genlab_models::flow::{Dequantization, FlowConfig};
 use genlab_models::vae::{Likelihood, VaeConfig};
 use genlab_models::ModelError;
 use genlab_train::{OptimizerConfig, Schedule};
@@ -59,6 +60,8 @@ pub enum GoalMetric {
     Fid,
     /// Classification accuracy on the evaluation split, in [0, 1].
     Accuracy,
+    /// Test negative log-likelihood in bits per dimension (a flow on dequantised images).
+    BitsPerDim,
 }
 
 /// Phase 2: data and preprocessing.
@@ -91,6 +94,8 @@ impl Default for Validation {
 #[serde(tag = "family", rename_all = "snake_case")]
 pub enum ModelConfig {
     Vae(VaeConfig),
+    /// A normalizing flow (RealNVP or Glow).
+    Flow(FlowConfig),
     /// Not generative: the LeNet that serves as the in-domain feature network of the sample metrics.
     Classifier(ClassifierConfig),
 }
@@ -100,6 +105,7 @@ impl ModelConfig {
     pub fn family(&self) -> &'static str {
         match self {
             ModelConfig::Vae(_) => "vae",
+            ModelConfig::Flow(_) => "flow",
             ModelConfig::Classifier(_) => "classifier",
         }
     }
@@ -181,6 +187,14 @@ pub struct EvalConfig {
     /// How images are resized for the Inception network.
     #[serde(default = "default_resize")]
     pub resize: ResizeProtocol,
+    /// A flow's sampling temperature (the prior's standard deviation) for the sample grid and the
+    /// sample metrics; 1 samples the model itself.
+    #[serde(default = "default_temperature")]
+    pub temperature: f64,
+}
+
+fn default_temperature() -> f64 {
+    1.0
 }
 
 fn default_features() -> FeatureNetwork {
@@ -225,6 +239,7 @@ impl Default for EvalConfig {
             memorisation_examples: None,
             features: default_features(),
             resize: default_resize(),
+            temperature: default_temperature(),
         }
     }
 }
@@ -260,17 +275,18 @@ impl Experiment {
             Some(toml::Value::Table(mut m)) => {
                 let family = m.remove("family").ok_or_else(|| {
                     PipelineError::Config(format!(
-                        "{}: model.family is missing: expected \"vae\" or \"classifier\"",
+                        "{}: model.family is missing: expected \"vae\", \"flow\" or \"classifier\"",
                         at(locate(text, "model"))
                     ))
                 })?;
                 let fields = toml::Value::Table(m);
                 match family.as_str() {
                     Some("vae") => ModelConfig::Vae(typed(fields, "model.", |p| at(locate(text, p)))?),
+                    Some("flow") => ModelConfig::Flow(typed(fields, "model.", |p| at(locate(text, p)))?),
                     Some("classifier") => ModelConfig::Classifier(typed(fields, "model.", |p| at(locate(text, p)))?),
                     _ => {
                         return Err(PipelineError::Config(format!(
-                            "{}: model.family = {family}: expected \"vae\" or \"classifier\" (the families of later issues are not built yet)",
+                            "{}: model.family = {family}: expected \"vae\", \"flow\" or \"classifier\" (the families of later issues are not built yet)",
                             at(locate(text, "model.family"))
                         )))
                     }
@@ -394,7 +410,90 @@ impl Experiment {
             }
         }
         let family = self.model.family();
+        if !(e.temperature >= 0.0 && e.temperature.is_finite()) {
+            return err("eval.temperature", format!(" = {}: expected a finite number >= 0", e.temperature));
+        }
+        let toy = self.data.dataset.toy();
+        if let Some(t) = toy {
+            if !matches!(&self.model, ModelConfig::Flow(f) if f.dequantization == Dequantization::None) {
+                return err(
+                    "data.dataset",
+                    format!(
+                        " = \"{}\": a 2-D point dataset is modelled by a flow with dequantization = \"none\"",
+                        t.name()
+                    ),
+                );
+            }
+            if self.data.validation != Validation::default() {
+                return err(
+                    "data.validation",
+                    ": a toy dataset has its own fixed test split; leave validation out".into(),
+                );
+            }
+            if !self.data.transforms.is_empty() {
+                return err("data.transforms", ": a toy dataset takes no image transforms; expected []".into());
+            }
+        }
         match &self.model {
+            ModelConfig::Flow(f) => {
+                f.check().map_err(model_err)?;
+                match (f.dequantization, toy) {
+                    (Dequantization::None, None) => {
+                        return err(
+                            "model.dequantization",
+                            " = \"none\": is for continuous data (a 2-D toy dataset); 8-bit images need \"uniform\""
+                                .into(),
+                        )
+                    }
+                    (Dequantization::Uniform, None) => {
+                        if let Some(t) = self.data.transforms.iter().find(|t| {
+                            matches!(t, Transform::ScaleUnit | Transform::ScaleSymmetric | Transform::Binarize)
+                        }) {
+                            return err(
+                                "data.transforms",
+                                format!(": {t:?}: a flow dequantises the 8-bit pixels itself, so only hflip and resize apply"),
+                            );
+                        }
+                    }
+                    _ => {}
+                }
+                match goal {
+                    Some(GoalMetric::Accuracy | GoalMetric::NegElboNats) => {
+                        return err(
+                            "problem.goal.metric",
+                            ": a flow is judged by bits_per_dim or nll_nats (its exact likelihood), or fid".into(),
+                        )
+                    }
+                    Some(GoalMetric::BitsPerDim) if toy.is_some() => {
+                        return err(
+                            "problem.goal.metric",
+                            " = \"bits_per_dim\": 2-D points are judged by nll_nats".into(),
+                        )
+                    }
+                    Some(GoalMetric::Fid) if e.metric_samples == 0 => {
+                        return err(
+                            "problem.goal.metric",
+                            " = \"fid\": needs eval.metric_samples (10000 is the usual count)".into(),
+                        )
+                    }
+                    _ => {}
+                }
+                if toy.is_some() && e.metric_samples > 0 {
+                    return err(
+                        "eval.metric_samples",
+                        format!(
+                            " = {}: the sample metrics compare images; a 2-D flow is judged by its NLL",
+                            e.metric_samples
+                        ),
+                    );
+                }
+                if self.deploy.feature_network.is_some() {
+                    return err(
+                        "deploy.feature_network",
+                        ": only a classifier run can be installed as a feature network".into(),
+                    );
+                }
+            }
             ModelConfig::Vae(v) => {
                 v.check().map_err(model_err)?;
                 if v.likelihood == Likelihood::Bernoulli && !self.data.transforms.contains(&Transform::ScaleUnit) {
@@ -404,11 +503,8 @@ impl Experiment {
                     );
                 }
                 match goal {
-                    Some(GoalMetric::Accuracy) => {
-                        return err(
-                            "problem.goal.metric",
-                            " = \"accuracy\": a VAE is judged by nll_nats, neg_elbo_nats or fid".into(),
-                        )
+                    Some(GoalMetric::Accuracy | GoalMetric::BitsPerDim) => {
+                        return err("problem.goal.metric", ": a VAE is judged by nll_nats, neg_elbo_nats or fid".into())
                     }
                     Some(GoalMetric::Fid) if e.metric_samples == 0 => {
                         return err(

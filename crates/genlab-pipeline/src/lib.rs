@@ -5,6 +5,7 @@ pub mod classifier;
 pub mod error;
 pub mod experiment;
 pub mod fid;
+pub mod flow;
 pub mod images;
 pub mod plots;
 pub mod report;

@@ -151,6 +151,76 @@ pub fn scatter_by_class(path: &Path, title: &str, points: &[(f32, f32, u32)], cl
     })
 }
 
+/// One panel of [`density_panels`].
+pub enum DensityPanel<'a> {
+    /// A density on a `k x k` grid over the window, row-major from the bottom row up
+    /// (`values[iy * k + ix]`), drawn as a heat map scaled to its own maximum.
+    Heat { title: &'a str, k: usize, values: &'a [f64] },
+    /// Points `[x0, y0, x1, y1, ...]`.
+    Points { title: &'a str, points: &'a [f32] },
+}
+
+/// Viridis at `t` in [0, 1], interpolated between 6 of its stops.
+fn viridis(t: f64) -> RGBColor {
+    const STOPS: [(u8, u8, u8); 6] =
+        [(68, 1, 84), (65, 68, 135), (42, 120, 142), (34, 168, 132), (122, 209, 81), (253, 231, 37)];
+    let x = t.clamp(0.0, 1.0) * (STOPS.len() - 1) as f64;
+    let i = (x.floor() as usize).min(STOPS.len() - 2);
+    let f = x - i as f64;
+    let mix = |a: u8, b: u8| (a as f64 + f * (b as f64 - a as f64)).round() as u8;
+    let (a, b) = (STOPS[i], STOPS[i + 1]);
+    RGBColor(mix(a.0, b.0), mix(a.1, b.1), mix(a.2, b.2))
+}
+
+/// Panels side by side over the square window `[lo, hi]^2`: heat maps of densities and scatters
+/// of points, each with its title.
+pub fn density_panels(path: &Path, title: &str, (lo, hi): (f64, f64), panels: &[DensityPanel<'_>]) -> Result<()> {
+    let side = 420u32;
+    draw_png(path, (side * panels.len() as u32, side + 50), |root| {
+        let (head, body) = root.split_vertically(50);
+        head.titled(title, ("sans-serif", 22)).map_err(|e| e.to_string())?;
+        for (panel, area) in panels.iter().zip(body.split_evenly((1, panels.len()))) {
+            let name = match panel {
+                DensityPanel::Heat { title, .. } | DensityPanel::Points { title, .. } => *title,
+            };
+            let mut chart = ChartBuilder::on(&area)
+                .caption(name, ("sans-serif", 16))
+                .margin(8)
+                .x_label_area_size(24)
+                .y_label_area_size(30)
+                .build_cartesian_2d(lo..hi, lo..hi)
+                .map_err(|e| e.to_string())?;
+            chart.configure_mesh().disable_mesh().label_style(("sans-serif", 11)).draw().map_err(|e| e.to_string())?;
+            match panel {
+                DensityPanel::Heat { k, values, .. } => {
+                    let max = values.iter().copied().filter(|v| v.is_finite()).fold(0.0, f64::max).max(1e-300);
+                    let cell = (hi - lo) / *k as f64;
+                    chart
+                        .draw_series((0..k * k).map(|i| {
+                            let (ix, iy) = (i % k, i / k);
+                            let (x, y) = (lo + ix as f64 * cell, lo + iy as f64 * cell);
+                            Rectangle::new([(x, y), (x + cell, y + cell)], viridis(values[i] / max).filled())
+                        }))
+                        .map_err(|e| e.to_string())?;
+                }
+                DensityPanel::Points { points, .. } => {
+                    let color = RGBColor(31, 119, 180).mix(0.35).filled();
+                    chart
+                        .draw_series(
+                            points
+                                .chunks(2)
+                                .map(|p| (p[0] as f64, p[1] as f64))
+                                .filter(|p| p.0 > lo && p.0 < hi && p.1 > lo && p.1 < hi)
+                                .map(|p| Circle::new(p, 1, color)),
+                        )
+                        .map_err(|e| e.to_string())?;
+                }
+            }
+        }
+        Ok(())
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -65,6 +65,7 @@ pub fn goal_verdict(exp: &Experiment, value: impl Fn(GoalMetric) -> Option<f64>)
         GoalMetric::NegElboNats => "negative ELBO on the evaluation split (nats)",
         GoalMetric::Fid => "FID against the evaluation split",
         GoalMetric::Accuracy => "accuracy on the evaluation split",
+        GoalMetric::BitsPerDim => "NLL on the evaluation split (bits/dim)",
     };
     let Some(value) = value(g.metric) else {
         return Some(GoalVerdict {

@@ -9,6 +9,7 @@ use burn::module::Module;
 use burn::tensor::Device;
 use genlab_core::tensors::NamedTensors;
 use genlab_core::DeviceSpec;
+use genlab_models::flow::Flow;
 use genlab_models::vae::Vae;
 use genlab_train::checkpoint::{latest_checkpoint, read_checkpoint, Checkpoint};
 use genlab_train::{Optimizers, TrainOutcome, Trainer, TrainerConfig};
@@ -91,7 +92,7 @@ pub fn fresh_run_dir(base: &Path) -> Result<PathBuf> {
 
 /// Where a run goes: a new directory (made only once data and model are ready, so a mistake
 /// leaves nothing behind), or an existing run being resumed.
-enum Target {
+pub(crate) enum Target {
     Fresh(PathBuf),
     Resume(PathBuf),
 }
@@ -122,6 +123,25 @@ pub fn resume(run_dir: &Path, device: Option<DeviceSpec>, overrides: &[String]) 
     execute(exp, Target::Resume(run_dir.to_path_buf()), info.mode)
 }
 
+/// What a run directory records of its data.
+pub(crate) struct DataFacts {
+    pub shape: [usize; 3],
+    pub class_names: Vec<String>,
+    pub train_examples: usize,
+    pub eval_examples: usize,
+}
+
+impl Splits {
+    pub(crate) fn facts(&self) -> DataFacts {
+        DataFacts {
+            shape: [self.train.channels, self.train.height, self.train.width],
+            class_names: self.train.class_names.clone(),
+            train_examples: self.train_rows.len(),
+            eval_examples: self.eval_rows.len(),
+        }
+    }
+}
+
 /// A run directory being trained into, with the facts recorded about it.
 pub(crate) struct RunDir {
     pub dir: PathBuf,
@@ -132,11 +152,11 @@ pub(crate) struct RunDir {
 
 impl RunDir {
     /// Makes the directory (fresh runs) and writes `run.json`; called once data and model are ready.
-    fn open(
+    pub(crate) fn open(
         exp: &Experiment,
         target: Target,
         mode: Mode,
-        splits: &Splits,
+        data: DataFacts,
         parameters: usize,
         started: Instant,
     ) -> Result<Self> {
@@ -149,13 +169,13 @@ impl RunDir {
             }
             Target::Resume(dir) => (dir, true),
         };
-        let shape = [splits.train.channels, splits.train.height, splits.train.width];
+        let shape = data.shape;
         let mut info = RunInfo {
             mode,
             data_shape: shape,
-            class_names: splits.train.class_names.clone(),
-            train_examples: splits.train_rows.len(),
-            eval_examples: splits.eval_rows.len(),
+            class_names: data.class_names,
+            train_examples: data.train_examples,
+            eval_examples: data.eval_examples,
             parameters,
             train_seconds: None,
             genlab_version: env!("CARGO_PKG_VERSION").into(),
@@ -257,7 +277,10 @@ fn execute(exp: Experiment, target: Target, mode: Mode) -> Result<Finished> {
     let started = Instant::now();
     let t = &exp.train;
     let device = t.device.autodiff_device()?;
-    // Phase 2: data.
+    // Phase 2: data (2-D toy points, generated in code, or images).
+    if let (Some(toy), ModelConfig::Flow(cfg)) = (exp.data.dataset.toy(), &exp.model) {
+        return crate::flow::run_points(&exp, cfg, toy, target, mode, &device, started);
+    }
     let splits = load_splits(&exp.data)?;
     if t.drop_last && t.batch_size > splits.train_rows.len() {
         return Err(PipelineError::Config(format!("train.batch_size = {}: larger than the {} training examples (set a smaller batch or train.drop_last = false)", t.batch_size, splits.train_rows.len())));
@@ -276,14 +299,19 @@ fn execute(exp: Experiment, target: Target, mode: Mode) -> Result<Finished> {
     match &exp.model {
         ModelConfig::Vae(cfg) => {
             let model = cfg.init(shape, t.seed, &device)?;
-            let mut run = RunDir::open(&exp, target, mode, &splits, model.num_params(), started)?;
+            let mut run = RunDir::open(&exp, target, mode, splits.facts(), model.num_params(), started)?;
             crate::vae::run_phases(&exp, &mut run, model, batches, &splits, &device)
+        }
+        ModelConfig::Flow(cfg) => {
+            let model = cfg.init(shape, t.seed, &device)?;
+            let mut run = RunDir::open(&exp, target, mode, splits.facts(), model.num_params(), started)?;
+            crate::flow::run_images(&exp, &mut run, model, batches, &splits, &device)
         }
         ModelConfig::Classifier(cfg) => {
             let batches = LabelledBatches::new(batches)?;
             crate::classifier::check_labels(&splits, &exp.data.dataset.describe())?;
             let model = cfg.init(shape, splits.train.class_names.len(), t.seed, &device)?;
-            let mut run = RunDir::open(&exp, target, mode, &splits, model.num_params(), started)?;
+            let mut run = RunDir::open(&exp, target, mode, splits.facts(), model.num_params(), started)?;
             crate::classifier::run_phases(&exp, &mut run, model, batches, &splits, &device)
         }
     }
@@ -325,6 +353,13 @@ impl EvalTarget {
             None => (&self.checkpoint.model, "model.safetensors"),
         };
         Ok(weights.load_into(model, &self.checkpoint_dir.join(file))?)
+    }
+
+    pub fn flow(&self) -> Result<Flow> {
+        match &self.exp.model {
+            ModelConfig::Flow(cfg) => self.load(cfg.init(self.info.data_shape, self.exp.train.seed, &self.device)?),
+            other => Err(PipelineError::Run(format!("this is a {} run, not a flow", other.family()))),
+        }
     }
 
     pub fn vae(&self) -> Result<Vae> {
@@ -395,9 +430,13 @@ impl<'a> EvalContext<'a> {
 pub fn eval_run(run_dir: &Path, device: Option<DeviceSpec>, overrides: &[String]) -> Result<String> {
     let target = EvalTarget::open(run_dir, device, overrides)?;
     target.exp.check_data_shape(target.info.data_shape)?;
-    let splits = load_splits(&target.exp.data)?;
     let cx = EvalContext::of_target(&target, run_dir);
+    if let Some(toy) = target.exp.data.dataset.toy() {
+        return Ok(crate::flow::eval_points_and_report(&cx, &target.flow()?, toy)?.0);
+    }
+    let splits = load_splits(&target.exp.data)?;
     let (summary, _) = match &target.exp.model {
+        ModelConfig::Flow(_) => crate::flow::eval_images_and_report(&cx, &target.flow()?, &splits)?,
         ModelConfig::Vae(_) => crate::vae::eval_and_report(&cx, &target.vae()?, &splits)?,
         ModelConfig::Classifier(cfg) => {
             let model = cfg.init(target.info.data_shape, target.info.class_names.len(), 0, &target.device)?;
@@ -407,17 +446,23 @@ pub fn eval_run(run_dir: &Path, device: Option<DeviceSpec>, overrides: &[String]
     Ok(summary)
 }
 
-/// `genlab sample RUN -n N --seed S -o OUT`: `n` samples as a grid or a folder of PNG files.
+/// `genlab sample RUN -n N --seed S -o OUT [--temperature T]`: `n` samples as a grid or a folder
+/// of PNG files; a flow on 2-D points writes them as CSV (`x,y` lines) or, for any other
+/// extension, a scatter plot. `temperature` (flows only) defaults to the run's `eval.temperature`.
 pub fn sample_run(
     run_dir: &Path,
     n: usize,
     seed: u64,
     out: &Path,
     format: SampleFormat,
+    temperature: Option<f64>,
     device: Option<DeviceSpec>,
 ) -> Result<()> {
     if n == 0 {
         return Err(PipelineError::Config("-n 0: expected at least one sample".into()));
+    }
+    if let Some(t) = temperature.filter(|t| !(*t >= 0.0 && t.is_finite())) {
+        return Err(PipelineError::Config(format!("--temperature {t}: expected a finite number >= 0")));
     }
     if format == SampleFormat::Folder && !genlab_core::atomic::is_absent_or_empty_dir(out) {
         return Err(PipelineError::Run(format!(
@@ -426,11 +471,45 @@ pub fn sample_run(
         )));
     }
     let target = EvalTarget::open(run_dir, device, &[])?;
+    let d = &target.device;
+    if let ModelConfig::Flow(_) = target.exp.model {
+        let flow = target.flow()?;
+        let t = temperature.unwrap_or(target.exp.eval.temperature);
+        if let Some(toy) = target.exp.data.dataset.toy() {
+            if format == SampleFormat::Folder {
+                return Err(PipelineError::Config(
+                    "--format folder: a 2-D flow's samples are points; write them to a .csv or .png file".into(),
+                ));
+            }
+            let pts = crate::flow::sample_points(&flow, n, seed, t, d);
+            if out.extension().is_some_and(|e| e == "csv") {
+                let text: String = pts.chunks(2).map(|p| format!("{},{}\n", p[0], p[1])).collect();
+                genlab_core::atomic::write_atomic(out, format!("x,y\n{text}").as_bytes())?;
+                return Ok(());
+            }
+            return crate::plots::density_panels(
+                out,
+                &format!("{n} samples at temperature {t}"),
+                toy.window(),
+                &[crate::plots::DensityPanel::Points { title: toy.name(), points: &pts }],
+            );
+        }
+        return match format {
+            SampleFormat::Grid => crate::flow::sample_grid(&flow, n, seed, t, d, out),
+            SampleFormat::Folder => crate::flow::sample_folder(&flow, n, seed, t, d, out),
+        };
+    }
+    if temperature.is_some() {
+        return Err(PipelineError::Config(format!(
+            "--temperature: applies to flows; this is a {} run",
+            target.exp.model.family()
+        )));
+    }
     let vae = target.vae().map_err(|e| PipelineError::Run(format!("{}: {e}", run_dir.display())))?;
     let symmetric = target.exp.data.transforms.contains(&genlab_data::Transform::ScaleSymmetric);
     match format {
-        SampleFormat::Grid => sample_grid(&vae, n, seed, symmetric, &target.device, out),
-        SampleFormat::Folder => sample_folder(&vae, n, seed, symmetric, &target.device, out),
+        SampleFormat::Grid => sample_grid(&vae, n, seed, symmetric, d, out),
+        SampleFormat::Folder => sample_folder(&vae, n, seed, symmetric, d, out),
     }
 }
 

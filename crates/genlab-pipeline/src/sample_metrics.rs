@@ -163,6 +163,34 @@ pub fn load_features(exp: &Experiment, device: &Device) -> std::result::Result<F
     FeatureExtractor::load(exp.eval.features, None, exp.eval.resize, device)
 }
 
+/// The sample metrics of the `generate`d images, when `eval.metric_samples` asks for them:
+/// `(metrics, why they were skipped)`; the memorisation figure is pushed onto `figures`. Right
+/// after training a missing feature network skips them with a warning, so the trained model is
+/// not lost; `genlab eval` fails with the message instead.
+pub(crate) fn sample_metrics_if_asked(
+    cx: &crate::run::EvalContext<'_>,
+    splits: &Splits,
+    figures: &mut Vec<(String, PathBuf)>,
+    generate: impl FnOnce() -> Result<Generated>,
+) -> Result<(Option<SampleMetrics>, Option<String>)> {
+    if cx.exp.eval.metric_samples == 0 {
+        return Ok((None, None));
+    }
+    match load_features(cx.exp, &cx.device) {
+        Ok(net) => {
+            let (m, fig) = sample_metrics(cx.exp, &net, &generate()?, splits, cx.run_dir)?;
+            eprintln!("samples: FID {:.4}, KID {:.6}, {}", m.fid, m.kid.mean, m.protocol.features.describe());
+            figures.push(fig);
+            Ok((Some(m), None))
+        }
+        Err(err @ (WeightsError::Missing { .. } | WeightsError::MissingLenet { .. })) if cx.after_training => {
+            eprintln!("warning: sample metrics skipped: {err}");
+            Ok((None, Some(err.to_string())))
+        }
+        Err(err) => Err(PipelineError::Run(err.to_string())),
+    }
+}
+
 /// Generated images: 8-bit-range pixels `[n, c, h, w]` and what they are, in words.
 pub struct Generated {
     pub pixels: Vec<f32>,

@@ -3,20 +3,19 @@
 //! sample metrics), its figures (prior samples, reconstructions, latent interpolations, the 2-D
 //! latent scatter) and its report section.
 
-use crate::error::{PipelineError, Result};
+use crate::error::Result;
 use crate::experiment::{Experiment, GoalMetric, ModelConfig};
 use crate::images::{EvalImages, ImageBatches, Splits};
 use crate::plots::scatter_by_class;
 use crate::report::{goal_verdict, split_name, write_report, LossCurve, ReportInputs};
 use crate::run::{evaluate_trained, train, EvalContext, Finished, RunDir};
-use crate::sample_metrics::{load_features, sample_metrics, Generated, SampleMetrics};
+use crate::sample_metrics::{sample_metrics_if_asked, Generated, SampleMetrics};
 use burn::tensor::Device;
 use burn::Tensor;
 use genlab_core::grid::{save_grid, save_images, ImageBatch};
 use genlab_core::progress::Progress;
 use genlab_core::tensors::to_f32_vec;
 use genlab_core::SeededRng;
-use genlab_eval::weights::WeightsError;
 use genlab_models::vae::{normal, Vae};
 use std::fmt::Write;
 use std::path::{Path, PathBuf};
@@ -269,23 +268,9 @@ pub(crate) fn eval_and_report(cx: &EvalContext<'_>, vae: &Vae, splits: &Splits) 
     );
     let symmetric = exp.data.transforms.contains(&genlab_data::Transform::ScaleSymmetric);
     let mut figs = figures(vae, &set, &cx.info.class_names, e.samples, e.seed, symmetric, &cx.device, cx.run_dir)?;
-    let (mut samples, mut samples_skipped) = (None, None);
-    if e.metric_samples > 0 {
-        match load_features(exp, &cx.device) {
-            Ok(net) => {
-                let generated = sample_pixels(vae, e.metric_samples, e.seed, symmetric, &cx.device)?;
-                let (m, fig) = sample_metrics(exp, &net, &generated, splits, cx.run_dir)?;
-                eprintln!("samples: FID {:.4}, KID {:.6}, {}", m.fid, m.kid.mean, m.protocol.features.describe());
-                figs.push(fig);
-                samples = Some(m);
-            }
-            Err(err @ (WeightsError::Missing { .. } | WeightsError::MissingLenet { .. })) if cx.after_training => {
-                eprintln!("warning: sample metrics skipped: {err}");
-                samples_skipped = Some(err.to_string());
-            }
-            Err(err) => return Err(PipelineError::Run(err.to_string())),
-        }
-    }
+    let (samples, samples_skipped) = sample_metrics_if_asked(cx, splits, &mut figs, || {
+        sample_pixels(vae, e.metric_samples, e.seed, symmetric, &cx.device)
+    })?;
     let eval = VaeEval { step: cx.step, likelihood, samples, samples_skipped };
     let l = &eval.likelihood;
     genlab_core::atomic::write_atomic(
@@ -306,7 +291,7 @@ pub(crate) fn eval_and_report(cx: &EvalContext<'_>, vae: &Vae, splits: &Splits) 
         GoalMetric::NllNats => Some(l.nll_nats),
         GoalMetric::NegElboNats => Some(-l.elbo_nats),
         GoalMetric::Fid => eval.samples.as_ref().map(|m| m.fid),
-        GoalMetric::Accuracy => None,
+        GoalMetric::Accuracy | GoalMetric::BitsPerDim => None,
     });
     let ModelConfig::Vae(v) = &exp.model else { unreachable!("a VAE run holds a VAE config") };
     let model = format!(

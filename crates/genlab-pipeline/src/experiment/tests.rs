@@ -37,7 +37,7 @@ fn defaults_fill_in_and_overrides_apply() {
 
 #[test]
 fn shipped_configs_parse() {
-    for name in ["mnist-vae", "mnist-lenet"] {
+    for name in ["mnist-vae", "mnist-lenet", "moons-realnvp", "mnist-realnvp", "mnist-glow"] {
         let p = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../../configs/{name}.toml"));
         Experiment::load(&p, &[]).unwrap();
     }

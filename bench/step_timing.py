@@ -1,0 +1,48 @@
+"""What the PyTorch twins of genlab's step benchmarks share: their arguments, the first MNIST
+training images, and the timed loop that prints the RESULT line `compare.py` reads."""
+import argparse
+import gzip
+import os
+import time
+
+import numpy as np
+import torch
+
+
+def parse_args():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--warmup", type=int, default=5)
+    ap.add_argument("--steps", type=int, default=30)
+    ap.add_argument("--threads", type=int, default=2)
+    a = ap.parse_args()
+    torch.set_num_threads(a.threads)
+    torch.manual_seed(0)
+    return a
+
+
+def mnist_train_images(n):
+    """The first `n` MNIST training images as uint8, [n, 784] (the vendored file genlab reads)."""
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "data", "mnist", "train-images-idx3-ubyte.gz")
+    with gzip.open(path) as f:
+        return np.frombuffer(f.read(), dtype=np.uint8, offset=16)[: n * 784].reshape(n, 784)
+
+
+def time_steps(model, loss_fn, a):
+    """Adam (lr 1e-3, eps 1e-8) steps on `loss_fn()`; prints median/min/max step time and the
+    first and last loss. Reading the loss with .item() ends each step, as genlab's does."""
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3, eps=1e-8)
+    times, losses = [], []
+    for i in range(a.warmup + a.steps):
+        t0 = time.perf_counter()
+        loss = loss_fn()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        lv = loss.item()
+        ms = (time.perf_counter() - t0) * 1e3
+        losses.append(lv)
+        if i >= a.warmup:
+            times.append(ms)
+    times.sort()
+    print(f"RESULT impl=pytorch-{torch.__version__} median_ms={times[len(times) // 2]:.3f} "
+          f"min_ms={times[0]:.3f} max_ms={times[-1]:.3f} loss_first={losses[0]:.3f} loss_last={losses[-1]:.3f}")
