@@ -113,10 +113,12 @@ pub fn evaluate_images(
     }
 }
 
-/// Decoded samples (`(x + u) / 256` in [0, 1)) as a host batch, clamped for drawing.
+/// Decoded samples (`(x + u) / 256`) as a host batch of 8-bit images: each value floored to the
+/// bin it falls in, `/ 255`, so PNG files, grids and the sample metrics all hold the same pixels.
 fn host(t: Tensor<4>) -> ImageBatch {
     let [n, c, h, w] = t.dims();
-    ImageBatch::new(to_f32_vec(t.clamp(0.0, 1.0)), n, c, h, w)
+    let v = to_f32_vec(t).into_iter().map(|y| (y * 256.0).floor().clamp(0.0, 255.0) / 255.0).collect();
+    ImageBatch::new(v, n, c, h, w)
 }
 
 /// `n` samples at `temperature` in chunks, each handed to `sink` with its first index.
@@ -239,8 +241,7 @@ pub(crate) fn eval_images_and_report(
     let (samples, samples_skipped) = sample_metrics_if_asked(cx, splits, &mut figs, || {
         let mut pixels = Vec::with_capacity(e.metric_samples * flow.dims());
         sample_chunks(flow, e.metric_samples, e.seed, e.temperature, &cx.device, |b, _| {
-            // Back to the 8-bit bin the dequantised value falls in.
-            pixels.extend(b.data.iter().map(|v| (v * 256.0).floor().clamp(0.0, 255.0)));
+            pixels.extend(b.data.iter().map(|v| (v * 255.0).round()));
             Ok(())
         })?;
         Ok(Generated {
