@@ -5,6 +5,7 @@
 pub mod classifier;
 pub mod error;
 pub mod flow;
+pub mod gan;
 pub mod vae;
 
 pub use error::ModelError;

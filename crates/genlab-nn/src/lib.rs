@@ -6,5 +6,6 @@ pub mod distributions;
 pub mod init;
 pub mod invconv;
 pub mod logit;
+pub mod spectral_norm;
 pub mod squeeze;
 pub mod testing;
