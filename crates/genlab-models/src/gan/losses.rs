@@ -56,9 +56,11 @@ mod tests {
         1.0 / (1.0 + (-x).exp())
     }
 
-    /// Hand-computed (value, d/d real, d/d fake) of the discriminator loss and (value, d/d fake)
-    /// of the generator loss, in float64.
-    fn by_hand(loss: GanLoss) -> ((f64, Vec<f64>, Vec<f64>), (f64, Vec<f64>)) {
+    /// (value, d/d real, d/d fake) of the discriminator loss and (value, d/d fake) of the generator's.
+    type Expected = ((f64, Vec<f64>, Vec<f64>), (f64, Vec<f64>));
+
+    /// The losses and their gradients computed by hand, in float64.
+    fn by_hand(loss: GanLoss) -> Expected {
         let n = 4.0;
         let mean = |f: &dyn Fn(f64) -> f64, v: &[f64]| v.iter().map(|&x| f(x)).sum::<f64>() / n;
         let each = |f: &dyn Fn(f64) -> f64, v: &[f64]| v.iter().map(|&x| f(x) / n).collect::<Vec<_>>();

@@ -1,4 +1,6 @@
-//! Generative adversarial networks (issue 5, in progress): so far the adversarial losses; the
-//! DCGAN networks, the conditional model and the family's training step come next.
+//! Generative adversarial networks (issue 5, in progress): so far the adversarial losses and the
+//! DCGAN networks (conditional and spectrally normalised variants); the model around them, its
+//! training step on the one trainer and the pipeline come next.
 
 pub mod losses;
+pub mod networks;
