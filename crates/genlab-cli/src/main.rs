@@ -86,6 +86,9 @@ enum Command {
         /// `eval.temperature` when absent.
         #[arg(long)]
         temperature: Option<f64>,
+        /// The class a conditional GAN is asked for (0-based, as the dataset numbers its labels).
+        #[arg(long)]
+        class: Option<usize>,
         #[arg(long)]
         device: Option<DeviceSpec>,
     },
@@ -226,12 +229,12 @@ fn run() -> anyhow::Result<ExitCode> {
             println!("{}", genlab_pipeline::eval_run(&run, device, &set)?);
             ExitCode::SUCCESS
         }
-        Command::Sample { run, n, seed, out, format, temperature, device } => {
+        Command::Sample { run, n, seed, out, format, temperature, class, device } => {
             let format = match format {
                 Format::Grid => genlab_pipeline::SampleFormat::Grid,
                 Format::Folder => genlab_pipeline::SampleFormat::Folder,
             };
-            genlab_pipeline::sample_run(&run, n, seed, &out, format, temperature, device)?;
+            genlab_pipeline::sample_run(&run, n, seed, &out, format, temperature, class, device)?;
             println!("{}", out.display());
             ExitCode::SUCCESS
         }

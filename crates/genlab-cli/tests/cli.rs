@@ -887,3 +887,93 @@ fn issue4_bad_flow_configs() {
         fails_with(&["run", p.to_str().unwrap()], want);
     }
 }
+
+/// A small conditional, spectrally normalised GAN on MNIST that trains in seconds.
+const SMALL_GAN: &str = r#"
+[problem]
+name = "gan"
+
+[data]
+dataset = "mnist"
+transforms = ["scale_symmetric"]
+validation = { fraction = 0.99 }
+
+[model]
+family = "gan"
+latent_dim = 8
+generator_channels = [16, 8]
+discriminator_channels = [8, 16]
+loss = "hinge"
+spectral_norm = true
+conditional = true
+n_critic = 2
+
+[train]
+steps = 40
+batch_size = 16
+optimizer = { kind = "adam", lr = 2e-4, betas = [0.5, 0.999] }
+discriminator_optimizer = { kind = "adam", lr = 4e-4, betas = [0.5, 0.999] }
+ema = 0.99
+log_every = 5
+checkpoint_every = 5
+eval_every = 20
+
+[eval]
+samples = 20
+"#;
+
+#[test]
+fn issue5_gan_resumes_bit_for_bit_and_samples_a_requested_class() {
+    let d = tempfile::tempdir().unwrap();
+    let cfg = write_config(d.path(), SMALL_GAN);
+    let whole = d.path().join("whole");
+    let o = genlab().args(["run", cfg.to_str().unwrap(), "--run-dir", whole.to_str().unwrap()]).output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    for f in ["samples/samples.png", "samples/step-000020.png", "report.md", "eval.json"] {
+        assert!(whole.join(f).exists(), "{f} missing");
+    }
+    // Both optimisers' states, the generator's EMA, batch-norm statistics and spectral-norm
+    // vectors continue bit for bit after a SIGKILL.
+    let killed = d.path().join("killed");
+    let at = kill_after_checkpoint(&cfg, &killed, 10, 40);
+    resume_matches(&killed, &whole, at, &["model.safetensors", "ema.safetensors", "optim.safetensors"]);
+    let optim = std::fs::read(whole.join("checkpoints/latest/optim.safetensors")).unwrap();
+    let text = String::from_utf8_lossy(&optim);
+    assert!(text.contains("generator.") && text.contains("discriminator."), "two optimisers' states");
+
+    let png = d.path().join("sevens.png");
+    let o = genlab()
+        .args(["sample", whole.to_str().unwrap(), "-n", "9", "--class", "7", "-o", png.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(o.status.success() && png.exists(), "{}", stderr(&o));
+    let err =
+        fails_with(&["sample", whole.to_str().unwrap(), "--class", "12", "-o", "x.png"], &["--class 12", "10 classes"]);
+    assert!(!err.contains("panicked"));
+}
+
+#[test]
+fn issue5_bad_gan_configs() {
+    let d = tempfile::tempdir().unwrap();
+    let cases: Vec<(String, Vec<&str>)> = vec![
+        (
+            SMALL_GAN.replace("transforms = [\"scale_symmetric\"]", "transforms = [\"scale_unit\"]"),
+            vec!["data.transforms", "scale_symmetric"],
+        ),
+        (SMALL_GAN.replace("n_critic = 2", "n_critic = 0"), vec!["model.n_critic"]),
+        (
+            SMALL_GAN.replace("generator_channels = [16, 8]", "generator_channels = [16, 8, 4]"),
+            vec!["model.generator_channels", "divisible by 8"],
+        ),
+        (
+            SMALL_GAN.replace("name = \"gan\"", "name = \"gan\"\ngoal = { metric = \"nll_nats\", below = 1.0 }"),
+            vec!["problem.goal.metric", "fid"],
+        ),
+        (SMALL_GAN.replace("lr = 4e-4", "lr = -1.0"), vec!["train.discriminator_optimizer.lr"]),
+    ];
+    for (i, (text, want)) in cases.iter().enumerate() {
+        let p = d.path().join(format!("bad{i}.toml"));
+        std::fs::write(&p, text).unwrap();
+        fails_with(&["run", p.to_str().unwrap()], want);
+    }
+}

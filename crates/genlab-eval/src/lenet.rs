@@ -127,6 +127,25 @@ impl LenetExtractor {
         let hidden = self.card.config.hidden;
         Ok((Features::from_f32(&feats, n, hidden), Features::from_f32(&logits, n, self.card.classes)))
     }
+
+    /// The predicted digit of each of `n` 8-bit-range images `[n, 1, 28, 28]` (no progress bar:
+    /// for monitors during training).
+    pub fn classify(&self, pixels: &[f32], n: usize) -> Vec<usize> {
+        let len = 28 * 28;
+        let mut out = Vec::with_capacity(n);
+        for s in (0..n).step_by(500) {
+            let e = (s + 500).min(n);
+            let x: Vec<f32> = pixels[s * len..e * len].iter().map(|p| p / 255.0).collect();
+            let logits =
+                to_f32_vec(self.net.logits(Tensor::from_data(TensorData::new(x, [e - s, 1, 28, 28]), &self.device)));
+            out.extend(
+                logits
+                    .chunks(self.card.classes)
+                    .map(|row| row.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map_or(0, |(k, _)| k)),
+            );
+        }
+        out
+    }
 }
 
 #[cfg(test)]

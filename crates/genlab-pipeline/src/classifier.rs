@@ -7,7 +7,7 @@ use crate::error::{PipelineError, Result};
 use crate::experiment::{Experiment, GoalMetric, ModelConfig};
 use crate::images::{EvalImages, LabelledBatches, Splits};
 use crate::report::{goal_verdict, split_name, write_report, LossCurve, ReportInputs, Verdict};
-use crate::run::{evaluate_trained, train, EvalContext, Finished, RunDir};
+use crate::run::{evaluate_trained, single_optimizer, train, EvalContext, Finished, RunDir};
 use burn::tensor::Device;
 use genlab_core::grid::{save_grid, ImageBatch};
 use genlab_core::progress::Progress;
@@ -108,7 +108,7 @@ pub(crate) fn run_phases(
 ) -> Result<Finished> {
     let periodic = EvalImages::periodic(splits, exp);
     let eval_device = device.clone().inner();
-    let trained = train(exp, run, model, &mut batches, device, |_, m: &Classifier| {
+    let trained = train(exp, run, model, single_optimizer(exp), &mut batches, device, |_, m: &Classifier| {
         let v = classify(m, &periodic, exp.eval.batch_size, &eval_device, None);
         Ok(vec![("val_loss".to_string(), v.nll_nats), ("val_accuracy".to_string(), v.accuracy)])
     })?;

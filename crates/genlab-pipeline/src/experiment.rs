@@ -9,6 +9,7 @@ use genlab_eval::extract::FeatureNetwork;
 use genlab_eval::preprocess::ResizeProtocol;
 use genlab_models::classifier::ClassifierConfig;
 use genlab_models::flow::{Dequantization, FlowConfig};
+use genlab_models::gan::GanConfig;
 use genlab_models::vae::{Likelihood, VaeConfig};
 use genlab_models::ModelError;
 use genlab_train::{OptimizerConfig, Schedule};
@@ -96,6 +97,8 @@ pub enum ModelConfig {
     Vae(VaeConfig),
     /// A normalizing flow (RealNVP or Glow).
     Flow(FlowConfig),
+    /// A generative adversarial network (DCGAN, optionally conditional and spectrally normalised).
+    Gan(GanConfig),
     /// Not generative: the LeNet that serves as the in-domain feature network of the sample metrics.
     Classifier(ClassifierConfig),
 }
@@ -106,6 +109,7 @@ impl ModelConfig {
         match self {
             ModelConfig::Vae(_) => "vae",
             ModelConfig::Flow(_) => "flow",
+            ModelConfig::Gan(_) => "gan",
             ModelConfig::Classifier(_) => "classifier",
         }
     }
@@ -119,6 +123,9 @@ pub struct TrainConfig {
     pub batch_size: usize,
     #[serde(default)]
     pub optimizer: OptimizerConfig,
+    /// A GAN's discriminator optimiser (`optimizer` is then the generator's): two learning rates
+    /// are TTUR. The generator's settings when absent.
+    pub discriminator_optimizer: Option<OptimizerConfig>,
     #[serde(default)]
     pub schedule: Schedule,
     pub clip_grad_norm: Option<f64>,
@@ -275,18 +282,19 @@ impl Experiment {
             Some(toml::Value::Table(mut m)) => {
                 let family = m.remove("family").ok_or_else(|| {
                     PipelineError::Config(format!(
-                        "{}: model.family is missing: expected \"vae\", \"flow\" or \"classifier\"",
+                        "{}: model.family is missing: expected \"vae\", \"flow\", \"gan\" or \"classifier\"",
                         at(locate(text, "model"))
                     ))
                 })?;
                 let fields = toml::Value::Table(m);
                 match family.as_str() {
                     Some("vae") => ModelConfig::Vae(typed(fields, "model.", |p| at(locate(text, p)))?),
+                    Some("gan") => ModelConfig::Gan(typed(fields, "model.", |p| at(locate(text, p)))?),
                     Some("flow") => ModelConfig::Flow(typed(fields, "model.", |p| at(locate(text, p)))?),
                     Some("classifier") => ModelConfig::Classifier(typed(fields, "model.", |p| at(locate(text, p)))?),
                     _ => {
                         return Err(PipelineError::Config(format!(
-                            "{}: model.family = {family}: expected \"vae\", \"flow\" or \"classifier\" (the families of later issues are not built yet)",
+                            "{}: model.family = {family}: expected \"vae\", \"flow\", \"gan\" or \"classifier\" (the families of later issues are not built yet)",
                             at(locate(text, "model.family"))
                         )))
                     }
@@ -336,6 +344,15 @@ impl Experiment {
             let (k, rest) = m.split_once(' ').expect("optimizer messages start with the key");
             (k.to_string(), format!(" {rest}"))
         })?;
+        if let Some(d) = &t.discriminator_optimizer {
+            if !matches!(self.model, ModelConfig::Gan(_)) {
+                return err("train.discriminator_optimizer", ": only a GAN has a discriminator".into());
+            }
+            d.validate("train.discriminator_optimizer").map_err(|m| {
+                let (k, rest) = m.split_once(' ').expect("optimizer messages start with the key");
+                (k.to_string(), format!(" {rest}"))
+            })?;
+        }
         if !(0.0..=1.0).contains(&t.schedule.min_ratio) {
             return err("train.schedule.min_ratio", format!(" = {}: expected a value in [0, 1]", t.schedule.min_ratio));
         }
@@ -435,6 +452,31 @@ impl Experiment {
             }
         }
         match &self.model {
+            ModelConfig::Gan(g) => {
+                g.check().map_err(model_err)?;
+                if !self.data.transforms.contains(&Transform::ScaleSymmetric) {
+                    return err(
+                        "data.transforms",
+                        ": the generator ends in tanh, so the images must be in [-1, 1]; add \"scale_symmetric\""
+                            .into(),
+                    );
+                }
+                if goal.is_some_and(|g| g != GoalMetric::Fid) {
+                    return err("problem.goal.metric", ": a GAN has no likelihood; it is judged by \"fid\"".into());
+                }
+                if goal == Some(GoalMetric::Fid) && e.metric_samples == 0 {
+                    return err(
+                        "problem.goal.metric",
+                        " = \"fid\": needs eval.metric_samples (10000 is the usual count)".into(),
+                    );
+                }
+                if self.deploy.feature_network.is_some() {
+                    return err(
+                        "deploy.feature_network",
+                        ": only a classifier run can be installed as a feature network".into(),
+                    );
+                }
+            }
             ModelConfig::Flow(f) => {
                 f.check().map_err(model_err)?;
                 match (f.dequantization, toy) {

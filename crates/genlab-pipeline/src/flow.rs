@@ -9,7 +9,7 @@ use crate::experiment::{Experiment, GoalMetric, ModelConfig};
 use crate::images::{EvalImages, ImageBatches, Splits};
 use crate::plots::{density_panels, DensityPanel};
 use crate::report::{goal_verdict, split_name, write_report, LossCurve, ReportInputs};
-use crate::run::{evaluate_trained, train, DataFacts, EvalContext, Finished, Mode, RunDir, Target};
+use crate::run::{evaluate_trained, single_optimizer, train, DataFacts, EvalContext, Finished, Mode, RunDir, Target};
 use crate::sample_metrics::{sample_metrics_if_asked, Generated, SampleMetrics};
 use burn::module::Module;
 use burn::tensor::{Device, TensorData};
@@ -198,7 +198,7 @@ pub(crate) fn run_images(
     let periodic = EvalImages::periodic(splits, exp);
     let eval_device = device.clone().inner();
     let samples_dir = run.dir.join("samples");
-    let trained = train(exp, run, model, &mut batches, device, |step, m: &Flow| {
+    let trained = train(exp, run, model, single_optimizer(exp), &mut batches, device, |step, m: &Flow| {
         let v = evaluate_images(m, &periodic, e.batch_size, e.seed, &eval_device, None);
         sample_grid(
             m,
@@ -424,7 +424,7 @@ pub(crate) fn run_points(
     let periodic = test[..2 * exp.eval.periodic_examples.min(test.len() / 2)].to_vec();
     let eval_device = device.clone().inner();
     let batch = exp.eval.batch_size.max(1000);
-    let trained = train(exp, &mut run, model, &mut batches, device, |_, m: &Flow| {
+    let trained = train(exp, &mut run, model, single_optimizer(exp), &mut batches, device, |_, m: &Flow| {
         Ok(vec![("val_nll".to_string(), points_nll(m, &periodic, batch, &eval_device))])
     })?;
     evaluate_trained(exp, &run, trained, eval_device, |cx, m| eval_points_and_report(cx, m, toy))

@@ -6,6 +6,7 @@ pub mod error;
 pub mod experiment;
 pub mod fid;
 pub mod flow;
+pub mod gan;
 pub mod images;
 pub mod plots;
 pub mod report;

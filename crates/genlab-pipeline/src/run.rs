@@ -10,6 +10,7 @@ use burn::tensor::Device;
 use genlab_core::tensors::NamedTensors;
 use genlab_core::DeviceSpec;
 use genlab_models::flow::Flow;
+use genlab_models::gan::Gan;
 use genlab_models::vae::Vae;
 use genlab_train::checkpoint::{latest_checkpoint, read_checkpoint, Checkpoint};
 use genlab_train::{Optimizers, TrainOutcome, Trainer, TrainerConfig};
@@ -205,12 +206,18 @@ pub(crate) enum Trained<M> {
     Stop(Finished),
 }
 
-/// Phase 4, the same for every family: the one trainer over `batches`, with `periodic` called at
-/// each evaluation step.
+/// The one optimiser of a single-network family, from `[train]`.
+pub(crate) fn single_optimizer(exp: &Experiment) -> Optimizers {
+    Optimizers::single(exp.train.optimizer, exp.train.clip_grad_norm)
+}
+
+/// Phase 4, the same for every family: the one trainer over `batches` with the family's
+/// `optimizers`, and `periodic` called at each evaluation step.
 pub(crate) fn train<M, S, E>(
     exp: &Experiment,
     run: &mut RunDir,
     model: M,
+    optimizers: Optimizers,
     batches: &mut S,
     device: &Device,
     periodic: E,
@@ -235,7 +242,6 @@ where
         },
         &run.dir,
     );
-    let optimizers = Optimizers::single(t.optimizer, t.clip_grad_norm);
     match trainer.fit(model, optimizers, batches, run.resuming, device, periodic)? {
         TrainOutcome::Interrupted { step, checkpoint } => {
             eprintln!(
@@ -307,6 +313,15 @@ fn execute(exp: Experiment, target: Target, mode: Mode) -> Result<Finished> {
             let mut run = RunDir::open(&exp, target, mode, splits.facts(), model.num_params(), started)?;
             crate::flow::run_images(&exp, &mut run, model, batches, &splits, &device)
         }
+        ModelConfig::Gan(cfg) => {
+            let classes = splits.train.class_names.len();
+            if cfg.conditional {
+                crate::classifier::check_labels(&splits, &exp.data.dataset.describe())?;
+            }
+            let model = cfg.init(shape, classes, t.seed, &device)?;
+            let mut run = RunDir::open(&exp, target, mode, splits.facts(), model.num_params(), started)?;
+            crate::gan::run_phases(&exp, &mut run, model, batches, &splits, &device)
+        }
         ModelConfig::Classifier(cfg) => {
             let batches = LabelledBatches::new(batches)?;
             crate::classifier::check_labels(&splits, &exp.data.dataset.describe())?;
@@ -359,6 +374,18 @@ impl EvalTarget {
         match &self.exp.model {
             ModelConfig::Flow(cfg) => self.load(cfg.init(self.info.data_shape, self.exp.train.seed, &self.device)?),
             other => Err(PipelineError::Run(format!("this is a {} run, not a flow", other.family()))),
+        }
+    }
+
+    pub fn gan(&self) -> Result<Gan> {
+        match &self.exp.model {
+            ModelConfig::Gan(cfg) => self.load(cfg.init(
+                self.info.data_shape,
+                self.info.class_names.len(),
+                self.exp.train.seed,
+                &self.device,
+            )?),
+            other => Err(PipelineError::Run(format!("this is a {} run, not a GAN", other.family()))),
         }
     }
 
@@ -437,6 +464,7 @@ pub fn eval_run(run_dir: &Path, device: Option<DeviceSpec>, overrides: &[String]
     let splits = load_splits(&target.exp.data)?;
     let (summary, _) = match &target.exp.model {
         ModelConfig::Flow(_) => crate::flow::eval_images_and_report(&cx, &target.flow()?, &splits)?,
+        ModelConfig::Gan(_) => crate::gan::eval_and_report(&cx, &target.gan()?, &splits)?,
         ModelConfig::Vae(_) => crate::vae::eval_and_report(&cx, &target.vae()?, &splits)?,
         ModelConfig::Classifier(cfg) => {
             let model = cfg.init(target.info.data_shape, target.info.class_names.len(), 0, &target.device)?;
@@ -448,7 +476,9 @@ pub fn eval_run(run_dir: &Path, device: Option<DeviceSpec>, overrides: &[String]
 
 /// `genlab sample RUN -n N --seed S -o OUT [--temperature T]`: `n` samples as a grid or a folder
 /// of PNG files; a flow on 2-D points writes them as CSV (`x,y` lines) or, for any other
-/// extension, a scatter plot. `temperature` (flows only) defaults to the run's `eval.temperature`.
+/// extension, a scatter plot. `temperature` (flows only) defaults to the run's `eval.temperature`;
+/// `class` asks a conditional GAN for one class (without it, its samples cycle through them).
+#[allow(clippy::too_many_arguments)]
 pub fn sample_run(
     run_dir: &Path,
     n: usize,
@@ -456,6 +486,7 @@ pub fn sample_run(
     out: &Path,
     format: SampleFormat,
     temperature: Option<f64>,
+    class: Option<usize>,
     device: Option<DeviceSpec>,
 ) -> Result<()> {
     if n == 0 {
@@ -472,6 +503,23 @@ pub fn sample_run(
     }
     let target = EvalTarget::open(run_dir, device, &[])?;
     let d = &target.device;
+    if class.is_some() && !matches!(&target.exp.model, ModelConfig::Gan(g) if g.conditional) {
+        return Err(PipelineError::Config(format!(
+            "--class: only a conditional GAN generates a requested class; this is a {} run",
+            target.exp.model.family()
+        )));
+    }
+    if let ModelConfig::Gan(_) = target.exp.model {
+        if temperature.is_some() {
+            return Err(PipelineError::Config("--temperature: applies to flows; this is a gan run".into()));
+        }
+        let gan = target.gan()?;
+        let classes = target.info.class_names.len();
+        if let Some(c) = class.filter(|&c| c >= classes) {
+            return Err(PipelineError::Config(format!("--class {c}: the run has {classes} classes (0..{classes})")));
+        }
+        return crate::gan::sample_out(&gan, n, seed, class, d, out, format == SampleFormat::Folder);
+    }
     if let ModelConfig::Flow(_) = target.exp.model {
         let flow = target.flow()?;
         let t = temperature.unwrap_or(target.exp.eval.temperature);

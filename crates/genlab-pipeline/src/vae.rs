@@ -8,7 +8,7 @@ use crate::experiment::{Experiment, GoalMetric, ModelConfig};
 use crate::images::{EvalImages, ImageBatches, Splits};
 use crate::plots::scatter_by_class;
 use crate::report::{goal_verdict, split_name, write_report, LossCurve, ReportInputs};
-use crate::run::{evaluate_trained, train, EvalContext, Finished, RunDir};
+use crate::run::{evaluate_trained, single_optimizer, train, EvalContext, Finished, RunDir};
 use crate::sample_metrics::{sample_metrics_if_asked, Generated, SampleMetrics};
 use burn::tensor::Device;
 use burn::Tensor;
@@ -236,7 +236,7 @@ pub(crate) fn run_phases(
     let eval_device = device.clone().inner();
     let symmetric = exp.data.transforms.contains(&genlab_data::Transform::ScaleSymmetric);
     let samples_dir = run.dir.join("samples");
-    let trained = train(exp, run, model, &mut batches, device, |step, m: &Vae| {
+    let trained = train(exp, run, model, single_optimizer(exp), &mut batches, device, |step, m: &Vae| {
         let v = evaluate(m, &periodic, 0, e.batch_size, e.seed, &eval_device, None);
         sample_grid(m, e.samples, e.seed, symmetric, &eval_device, &samples_dir.join(format!("step-{step:06}.png")))
             .map_err(|err| genlab_train::TrainError::Eval { step, reason: err.to_string() })?;

@@ -150,6 +150,13 @@ pub struct Gan {
 pub type GanBatch = (Tensor<4>, Option<Tensor<1, Int>>);
 
 impl Gan {
+    /// `[channels, height, width]` of the generated images.
+    pub fn image_shape(&self) -> [usize; 3] {
+        let c = self.generator.ups.last().map_or(1, |u| u.weight.dims()[1]); // [in, out, k, k]
+        let side = self.generator.start[1] << self.generator.ups.len();
+        [c, side, side]
+    }
+
     pub fn conditional(&self) -> bool {
         self.generator.embed.is_some()
     }
@@ -204,6 +211,7 @@ impl TrainStep for Gan {
         } else {
             generator
         };
+        generator.sync_running_statistics();
         let v = genlab_core::tensors::to_f32_vec(shown);
         let out = StepOutput {
             loss: v[0] as f64,

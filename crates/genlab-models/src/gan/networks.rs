@@ -83,6 +83,17 @@ impl Generator {
         }
     }
 
+    /// Commits the batch-norm running statistics of this thread's last training forward pass.
+    /// burn's `RunningState` keeps an update pending until the next one and writes out only the
+    /// committed value, so without this a checkpoint would hold statistics one step old and a
+    /// resumed run would drift from an uninterrupted one.
+    pub fn sync_running_statistics(&self) {
+        for bn in std::iter::once(&self.project_norm).chain(&self.norms) {
+            bn.running_mean.value_sync();
+            bn.running_var.value_sync();
+        }
+    }
+
     /// # Shapes
     /// `z: [batch, latent_dim]`, `labels: [batch]` (conditional) -> `[batch, c, size, size]` in
     /// [-1, 1]

@@ -37,7 +37,16 @@ fn defaults_fill_in_and_overrides_apply() {
 
 #[test]
 fn shipped_configs_parse() {
-    for name in ["mnist-vae", "mnist-lenet", "moons-realnvp", "mnist-realnvp", "mnist-glow"] {
+    for name in [
+        "mnist-vae",
+        "mnist-lenet",
+        "moons-realnvp",
+        "mnist-realnvp",
+        "mnist-glow",
+        "mnist-dcgan",
+        "mnist-cgan",
+        "fashion-dcgan",
+    ] {
         let p = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../../configs/{name}.toml"));
         Experiment::load(&p, &[]).unwrap();
     }
