@@ -27,18 +27,14 @@ def mnist_train_images(n):
         return np.frombuffer(f.read(), dtype=np.uint8, offset=16)[: n * 784].reshape(n, 784)
 
 
-def time_steps(model, loss_fn, a):
-    """Adam (lr 1e-3, eps 1e-8) steps on `loss_fn()`; prints median/min/max step time and the
-    first and last loss. Reading the loss with .item() ends each step, as genlab's does."""
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3, eps=1e-8)
+def time_loop(step, a):
+    """Runs `step()` (one whole training step, returning its loss as a float read from the tensor,
+    which ends the step as genlab's host read does) warmup + steps times; prints the median, least
+    and greatest step time and the first and last loss."""
     times, losses = [], []
     for i in range(a.warmup + a.steps):
         t0 = time.perf_counter()
-        loss = loss_fn()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        lv = loss.item()
+        lv = step()
         ms = (time.perf_counter() - t0) * 1e3
         losses.append(lv)
         if i >= a.warmup:
@@ -46,3 +42,17 @@ def time_steps(model, loss_fn, a):
     times.sort()
     print(f"RESULT impl=pytorch-{torch.__version__} median_ms={times[len(times) // 2]:.3f} "
           f"min_ms={times[0]:.3f} max_ms={times[-1]:.3f} loss_first={losses[0]:.3f} loss_last={losses[-1]:.3f}")
+
+
+def time_steps(model, loss_fn, a):
+    """Adam (lr 1e-3, eps 1e-8) steps on `loss_fn()`, timed by `time_loop`."""
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3, eps=1e-8)
+
+    def step():
+        loss = loss_fn()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        return loss.item()
+
+    time_loop(step, a)

@@ -10,7 +10,7 @@ use crate::images::{EvalImages, ImageBatches, Splits};
 use crate::plots::{density_panels, DensityPanel};
 use crate::report::{goal_verdict, split_name, write_report, LossCurve, ReportInputs};
 use crate::run::{evaluate_trained, single_optimizer, train, DataFacts, EvalContext, Finished, Mode, RunDir, Target};
-use crate::sample_metrics::{sample_metrics_if_asked, Generated, SampleMetrics};
+use crate::sample_metrics::{report_section, sample_metrics_if_asked, Generated, SampleMetrics};
 use burn::module::Module;
 use burn::tensor::{Device, TensorData};
 use burn::Tensor;
@@ -278,15 +278,7 @@ pub(crate) fn eval_images_and_report(
         e.seed,
         flow.dims()
     );
-    match (&eval.samples, &eval.samples_skipped) {
-        (Some(sm), _) => metrics.push_str(&sm.markdown(exp)),
-        (None, Some(why)) => {
-            let _ = writeln!(metrics, "## Sample metrics\n\nSkipped: {why}.\n");
-        }
-        (None, None) => {
-            let _ = writeln!(metrics, "## Sample metrics\n\nNot asked for (`eval.metric_samples = 0`).\n");
-        }
-    }
+    metrics.push_str(&report_section(exp, eval.samples.as_ref(), eval.samples_skipped.as_deref(), cx.run_dir));
     let goal = goal_verdict(exp, |g| match g {
         GoalMetric::BitsPerDim => Some(bpd),
         GoalMetric::NllNats => Some(eval.likelihood.nll_nats),

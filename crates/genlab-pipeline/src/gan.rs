@@ -9,7 +9,7 @@ use crate::images::{ImageBatches, LabelledBatches, Splits};
 use crate::plots::{line_plot, Series};
 use crate::report::{goal_verdict, write_report, LossCurve, ReportInputs};
 use crate::run::{evaluate_trained, train, EvalContext, Finished, RunDir};
-use crate::sample_metrics::{sample_metrics_if_asked, Generated, SampleMetrics};
+use crate::sample_metrics::{report_section, sample_metrics_if_asked, Generated, SampleMetrics};
 use burn::tensor::Device;
 use burn::Tensor;
 use genlab_core::grid::{save_grid, save_images, ImageBatch};
@@ -371,15 +371,7 @@ pub(crate) fn eval_and_report(cx: &EvalContext<'_>, gan: &Gan, splits: &Splits) 
         }
         (None, None) => {}
     }
-    match (&eval.samples, &eval.samples_skipped) {
-        (Some(sm), _) => metrics.push_str(&sm.markdown(exp)),
-        (None, Some(why)) => {
-            let _ = writeln!(metrics, "## Sample metrics\n\nSkipped: {why}.\n");
-        }
-        (None, None) => {
-            let _ = writeln!(metrics, "## Sample metrics\n\nNot asked for (`eval.metric_samples = 0`).\n");
-        }
-    }
+    metrics.push_str(&report_section(exp, eval.samples.as_ref(), eval.samples_skipped.as_deref(), cx.run_dir));
     let ModelConfig::Gan(g) = &exp.model else { unreachable!("a GAN run holds a GAN config") };
     let model = format!(
         "DCGAN, {:?} loss, latent {}, generator {:?}, discriminator {:?}{}{}, n_critic {}",

@@ -191,6 +191,24 @@ pub(crate) fn sample_metrics_if_asked(
     }
 }
 
+/// The report's sample-metrics section: the metrics with their protocol, why they were skipped
+/// (and how to add them later), or that they were not asked for.
+pub(crate) fn report_section(
+    exp: &Experiment,
+    metrics: Option<&SampleMetrics>,
+    skipped: Option<&str>,
+    run_dir: &Path,
+) -> String {
+    match (metrics, skipped) {
+        (Some(m), _) => m.markdown(exp),
+        (None, Some(why)) => format!(
+            "## Sample metrics\n\nSkipped: {why}. Run `genlab eval {}` once the weights are there.\n\n",
+            run_dir.display()
+        ),
+        (None, None) => "## Sample metrics\n\nNot asked for (`eval.metric_samples = 0`).\n\n".to_string(),
+    }
+}
+
 /// Generated images: 8-bit-range pixels `[n, c, h, w]` and what they are, in words.
 pub struct Generated {
     pub pixels: Vec<f32>,

@@ -9,7 +9,7 @@ use crate::images::{EvalImages, ImageBatches, Splits};
 use crate::plots::scatter_by_class;
 use crate::report::{goal_verdict, split_name, write_report, LossCurve, ReportInputs};
 use crate::run::{evaluate_trained, single_optimizer, train, EvalContext, Finished, RunDir};
-use crate::sample_metrics::{sample_metrics_if_asked, Generated, SampleMetrics};
+use crate::sample_metrics::{report_section, sample_metrics_if_asked, Generated, SampleMetrics};
 use burn::tensor::Device;
 use burn::Tensor;
 use genlab_core::grid::{save_grid, save_images, ImageBatch};
@@ -359,18 +359,6 @@ fn metrics_markdown(exp: &Experiment, cx: &EvalContext<'_>, eval: &VaeEval) -> S
         m.iwae_k,
         dims
     );
-    match (&eval.samples, &eval.samples_skipped) {
-        (Some(sm), _) => s.push_str(&sm.markdown(exp)),
-        (None, Some(why)) => {
-            let _ = writeln!(
-                s,
-                "## Sample metrics\n\nSkipped: {why}. Run `genlab eval {}` once the weights are there.\n",
-                cx.run_dir.display()
-            );
-        }
-        (None, None) => {
-            let _ = writeln!(s, "## Sample metrics\n\nNot asked for (`eval.metric_samples = 0`).\n");
-        }
-    }
+    s.push_str(&report_section(exp, eval.samples.as_ref(), eval.samples_skipped.as_deref(), cx.run_dir));
     s
 }
