@@ -3,8 +3,9 @@
 //! discriminator of stride-2 convolutions with LeakyReLU(0.2), no batch norm, optionally
 //! spectrally normalised (Miyato et al. 2018). Both can be class-conditional: the generator
 //! concatenates a learned label embedding to `z`, the discriminator adds the projection term
-//! `<embed(y), phi(x)>` to its logit, with `phi(x)` its last features summed over positions
-//! (Miyato & Koyama 2018, <https://arxiv.org/abs/1802.05637>).
+//! `<embed(y), phi(x)>` to its logit (Miyato & Koyama 2018, <https://arxiv.org/abs/1802.05637>),
+//! here with `phi(x)` the flattened last features the logit reads (the paper pools them; two
+//! pooled variants tried on MNIST did not learn the classes in 1,000 steps, see the README).
 
 use burn::module::{Module, Param};
 use burn::nn::conv::{Conv2d, Conv2dConfig, ConvTranspose2d, ConvTranspose2dConfig};
@@ -131,7 +132,7 @@ pub struct Discriminator {
     /// `phi(x) -> logit`, weight `[features, 1]`.
     pub out: Linear,
     pub out_sn: SnWeights,
-    /// The projection discriminator's class embedding, `[classes, channels of the last conv]`.
+    /// The projection discriminator's class embedding, `[classes, features]`.
     pub embed: Option<Param<Tensor<2>>>,
 }
 
@@ -159,17 +160,12 @@ impl Discriminator {
         }
         let side = size >> channels.len();
         let features = c_in * side * side;
-        // The embedding starts as a dense layer's weights (bound 1/sqrt(channels)), so the
-        // projection term starts no larger than the logit.
-        let bound = 1.0 / (c_in as f32).sqrt();
-        let embed = classes
-            .map(|k| Param::from_data(TensorData::new(rng.symmetric_uniform_vec(k * c_in, bound), [k, c_in]), device));
         Discriminator {
             convs,
             conv_sn,
             out: init::linear(rng, features, 1, device),
             out_sn: SnWeights { sn: spectral_norm.then(|| SpectralNorm::new(rng, 1, device)) },
-            embed,
+            embed: classes.map(|k| embedding_table(rng, k, features, device)),
         }
     }
 
@@ -191,8 +187,6 @@ impl Discriminator {
             h = leaky_relu(conv2d(h, w, conv.bias.as_ref().map(|b| b.val()), opts), 0.2);
             // halves the side
         }
-        let [_, c, _, _] = h.dims();
-        let pooled = h.clone().sum_dim(2).sum_dim(3).reshape([n, c]); // [batch, channels]
         let phi = h.flatten::<2>(1, 3); // [batch, features]
                                         // burn's Linear weight is [in, out]; spectral norm views it as [out, in].
         let w = self.out.weight.val();
@@ -200,9 +194,9 @@ impl Discriminator {
             Some(s) => s.normalize_weight(w.transpose(), 1, update).0.transpose(),
             None => w,
         };
-        let logit = linear(phi, w, self.out.bias.as_ref().map(|b| b.val())).reshape([n]);
+        let logit = linear(phi.clone(), w, self.out.bias.as_ref().map(|b| b.val())).reshape([n]);
         match (&self.embed, labels) {
-            (Some(table), Some(y)) => logit + (lookup(table, y) * pooled).sum_dim(1).reshape([n]),
+            (Some(table), Some(y)) => logit + (lookup(table, y) * phi).sum_dim(1).reshape([n]),
             _ => logit,
         }
     }
