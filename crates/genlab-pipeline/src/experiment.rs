@@ -340,18 +340,16 @@ impl Experiment {
                 return err("train.ema", format!(" = {e}: expected a decay in [0, 1)"));
             }
         }
-        t.optimizer.validate("train.optimizer").map_err(|m| {
+        let key_and_message = |m: String| {
             let (k, rest) = m.split_once(' ').expect("optimizer messages start with the key");
             (k.to_string(), format!(" {rest}"))
-        })?;
+        };
+        t.optimizer.validate("train.optimizer").map_err(key_and_message)?;
         if let Some(d) = &t.discriminator_optimizer {
             if !matches!(self.model, ModelConfig::Gan(_)) {
                 return err("train.discriminator_optimizer", ": only a GAN has a discriminator".into());
             }
-            d.validate("train.discriminator_optimizer").map_err(|m| {
-                let (k, rest) = m.split_once(' ').expect("optimizer messages start with the key");
-                (k.to_string(), format!(" {rest}"))
-            })?;
+            d.validate("train.discriminator_optimizer").map_err(key_and_message)?;
         }
         if !(0.0..=1.0).contains(&t.schedule.min_ratio) {
             return err("train.schedule.min_ratio", format!(" = {}: expected a value in [0, 1]", t.schedule.min_ratio));
@@ -464,18 +462,6 @@ impl Experiment {
                 if goal.is_some_and(|g| g != GoalMetric::Fid) {
                     return err("problem.goal.metric", ": a GAN has no likelihood; it is judged by \"fid\"".into());
                 }
-                if goal == Some(GoalMetric::Fid) && e.metric_samples == 0 {
-                    return err(
-                        "problem.goal.metric",
-                        " = \"fid\": needs eval.metric_samples (10000 is the usual count)".into(),
-                    );
-                }
-                if self.deploy.feature_network.is_some() {
-                    return err(
-                        "deploy.feature_network",
-                        ": only a classifier run can be installed as a feature network".into(),
-                    );
-                }
             }
             ModelConfig::Flow(f) => {
                 f.check().map_err(model_err)?;
@@ -512,12 +498,6 @@ impl Experiment {
                             " = \"bits_per_dim\": 2-D points are judged by nll_nats".into(),
                         )
                     }
-                    Some(GoalMetric::Fid) if e.metric_samples == 0 => {
-                        return err(
-                            "problem.goal.metric",
-                            " = \"fid\": needs eval.metric_samples (10000 is the usual count)".into(),
-                        )
-                    }
                     _ => {}
                 }
                 if toy.is_some() && e.metric_samples > 0 {
@@ -529,12 +509,6 @@ impl Experiment {
                         ),
                     );
                 }
-                if self.deploy.feature_network.is_some() {
-                    return err(
-                        "deploy.feature_network",
-                        ": only a classifier run can be installed as a feature network".into(),
-                    );
-                }
             }
             ModelConfig::Vae(v) => {
                 v.check().map_err(model_err)?;
@@ -544,23 +518,8 @@ impl Experiment {
                         " = \"bernoulli\": needs pixels in [0, 1]; add \"scale_unit\" to data.transforms".into(),
                     );
                 }
-                match goal {
-                    Some(GoalMetric::Accuracy | GoalMetric::BitsPerDim) => {
-                        return err("problem.goal.metric", ": a VAE is judged by nll_nats, neg_elbo_nats or fid".into())
-                    }
-                    Some(GoalMetric::Fid) if e.metric_samples == 0 => {
-                        return err(
-                            "problem.goal.metric",
-                            " = \"fid\": needs eval.metric_samples (10000 is the usual count)".into(),
-                        )
-                    }
-                    _ => {}
-                }
-                if self.deploy.feature_network.is_some() {
-                    return err(
-                        "deploy.feature_network",
-                        ": only a classifier run can be installed as a feature network".into(),
-                    );
+                if matches!(goal, Some(GoalMetric::Accuracy | GoalMetric::BitsPerDim)) {
+                    return err("problem.goal.metric", ": a VAE is judged by nll_nats, neg_elbo_nats or fid".into());
                 }
             }
             ModelConfig::Classifier(c) => {
@@ -599,6 +558,19 @@ impl Experiment {
                     }
                 }
             }
+        }
+        // Checks every generative family shares.
+        if goal == Some(GoalMetric::Fid) && e.metric_samples == 0 {
+            return err(
+                "problem.goal.metric",
+                " = \"fid\": needs eval.metric_samples (10000 is the usual count)".into(),
+            );
+        }
+        if self.deploy.feature_network.is_some() && !matches!(self.model, ModelConfig::Classifier(_)) {
+            return err(
+                "deploy.feature_network",
+                ": only a classifier run can be installed as a feature network".into(),
+            );
         }
         Ok(())
     }

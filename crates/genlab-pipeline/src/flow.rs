@@ -6,7 +6,7 @@
 
 use crate::error::{PipelineError, Result};
 use crate::experiment::{Experiment, GoalMetric, ModelConfig};
-use crate::images::{EvalImages, ImageBatches, Splits};
+use crate::images::{sample_in_chunks, EvalImages, ImageBatches, Splits, SAMPLE_CHUNK};
 use crate::plots::{density_panels, DensityPanel};
 use crate::report::{goal_verdict, split_name, write_report, LossCurve, ReportInputs};
 use crate::run::{evaluate_trained, single_optimizer, train, DataFacts, EvalContext, Finished, Mode, RunDir, Target};
@@ -31,8 +31,6 @@ use std::time::Instant;
 const DEQUANT_STREAM: u64 = 0xde9a;
 /// The samples' stream.
 const SAMPLE_STREAM: u64 = 0x5a3f;
-/// Samples decoded per call.
-const SAMPLE_CHUNK: usize = 500;
 /// Examples of the data-dependent initialisation (Glow's ActNorm).
 const INIT_EXAMPLES: usize = 512;
 /// Temperatures of the temperature figure.
@@ -121,24 +119,18 @@ fn host(t: Tensor<4>) -> ImageBatch {
     ImageBatch::new(v, n, c, h, w)
 }
 
-/// `n` samples at `temperature` in chunks, each handed to `sink` with its first index.
+/// `n` samples at `temperature` in chunks, each handed to `sink` with its first index (a progress
+/// bar when they take more than one chunk).
 fn sample_chunks(
     flow: &Flow,
     n: usize,
     seed: u64,
     temperature: f64,
     device: &Device,
-    mut sink: impl FnMut(ImageBatch, usize) -> Result<()>,
+    sink: impl FnMut(ImageBatch, usize) -> Result<()>,
 ) -> Result<()> {
     let mut rng = SeededRng::stream(seed, SAMPLE_STREAM);
-    let mut progress = if n > SAMPLE_CHUNK { Progress::new("samples", n as u64, 0) } else { Progress::hidden() };
-    for start in (0..n).step_by(SAMPLE_CHUNK) {
-        let k = SAMPLE_CHUNK.min(n - start);
-        sink(host(flow.sample(k, temperature, &mut rng, device)), start)?;
-        progress.update((start + k) as u64, "images");
-    }
-    progress.finish();
-    Ok(())
+    sample_in_chunks(n, n > SAMPLE_CHUNK, |_, k| host(flow.sample(k, temperature, &mut rng, device)), sink)
 }
 
 /// A grid of `n` samples at `temperature`.

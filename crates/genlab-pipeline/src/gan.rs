@@ -5,7 +5,7 @@
 
 use crate::error::Result;
 use crate::experiment::{Experiment, GoalMetric, ModelConfig};
-use crate::images::{ImageBatches, LabelledBatches, Splits};
+use crate::images::{sample_in_chunks, ImageBatches, LabelledBatches, Splits};
 use crate::plots::{line_plot, Series};
 use crate::report::{goal_verdict, write_report, LossCurve, ReportInputs};
 use crate::run::{evaluate_trained, train, EvalContext, Finished, RunDir};
@@ -13,7 +13,6 @@ use crate::sample_metrics::{report_section, sample_metrics_if_asked, Generated, 
 use burn::tensor::Device;
 use burn::Tensor;
 use genlab_core::grid::{save_grid, save_images, ImageBatch};
-use genlab_core::progress::Progress;
 use genlab_core::tensors::to_f32_vec;
 use genlab_core::SeededRng;
 use genlab_data::DatasetName;
@@ -28,8 +27,6 @@ use std::path::{Path, PathBuf};
 const FIXED_STREAM: u64 = 0xf1ed;
 /// The samples' stream (metrics, `genlab sample`).
 const SAMPLE_STREAM: u64 = 0x5a40;
-/// Samples drawn per generator call.
-const SAMPLE_CHUNK: usize = 500;
 /// Samples of the collapse monitor at each evaluation step.
 const MONITOR_SAMPLES: usize = 1000;
 
@@ -69,7 +66,7 @@ impl BatchSource for GanBatches {
 
 /// The class of each of `n` samples: cycling through the classes for a conditional GAN.
 fn cycling_labels(gan: &Gan, n: usize) -> Option<Vec<usize>> {
-    let k = gan.generator.embed.as_ref()?.dims()[0];
+    let k = gan.classes()?;
     Some((0..n).map(|i| i % k).collect())
 }
 
@@ -79,7 +76,7 @@ fn host(t: Tensor<4>) -> ImageBatch {
     ImageBatch::new(to_f32_vec(((t + 1.0) * 0.5).clamp(0.0, 1.0)), n, c, h, w)
 }
 
-/// `n` samples (of `labels`' classes, when given) from `stream`, in chunks handed to `sink`.
+/// `n` samples (of `labels`' classes, when given) drawn from `rng`, in chunks handed to `sink`.
 fn sample_chunks(
     gan: &Gan,
     n: usize,
@@ -87,17 +84,10 @@ fn sample_chunks(
     rng: &mut SeededRng,
     device: &Device,
     progress: bool,
-    mut sink: impl FnMut(ImageBatch, usize) -> Result<()>,
+    sink: impl FnMut(ImageBatch, usize) -> Result<()>,
 ) -> Result<()> {
-    let mut bar = if progress { Progress::new("samples", n as u64, 0) } else { Progress::hidden() };
-    for start in (0..n).step_by(SAMPLE_CHUNK) {
-        let k = SAMPLE_CHUNK.min(n - start);
-        let l = labels.map(|l| &l[start..start + k]);
-        sink(host(gan.sample(k, l, rng, device)), start)?;
-        bar.update((start + k) as u64, "images");
-    }
-    bar.finish();
-    Ok(())
+    let draw = |start: usize, k: usize| host(gan.sample(k, labels.map(|l| &l[start..start + k]), rng, device));
+    sample_in_chunks(n, progress, draw, sink)
 }
 
 /// `n` samples as 8-bit values, as their PNG files hold them.
@@ -122,10 +112,7 @@ fn sample_pixels(
 pub fn fixed_grid(gan: &Gan, n: usize, seed: u64, device: &Device, path: &Path) -> Result<()> {
     let labels = cycling_labels(gan, n);
     let x = gan.sample(n, labels.as_deref(), &mut SeededRng::stream(seed, FIXED_STREAM), device);
-    let cols = match &labels {
-        Some(_) => gan.generator.embed.as_ref().map_or(8, |e| e.dims()[0]),
-        None => (n as f64).sqrt().ceil() as usize,
-    };
+    let cols = gan.classes().unwrap_or((n as f64).sqrt().ceil() as usize);
     save_grid(&host(x), cols, path)?;
     Ok(())
 }
@@ -174,17 +161,10 @@ pub struct ClassStats {
     pub conditional_accuracy: Option<f64>,
 }
 
-fn class_stats(
-    net: &LenetExtractor,
-    gan: &Gan,
-    n: usize,
-    seed: u64,
-    device: &Device,
-    progress: bool,
-) -> Result<ClassStats> {
-    let labels = cycling_labels(gan, n);
-    let pixels = sample_pixels(gan, n, labels.as_deref(), seed, device, progress)?;
-    let predicted = net.classify(&pixels, n);
+/// The class statistics of `n` generated images (8-bit `pixels`), asked for `labels` when
+/// conditional.
+fn class_stats(net: &LenetExtractor, pixels: &[f32], labels: Option<&[usize]>, n: usize) -> ClassStats {
+    let predicted = net.classify(pixels, n);
     let k = net.card.classes;
     let mut counts = vec![0usize; k];
     predicted.iter().for_each(|&p| counts[p] += 1);
@@ -193,7 +173,7 @@ fn class_stats(
     let top_fraction = histogram.iter().copied().fold(0.0, f64::max);
     let conditional_accuracy =
         labels.map(|l| l.iter().zip(&predicted).filter(|(a, b)| a == b).count() as f64 / n as f64);
-    Ok(ClassStats { samples: n, histogram, entropy, top_fraction, conditional_accuracy })
+    ClassStats { samples: n, histogram, entropy, top_fraction, conditional_accuracy }
 }
 
 /// The MNIST LeNet when the data are MNIST digits and the network is installed.
@@ -244,7 +224,9 @@ pub(crate) fn run_phases(
         fixed_grid(m, e.samples, e.seed, &eval_device, &samples_dir.join(format!("step-{step:06}.png")))
             .map_err(fail)?;
         let Ok(net) = &monitor else { return Ok(vec![]) };
-        let s = class_stats(net, m, MONITOR_SAMPLES, e.seed, &eval_device, false).map_err(fail)?;
+        let labels = cycling_labels(m, MONITOR_SAMPLES);
+        let pixels = sample_pixels(m, MONITOR_SAMPLES, labels.as_deref(), e.seed, &eval_device, false).map_err(fail)?;
+        let s = class_stats(net, &pixels, labels.as_deref(), MONITOR_SAMPLES);
         let mut out =
             vec![("class_entropy".to_string(), s.entropy), ("top_class_fraction".to_string(), s.top_fraction)];
         out.extend(s.conditional_accuracy.map(|a| ("conditional_accuracy".to_string(), a)));
@@ -277,10 +259,15 @@ pub(crate) fn eval_and_report(cx: &EvalContext<'_>, gan: &Gan, splits: &Splits) 
             .to_string(),
         PathBuf::from("samples/samples.png"),
     ));
+    // One draw serves the class statistics and the sample metrics: the first `metric_samples` of
+    // `n` seeded samples are the images a draw of `metric_samples` alone gives.
+    let n = e.metric_samples.max(MONITOR_SAMPLES);
+    let labels = cycling_labels(gan, n);
+    let mut drawn: Option<Vec<f32>> = None;
     let (classes, classes_skipped) = match monitor_network(exp, cx.info.data_shape, &cx.device) {
         Ok(net) => {
-            let n = e.metric_samples.max(MONITOR_SAMPLES);
-            let s = class_stats(&net, gan, n, e.seed, &cx.device, true)?;
+            let pixels = drawn.insert(sample_pixels(gan, n, labels.as_deref(), e.seed, &cx.device, true)?);
+            let s = class_stats(&net, pixels, labels.as_deref(), n);
             eprintln!(
                 "classes of {n} samples: entropy {:.3} nats (uniform: {:.3}), largest class {:.3}{}",
                 s.entropy,
@@ -293,9 +280,13 @@ pub(crate) fn eval_and_report(cx: &EvalContext<'_>, gan: &Gan, splits: &Splits) 
         Err(why) => (None, Some(why)),
     };
     let (samples, samples_skipped) = sample_metrics_if_asked(cx, splits, &mut figs, || {
-        let labels = cycling_labels(gan, e.metric_samples);
+        let mut pixels = match drawn.take() {
+            Some(p) => p,
+            None => sample_pixels(gan, e.metric_samples, labels.as_deref(), e.seed, &cx.device, true)?,
+        };
+        pixels.truncate(e.metric_samples * cx.info.data_shape.iter().product::<usize>());
         Ok(Generated {
-            pixels: sample_pixels(gan, e.metric_samples, labels.as_deref(), e.seed, &cx.device, true)?,
+            pixels,
             n: e.metric_samples,
             shape: cx.info.data_shape,
             description: if gan.conditional() {

@@ -5,6 +5,8 @@ use crate::error::{PipelineError, Result};
 use crate::experiment::{DataConfig, Validation};
 use burn::tensor::{Device, Int, TensorData};
 use burn::Tensor;
+use genlab_core::grid::ImageBatch;
+use genlab_core::progress::Progress;
 use genlab_core::SeededRng;
 use genlab_data::{BatchLoader, ImageSet, LabelledBatch, LoaderState, Split, Transform};
 use genlab_train::BatchSource;
@@ -203,6 +205,29 @@ impl EvalImages {
         let [c, h, w] = self.shape;
         Tensor::from_data(TensorData::new(self.data[start * len..end * len].to_vec(), [end - start, c, h, w]), device)
     }
+}
+
+/// Generated images drawn per generator call when many are asked for.
+pub(crate) const SAMPLE_CHUNK: usize = 500;
+
+/// `n` generated images drawn `SAMPLE_CHUNK` at a time by `draw(start, count)`, each chunk handed
+/// to `sink` with the index of its first image, with a "samples" progress bar when `progress`.
+/// The chunks are the same whatever the sink, so a seeded draw gives the same images to a grid,
+/// a folder and the sample metrics.
+pub(crate) fn sample_in_chunks(
+    n: usize,
+    progress: bool,
+    mut draw: impl FnMut(usize, usize) -> ImageBatch,
+    mut sink: impl FnMut(ImageBatch, usize) -> Result<()>,
+) -> Result<()> {
+    let mut bar = if progress { Progress::new("samples", n as u64, 0) } else { Progress::hidden() };
+    for start in (0..n).step_by(SAMPLE_CHUNK) {
+        let k = SAMPLE_CHUNK.min(n - start);
+        sink(draw(start, k), start)?;
+        bar.update((start + k) as u64, "images");
+    }
+    bar.finish();
+    Ok(())
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@
 
 use crate::error::Result;
 use crate::experiment::{Experiment, GoalMetric, ModelConfig};
-use crate::images::{EvalImages, ImageBatches, Splits};
+use crate::images::{sample_in_chunks, EvalImages, ImageBatches, Splits};
 use crate::plots::scatter_by_class;
 use crate::report::{goal_verdict, split_name, write_report, LossCurve, ReportInputs};
 use crate::run::{evaluate_trained, single_optimizer, train, EvalContext, Finished, RunDir};
@@ -91,8 +91,6 @@ pub fn sample_grid(vae: &Vae, n: usize, seed: u64, symmetric: bool, device: &Dev
 
 /// The prior samples' stream.
 const SAMPLE_STREAM: u64 = 0x5a3e;
-/// Samples drawn per decoder call when many are asked for.
-const SAMPLE_CHUNK: usize = 500;
 
 /// `n` prior samples drawn `SAMPLE_CHUNK` at a time, each chunk handed to `sink` with the index of
 /// its first sample, with a progress bar. The same seed gives the same samples whatever the sink.
@@ -102,17 +100,10 @@ fn sample_chunks(
     seed: u64,
     symmetric: bool,
     device: &Device,
-    mut sink: impl FnMut(ImageBatch, usize) -> Result<()>,
+    sink: impl FnMut(ImageBatch, usize) -> Result<()>,
 ) -> Result<()> {
     let mut rng = SeededRng::stream(seed, SAMPLE_STREAM);
-    let mut progress = Progress::new("samples", n as u64, 0);
-    for start in (0..n).step_by(SAMPLE_CHUNK) {
-        let k = SAMPLE_CHUNK.min(n - start);
-        sink(host_images(vae.sample(k, &mut rng, device), symmetric), start)?;
-        progress.update((start + k) as u64, "images");
-    }
-    progress.finish();
-    Ok(())
+    sample_in_chunks(n, true, |_, k| host_images(vae.sample(k, &mut rng, device), symmetric), sink)
 }
 
 /// `n` prior samples as PNG files in `dir`.

@@ -157,8 +157,13 @@ impl Gan {
         [c, side, side]
     }
 
+    /// The number of classes of a conditional GAN (`None` when unconditional).
+    pub fn classes(&self) -> Option<usize> {
+        self.generator.embed.as_ref().map(|e| e.dims()[0])
+    }
+
     pub fn conditional(&self) -> bool {
-        self.generator.embed.is_some()
+        self.classes().is_some()
     }
 
     /// Noise `[n, latent_dim]` from `rng`.
