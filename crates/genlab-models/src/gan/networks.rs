@@ -4,8 +4,8 @@
 //! spectrally normalised (Miyato et al. 2018). Both can be class-conditional: the generator
 //! concatenates a learned label embedding to `z`, the discriminator adds the projection term
 //! `<embed(y), phi(x)>` to its logit (Miyato & Koyama 2018, <https://arxiv.org/abs/1802.05637>),
-//! here with `phi(x)` the flattened last features the logit reads (the paper pools them; two
-//! pooled variants tried on MNIST did not learn the classes in 1,000 steps, see the README).
+//! here with `phi(x)` the flattened last features the logit reads (the paper sums them over
+//! positions; on MNIST that learned the classes less well, see the README's recipe study).
 
 use burn::module::{Module, Param};
 use burn::nn::conv::{Conv2d, Conv2dConfig, ConvTranspose2d, ConvTranspose2dConfig};
