@@ -19,30 +19,34 @@ pub struct Prdc {
 
 const BLOCK: usize = 1024;
 
-/// Distances between rows `r0..r1` of `x` and every row of `y`, `[r1 - r0, y.n]`, by
-/// `sqrt(max(|x|^2 - 2 x.y + |y|^2, 0))` as scikit-learn's `euclidean_distances`.
-fn distance_block(x: &Features, r0: usize, r1: usize, y: &Features, y_mat: &Mat<f64>, y_sq: &[f64]) -> Mat<f64> {
-    let xb = Mat::from_fn(r1 - r0, x.dim, |i, j| x.data[(r0 + i) * x.dim + j]);
-    let dot = &xb * y_mat.transpose();
-    Mat::from_fn(r1 - r0, y.n, |i, j| {
-        let xs: f64 = x.row(r0 + i).iter().map(|v| v * v).sum();
-        (xs - 2.0 * dot[(i, j)] + y_sq[j]).max(0.0).sqrt()
-    })
+/// A feature set as a matrix with each row's squared norm.
+struct Rows {
+    mat: Mat<f64>,
+    sq: Vec<f64>,
 }
 
-fn squares(f: &Features) -> Vec<f64> {
-    (0..f.n).map(|i| f.row(i).iter().map(|v| v * v).sum()).collect()
+impl Rows {
+    fn new(f: &Features) -> Self {
+        Rows { mat: f.to_mat(), sq: (0..f.n).map(|i| f.row(i).iter().map(|v| v * v).sum()).collect() }
+    }
+}
+
+/// Distances between rows `r0..r1` of `x` and every row of `y`, `[r1 - r0, y.n]`, by
+/// `sqrt(max(|x|^2 - 2 x.y + |y|^2, 0))` as scikit-learn's `euclidean_distances`.
+fn distance_block(x: &Rows, r0: usize, r1: usize, y: &Rows) -> Mat<f64> {
+    let dot = x.mat.subrows(r0, r1 - r0) * y.mat.transpose();
+    Mat::from_fn(r1 - r0, y.sq.len(), |i, j| (x.sq[r0 + i] - 2.0 * dot[(i, j)] + y.sq[j]).max(0.0).sqrt())
 }
 
 /// The distance from each sample to its k-th nearest other sample of the same set.
-fn radii(f: &Features, k: usize) -> Vec<f64> {
-    let (m, sq) = (f.to_mat(), squares(f));
-    let mut out = Vec::with_capacity(f.n);
-    for r0 in (0..f.n).step_by(BLOCK) {
-        let r1 = (r0 + BLOCK).min(f.n);
-        let d = distance_block(f, r0, r1, f, &m, &sq);
+fn radii(f: &Rows, k: usize) -> Vec<f64> {
+    let n = f.sq.len();
+    let mut out = Vec::with_capacity(n);
+    for r0 in (0..n).step_by(BLOCK) {
+        let r1 = (r0 + BLOCK).min(n);
+        let d = distance_block(f, r0, r1, f);
         for i in 0..r1 - r0 {
-            let mut row: Vec<f64> = (0..f.n).map(|j| d[(i, j)]).collect();
+            let mut row: Vec<f64> = (0..n).map(|j| d[(i, j)]).collect();
             // prdc takes the (k+1)-th smallest, the sample itself being the first.
             row.select_nth_unstable_by(k, f64::total_cmp);
             out.push(row[k]);
@@ -55,15 +59,15 @@ pub fn prdc(real: &Features, fake: &Features, k: usize) -> Result<Prdc> {
     real.check_pair(fake, "precision/recall")?;
     real.need("precision/recall", k + 1)?;
     fake.need("precision/recall", k + 1)?;
-    let (r_rad, f_rad) = (radii(real, k), radii(fake, k));
-    let (fake_m, fake_sq) = (fake.to_mat(), squares(fake));
+    let (real_rows, fake_rows) = (Rows::new(real), Rows::new(fake));
+    let (r_rad, f_rad) = (radii(&real_rows, k), radii(&fake_rows, k));
     let mut fake_in_real = vec![false; fake.n]; // precision
     let mut fake_count = vec![0usize; fake.n]; // density
     let mut real_in_fake = vec![false; real.n]; // recall
     let mut real_covered = vec![false; real.n]; // coverage
     for r0 in (0..real.n).step_by(BLOCK) {
         let r1 = (r0 + BLOCK).min(real.n);
-        let d = distance_block(real, r0, r1, fake, &fake_m, &fake_sq);
+        let d = distance_block(&real_rows, r0, r1, &fake_rows);
         for i in 0..r1 - r0 {
             let ri = r0 + i;
             let mut nearest = f64::INFINITY;
