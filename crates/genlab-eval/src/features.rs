@@ -37,6 +37,11 @@ impl Features {
         Mat::from_fn(self.n, self.dim, |i, j| self.data[i * self.dim + j])
     }
 
+    /// Each row's squared Euclidean norm.
+    pub(crate) fn squared_norms(&self) -> Vec<f64> {
+        (0..self.n).map(|i| self.row(i).iter().map(|v| v * v).sum()).collect()
+    }
+
     pub(crate) fn check_pair(&self, other: &Features, metric: &'static str) -> Result<()> {
         if self.dim != other.dim {
             return Err(EvalError::DimensionMismatch { metric, a: self.dim, b: other.dim });

@@ -7,7 +7,6 @@
 
 use crate::error::Result;
 use crate::features::Features;
-use faer::Mat;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -27,18 +26,16 @@ pub struct Memorisation {
 /// For each row of `queries`, its nearest row of `reference`: (index, Euclidean distance).
 pub fn nearest(queries: &Features, reference: &Features) -> Vec<(usize, f64)> {
     const BLOCK: usize = 1024;
-    let r = reference.to_mat();
-    let r_sq: Vec<f64> = (0..reference.n).map(|i| reference.row(i).iter().map(|v| v * v).sum()).collect();
+    let (r, q) = (reference.to_mat(), queries.to_mat());
+    let (r_sq, q_sq) = (reference.squared_norms(), queries.squared_norms());
     let mut out = Vec::with_capacity(queries.n);
     for q0 in (0..queries.n).step_by(BLOCK) {
         let q1 = (q0 + BLOCK).min(queries.n);
-        let q = Mat::from_fn(q1 - q0, queries.dim, |i, j| queries.data[(q0 + i) * queries.dim + j]);
-        let dot = &q * r.transpose();
+        let dot = q.subrows(q0, q1 - q0) * r.transpose();
         for i in 0..q1 - q0 {
-            let q_sq: f64 = queries.row(q0 + i).iter().map(|v| v * v).sum();
             let (mut best, mut at) = (f64::INFINITY, 0);
             for j in 0..reference.n {
-                let d = q_sq - 2.0 * dot[(i, j)] + r_sq[j];
+                let d = q_sq[q0 + i] - 2.0 * dot[(i, j)] + r_sq[j];
                 if d < best {
                     (best, at) = (d, j);
                 }

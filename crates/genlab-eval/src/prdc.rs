@@ -27,7 +27,7 @@ struct Rows {
 
 impl Rows {
     fn new(f: &Features) -> Self {
-        Rows { mat: f.to_mat(), sq: (0..f.n).map(|i| f.row(i).iter().map(|v| v * v).sum()).collect() }
+        Rows { mat: f.to_mat(), sq: f.squared_norms() }
     }
 }
 
