@@ -21,7 +21,6 @@ Usage: python bench/cgan_recipes.py --lenet ~/.cache/genlab/weights/mnist_lenet.
 """
 import argparse
 import copy
-import gzip
 import json
 import os
 import struct
@@ -32,7 +31,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-HERE = os.path.dirname(os.path.abspath(__file__))
+from step_timing import read_mnist
+
 
 BASE = dict(conditional=True, loss="hinge", sn=True, g_lr=2e-4, d_lr=4e-4, betas=(0.5, 0.999), proj="flat",
             embed_init="normal", embed_sn=False, n_critic=1, g_embed_dim=64)
@@ -53,14 +53,6 @@ RECIPES = {
     "cgan-beta0-sn-embed": dict(BASE, embed_sn=True, **BETA0),
     "cgan-beta0-sn-embed-ncritic2": dict(BASE, embed_sn=True, betas=(0.0, 0.9), g_lr=2e-4, d_lr=2e-4, n_critic=2),
 }
-
-
-def read_idx(name):
-    with gzip.open(os.path.join(HERE, "..", "data", "mnist", name)) as f:
-        data = f.read()
-    magic = struct.unpack(">I", data[:4])[0]
-    dims = struct.unpack(">" + "I" * (magic & 0xFF), data[4:4 + 4 * (magic & 0xFF)])
-    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * len(dims)).reshape(dims)
 
 
 def load_safetensors(path):
@@ -266,9 +258,9 @@ def main():
     args.eval_at = set(args.eval_at)
     torch.set_num_threads(args.threads)
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    images = torch.from_numpy(read_idx("train-images-idx3-ubyte.gz").astype(np.float32) / 127.5 - 1).to(device)
-    labels = torch.from_numpy(read_idx("train-labels-idx1-ubyte.gz").astype(np.int64)).to(device)
-    test = torch.from_numpy(read_idx("t10k-images-idx3-ubyte.gz").astype(np.float32) / 255).to(device)
+    images = torch.from_numpy(read_mnist("train-images-idx3-ubyte.gz").astype(np.float32) / 127.5 - 1).to(device)
+    labels = torch.from_numpy(read_mnist("train-labels-idx1-ubyte.gz").astype(np.int64)).to(device)
+    test = torch.from_numpy(read_mnist("t10k-images-idx3-ubyte.gz").astype(np.float32) / 255).to(device)
     lenet = Lenet(args.lenet, device)
     test_feats = lenet(test[:, None])[0]
     train_feats = lenet((images[:10000, None] + 1) / 2)[0]

