@@ -27,8 +27,10 @@ fn main() {
     let x: Vec<f32> = mnist.batch(&(0..64).collect::<Vec<_>>()).data.into_iter().map(|p| p / 127.5 - 1.0).collect();
     let x: Tensor<4> = Tensor::from_data(TensorData::new(x, [64, 1, 28, 28]), &device);
     let cfg = OptimizerConfig { lr: 2e-4, betas: [0.5, 0.999], ..Default::default() };
-    let mut opt =
-        Optimizers::new(vec![Optimizer::new("generator", cfg, None), Optimizer::new("discriminator", cfg, None)]);
+    let mut opt = Optimizers::new(vec![
+        Optimizer::new(genlab_models::gan::GENERATOR, cfg, None),
+        Optimizer::new(genlab_models::gan::DISCRIMINATOR, cfg, None),
+    ]);
     time_steps(spec, warmup, steps, |step| {
         let mut ctx = StepContext { optimizers: &mut opt, rng: &mut rng, step, device: &device };
         let (m, out) = gan.take().expect("the model is put back each step").train_step((x.clone(), None), &mut ctx);

@@ -36,7 +36,7 @@ struct RunArgs {
 
 impl RunArgs {
     fn options(self) -> RunOptions {
-        RunOptions { run_dir: self.run_dir, device: self.device, overrides: self.set }
+        RunOptions { run_dir: self.run_dir, device: self.device, overrides: self.set, ..Default::default() }
     }
 }
 
@@ -69,7 +69,9 @@ enum Command {
         #[arg(long)]
         device: Option<DeviceSpec>,
     },
-    /// Samples from a run's latest weights: a PNG grid, a folder of PNGs, or (2-D flows) points.
+    /// Samples from a run's latest weights: a PNG grid, a folder of PNGs, (2-D points) a CSV file
+    /// or a scatter plot, (text) a text file. Each option is checked against what the run's family
+    /// can honour.
     Sample {
         run: PathBuf,
         #[arg(short = 'n', default_value_t = 64)]
@@ -79,18 +81,19 @@ enum Command {
         /// A PNG file (grid) or a new directory (folder).
         #[arg(short = 'o', long = "out", default_value = "samples.png")]
         out: PathBuf,
-        /// `grid`: one PNG; `folder`: one PNG per sample, for `genlab fid`.
+        /// `grid`: one file; `folder`: one PNG per sample, for `genlab fid`.
         #[arg(long, default_value = "grid")]
         format: Format,
-        /// A flow's sampling temperature (the prior's standard deviation); the run's
-        /// `eval.temperature` when absent.
-        #[arg(long)]
-        temperature: Option<f64>,
-        /// The class a conditional GAN is asked for (0-based, as the dataset numbers its labels).
-        #[arg(long)]
-        class: Option<usize>,
+        #[command(flatten)]
+        request: RequestArgs,
         #[arg(long)]
         device: Option<DeviceSpec>,
+    },
+    /// The model families: each one's data, `[model]` keys with their defaults, metrics, and what
+    /// it generates.
+    Families {
+        /// One family (all when absent).
+        name: Option<String>,
     },
     /// FID between two folders of images (PNG/JPEG), with its protocol; `--all` adds KID,
     /// precision/recall, density/coverage (and Inception Scores with `--features lenet`).
@@ -126,6 +129,58 @@ enum Command {
         #[command(subcommand)]
         command: WeightsCommand,
     },
+}
+
+/// What `genlab sample` asks of the family beyond count and seed.
+#[derive(clap::Args)]
+struct RequestArgs {
+    /// Sampling temperature: a flow's prior standard deviation (the run's `model.temperature`
+    /// when absent).
+    #[arg(long)]
+    temperature: Option<f64>,
+    /// The class a conditional model is asked for (0-based, as the dataset numbers its labels).
+    #[arg(long)]
+    class: Option<usize>,
+    /// Sampler steps (diffusion).
+    #[arg(long)]
+    steps: Option<usize>,
+    /// Classifier-free guidance scale (diffusion).
+    #[arg(long)]
+    guidance: Option<f64>,
+    /// A prompt to continue (language models).
+    #[arg(long)]
+    prompt: Option<String>,
+    /// Tokens to generate (language models).
+    #[arg(long)]
+    max_tokens: Option<usize>,
+    /// Stop after this string (language models; repeatable).
+    #[arg(long)]
+    stop: Vec<String>,
+    /// Sample from the k most likely tokens (language models).
+    #[arg(long)]
+    top_k: Option<usize>,
+    /// Sample from the smallest set of tokens holding this probability (language models).
+    #[arg(long)]
+    top_p: Option<f64>,
+}
+
+impl RequestArgs {
+    fn request(self, count: usize, seed: u64) -> genlab_pipeline::GenerateRequest {
+        genlab_pipeline::GenerateRequest {
+            count,
+            seed,
+            class: self.class,
+            temperature: self.temperature,
+            steps: self.steps,
+            guidance: self.guidance,
+            partial: None,
+            prompt: self.prompt,
+            max_tokens: self.max_tokens,
+            stop: self.stop,
+            top_k: self.top_k,
+            top_p: self.top_p,
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -214,11 +269,14 @@ fn finished(f: Finished) -> ExitCode {
 
 fn run() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
+    let events: genlab_pipeline::Events = std::sync::Arc::new(genlab_pipeline::Terminal);
+    if matches!(cli.command, Command::Run { .. } | Command::Train { .. }) {
+        // Ctrl-C during training writes a checkpoint and stops cleanly.
+        genlab_pipeline::install_interrupt_handler();
+    }
     Ok(match cli.command {
         Command::Run { file, args } => finished(genlab_pipeline::start(&file, &args.options(), Mode::Run)?),
-        Command::Train { resume: Some(run), args, .. } => {
-            finished(genlab_pipeline::resume(&run, args.device, &args.set)?)
-        }
+        Command::Train { resume: Some(run), args, .. } => finished(genlab_pipeline::resume(&run, &args.options())?),
         Command::Train { file: Some(file), args, resume: None } => {
             finished(genlab_pipeline::start(&file, &args.options(), Mode::Train)?)
         }
@@ -226,16 +284,20 @@ fn run() -> anyhow::Result<ExitCode> {
             anyhow::bail!("genlab train: give an experiment file, or --resume RUN")
         }
         Command::Eval { run, set, device } => {
-            println!("{}", genlab_pipeline::eval_run(&run, device, &set)?);
+            println!("{}", genlab_pipeline::eval_run(&run, device, &set, events)?);
             ExitCode::SUCCESS
         }
-        Command::Sample { run, n, seed, out, format, temperature, class, device } => {
+        Command::Sample { run, n, seed, out, format, request, device } => {
             let format = match format {
                 Format::Grid => genlab_pipeline::SampleFormat::Grid,
                 Format::Folder => genlab_pipeline::SampleFormat::Folder,
             };
-            genlab_pipeline::sample_run(&run, n, seed, &out, format, temperature, class, device)?;
+            genlab_pipeline::sample_run(&run, &request.request(n, seed), &out, format, device, events)?;
             println!("{}", out.display());
+            ExitCode::SUCCESS
+        }
+        Command::Families { name } => {
+            print!("{}", genlab_pipeline::registry::describe(name.as_deref())?);
             ExitCode::SUCCESS
         }
         Command::Fid { dir_a, dir_b, features, resize, all, batch_size, weights, device } => {

@@ -28,6 +28,7 @@ family = "vae"
 architecture = "conv"
 channels = [8, 16]
 latent_dim = 4
+iwae_k = 4
 
 [train]
 steps = 60
@@ -40,7 +41,6 @@ log_every = 5
 checkpoint_every = 5
 
 [eval]
-iwae_k = 4
 examples = 100
 samples = 16
 "#;
@@ -202,6 +202,13 @@ fn issue2_run_writes_report_samples_and_plots() {
         &["sample", run.to_str().unwrap(), "-n", "3", "--format", "folder", "-o", folder.to_str().unwrap()],
         &["not an empty directory"],
     );
+    // A request the family cannot honour is refused in one line naming the family (issue 11).
+    fails_with(
+        &["sample", run.to_str().unwrap(), "--temperature", "0.5", "-o", "t.png"],
+        &["temperature", "the vae family"],
+    );
+    fails_with(&["sample", run.to_str().unwrap(), "--prompt", "To be", "-o", "t.png"], &["prompt", "the vae family"]);
+    fails_with(&["sample", run.to_str().unwrap(), "--class", "1", "-o", "t.png"], &["class", "the vae family"]);
     let o = genlab().args(["eval", run.to_str().unwrap()]).output().unwrap();
     assert!(
         o.status.success() && String::from_utf8_lossy(&o.stdout).contains("100 evaluation examples"),
@@ -221,9 +228,9 @@ fn issue2_bad_experiment_files() {
     let p = path("unknown.toml", &SMALL.replace("latent_dim = 4", "latent_dims = 4"));
     fails_with(&["run", &p], &["unknown.toml:15", "model.latent_dims", "unknown field"]);
     let p = path("type.toml", &SMALL.replace("steps = 60", "steps = \"sixty\""));
-    fails_with(&["run", &p], &["type.toml:18", "train.steps", "expected u64"]);
+    fails_with(&["run", &p], &["type.toml:19", "train.steps", "expected u64"]);
     let p = path("batch.toml", &SMALL.replace("batch_size = 32", "batch_size = 0"));
-    fails_with(&["run", &p], &["batch.toml:19", "train.batch_size = 0", "at least 1"]);
+    fails_with(&["run", &p], &["batch.toml:20", "train.batch_size = 0", "at least 1"]);
     let p = path("ok.toml", SMALL);
     fails_with(&["run", &p, "--set", "train.batch_size=0"], &["train.batch_size = 0"]);
     fails_with(&["run", &d.path().join("absent.toml").to_string_lossy()], &["absent.toml"]);
@@ -907,12 +914,12 @@ loss = "hinge"
 spectral_norm = true
 conditional = true
 n_critic = 2
+discriminator_optimizer = { kind = "adam", lr = 4e-4, betas = [0.5, 0.999] }
 
 [train]
 steps = 40
 batch_size = 16
 optimizer = { kind = "adam", lr = 2e-4, betas = [0.5, 0.999] }
-discriminator_optimizer = { kind = "adam", lr = 4e-4, betas = [0.5, 0.999] }
 ema = 0.99
 log_every = 5
 checkpoint_every = 5
@@ -937,6 +944,16 @@ fn issue5_gan_resumes_bit_for_bit_and_samples_a_requested_class() {
     let killed = d.path().join("killed");
     let at = kill_after_checkpoint(&cfg, &killed, 10, 40);
     resume_matches(&killed, &whole, at, &["model.safetensors", "ema.safetensors", "optim.safetensors"]);
+    // The report shows both optimisers and both players' loss curves (issue 11).
+    let report = std::fs::read_to_string(whole.join("report.md")).unwrap();
+    for want in [
+        "| optimiser (generator) | Adam, lr 2e-4",
+        "| optimiser (discriminator) | Adam, lr 4e-4",
+        "discriminator (8 points",
+        "generator (8 points",
+    ] {
+        assert!(report.contains(want), "report should contain {want:?}:\n{report}");
+    }
     let optim = std::fs::read(whole.join("checkpoints/latest/optim.safetensors")).unwrap();
     let text = String::from_utf8_lossy(&optim);
     assert!(text.contains("generator.") && text.contains("discriminator."), "two optimisers' states");
@@ -948,8 +965,14 @@ fn issue5_gan_resumes_bit_for_bit_and_samples_a_requested_class() {
         .unwrap();
     assert!(o.status.success() && png.exists(), "{}", stderr(&o));
     let err =
-        fails_with(&["sample", whole.to_str().unwrap(), "--class", "12", "-o", "x.png"], &["--class 12", "10 classes"]);
+        fails_with(&["sample", whole.to_str().unwrap(), "--class", "12", "-o", "x.png"], &["class 12", "10 classes"]);
     assert!(!err.contains("panicked"));
+    // A request the family cannot honour is refused in one line naming the family (issue 11).
+    fails_with(
+        &["sample", whole.to_str().unwrap(), "--temperature", "0.5", "-o", "x.png"],
+        &["temperature", "the gan family"],
+    );
+    fails_with(&["sample", whole.to_str().unwrap(), "--steps", "50", "-o", "x.png"], &["steps", "the gan family"]);
 }
 
 #[test]
@@ -969,11 +992,42 @@ fn issue5_bad_gan_configs() {
             SMALL_GAN.replace("name = \"gan\"", "name = \"gan\"\ngoal = { metric = \"nll_nats\", below = 1.0 }"),
             vec!["problem.goal.metric", "fid"],
         ),
-        (SMALL_GAN.replace("lr = 4e-4", "lr = -1.0"), vec!["train.discriminator_optimizer.lr"]),
+        (SMALL_GAN.replace("lr = 4e-4", "lr = -1.0"), vec!["model.discriminator_optimizer.lr"]),
     ];
     for (i, (text, want)) in cases.iter().enumerate() {
         let p = d.path().join(format!("bad{i}.toml"));
         std::fs::write(&p, text).unwrap();
         fails_with(&["run", p.to_str().unwrap()], want);
     }
+}
+
+#[test]
+fn issue11_families_prints_the_registry() {
+    let o = genlab().args(["families"]).output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    for want in [
+        "vae: ",
+        "flow: ",
+        "gan: ",
+        "classifier: ",
+        "iwae_k = 100  (family option)",
+        "temperature = 1.0  (family option)",
+        "discriminator_optimizer (unset by default)",
+        "latent_dim = 16",
+        "metrics: accuracy",
+        "generates: nothing (not generative)",
+    ] {
+        assert!(out.contains(want), "`genlab families` should print {want:?}:\n{out}");
+    }
+    let o = genlab().args(["families", "flow"]).output().unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.starts_with("flow: ") && !out.contains("vae: "), "{out}");
+    fails_with(&["families", "diffusion"], &["unknown family \"diffusion\"", "\"vae\", \"flow\", \"gan\""]);
+    let d = tempfile::tempdir().unwrap();
+    let cfg = write_config(d.path(), &SMALL.replace("family = \"vae\"", "family = \"diffusion\""));
+    fails_with(
+        &["run", cfg.to_str().unwrap()],
+        &["model.family = \"diffusion\"", "\"vae\", \"flow\", \"gan\"", "genlab families"],
+    );
 }

@@ -1,9 +1,10 @@
 //! genlab-core: what every other genlab crate stands on: device selection, seeded random streams,
-//! errors, atomic file writes, safetensors I/O keyed by module field paths, and image grids.
+//! errors, progress and message events, atomic file writes, safetensors I/O keyed by module field paths, and image grids.
 
 pub mod atomic;
 pub mod device;
 pub mod error;
+pub mod events;
 pub mod grid;
 pub mod params;
 pub mod progress;

@@ -70,6 +70,11 @@ impl Progress {
         }
     }
 
+    /// Whether this display shows anything (a hidden one does not).
+    pub fn is_visible(&self) -> bool {
+        self.bar.is_some() || self.next_line != u64::MAX
+    }
+
     /// Prints a line without breaking the bar.
     pub fn println(&self, line: &str) {
         match &self.bar {

@@ -9,7 +9,7 @@ use std::fmt::Write;
 /// A printable summary of every split of `source`.
 pub fn describe(source: &DatasetSource) -> Result<String> {
     let mut out = String::new();
-    if source.is_text() {
+    if source.kind() == crate::source::DataKind::Text {
         text_summary(&mut out, &source.load_text()?);
         return Ok(out);
     }

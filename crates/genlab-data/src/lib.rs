@@ -1,7 +1,8 @@
 //! genlab-data: datasets and how they reach a model: readers (IDX, image folders, text), named
-//! datasets (vendored MNIST and Shakespeare, Debian's Fashion-MNIST), transforms, and the seeded,
-//! resumable batch loader.
+//! datasets (vendored MNIST and Shakespeare, Debian's Fashion-MNIST), transforms, the seeded,
+//! resumable batch loader, and the batch sources the trainer reads (images, points, tokens).
 
+pub mod batches;
 pub mod error;
 pub mod export;
 pub mod folder;
@@ -14,9 +15,10 @@ pub mod text;
 pub mod toy;
 pub mod transform;
 
+pub use batches::{BatchSource, ImageBatches, LabelledBatches, PointBatches, TokenBatches};
 pub use error::{DataError, Result};
 pub use image_set::{ImageSet, LabelledBatch};
 pub use loader::{BatchLoader, LoaderState};
-pub use source::{data_dir, DatasetName, DatasetSource, Split};
+pub use source::{data_dir, DataKind, DatasetName, DatasetSource, Split};
 pub use toy::ToyDistribution;
 pub use transform::Transform;

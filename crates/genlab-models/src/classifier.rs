@@ -174,7 +174,7 @@ impl TrainStep for Classifier {
         let correct = logits.detach().argmax(1).reshape([labels.dims()[0]]).equal(labels).float().mean();
         // One host read for both numbers.
         let shown = genlab_core::tensors::to_f32_vec(Tensor::cat(vec![loss.clone().detach(), correct], 0));
-        let model = ctx.optimizers.get("model").backward_step(self, loss);
+        let model = ctx.optimizers.get(genlab_train::OptimizerKey::MODEL).backward_step(self, loss);
         (model, StepOutput { loss: shown[0] as f64, scalars: vec![("accuracy", shown[1] as f64)] })
     }
 }

@@ -1,16 +1,15 @@
-//! Image data for the trainer and for evaluation: the training batch source (loader, per-batch
-//! transforms, both resumable) and evaluation sets transformed once with a fixed seed.
+//! Image data for evaluation: the training and evaluation rows of a dataset, evaluation sets
+//! transformed once with a fixed seed, and generated images drawn in chunks.
 
 use crate::error::{PipelineError, Result};
 use crate::experiment::{DataConfig, Validation};
 use burn::tensor::{Device, Int, TensorData};
 use burn::Tensor;
+use genlab_core::events::EventSink;
 use genlab_core::grid::ImageBatch;
 use genlab_core::progress::Progress;
 use genlab_core::SeededRng;
-use genlab_data::{BatchLoader, ImageSet, LabelledBatch, LoaderState, Split, Transform};
-use genlab_train::BatchSource;
-use serde_json::{json, Value};
+use genlab_data::{ImageBatches, ImageSet, LabelledBatches, Split, Transform};
 use std::sync::Arc;
 
 /// The rows of the training set used for training and for validation.
@@ -67,99 +66,44 @@ pub fn load_splits(data: &DataConfig) -> Result<Splits> {
     Ok(splits)
 }
 
-/// Training batches: shuffled rows, the experiment's per-batch transforms, uploaded to the device.
-pub struct ImageBatches {
-    set: Arc<ImageSet>,
-    loader: BatchLoader,
-    transforms: Vec<Transform>,
-    rng: SeededRng,
-}
-
-impl ImageBatches {
-    pub fn new(
-        set: Arc<ImageSet>,
-        rows: Vec<usize>,
-        transforms: &[Transform],
-        batch_size: usize,
-        drop_last: bool,
-        seed: u64,
-    ) -> Self {
-        ImageBatches {
-            set,
-            loader: BatchLoader::new(rows, batch_size, true, drop_last, seed),
-            transforms: transforms.to_vec(),
-            rng: SeededRng::stream(seed, 0x7a45),
-        }
-    }
-
-    pub fn batches_per_epoch(&self) -> usize {
-        self.loader.batches_per_epoch()
-    }
-
-    fn next_host(&mut self) -> LabelledBatch {
-        let rows = self.loader.next_batch();
-        let mut b = self.set.batch(&rows);
-        Transform::apply_all(&self.transforms, &mut b, &mut self.rng);
-        b
-    }
-}
-
-impl BatchSource for ImageBatches {
-    type Batch = Tensor<4>;
-
-    fn next_batch(&mut self, device: &Device) -> Tensor<4> {
-        let b = self.next_host();
-        Tensor::from_data(TensorData::new(b.data, [b.n, b.channels, b.height, b.width]), device)
-    }
-
-    fn state(&self) -> Value {
-        json!({ "loader": self.loader.state(), "transform_rng": self.rng })
-    }
-
-    fn restore(&mut self, state: Value) -> std::result::Result<(), String> {
-        let loader: LoaderState =
-            serde_json::from_value(state["loader"].clone()).map_err(|e| format!("loader state: {e}"))?;
-        self.rng =
-            serde_json::from_value(state["transform_rng"].clone()).map_err(|e| format!("transform stream: {e}"))?;
-        self.loader.restore(loader)
-    }
-}
-
-/// Training batches with their class labels (for a classifier), in the same order and with the
-/// same resumable state as [`ImageBatches`].
-pub struct LabelledBatches(pub ImageBatches);
-
-impl LabelledBatches {
-    /// Fails when the training set has no labels.
-    pub fn new(batches: ImageBatches) -> Result<Self> {
-        if batches.set.labels.is_none() {
-            return Err(PipelineError::Config(format!(
-                "{}: has no labels; a classifier trains on labelled data (IDX with a label file, or one folder per class)",
-                batches.set.name
-            )));
-        }
-        Ok(LabelledBatches(batches))
-    }
-}
-
-impl BatchSource for LabelledBatches {
-    type Batch = (Tensor<4>, Tensor<1, Int>);
-
-    fn next_batch(&mut self, device: &Device) -> Self::Batch {
-        let b = self.0.next_host();
-        let labels: Vec<i64> = b.labels.expect("checked in LabelledBatches::new").into_iter().map(i64::from).collect();
-        (
-            Tensor::from_data(TensorData::new(b.data, [b.n, b.channels, b.height, b.width]), device),
-            Tensor::from_data(TensorData::new(labels, [b.n]), device),
+impl Splits {
+    /// Shuffled training batches with the experiment's transforms.
+    pub fn batches(&self, exp: &crate::experiment::Experiment) -> ImageBatches {
+        let t = &exp.train;
+        ImageBatches::new(
+            self.train.clone(),
+            self.train_rows.clone(),
+            &exp.data.transforms,
+            t.batch_size,
+            t.drop_last,
+            t.seed,
         )
     }
 
-    fn state(&self) -> Value {
-        self.0.state()
+    /// The same batches with their labels; fails when the dataset has none.
+    pub fn labelled_batches(&self, exp: &crate::experiment::Experiment) -> Result<LabelledBatches> {
+        LabelledBatches::new(self.batches(exp)).ok_or_else(|| {
+            PipelineError::Config(format!(
+                "{}: has no labels; this family trains on labelled data (IDX with a label file, or one folder per class)",
+                self.train.name
+            ))
+        })
     }
 
-    fn restore(&mut self, state: Value) -> std::result::Result<(), String> {
-        self.0.restore(state)
+    /// Every label of the evaluation split must be one of the training split's classes.
+    pub fn check_labels(&self, describe: &str) -> Result<()> {
+        let classes = self.train.class_names.len();
+        let Some(labels) = &self.eval.labels else {
+            return Err(PipelineError::Config(format!(
+                "{describe}: the evaluation split has no labels; this family is evaluated on labelled data"
+            )));
+        };
+        match self.eval_rows.iter().map(|&r| labels[r]).find(|&l| l as usize >= classes) {
+            Some(l) => Err(PipelineError::Config(format!(
+                "{describe}: the evaluation split has label {l}, but the training split has {classes} classes (0..{classes})"
+            ))),
+            None => Ok(()),
+        }
     }
 }
 
@@ -210,30 +154,30 @@ impl EvalImages {
 /// Generated images drawn per generator call when many are asked for.
 pub(crate) const SAMPLE_CHUNK: usize = 500;
 
-/// `n` generated images drawn `SAMPLE_CHUNK` at a time by `draw(start, count)`, each chunk handed
-/// to `sink` with the index of its first image, with a "samples" progress bar when `progress`.
-/// The chunks are the same whatever the sink, so a seeded draw gives the same images to a grid,
-/// a folder and the sample metrics.
-pub(crate) fn sample_in_chunks(
+/// `n` generated images drawn `SAMPLE_CHUNK` at a time by `draw(start, count)` (values in [0, 1]),
+/// as 8-bit values (as their PNG files hold them), with a "samples" progress bar when asked. The
+/// chunks are the same whatever `n`, so a seeded draw of `n` images begins with the images of any
+/// smaller draw.
+pub(crate) fn draw_pixels(
     n: usize,
-    progress: bool,
+    progress: Option<&dyn EventSink>,
     mut draw: impl FnMut(usize, usize) -> ImageBatch,
-    mut sink: impl FnMut(ImageBatch, usize) -> Result<()>,
-) -> Result<()> {
-    let mut bar = if progress { Progress::new("samples", n as u64, 0) } else { Progress::hidden() };
+) -> Vec<f32> {
+    let mut bar = progress.map_or_else(Progress::hidden, |e| e.progress("samples", n as u64, 0));
+    let mut pixels = Vec::new();
     for start in (0..n).step_by(SAMPLE_CHUNK) {
         let k = SAMPLE_CHUNK.min(n - start);
-        sink(draw(start, k), start)?;
+        pixels.extend(draw(start, k).data.iter().map(|v| (v.clamp(0.0, 1.0) * 255.0).round()));
         bar.update((start + k) as u64, "images");
     }
     bar.finish();
-    Ok(())
+    pixels
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use genlab_data::{DatasetName, DatasetSource};
+    use genlab_data::{BatchSource, DatasetName, DatasetSource};
 
     #[test]
     fn fraction_holds_out_the_same_rows_and_batches_resume() {

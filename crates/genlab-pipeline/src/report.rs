@@ -2,9 +2,11 @@
 //! measured and how, the training run, and the figures.
 
 use crate::error::Result;
-use crate::experiment::{Experiment, GoalMetric};
+use crate::evaluation::LossCurve;
+use crate::experiment::Experiment;
 use crate::plots::{line_plot, Series};
-use crate::run::RunInfo;
+use crate::run_dir::RunInfo;
+use genlab_train::OptimizerConfig;
 use serde_json::Value;
 use std::fmt::Write;
 use std::path::{Path, PathBuf};
@@ -13,26 +15,19 @@ pub struct ReportInputs<'a> {
     pub exp: &'a Experiment,
     pub info: &'a RunInfo,
     pub run_dir: &'a Path,
-    /// The goal's verdict (see [`goal_verdict`]).
+    /// The goal's verdict (see [`crate::evaluation::EvalContext::goal_verdict`]).
     pub goal: Option<GoalVerdict>,
     /// The family's metrics section: markdown tables and protocol paragraphs.
     pub metrics: String,
     /// The family's model, in words, for the training table.
     pub model: String,
+    /// Each optimiser the family trains with, by name.
+    pub optimizers: Vec<(String, OptimizerConfig)>,
     pub loss: LossCurve,
     pub eval_seconds: f64,
     pub figures: &'a [(String, PathBuf)],
     /// Wall time of the whole command, when it ran every phase.
     pub wall_seconds: Option<f64>,
-}
-
-/// The loss-curve figure: the training loss and one validation series from `metrics.jsonl`.
-pub struct LossCurve {
-    pub title: String,
-    pub unit: &'static str,
-    /// The validation entry's key, and the sign that turns it into the loss's direction.
-    pub val_key: &'static str,
-    pub val_sign: f64,
 }
 
 /// Whether a run met its goal.
@@ -55,35 +50,6 @@ impl std::fmt::Display for GoalVerdict {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.text)
     }
-}
-
-/// "MET" / "NOT MET" with the numbers, or None when the problem sets no goal.
-pub fn goal_verdict(exp: &Experiment, value: impl Fn(GoalMetric) -> Option<f64>) -> Option<GoalVerdict> {
-    let g = exp.problem.goal?;
-    let name = match g.metric {
-        GoalMetric::NllNats => "NLL on the evaluation split (nats)",
-        GoalMetric::NegElboNats => "negative ELBO on the evaluation split (nats)",
-        GoalMetric::Fid => "FID against the evaluation split",
-        GoalMetric::Accuracy => "accuracy on the evaluation split",
-        GoalMetric::BitsPerDim => "NLL on the evaluation split (bits/dim)",
-    };
-    let Some(value) = value(g.metric) else {
-        return Some(GoalVerdict {
-            verdict: Verdict::NotMeasured,
-            text: format!("NOT MEASURED: {name} was not computed"),
-        });
-    };
-    let below_ok = g.below.is_none_or(|b| value < b);
-    let above_ok = g.above.is_none_or(|a| value > a);
-    let bound = match (g.below, g.above) {
-        (Some(b), Some(a)) => format!("between {a} and {b}"),
-        (Some(b), None) => format!("below {b}"),
-        (None, Some(a)) => format!("above {a}"),
-        (None, None) => "(no bound set)".into(),
-    };
-    let verdict = if below_ok && above_ok { Verdict::Met } else { Verdict::NotMet };
-    let word = if verdict == Verdict::Met { "MET" } else { "NOT MET" };
-    Some(GoalVerdict { verdict, text: format!("{word}: {name} = {value:.4}, goal {bound}") })
 }
 
 /// The evaluation split, in words.
@@ -111,16 +77,16 @@ pub fn write_report(r: &ReportInputs<'_>) -> Result<()> {
             .collect()
     };
     let train_curve = pick("train", "loss", 1.0);
-    let val_curve = pick("eval", r.loss.val_key, r.loss.val_sign);
-    line_plot(
-        &r.run_dir.join("plots/loss.png"),
-        &r.loss.title,
-        r.loss.unit,
-        &[
-            Series { name: "training batches", points: train_curve.clone() },
-            Series { name: "validation subset", points: val_curve },
-        ],
-    )?;
+    let series: Vec<Series<'_>> =
+        r.loss.series.iter().map(|c| Series { name: &c.name, points: pick(c.split, c.key, c.sign) }).collect();
+    line_plot(&r.run_dir.join("plots/loss.png"), &r.loss.title, r.loss.unit, &series)?;
+    let curves: Vec<String> = series
+        .iter()
+        .map(|c| match c.points.last() {
+            Some(last) => format!("{} ({} points, last {:.4} at step {})", c.name, c.points.len(), last.1, last.0),
+            None => format!("{} (no points logged)", c.name),
+        })
+        .collect();
 
     let e = r.exp;
     let t = &e.train;
@@ -153,12 +119,14 @@ pub fn write_report(r: &ReportInputs<'_>) -> Result<()> {
     let _ = writeln!(s, "| model | {}; {} parameters |", r.model, r.info.parameters);
     let epochs = t.steps as f64 * t.batch_size as f64 / r.info.train_examples.max(1) as f64;
     let _ = writeln!(s, "| steps | {} (batch {}, {:.1} epochs) |", t.steps, t.batch_size, epochs);
-    let o = &t.optimizer;
-    let _ = writeln!(
-        s,
-        "| optimiser | {:?}, lr {:e}, betas {:?}, eps {:e}, weight decay {} |",
-        o.kind, o.lr, o.betas, o.eps, o.weight_decay
-    );
+    for (name, o) in &r.optimizers {
+        let which = if r.optimizers.len() > 1 { format!("optimiser ({name})") } else { "optimiser".into() };
+        let _ = writeln!(
+            s,
+            "| {which} | {:?}, lr {:e}, betas {:?}, eps {:e}, weight decay {} |",
+            o.kind, o.lr, o.betas, o.eps, o.weight_decay
+        );
+    }
     let _ = writeln!(
         s,
         "| schedule | {:?}, warm-up {} steps, ending at {} of the base rate |",
@@ -180,6 +148,7 @@ pub fn write_report(r: &ReportInputs<'_>) -> Result<()> {
     }
     let _ = writeln!(s, "| seed | {} |", t.seed);
     let _ = writeln!(s, "\n![loss curve](plots/loss.png)\n");
+    let _ = writeln!(s, "The loss figure's curves: {}.\n", curves.join("; "));
     let _ = writeln!(s, "## Figures\n");
     for (title, path) in r.figures {
         let _ = writeln!(s, "**{title}**\n\n![{title}]({})\n", path.display());

@@ -6,7 +6,9 @@
 
 use crate::error::{PipelineError, Result};
 use crate::experiment::Experiment;
+use crate::generate::Images;
 use crate::images::Splits;
+use crate::metric::Metric;
 use crate::report::split_name;
 use burn::tensor::Device;
 use genlab_core::grid::{save_grid, ImageBatch};
@@ -74,16 +76,22 @@ pub struct SampleProtocol {
 }
 
 impl SampleMetrics {
-    /// The metrics.jsonl entry's fields.
+    /// The numbers a goal can name.
+    pub fn metrics(&self) -> Vec<(Metric, f64)> {
+        vec![
+            (Metric::Fid, self.fid),
+            (Metric::Kid, self.kid.mean),
+            (Metric::Precision, self.prdc.precision),
+            (Metric::Recall, self.prdc.recall),
+            (Metric::Density, self.prdc.density),
+            (Metric::Coverage, self.prdc.coverage),
+        ]
+    }
+
+    /// The rest of the metrics.jsonl entry's fields.
     pub fn log_fields(&self) -> Vec<(&'static str, serde_json::Value)> {
         let mut v = vec![
-            ("fid", self.fid.into()),
-            ("kid", self.kid.mean.into()),
             ("kid_std", self.kid.std.into()),
-            ("precision", self.prdc.precision.into()),
-            ("recall", self.prdc.recall.into()),
-            ("density", self.prdc.density.into()),
-            ("coverage", self.prdc.coverage.into()),
             ("memorised_fraction", self.memorisation.suspicious_fraction.into()),
             ("sample_protocol", serde_json::to_value(&self.protocol).expect("the protocol should serialise")),
         ];
@@ -168,10 +176,10 @@ pub fn load_features(exp: &Experiment, device: &Device) -> std::result::Result<F
 /// after training a missing feature network skips them with a warning, so the trained model is
 /// not lost; `genlab eval` fails with the message instead.
 pub(crate) fn sample_metrics_if_asked(
-    cx: &crate::run::EvalContext<'_>,
+    cx: &crate::evaluation::EvalContext<'_>,
     splits: &Splits,
     figures: &mut Vec<(String, PathBuf)>,
-    generate: impl FnOnce() -> Result<Generated>,
+    generate: impl FnOnce() -> Result<Images>,
 ) -> Result<(Option<SampleMetrics>, Option<String>)> {
     if cx.exp.eval.metric_samples == 0 {
         return Ok((None, None));
@@ -179,12 +187,17 @@ pub(crate) fn sample_metrics_if_asked(
     match load_features(cx.exp, &cx.device) {
         Ok(net) => {
             let (m, fig) = sample_metrics(cx.exp, &net, &generate()?, splits, cx.run_dir)?;
-            eprintln!("samples: FID {:.4}, KID {:.6}, {}", m.fid, m.kid.mean, m.protocol.features.describe());
+            cx.events.message(&format!(
+                "samples: FID {:.4}, KID {:.6}, {}",
+                m.fid,
+                m.kid.mean,
+                m.protocol.features.describe()
+            ));
             figures.push(fig);
             Ok((Some(m), None))
         }
         Err(err @ (WeightsError::Missing { .. } | WeightsError::MissingLenet { .. })) if cx.after_training => {
-            eprintln!("warning: sample metrics skipped: {err}");
+            cx.events.message(&format!("warning: sample metrics skipped: {err}"));
             Ok((None, Some(err.to_string())))
         }
         Err(err) => Err(PipelineError::Run(err.to_string())),
@@ -209,21 +222,12 @@ pub(crate) fn report_section(
     }
 }
 
-/// Generated images: 8-bit-range pixels `[n, c, h, w]` and what they are, in words.
-pub struct Generated {
-    pub pixels: Vec<f32>,
-    pub n: usize,
-    pub shape: [usize; 3],
-    pub description: String,
-    pub seed: u64,
-}
-
 /// Computes every sample metric and draws the memorisation figure under `run_dir`; returns the
 /// metrics and the figure's (title, relative path).
 pub fn sample_metrics(
     exp: &Experiment,
     net: &FeatureExtractor,
-    generated: &Generated,
+    generated: &Images,
     splits: &Splits,
     run_dir: &Path,
 ) -> Result<(SampleMetrics, (String, PathBuf))> {
@@ -249,7 +253,7 @@ pub fn sample_metrics(
     let reference = extract(&reference_px, n_ref, "features: evaluation images")?;
     let train = extract(&train_px, n_train, "features: training images")?;
     let err = |e: genlab_eval::EvalError| PipelineError::Run(format!("sample metrics: {e}"));
-    eprintln!("sample metrics: FID, KID, precision/recall, density/coverage, memorisation");
+
     let kid_cfg = KidConfig { subset_size: 1000.min(generated.n).min(n_ref), ..Default::default() };
     let train_same_n: Vec<usize> = (0..generated.n.min(n_train)).collect();
     let logits_is = |l: &Option<genlab_eval::Features>| -> Result<Option<InceptionScore>> {
@@ -290,7 +294,7 @@ pub fn sample_metrics(
 /// The closest pairs: samples on the top row, their nearest training images below.
 fn memorisation_figure(
     m: &Memorisation,
-    generated: &Generated,
+    generated: &Images,
     train_px: &[f32],
     run_dir: &Path,
 ) -> Result<(String, PathBuf)> {

@@ -12,6 +12,9 @@ pub mod schedule;
 pub mod trainer;
 
 pub use error::{Result, TrainError};
-pub use optim::{Optimizer, OptimizerConfig, OptimizerKind, Optimizers};
+pub use genlab_data::BatchSource;
+pub use optim::{Optimizer, OptimizerConfig, OptimizerKey, OptimizerKind, Optimizers};
 pub use schedule::{Schedule, ScheduleKind};
-pub use trainer::{BatchSource, StepContext, StepOutput, TrainOutcome, TrainStep, Trainer, TrainerConfig};
+pub use trainer::{
+    install_interrupt_handler, StepContext, StepOutput, TrainOutcome, TrainStep, Trainer, TrainerConfig,
+};

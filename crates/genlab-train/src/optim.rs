@@ -87,6 +87,17 @@ struct Moments {
     exp_avg_sq: Tensor<1>,
 }
 
+/// Which of a family's optimisers: a typed key the family declares once (`OptimizerKey::MODEL`,
+/// a GAN's `GENERATOR` and `DISCRIMINATOR`), whose name prefixes the optimiser's state in
+/// checkpoints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OptimizerKey(pub &'static str);
+
+impl OptimizerKey {
+    /// The one optimiser of a single-network family.
+    pub const MODEL: OptimizerKey = OptimizerKey("model");
+}
+
 /// One optimiser with its state, for one group of parameters (one sub-module).
 pub struct Optimizer {
     pub name: String,
@@ -101,9 +112,9 @@ pub struct Optimizer {
 }
 
 impl Optimizer {
-    pub fn new(name: &str, config: OptimizerConfig, clip_grad_norm: Option<f64>) -> Self {
+    pub fn new(key: OptimizerKey, config: OptimizerConfig, clip_grad_norm: Option<f64>) -> Self {
         Optimizer {
-            name: name.into(),
+            name: key.0.into(),
             config,
             clip_grad_norm,
             updates: 0,
@@ -205,15 +216,15 @@ impl Optimizers {
     }
 
     pub fn single(config: OptimizerConfig, clip_grad_norm: Option<f64>) -> Self {
-        Optimizers::new(vec![Optimizer::new("model", config, clip_grad_norm)])
+        Optimizers::new(vec![Optimizer::new(OptimizerKey::MODEL, config, clip_grad_norm)])
     }
 
-    /// The optimiser called `name`; panics on a name the family did not register, a programming error.
-    pub fn get(&mut self, name: &str) -> &mut Optimizer {
+    /// The optimiser of `key`; panics on a key the family did not register, a programming error.
+    pub fn get(&mut self, key: OptimizerKey) -> &mut Optimizer {
         self.list
             .iter_mut()
-            .find(|o| o.name == name)
-            .unwrap_or_else(|| panic!("optimiser `{name}` should have been registered by the model family"))
+            .find(|o| o.name == key.0)
+            .unwrap_or_else(|| panic!("optimiser `{}` should have been registered by the model family", key.0))
     }
 
     /// Sets every optimiser's learning rate to its base rate times `factor`.
@@ -359,7 +370,7 @@ mod tests {
     fn run(c: OptimizerConfig, clip: Option<f64>) {
         let dev = Device::flex().autodiff();
         let mut p = pair(&dev);
-        let mut opt = Optimizer::new("model", c, clip);
+        let mut opt = Optimizer::new(OptimizerKey::MODEL, c, clip);
         for _ in 0..5 {
             let l = loss(&p);
             p = opt.backward_step(p, l);
@@ -396,14 +407,14 @@ mod tests {
     #[test]
     fn state_round_trips_by_path() {
         let dev = Device::flex().autodiff();
-        let mut opt = Optimizer::new("model", OptimizerConfig::default(), None);
+        let mut opt = Optimizer::new(OptimizerKey::MODEL, OptimizerConfig::default(), None);
         let p0 = pair(&dev);
         let l0 = loss(&p0);
         let p = opt.backward_step(p0, l0);
         let mut named = NamedTensors::default();
         opt.state_tensors("model.", &mut named);
         assert!(named.get("model.b.exp_avg_sq").is_some(), "{:?}", named.0.keys());
-        let mut again = Optimizer::new("model", OptimizerConfig::default(), None);
+        let mut again = Optimizer::new(OptimizerKey::MODEL, OptimizerConfig::default(), None);
         again.load_state("model.", &named, opt.updates, &dev).unwrap();
         let l = loss(&p);
         let a = opt.backward_step(p.clone(), l);

@@ -11,9 +11,10 @@ use crate::params::all_finite;
 use crate::schedule::Schedule;
 use burn::module::Module;
 use burn::tensor::Device;
-use genlab_core::progress::Progress;
+use genlab_core::events::Events;
 use genlab_core::tensors::NamedTensors;
 use genlab_core::SeededRng;
+use genlab_data::BatchSource;
 use serde_json::{json, Map, Value};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -46,14 +47,6 @@ pub struct StepOutput {
     pub scalars: Vec<(&'static str, f64)>,
 }
 
-/// Where batches come from. Its state goes into every checkpoint.
-pub trait BatchSource {
-    type Batch;
-    fn next_batch(&mut self, device: &Device) -> Self::Batch;
-    fn state(&self) -> Value;
-    fn restore(&mut self, state: Value) -> std::result::Result<(), String>;
-}
-
 #[derive(Debug, Clone)]
 pub struct TrainerConfig {
     pub steps: u64,
@@ -82,7 +75,9 @@ static TRAINING: AtomicBool = AtomicBool::new(false);
 
 /// Makes Ctrl-C (SIGINT) during training request a checkpoint and a clean stop; a second Ctrl-C,
 /// or one outside training (evaluation, figures), exits at once: there is nothing to save then,
-/// and every file genlab writes is written atomically.
+/// and every file genlab writes is written atomically. A process-wide handler, so a program
+/// (the `genlab` command) installs it; a library that trains (a server, a tuner) gives each
+/// trainer its own stop flag instead ([`Trainer::with_stop_flag`]).
 pub fn install_interrupt_handler() {
     static ONCE: OnceLock<()> = OnceLock::new();
     ONCE.get_or_init(|| {
@@ -120,11 +115,18 @@ pub struct Trainer {
     pub run_dir: PathBuf,
     /// A stop request of this trainer's own; without one, Ctrl-C (the process-wide flag) stops it.
     stop: Option<Arc<AtomicBool>>,
+    events: Events,
 }
 
 impl Trainer {
     pub fn new(config: TrainerConfig, run_dir: &Path) -> Self {
-        Trainer { config, run_dir: run_dir.to_path_buf(), stop: None }
+        Trainer { config, run_dir: run_dir.to_path_buf(), stop: None, events: genlab_core::events::terminal() }
+    }
+
+    /// Sends the progress bar and the evaluation lines to `events` instead of the terminal.
+    pub fn with_events(mut self, events: Events) -> Self {
+        self.events = events;
+        self
     }
 
     /// Gives this trainer its own stop flag: setting it checkpoints and stops as Ctrl-C does (for a
@@ -189,12 +191,11 @@ impl Trainer {
         if cfg.log_every == 0 || cfg.checkpoint_every == 0 || cfg.eval_every == Some(0) {
             return Err(TrainError::Config("log_every, checkpoint_every and eval_every must be at least 1".into()));
         }
-        install_interrupt_handler();
         if self.stop.is_none() {
             INTERRUPTED.store(false, Ordering::SeqCst);
         }
         let _span = TrainingSpan::enter();
-        let mut progress = Progress::new(&cfg.label, cfg.steps, start);
+        let mut progress = self.events.progress(&cfg.label, cfg.steps, start);
         let started = Instant::now();
         let mut window = Window::default();
         let checkpoint = |model: &M,
@@ -294,7 +295,12 @@ impl Trainer {
                         entry.insert(k.clone(), json!(v));
                     }
                     let shown: Vec<String> = metrics.iter().map(|(k, v)| format!("{k} {v:.3}")).collect();
-                    progress.println(&format!("step {step}: {}", shown.join(", ")));
+                    let line = format!("step {step}: {}", shown.join(", "));
+                    if progress.is_visible() {
+                        progress.println(&line);
+                    } else {
+                        self.events.message(&line);
+                    }
                     log.log(entry)?;
                 }
             }

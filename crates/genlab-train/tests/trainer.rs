@@ -6,11 +6,15 @@ use burn::module::{Module, Param};
 use burn::tensor::{Device, TensorData};
 use burn::Tensor;
 use genlab_core::tensors::to_f32_vec;
+use genlab_train::OptimizerKey;
 use genlab_train::{
     BatchSource, Optimizer, OptimizerConfig, Optimizers, Schedule, StepContext, StepOutput, TrainOutcome, TrainStep,
     Trainer, TrainerConfig,
 };
 use serde_json::Value;
+
+const GENERATOR: OptimizerKey = OptimizerKey("generator");
+const CRITIC: OptimizerKey = OptimizerKey("critic");
 
 #[derive(Module, Debug)]
 struct Net {
@@ -49,12 +53,12 @@ impl TrainStep for TwoNets {
         // The critic takes two steps toward -target, then the generator one step toward target + noise.
         for _ in 0..2 {
             let loss = (self.critic.w.val() + target).powi_scalar(2).sum();
-            self.critic = ctx.optimizers.get("critic").backward_step(self.critic, loss);
+            self.critic = ctx.optimizers.get(CRITIC).backward_step(self.critic, loss);
         }
         let noise = ctx.rng.normal_vec(1)[0] * 0.1;
         let loss = (self.generator.w.val() - (target + noise)).powi_scalar(2).sum();
         let value = loss.clone().into_scalar::<f32>() as f64;
-        self.generator = ctx.optimizers.get("generator").backward_step(self.generator, loss);
+        self.generator = ctx.optimizers.get(GENERATOR).backward_step(self.generator, loss);
         (self, StepOutput { loss: value, scalars: vec![] })
     }
 }
@@ -66,8 +70,8 @@ fn nets(dev: &Device) -> TwoNets {
 
 fn optimizers() -> Optimizers {
     Optimizers::new(vec![
-        Optimizer::new("generator", OptimizerConfig { lr: 0.05, ..Default::default() }, None),
-        Optimizer::new("critic", OptimizerConfig { lr: 0.2, betas: [0.5, 0.9], ..Default::default() }, None),
+        Optimizer::new(GENERATOR, OptimizerConfig { lr: 0.05, ..Default::default() }, None),
+        Optimizer::new(CRITIC, OptimizerConfig { lr: 0.2, betas: [0.5, 0.9], ..Default::default() }, None),
     ])
 }
 
@@ -252,7 +256,7 @@ fn non_finite_loss_names_the_step_and_keeps_the_checkpoint() {
             // Reports exp(w) while Adam climbs the constant gradient of -w: w = lr * (step - 1).
             let reported = self.w.val().exp().sum().into_scalar::<f32>() as f64;
             let objective = self.w.val().neg().sum();
-            let m = ctx.optimizers.get("model").backward_step(self, objective);
+            let m = ctx.optimizers.get(OptimizerKey::MODEL).backward_step(self, objective);
             (m, StepOutput { loss: reported, scalars: vec![] })
         }
     }

@@ -352,7 +352,7 @@ impl TrainStep for Flow {
         let u = self.dequantize.then(|| uniform_noise(ctx.rng, x.dims(), ctx.device));
         let loss = self.loss(x, u);
         let shown = loss.clone().detach();
-        let model = ctx.optimizers.get("model").backward_step(self, loss);
+        let model = ctx.optimizers.get(genlab_train::OptimizerKey::MODEL).backward_step(self, loss);
         let v = genlab_core::tensors::to_f32_vec(shown)[0] as f64;
         (model, StepOutput { loss: v, scalars: vec![] })
     }

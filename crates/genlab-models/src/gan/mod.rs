@@ -183,6 +183,11 @@ impl Gan {
     }
 }
 
+/// The generator's optimiser.
+pub const GENERATOR: genlab_train::OptimizerKey = genlab_train::OptimizerKey("generator");
+/// The discriminator's optimiser.
+pub const DISCRIMINATOR: genlab_train::OptimizerKey = genlab_train::OptimizerKey("discriminator");
+
 impl TrainStep for Gan {
     type Batch = GanBatch;
 
@@ -209,10 +214,10 @@ impl TrainStep for Gan {
             ],
             0,
         );
-        let mut discriminator = ctx.optimizers.get("discriminator").backward_step(discriminator, d_loss);
+        let mut discriminator = ctx.optimizers.get(DISCRIMINATOR).backward_step(discriminator, d_loss);
         let generator = if ctx.step.is_multiple_of(n_critic as u64) {
             let g_loss = loss.generator(discriminator.forward(fake, y, false));
-            ctx.optimizers.get("generator").backward_step(generator, g_loss)
+            ctx.optimizers.get(GENERATOR).backward_step(generator, g_loss)
         } else {
             generator
         };

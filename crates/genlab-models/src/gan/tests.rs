@@ -8,7 +8,7 @@ use genlab_train::{Optimizer, OptimizerConfig, Optimizers};
 
 fn optimizers() -> Optimizers {
     let cfg = OptimizerConfig { lr: 2e-3, betas: [0.5, 0.999], ..Default::default() };
-    Optimizers::new(vec![Optimizer::new("generator", cfg, None), Optimizer::new("discriminator", cfg, None)])
+    Optimizers::new(vec![Optimizer::new(super::GENERATOR, cfg, None), Optimizer::new(super::DISCRIMINATOR, cfg, None)])
 }
 
 fn digits(n: usize, d: &Device) -> GanBatch {

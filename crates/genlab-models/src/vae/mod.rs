@@ -274,7 +274,7 @@ impl TrainStep for Vae {
         let (loss, ll, kl) = self.loss(x, eps);
         // One host read for the three numbers.
         let shown = Tensor::cat(vec![loss.clone().detach(), ll.detach(), kl.detach()], 0);
-        let model = ctx.optimizers.get("model").backward_step(self, loss);
+        let model = ctx.optimizers.get(genlab_train::OptimizerKey::MODEL).backward_step(self, loss);
         let v = genlab_core::tensors::to_f32_vec(shown);
         let out = StepOutput { loss: v[0] as f64, scalars: vec![("log_likelihood", v[1] as f64), ("kl", v[2] as f64)] };
         (model, out)

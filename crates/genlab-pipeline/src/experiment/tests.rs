@@ -1,4 +1,5 @@
 use super::*;
+use std::path::Path;
 
 const GOOD: &str = r#"
 [problem]
@@ -26,11 +27,11 @@ fn parse(text: &str, sets: &[&str]) -> Result<Experiment, String> {
 #[test]
 fn defaults_fill_in_and_overrides_apply() {
     let e = parse(GOOD, &["model.latent_dim=7", "train.optimizer.lr=0.5", "train.device=\"flex\""]).unwrap();
-    let ModelConfig::Vae(v) = &e.model else { panic!("a VAE config") };
-    assert_eq!(v.latent_dim, 7);
+    assert_eq!(e.model.family, "vae");
+    assert_eq!(e.model.fields["latent_dim"].as_integer(), Some(7));
     assert_eq!(e.train.optimizer.lr, 0.5);
     assert_eq!(e.train.optimizer.eps, 1e-8);
-    assert_eq!(e.eval.iwae_k, 100);
+    assert_eq!(e.model.fields["iwae_k"].as_integer(), Some(100), "the VAE's own key, defaulted");
     // The resolved file parses back to the same experiment.
     assert_eq!(parse(&e.to_toml(), &[]).unwrap(), e);
 }
@@ -75,17 +76,17 @@ feature_network = "mnist_lenet"
 #[test]
 fn classifier_configs_and_their_checks() {
     let e = parse(CLASSIFIER, &[]).unwrap();
-    let ModelConfig::Classifier(c) = &e.model else { panic!("a classifier config") };
-    assert_eq!((c.channels.as_slice(), c.kernel, c.hidden), (&[20, 50][..], 5, 500));
+    assert_eq!(e.model.family, "classifier");
+    assert_eq!(e.model.fields["kernel"].as_integer(), Some(5));
     assert_eq!(parse(&e.to_toml(), &[]).unwrap(), e);
     let e = parse(CLASSIFIER, &["model.kernel=0"]).unwrap_err();
     assert_eq!(e, "exp.toml:10: model.kernel = 0: expected at least 1");
     let e = parse(CLASSIFIER, &["model.dropout=0.5"]).unwrap_err();
     assert!(e.contains("model.dropout: unknown field `dropout`"), "{e}");
     let e = parse(CLASSIFIER, &["problem.goal.metric=\"nll_nats\""]).unwrap_err();
-    assert!(e.contains("problem.goal.metric: a classifier is judged by \"accuracy\""), "{e}");
+    assert!(e.contains("problem.goal.metric = \"nll_nats\": a classifier run on images reports \"accuracy\""), "{e}");
     let e = parse(CLASSIFIER, &["eval.metric_samples=100"]).unwrap_err();
-    assert!(e.contains("eval.metric_samples = 100: a classifier draws no samples"), "{e}");
+    assert!(e.contains("eval.metric_samples = 100: the sample metrics compare generated images; a classifier run on images draws no samples"), "{e}");
     let e = parse(&CLASSIFIER.replace("[\"scale_unit\"]", "[\"scale_symmetric\"]"), &[]).unwrap_err();
     assert!(
         e.starts_with("exp.toml:18: deploy.feature_network = \"mnist_lenet\": the feature network reads pixels / 255"),
@@ -95,7 +96,12 @@ fn classifier_configs_and_their_checks() {
     assert!(e.contains("deploy.feature_network = \"inception\""), "{e}");
     // The VAE side of the same checks.
     let e = parse(GOOD, &["deploy.feature_network=\"mnist_lenet\""]).unwrap_err();
-    assert!(e.contains("only a classifier run can be installed"), "{e}");
+    assert!(
+        e.contains(
+            "deploy.feature_network: a vae run cannot be installed as a feature network (only a classifier run can)"
+        ),
+        "{e}"
+    );
     let e = parse(GOOD, &["problem.goal={ metric = \"fid\", below = 10.0 }"]).unwrap_err();
     assert!(e.contains("problem.goal.metric = \"fid\": needs eval.metric_samples"), "{e}");
     for n in [1, 9] {
@@ -176,4 +182,46 @@ fn locate_finds_keys_in_sections_and_inline_tables() {
     assert_eq!(locate(GOOD, "model.latent_dim"), Some(11));
     assert_eq!(locate(GOOD, "eval.iwae_k"), None);
     assert_eq!(locate(GOOD, "train.nope"), Some(13));
+}
+
+/// Keys that moved into the family's section (issue 11): written in their new place they are the
+/// family's; written in the old place (an older file or run directory) they move there, or, when
+/// the family never used them, are dropped at their old default and named otherwise.
+#[test]
+fn family_keys_live_in_the_family_section() {
+    let e = parse(GOOD, &["model.iwae_k=7"]).unwrap();
+    assert_eq!(e.model.fields["iwae_k"].as_integer(), Some(7));
+    let e = parse(GOOD, &["eval.iwae_k=9"]).unwrap();
+    assert_eq!(e.model.fields["iwae_k"].as_integer(), Some(9), "moved from [eval]");
+    assert!(!e.to_toml().contains("[eval]\niwae_k"), "written back in its new place");
+    let e = parse(GOOD, &["model.iwae_k=0"]).unwrap_err();
+    assert_eq!(e, "exp.toml:9: model.iwae_k = 0: expected at least 1");
+    // A resolved file of before the seam held every default, the flow's temperature included.
+    assert!(parse(GOOD, &["eval.temperature=1.0"]).is_ok());
+    let e = parse(GOOD, &["eval.temperature=0.7"]).unwrap_err();
+    assert!(
+        e.contains("eval.temperature = 0.7: not a setting of the vae family") && e.contains("model.temperature"),
+        "{e}"
+    );
+    let e = parse(GOOD, &["model.temperature=0.7"]).unwrap_err();
+    assert!(e.contains("model.temperature: unknown field `temperature`"), "{e}");
+    let e = parse(GOOD, &["train.discriminator_optimizer={ kind = \"adam\", lr = 1e-3 }"]).unwrap_err();
+    assert!(e.contains("train.discriminator_optimizer") && e.contains("not a setting of the vae family"), "{e}");
+}
+
+/// The registry is the one list of families: the parser's message and `genlab families` come from it.
+#[test]
+fn the_registry_lists_every_family_once() {
+    let names: Vec<&str> = crate::registry::all().iter().map(|f| f.name()).collect();
+    let mut unique = names.clone();
+    unique.dedup();
+    assert_eq!(names, unique);
+    let e = parse(&GOOD.replace("family = \"vae\"", "family = \"vea\""), &[]).unwrap_err();
+    for n in &names {
+        assert!(e.contains(&format!("\"{n}\"")), "{e}");
+    }
+    let all = crate::registry::describe(None).unwrap();
+    for n in &names {
+        assert!(all.contains(&format!("{n}: ")), "{all}");
+    }
 }

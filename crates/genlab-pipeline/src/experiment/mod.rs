@@ -1,0 +1,243 @@
+//! The experiment file: one typed section per phase of the pipeline. The shared sections are typed
+//! here; `[model]` belongs to the family it names, which types and checks it (see
+//! [`crate::family`]). Reading, `--set` overrides and `file:line` errors are in `parse.rs`; the
+//! checks of the shared sections in `validate.rs`.
+
+mod parse;
+mod validate;
+
+pub(crate) use parse::typed;
+pub use parse::{apply_override, locate};
+pub(crate) use validate::{key_and_message, KeyError};
+
+use crate::metric::Metric;
+use genlab_core::DeviceSpec;
+use genlab_data::{DatasetSource, Split, Transform};
+use genlab_eval::extract::FeatureNetwork;
+use genlab_eval::preprocess::ResizeProtocol;
+use genlab_train::{OptimizerConfig, Schedule};
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+
+/// The whole experiment, every default filled in.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Experiment {
+    pub problem: ProblemConfig,
+    pub data: DataConfig,
+    pub model: ModelSection,
+    pub train: TrainConfig,
+    pub eval: EvalConfig,
+    pub deploy: DeployConfig,
+}
+
+/// Phase 1: what is asked, and how success is judged.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProblemConfig {
+    pub name: String,
+    #[serde(default)]
+    pub task: String,
+    pub goal: Option<Goal>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Goal {
+    /// One of the metrics the family reports.
+    pub metric: Metric,
+    pub below: Option<f64>,
+    pub above: Option<f64>,
+}
+
+/// Phase 2: data and preprocessing.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataConfig {
+    pub dataset: DatasetSource,
+    #[serde(default)]
+    pub transforms: Vec<Transform>,
+    #[serde(default)]
+    pub validation: Validation,
+}
+
+/// Which examples evaluation uses: the dataset's test split, or a fixed fraction held out of train.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Validation {
+    pub from: Option<Split>,
+    pub fraction: Option<f64>,
+}
+
+impl Default for Validation {
+    fn default() -> Self {
+        Validation { from: Some(Split::Test), fraction: None }
+    }
+}
+
+/// Phase 3: the family's own section. `family` picks the entry of the registry; `fields` are the
+/// family's keys with every default filled in, already typed and checked by that family.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelSection {
+    pub family: &'static str,
+    pub fields: toml::Table,
+}
+
+impl Serialize for ModelSection {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut t = toml::Table::new();
+        t.insert("family".into(), toml::Value::String(self.family.into()));
+        t.extend(self.fields.clone());
+        t.serialize(s)
+    }
+}
+
+/// Phase 4: training.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainConfig {
+    pub steps: u64,
+    pub batch_size: usize,
+    /// The optimiser of a single-network family; a family with several networks takes its
+    /// first network's settings from here and the others' from its own section.
+    #[serde(default)]
+    pub optimizer: OptimizerConfig,
+    #[serde(default)]
+    pub schedule: Schedule,
+    pub clip_grad_norm: Option<f64>,
+    pub ema: Option<f64>,
+    #[serde(default)]
+    pub device: DeviceSpec,
+    #[serde(default)]
+    pub seed: u64,
+    #[serde(default = "default_log_every")]
+    pub log_every: u64,
+    #[serde(default = "default_checkpoint_every")]
+    pub checkpoint_every: u64,
+    #[serde(default = "default_keep")]
+    pub keep_checkpoints: usize,
+    /// Evaluate on a validation subset every this many steps.
+    pub eval_every: Option<u64>,
+    #[serde(default = "default_true")]
+    pub drop_last: bool,
+}
+
+fn default_log_every() -> u64 {
+    100
+}
+fn default_checkpoint_every() -> u64 {
+    1000
+}
+fn default_keep() -> usize {
+    3
+}
+fn default_true() -> bool {
+    true
+}
+
+/// Phase 6: the evaluation protocol every family shares; a family's own evaluation settings
+/// (a VAE's `iwae_k`, a flow's `temperature`) are in its section.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EvalConfig {
+    /// Evaluation examples (also the reference images of the sample metrics); all of the
+    /// evaluation split when absent.
+    pub examples: Option<usize>,
+    /// Examples per evaluation batch.
+    #[serde(default = "default_eval_batch")]
+    pub batch_size: usize,
+    /// Samples in the sample grid.
+    #[serde(default = "default_samples")]
+    pub samples: usize,
+    /// Seed of the evaluation noise and of the evaluation set's one fixed binarisation.
+    #[serde(default)]
+    pub seed: u64,
+    /// Examples of the periodic validation during training.
+    #[serde(default = "default_periodic")]
+    pub periodic_examples: usize,
+    /// Samples generated for FID, KID, Inception Score, precision/recall, density/coverage and
+    /// memorisation; 0 leaves those metrics out.
+    #[serde(default)]
+    pub metric_samples: usize,
+    /// Training images searched by the memorisation check (and compared with the evaluation
+    /// split for the real-data FID); all when absent.
+    pub memorisation_examples: Option<usize>,
+    /// The feature network of those metrics.
+    #[serde(default = "default_features")]
+    pub features: FeatureNetwork,
+    /// How images are resized for the Inception network.
+    #[serde(default = "default_resize")]
+    pub resize: ResizeProtocol,
+}
+
+fn default_features() -> FeatureNetwork {
+    FeatureNetwork::MnistLenet
+}
+fn default_resize() -> ResizeProtocol {
+    ResizeProtocol::Legacy
+}
+fn default_eval_batch() -> usize {
+    50
+}
+fn default_samples() -> usize {
+    64
+}
+fn default_periodic() -> usize {
+    1000
+}
+
+impl Default for EvalConfig {
+    fn default() -> Self {
+        EvalConfig {
+            examples: None,
+            batch_size: default_eval_batch(),
+            samples: default_samples(),
+            seed: 0,
+            periodic_examples: default_periodic(),
+            metric_samples: 0,
+            memorisation_examples: None,
+            features: default_features(),
+            resize: default_resize(),
+        }
+    }
+}
+
+/// Phase 8: what a finished run is put to work as.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeployConfig {
+    /// Install the trained classifier as this feature network (in the weights directory) once the
+    /// evaluation has run and the goal, if any, is met.
+    pub feature_network: Option<FeatureNetwork>,
+}
+
+impl Experiment {
+    /// The run's resolved experiment, as written into its directory.
+    pub fn to_toml(&self) -> String {
+        toml::to_string(self).expect("an experiment should serialise to TOML")
+    }
+
+    pub fn run_name(&self) -> &str {
+        &self.problem.name
+    }
+
+    pub fn default_run_dir(&self) -> PathBuf {
+        PathBuf::from("runs").join(&self.problem.name)
+    }
+
+    /// Whether the data are scaled to [-1, 1] (drawn after mapping back to [0, 1]).
+    pub fn symmetric(&self) -> bool {
+        self.data.transforms.contains(&Transform::ScaleSymmetric)
+    }
+
+    /// "EMA" or "final": which weights an evaluation reads.
+    pub fn weights_word(&self) -> &'static str {
+        if self.train.ema.is_some() {
+            "EMA"
+        } else {
+            "final"
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,24 @@
+//! The registry: every family, listed once. A family is a folder here (its [`Family`]
+//! implementation) beside its model in `genlab-models`; adding one is that folder and one line in
+//! the list below, which declares the folder's module and registers its family.
+//!
+//! [`Family`]: crate::family::Family
+
+use crate::registry::{Entry, Registered};
+
+/// Declares each `module` and lists `module::Family` in [`FAMILIES`].
+macro_rules! families {
+    ($($module:ident::$family:ident),* $(,)?) => {
+        $(pub mod $module;)*
+
+        /// Every family, in the order `genlab families` lists them.
+        pub static FAMILIES: &[&dyn Registered] = &[$(&Entry::<$module::$family>::new()),*];
+    };
+}
+
+families! {
+    vae::VaeFamily,
+    flow::FlowFamily,
+    gan::GanFamily,
+    classifier::ClassifierFamily,
+}

@@ -1,0 +1,299 @@
+//! One generation interface for every family: a [`GenerateRequest`] (each option optional, each
+//! checked against what the family can honour) and what comes back ([`Generated`]: 8-bit images,
+//! 2-D points or text). `genlab sample`, the evaluation's sample metrics, and later the server and
+//! the tuner all ask through it.
+
+use crate::error::{PipelineError, Result};
+use crate::plots::{density_panels, DensityPanel};
+use genlab_core::grid::{save_grid, save_images, ImageBatch};
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+/// What to generate. Only `count` and `seed` are always honoured; every other field is checked
+/// against the family's [`Capabilities`] and refused with one line naming the family.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct GenerateRequest {
+    pub count: usize,
+    pub seed: u64,
+    /// The class to generate (a conditional model); without it a conditional model cycles
+    /// through its classes.
+    pub class: Option<usize>,
+    /// Sampling temperature: a flow's prior standard deviation, a language model's softmax
+    /// temperature.
+    pub temperature: Option<f64>,
+    /// Sampler steps (a diffusion model's denoising steps).
+    pub steps: Option<usize>,
+    /// Classifier-free guidance scale.
+    pub guidance: Option<f64>,
+    /// A partial input to complete, with its mask (1 keeps the given value).
+    pub partial: Option<PartialInput>,
+    /// A text prompt to continue.
+    pub prompt: Option<String>,
+    pub max_tokens: Option<usize>,
+    /// Generation stops after any of these strings.
+    pub stop: Vec<String>,
+    pub top_k: Option<usize>,
+    pub top_p: Option<f64>,
+}
+
+/// A partial input (inpainting, completion): values in the data's own layout and a mask of the
+/// same length, 1 where the value is given.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PartialInput {
+    pub values: Vec<f32>,
+    pub mask: Vec<f32>,
+}
+
+/// What a family generates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OutputKind {
+    Images,
+    Points,
+    Text,
+    /// Nothing: the family is not generative (a classifier).
+    Nothing,
+}
+
+/// What a family (as configured) can honour in a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Capabilities {
+    pub output: Option<OutputKind>,
+    /// Number of classes a request may ask for.
+    pub classes: Option<usize>,
+    pub temperature: bool,
+    pub steps: bool,
+    pub guidance: bool,
+    pub partial: bool,
+    pub prompt: bool,
+    pub max_tokens: bool,
+    pub stop: bool,
+    pub top_k: bool,
+    pub top_p: bool,
+}
+
+impl Capabilities {
+    /// A generator of `output` that honours nothing beyond count and seed.
+    pub fn plain(output: OutputKind) -> Self {
+        Capabilities { output: Some(output), ..Default::default() }
+    }
+
+    pub fn output(&self) -> OutputKind {
+        self.output.unwrap_or(OutputKind::Nothing)
+    }
+
+    /// The request options this family honours, in words, for `genlab families`.
+    pub fn describe(&self) -> String {
+        let mut v: Vec<String> = vec![];
+        if let Some(k) = self.classes {
+            v.push(format!("class (0..{k})"));
+        }
+        for (on, name) in [
+            (self.temperature, "temperature"),
+            (self.steps, "steps"),
+            (self.guidance, "guidance"),
+            (self.partial, "partial input"),
+            (self.prompt, "prompt"),
+            (self.max_tokens, "max tokens"),
+            (self.stop, "stop"),
+            (self.top_k, "top-k"),
+            (self.top_p, "top-p"),
+        ] {
+            if on {
+                v.push(name.into());
+            }
+        }
+        let what = match self.output() {
+            OutputKind::Images => "images",
+            OutputKind::Points => "2-D points",
+            OutputKind::Text => "text",
+            OutputKind::Nothing => return "nothing (not generative)".into(),
+        };
+        if v.is_empty() {
+            what.into()
+        } else {
+            format!("{what}; takes {}", v.join(", "))
+        }
+    }
+}
+
+impl GenerateRequest {
+    pub fn new(count: usize, seed: u64) -> Self {
+        GenerateRequest { count, seed, ..Default::default() }
+    }
+
+    /// Refuses what `family` (able to do `can`) cannot honour, naming the option, the family and
+    /// what was expected.
+    pub fn check(&self, family: &str, can: &Capabilities) -> Result<()> {
+        let refuse =
+            |option: &str, why: &str| Err(PipelineError::Config(format!("{option}: the {family} family {why}")));
+        if can.output() == OutputKind::Nothing {
+            return refuse("sample", "is not generative; it draws no samples");
+        }
+        if self.count == 0 {
+            return Err(PipelineError::Config("count 0: expected at least one sample".into()));
+        }
+        match (self.class, can.classes) {
+            (Some(_), None) => {
+                return refuse("class", "does not generate a requested class (only a conditional model does)")
+            }
+            (Some(c), Some(k)) if c >= k => {
+                return Err(PipelineError::Config(format!("class {c}: the run has {k} classes (0..{k})")))
+            }
+            _ => {}
+        }
+        if let Some(t) = self.temperature {
+            if !can.temperature {
+                return refuse("temperature", "has no sampling temperature");
+            }
+            if !(t >= 0.0 && t.is_finite()) {
+                return Err(PipelineError::Config(format!("temperature {t}: expected a finite number >= 0")));
+            }
+        }
+        let unsupported = [
+            (self.steps.is_some() && !can.steps, "steps", "has no sampler steps"),
+            (self.guidance.is_some() && !can.guidance, "guidance", "has no classifier-free guidance"),
+            (self.partial.is_some() && !can.partial, "partial", "cannot complete a partial input"),
+            (self.prompt.is_some() && !can.prompt, "prompt", "takes no prompt"),
+            (self.max_tokens.is_some() && !can.max_tokens, "max_tokens", "does not generate tokens"),
+            (!self.stop.is_empty() && !can.stop, "stop", "does not generate tokens"),
+            (self.top_k.is_some() && !can.top_k, "top_k", "has no top-k sampling"),
+            (self.top_p.is_some() && !can.top_p, "top_p", "has no top-p sampling"),
+        ];
+        if let Some((_, option, why)) = unsupported.iter().find(|u| u.0) {
+            return refuse(option, why);
+        }
+        if let Some(p) = &self.partial {
+            if p.values.len() != p.mask.len() {
+                return Err(PipelineError::Config(format!(
+                    "partial: {} values but {} mask entries; expected one mask entry per value",
+                    p.values.len(),
+                    p.mask.len()
+                )));
+            }
+        }
+        if let Some(p) = self.top_p.filter(|p| !(*p > 0.0 && *p <= 1.0)) {
+            return Err(PipelineError::Config(format!("top_p {p}: expected a value in (0, 1]")));
+        }
+        Ok(())
+    }
+}
+
+/// Generated images: 8-bit-range pixel values (0..=255, as PNG files hold them) `[n, c, h, w]`,
+/// with what they are in words and the seed that draws them again.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Images {
+    pub pixels: Vec<f32>,
+    pub n: usize,
+    pub shape: [usize; 3],
+    pub description: String,
+    pub seed: u64,
+}
+
+impl Images {
+    /// The images in [0, 1], for drawing.
+    pub fn batch(&self) -> ImageBatch {
+        let [c, h, w] = self.shape;
+        ImageBatch::new(self.pixels.iter().map(|p| p / 255.0).collect(), self.n, c, h, w)
+    }
+}
+
+/// What a family generated.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Generated {
+    Images(Images),
+    /// `[x0, y0, x1, y1, ...]`.
+    Points(Vec<f32>),
+    Text(Vec<String>),
+}
+
+/// How `genlab sample` writes its samples.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SampleFormat {
+    /// One file: a PNG grid of images, a CSV or scatter plot of points, a text file.
+    Grid,
+    /// A folder of PNG files, one per image (for `genlab fid`).
+    Folder,
+}
+
+impl Generated {
+    /// Writes the samples to `out` as `format` asks; `family` names the family in refusals.
+    pub fn write(&self, out: &Path, format: SampleFormat, family: &str) -> Result<()> {
+        match (self, format) {
+            (Generated::Images(im), SampleFormat::Grid) => {
+                save_grid(&im.batch(), (im.n as f64).sqrt().ceil() as usize, out)?;
+            }
+            (Generated::Images(im), SampleFormat::Folder) => {
+                let b = im.batch();
+                save_images(&b, 0, out)?;
+            }
+            (Generated::Points(_) | Generated::Text(_), SampleFormat::Folder) => {
+                return Err(PipelineError::Config(format!(
+                    "--format folder: the {family} family's samples are {}; write them to one file",
+                    if matches!(self, Generated::Points(_)) { "points (a .csv or .png file)" } else { "text" }
+                )))
+            }
+            (Generated::Points(pts), SampleFormat::Grid) => {
+                if out.extension().is_some_and(|e| e == "csv") {
+                    let text: String = pts.chunks(2).map(|p| format!("{},{}\n", p[0], p[1])).collect();
+                    genlab_core::atomic::write_atomic(out, format!("x,y\n{text}").as_bytes())?;
+                } else {
+                    let (lo, hi) = window(pts);
+                    density_panels(
+                        out,
+                        &format!("{} samples", pts.len() / 2),
+                        (lo, hi),
+                        &[DensityPanel::Points { title: family, points: pts }],
+                    )?;
+                }
+            }
+            (Generated::Text(lines), SampleFormat::Grid) => {
+                let mut text = lines.join("\n\n");
+                text.push('\n');
+                genlab_core::atomic::write_atomic(out, text.as_bytes())?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A square window holding every point, with a margin.
+fn window(pts: &[f32]) -> (f64, f64) {
+    let (lo, hi) = pts.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &v| (a.min(v as f64), b.max(v as f64)));
+    if !(lo.is_finite() && hi.is_finite()) {
+        return (-1.0, 1.0);
+    }
+    let m = ((hi - lo) * 0.05).max(1e-3);
+    (lo - m, hi + m)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_are_checked_against_the_family() {
+        let gan = Capabilities { classes: Some(10), ..Capabilities::plain(OutputKind::Images) };
+        let mut r = GenerateRequest::new(4, 0);
+        assert!(r.check("gan", &gan).is_ok());
+        r.class = Some(12);
+        assert_eq!(r.check("gan", &gan).unwrap_err().to_string(), "class 12: the run has 10 classes (0..10)");
+        r.class = None;
+        r.temperature = Some(0.5);
+        assert_eq!(
+            r.check("gan", &gan).unwrap_err().to_string(),
+            "temperature: the gan family has no sampling temperature"
+        );
+        let flow = Capabilities { temperature: true, ..Capabilities::plain(OutputKind::Images) };
+        assert!(r.check("flow", &flow).is_ok());
+        r.temperature = Some(-1.0);
+        assert!(r.check("flow", &flow).unwrap_err().to_string().contains("expected a finite number >= 0"));
+        let r = GenerateRequest { prompt: Some("To be".into()), ..GenerateRequest::new(1, 0) };
+        assert_eq!(
+            r.check("vae", &Capabilities::plain(OutputKind::Images)).unwrap_err().to_string(),
+            "prompt: the vae family takes no prompt"
+        );
+        let r = GenerateRequest::new(1, 0);
+        assert!(r.check("classifier", &Capabilities::default()).unwrap_err().to_string().contains("not generative"));
+    }
+}

@@ -1,0 +1,90 @@
+//! The metrics a run reports, as typed keys: each has its `metrics.jsonl` / `eval.json` key, its
+//! meaning in words (for the goal's verdict), and the direction in which it improves. A goal in
+//! `[problem]` names one of them; each family declares which it reports.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Metric {
+    /// Test negative log-likelihood in nats per example (the IWAE estimate for a VAE, exact for a
+    /// flow or a mixture).
+    NllNats,
+    /// Test negative ELBO in nats per example.
+    NegElboNats,
+    /// Test negative log-likelihood in bits per dimension (a flow on dequantised images).
+    BitsPerDim,
+    /// Classification accuracy on the evaluation split, in [0, 1].
+    Accuracy,
+    /// FID of `eval.metric_samples` samples against the evaluation split.
+    Fid,
+    /// KID (unbiased MMD², cubic kernel) of the same samples.
+    Kid,
+    /// Precision and recall of the samples' manifold (k-NN balls, Kynkäänniemi et al. 2019).
+    Precision,
+    Recall,
+    /// Density and coverage (Naeem et al. 2020).
+    Density,
+    Coverage,
+    /// The fraction of a conditional generator's samples classified as the class asked for.
+    ConditionalAccuracy,
+    /// The entropy of the generated samples' class histogram, in nats (a collapse lowers it).
+    ClassEntropy,
+}
+
+/// The metrics every image generator reports when `eval.metric_samples` asks for them.
+pub const SAMPLE_METRICS: [Metric; 6] =
+    [Metric::Fid, Metric::Kid, Metric::Precision, Metric::Recall, Metric::Density, Metric::Coverage];
+
+impl Metric {
+    /// The key in `metrics.jsonl` and in `[problem] goal`.
+    pub fn key(self) -> &'static str {
+        match self {
+            Metric::NllNats => "nll_nats",
+            Metric::NegElboNats => "neg_elbo_nats",
+            Metric::BitsPerDim => "bits_per_dim",
+            Metric::Accuracy => "accuracy",
+            Metric::Fid => "fid",
+            Metric::Kid => "kid",
+            Metric::Precision => "precision",
+            Metric::Recall => "recall",
+            Metric::Density => "density",
+            Metric::Coverage => "coverage",
+            Metric::ConditionalAccuracy => "conditional_accuracy",
+            Metric::ClassEntropy => "class_entropy",
+        }
+    }
+
+    /// What the number is, for the goal's verdict.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Metric::NllNats => "NLL on the evaluation split (nats)",
+            Metric::NegElboNats => "negative ELBO on the evaluation split (nats)",
+            Metric::BitsPerDim => "NLL on the evaluation split (bits/dim)",
+            Metric::Accuracy => "accuracy on the evaluation split",
+            Metric::Fid => "FID against the evaluation split",
+            Metric::Kid => "KID against the evaluation split",
+            Metric::Precision => "precision of the samples",
+            Metric::Recall => "recall of the evaluation split by the samples",
+            Metric::Density => "density of the samples",
+            Metric::Coverage => "coverage of the evaluation split by the samples",
+            Metric::ConditionalAccuracy => "fraction of samples classified as the class asked for",
+            Metric::ClassEntropy => "entropy of the samples' class histogram (nats)",
+        }
+    }
+
+    /// Whether the metric needs generated images (`eval.metric_samples`).
+    pub fn needs_samples(self) -> bool {
+        SAMPLE_METRICS.contains(&self)
+    }
+}
+
+/// Keys of `metrics`, quoted and joined for messages: `"fid", "kid" or "precision"`.
+pub fn list(metrics: &[Metric]) -> String {
+    let q: Vec<String> = metrics.iter().map(|m| format!("\"{}\"", m.key())).collect();
+    match q.len() {
+        0 => "nothing".into(),
+        1 => q[0].clone(),
+        n => format!("{} or {}", q[..n - 1].join(", "), q[n - 1]),
+    }
+}

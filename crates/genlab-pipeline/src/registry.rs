@@ -1,0 +1,284 @@
+//! The registry: every family behind one object-safe trait, so the parser, the commands and
+//! `genlab families` reach a family by its name; [`Entry`] adapts a [`Family`] to it. The list
+//! itself is `families/mod.rs`.
+
+use crate::error::{PipelineError, Result};
+use crate::experiment::{Experiment, KeyError};
+use crate::family::{Family, FamilyCard, FamilyOptions, Section};
+use crate::generate::{GenerateRequest, Generated, OutputKind};
+use crate::metric::{self, Metric};
+use crate::reopen::RunTarget;
+use crate::run::{Finished, Mode, Target};
+use genlab_core::events::Events;
+use genlab_data::DataKind;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use std::marker::PhantomData;
+use std::time::Instant;
+
+/// A registered family, with its type erased: what the parser, the commands and `genlab
+/// families` ask of it.
+pub trait Registered: Sync {
+    fn card(&self) -> &'static FamilyCard;
+    fn name(&self) -> &'static str {
+        self.card().name
+    }
+    /// The family's own option keys in `[model]`.
+    fn option_keys(&self) -> &'static [&'static str];
+    /// Types `[model]` (without `family`); returns it with every default filled in.
+    fn parse_section(&self, table: toml::Table, at: &dyn Fn(&str) -> String) -> Result<toml::Table>;
+    /// The section's keys with their defaults.
+    fn defaults(&self) -> toml::Table;
+    /// The family's checks of an experiment that names it.
+    fn validate(&self, exp: &Experiment) -> Result<(), KeyError>;
+    /// The metrics of the family's default configuration on its first data kind.
+    fn default_metrics(&self) -> Vec<Metric>;
+    /// What the default configuration generates, in words.
+    fn default_output(&self) -> OutputKind;
+    fn execute(
+        &self,
+        exp: &Experiment,
+        target: Target,
+        mode: Mode,
+        events: Events,
+        started: Instant,
+    ) -> Result<Finished>;
+    fn evaluate(&self, target: &RunTarget) -> Result<String>;
+    fn generate(&self, target: &RunTarget, request: &GenerateRequest, progress: bool) -> Result<Generated>;
+}
+
+/// The registry's entry of family `F`.
+pub struct Entry<F>(PhantomData<fn() -> F>);
+
+impl<F> Entry<F> {
+    pub const fn new() -> Self {
+        Entry(PhantomData)
+    }
+}
+
+impl<F: Family> Entry<F> {
+    fn section(exp: &Experiment) -> Section<F::Network, F::Options> {
+        split(&exp.model.fields)
+    }
+}
+
+/// The network's and the options' keys of a resolved section.
+fn split<N: DeserializeOwned, O: FamilyOptions>(fields: &toml::Table) -> Section<N, O> {
+    let (options, network): (toml::Table, toml::Table) =
+        fields.clone().into_iter().partition(|(k, _)| O::KEYS.contains(&k.as_str()));
+    Section {
+        network: toml::Value::Table(network)
+            .try_into()
+            .unwrap_or_else(|e| panic!("a resolved [model] section should type: {e}")),
+        options: toml::Value::Table(options)
+            .try_into()
+            .unwrap_or_else(|e| panic!("resolved family options should type: {e}")),
+    }
+}
+
+fn merged<N: Serialize, O: Serialize>(network: &N, options: &O) -> toml::Table {
+    let mut t = toml::Table::try_from(network).expect("a network config should serialise to a table");
+    t.extend(toml::Table::try_from(options).expect("family options should serialise to a table"));
+    t
+}
+
+impl<F: Family> Registered for Entry<F> {
+    fn card(&self) -> &'static FamilyCard {
+        &F::CARD
+    }
+
+    fn option_keys(&self) -> &'static [&'static str] {
+        F::Options::KEYS
+    }
+
+    fn parse_section(&self, table: toml::Table, at: &dyn Fn(&str) -> String) -> Result<toml::Table> {
+        let (options, network): (toml::Table, toml::Table) =
+            table.into_iter().partition(|(k, _)| F::Options::KEYS.contains(&k.as_str()));
+        let network: F::Network = crate::experiment::typed(toml::Value::Table(network), "model.", at)?;
+        let options: F::Options = crate::experiment::typed(toml::Value::Table(options), "model.", at)?;
+        Ok(merged(&network, &options))
+    }
+
+    fn defaults(&self) -> toml::Table {
+        self.parse_section(toml::Table::new(), &|_| String::new())
+            .unwrap_or_else(|e| panic!("the {} family should have a default for every key: {e}", F::CARD.name))
+    }
+
+    fn validate(&self, exp: &Experiment) -> Result<(), KeyError> {
+        let kind = exp.data.dataset.kind();
+        let name = F::CARD.name;
+        if !F::CARD.data.contains(&kind) {
+            let readers: Vec<&str> = all().iter().filter(|f| f.card().data.contains(&kind)).map(|f| f.name()).collect();
+            return Err((
+                "data.dataset".into(),
+                format!(
+                    " = \"{}\": {}; the {name} family models {} (families for {}: {})",
+                    exp.data.dataset.describe(),
+                    kind.describe(),
+                    F::CARD.data.iter().map(|k| k.describe()).collect::<Vec<_>>().join(", "),
+                    kind.describe(),
+                    if readers.is_empty() { "none yet".into() } else { readers.join(", ") }
+                ),
+            ));
+        }
+        let section = Self::section(exp);
+        F::check(&section, exp)?;
+        let metrics = F::metrics(&section, exp);
+        let output = F::output(&section, kind);
+        if let Some(g) = exp.problem.goal.filter(|g| !metrics.contains(&g.metric)) {
+            let more = if output == OutputKind::Images && exp.eval.metric_samples == 0 {
+                format!(" (and, with eval.metric_samples, {})", metric::list(&metric::SAMPLE_METRICS))
+            } else {
+                String::new()
+            };
+            return Err((
+                "problem.goal.metric".into(),
+                format!(
+                    " = \"{}\": a {name} run on {} reports {}{more}",
+                    g.metric.key(),
+                    kind.describe(),
+                    metric::list(&metrics)
+                ),
+            ));
+        }
+        if exp.eval.metric_samples > 0 && output != OutputKind::Images {
+            return Err((
+                "eval.metric_samples".into(),
+                format!(
+                    " = {}: the sample metrics compare generated images; a {name} run on {} {}",
+                    exp.eval.metric_samples,
+                    kind.describe(),
+                    if output == OutputKind::Nothing {
+                        "draws no samples".to_string()
+                    } else {
+                        "is judged by its own metrics".to_string()
+                    }
+                ),
+            ));
+        }
+        if exp.deploy.feature_network.is_some() && !F::deploys_feature_network() {
+            return Err((
+                "deploy.feature_network".into(),
+                format!(": a {name} run cannot be installed as a feature network (only a classifier run can)"),
+            ));
+        }
+        Ok(())
+    }
+
+    fn default_metrics(&self) -> Vec<Metric> {
+        let section = split::<F::Network, F::Options>(&self.defaults());
+        let exp = example_experiment(F::CARD.name, F::CARD.data[0]);
+        let mut m = F::metrics(&section, &exp);
+        if F::output(&section, F::CARD.data[0]) == OutputKind::Images {
+            m.extend(metric::SAMPLE_METRICS.iter().filter(|s| !m.contains(s)).collect::<Vec<_>>());
+        }
+        m
+    }
+
+    fn default_output(&self) -> OutputKind {
+        F::output(&split::<F::Network, F::Options>(&self.defaults()), F::CARD.data[0])
+    }
+
+    fn execute(
+        &self,
+        exp: &Experiment,
+        target: Target,
+        mode: Mode,
+        events: Events,
+        started: Instant,
+    ) -> Result<Finished> {
+        crate::run::execute::<F>(exp, Self::section(exp), target, mode, events, started)
+    }
+
+    fn evaluate(&self, target: &RunTarget) -> Result<String> {
+        crate::reopen::evaluate_run::<F>(target, Self::section(&target.exp))
+    }
+
+    fn generate(&self, target: &RunTarget, request: &GenerateRequest, progress: bool) -> Result<Generated> {
+        crate::reopen::generate::<F>(target, Self::section(&target.exp), request, progress)
+    }
+}
+
+/// A minimal experiment on `kind` data, to ask a family what its defaults report.
+fn example_experiment(family: &str, kind: DataKind) -> Experiment {
+    let dataset = match kind {
+        DataKind::Points => "\"two-moons\"",
+        DataKind::Text | DataKind::Sequences => "\"shakespeare\"",
+        DataKind::Images => "\"mnist\"",
+    };
+    let text = format!(
+        "[problem]\nname = \"x\"\n[data]\ndataset = {dataset}\n[model]\nfamily = \"{family}\"\n[train]\nsteps = 1\nbatch_size = 1\n"
+    );
+    let fields = find(family).expect("a registered family").defaults();
+    let table: toml::Table = text.parse().expect("the example experiment is TOML");
+    let shared = |k: &str| table[k].clone();
+    Experiment {
+        problem: shared("problem").try_into().expect("problem"),
+        data: shared("data").try_into().expect("data"),
+        model: crate::experiment::ModelSection { family: find(family).expect("registered").name(), fields },
+        train: shared("train").try_into().expect("train"),
+        eval: Default::default(),
+        deploy: Default::default(),
+    }
+}
+
+/// Every family, in the order `genlab families` lists them.
+pub fn all() -> &'static [&'static dyn Registered] {
+    crate::families::FAMILIES
+}
+
+pub fn find(name: &str) -> Option<&'static dyn Registered> {
+    all().iter().copied().find(|f| f.name() == name)
+}
+
+/// `"vae", "flow", "gan" or "classifier"`.
+pub fn names_quoted() -> String {
+    let q: Vec<String> = all().iter().map(|f| format!("\"{}\"", f.name())).collect();
+    match q.len() {
+        0 => String::new(),
+        1 => q[0].clone(),
+        n => format!("{} or {}", q[..n - 1].join(", "), q[n - 1]),
+    }
+}
+
+/// `genlab families [NAME]`: each family (or the one named), its data, its keys with
+/// defaults, its metrics, and what it generates. An unknown name lists the known ones.
+pub fn describe(name: Option<&str>) -> crate::error::Result<String> {
+    let chosen: Vec<&'static dyn Registered> = match name {
+        None => all().to_vec(),
+        Some(n) => vec![find(n).ok_or_else(|| unknown_family(n))?],
+    };
+    let mut s = String::new();
+    for f in chosen {
+        let c = f.card();
+        s.push_str(&format!("{}: {}\n", c.name, c.summary));
+        let kinds: Vec<&str> = c.data.iter().map(|k| k.describe()).collect();
+        s.push_str(&format!("  data: {}\n", kinds.join(", ")));
+        let metrics: Vec<&str> = f.default_metrics().iter().map(|m| m.key()).collect();
+        s.push_str(&format!("  metrics: {}\n", metrics.join(", ")));
+        s.push_str(&format!("  generates: {}\n", describe_output(f.default_output())));
+        s.push_str("  [model] keys (defaults):\n");
+        for (k, v) in f.defaults() {
+            let own = if f.option_keys().contains(&k.as_str()) { "  (family option)" } else { "" };
+            s.push_str(&format!("    {k} = {v}{own}\n"));
+        }
+        for k in f.option_keys().iter().filter(|k| !f.defaults().contains_key(**k)) {
+            s.push_str(&format!("    {k} (unset by default)  (family option)\n"));
+        }
+    }
+    Ok(s)
+}
+
+fn describe_output(o: crate::generate::OutputKind) -> &'static str {
+    match o {
+        crate::generate::OutputKind::Images => "images",
+        crate::generate::OutputKind::Points => "2-D points",
+        crate::generate::OutputKind::Text => "text",
+        crate::generate::OutputKind::Nothing => "nothing (not generative)",
+    }
+}
+
+/// One line naming the family a command reached for but which does not know `name`.
+pub fn unknown_family(name: &str) -> PipelineError {
+    PipelineError::Config(format!("unknown family \"{name}\": expected {}", names_quoted()))
+}

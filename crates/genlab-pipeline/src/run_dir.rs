@@ -1,0 +1,121 @@
+//! The run directory: made fresh (never over another run) once data and model are ready, with
+//! `run.json`, the facts about the run that its experiment file does not hold.
+
+use crate::data::DataFacts;
+use crate::error::{PipelineError, Result};
+use crate::experiment::Experiment;
+use crate::run::{Mode, Target};
+use genlab_core::events::EventSink;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// Facts about a run that its experiment file does not hold.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunInfo {
+    pub mode: Mode,
+    pub data_shape: [usize; 3],
+    pub class_names: Vec<String>,
+    pub train_examples: usize,
+    pub eval_examples: usize,
+    pub parameters: usize,
+    pub train_seconds: Option<f64>,
+    pub genlab_version: String,
+}
+
+impl RunInfo {
+    fn path(run_dir: &Path) -> PathBuf {
+        run_dir.join("run.json")
+    }
+    pub(crate) fn save(&self, run_dir: &Path) -> Result<()> {
+        genlab_core::atomic::write_atomic(
+            &Self::path(run_dir),
+            &serde_json::to_vec_pretty(self).expect("run info should serialise"),
+        )?;
+        Ok(())
+    }
+    pub fn load(run_dir: &Path) -> Result<Self> {
+        let p = Self::path(run_dir);
+        let bytes = std::fs::read(&p).map_err(|e| {
+            PipelineError::Run(format!("{}: {e} (is {} a genlab run directory?)", p.display(), run_dir.display()))
+        })?;
+        serde_json::from_slice(&bytes).map_err(|e| PipelineError::Run(format!("{}: {e}", p.display())))
+    }
+
+    /// The data facts recorded when the run started.
+    pub fn facts(&self) -> DataFacts {
+        DataFacts {
+            shape: self.data_shape,
+            class_names: self.class_names.clone(),
+            train_examples: self.train_examples,
+            eval_examples: self.eval_examples,
+        }
+    }
+}
+
+/// A new run directory: `base`, or `base-2`, `base-3`, ... when it exists (nothing is overwritten).
+pub fn fresh_run_dir(base: &Path) -> Result<PathBuf> {
+    let mut dir = base.to_path_buf();
+    let mut i = 2;
+    while dir.exists() {
+        dir = PathBuf::from(format!("{}-{i}", base.display()));
+        i += 1;
+    }
+    for sub in ["checkpoints", "samples", "plots"] {
+        std::fs::create_dir_all(dir.join(sub)).map_err(genlab_core::CoreError::io(dir.join(sub)))?;
+    }
+    Ok(dir)
+}
+
+/// A run directory being trained into, with the facts recorded about it.
+pub(crate) struct RunDir {
+    pub dir: PathBuf,
+    pub info: RunInfo,
+    pub resuming: bool,
+}
+
+impl RunDir {
+    /// Makes the directory (fresh runs) and writes `run.json`; called once data and model are ready.
+    pub(crate) fn open(
+        exp: &Experiment,
+        target: Target,
+        mode: Mode,
+        data: DataFacts,
+        parameters: usize,
+        events: &dyn EventSink,
+    ) -> Result<Self> {
+        let (dir, resuming) = match target {
+            Target::Fresh(base) => {
+                let dir = fresh_run_dir(&base)?;
+                genlab_core::atomic::write_atomic(&dir.join("experiment.toml"), exp.to_toml().as_bytes())?;
+                events.message(&format!("run directory: {}", dir.display()));
+                (dir, false)
+            }
+            Target::Resume(dir) => (dir, true),
+        };
+        let shape = data.shape;
+        let mut info = RunInfo {
+            mode,
+            data_shape: shape,
+            class_names: data.class_names,
+            train_examples: data.train_examples,
+            eval_examples: data.eval_examples,
+            parameters,
+            train_seconds: None,
+            genlab_version: env!("CARGO_PKG_VERSION").into(),
+        };
+        if resuming {
+            info.train_seconds = RunInfo::load(&dir).ok().and_then(|i| i.train_seconds);
+        }
+        info.save(&dir)?;
+        events.message(&format!(
+            "data: {} ({} training, {} evaluation examples of shape {shape:?}); model: {} ({} parameters); device: {}",
+            exp.data.dataset.describe(),
+            info.train_examples,
+            info.eval_examples,
+            exp.model.family,
+            info.parameters,
+            exp.train.device
+        ));
+        Ok(RunDir { dir, info, resuming })
+    }
+}
