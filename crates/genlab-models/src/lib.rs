@@ -6,6 +6,7 @@ pub mod classifier;
 pub mod error;
 pub mod flow;
 pub mod gan;
+pub mod gaussian_mixture;
 pub mod vae;
 
 pub use error::ModelError;

@@ -21,4 +21,5 @@ families! {
     flow::FlowFamily,
     gan::GanFamily,
     classifier::ClassifierFamily,
+    gaussian_mixture::MixtureFamily,
 }
