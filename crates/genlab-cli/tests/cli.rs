@@ -1015,8 +1015,8 @@ fn issue11_families_prints_the_registry() {
         "temperature = 1.0  (family option)",
         "discriminator_optimizer (unset by default)",
         "latent_dim = 16",
-        "metrics: accuracy",
-        "generates: nothing (not generative)",
+        "on images: metrics accuracy; generates nothing (not generative)",
+        "on 2-D points: metrics nll_nats; generates 2-D points",
     ] {
         assert!(out.contains(want), "`genlab families` should print {want:?}:\n{out}");
     }

@@ -30,6 +30,21 @@ impl Points {
         -self.test.chunks(2).map(|p| self.toy.log_density(p[0] as f64, p[1] as f64)).sum::<f64>() / n as f64
     }
 
+    /// The report's table of a 2-D density model's test NLL (`model`: "flow", "mixture") beside
+    /// the exact density's.
+    pub fn likelihood_table(&self, model: &str, nll: f64) -> String {
+        let reference = self.reference_nll();
+        format!(
+            "## Likelihood, on the test points\n\n| metric | value |\n|---|---|\n\
+             | NLL of the {model} (nats per point) | {nll:.4} |\n\
+             | NLL of the exact density, same points (nats per point) | {reference:.4} |\n\
+             | excess of the {model} over the exact density | {:.4} |\n\
+             | test points | {} |\n\n",
+            nll - reference,
+            self.test.len() / 2
+        )
+    }
+
     /// The figure of a 2-D density model: the exact density and the model's (`model_log_density`
     /// of chunks of grid points `[x0, y0, ...]`) as heat maps, test points, and the model's samples.
     pub fn density_figure(

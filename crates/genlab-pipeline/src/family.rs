@@ -75,8 +75,9 @@ pub trait Family: Sized + 'static {
     /// (the data kind is checked against [`FamilyCard::data`] before).
     fn check(section: &Section<Self::Network, Self::Options>, exp: &Experiment) -> Result<(), KeyError>;
 
-    /// The metrics a run of this configuration reports; a goal may name any of them.
-    fn metrics(section: &Section<Self::Network, Self::Options>, exp: &Experiment) -> Vec<Metric>;
+    /// The family's own metrics on `kind` data (the shared sample metrics are added for a family
+    /// that generates images); a goal may name any of them.
+    fn metrics(section: &Section<Self::Network, Self::Options>, kind: DataKind) -> Vec<Metric>;
 
     /// What this configuration generates.
     fn output(section: &Section<Self::Network, Self::Options>, kind: DataKind) -> OutputKind;

@@ -81,7 +81,12 @@ impl Metric {
 
 /// Keys of `metrics`, quoted and joined for messages: `"fid", "kid" or "precision"`.
 pub fn list(metrics: &[Metric]) -> String {
-    let q: Vec<String> = metrics.iter().map(|m| format!("\"{}\"", m.key())).collect();
+    quoted(metrics.iter().map(|m| m.key()))
+}
+
+/// Names quoted and joined for messages: `"a", "b" or "c"`.
+pub fn quoted<'a>(names: impl Iterator<Item = &'a str>) -> String {
+    let q: Vec<String> = names.map(|n| format!("\"{n}\"")).collect();
     match q.len() {
         0 => "nothing".into(),
         1 => q[0].clone(),

@@ -31,10 +31,9 @@ pub trait Registered: Sync {
     fn defaults(&self) -> toml::Table;
     /// The family's checks of an experiment that names it.
     fn validate(&self, exp: &Experiment) -> Result<(), KeyError>;
-    /// The metrics of the family's default configuration on its first data kind.
-    fn default_metrics(&self) -> Vec<Metric>;
-    /// What the default configuration generates, in words.
-    fn default_output(&self) -> OutputKind;
+    /// On each data kind the family models: what its default configuration reports and generates
+    /// (an image generator also reports the sample metrics when `eval.metric_samples` asks).
+    fn by_kind(&self) -> Vec<(DataKind, Vec<Metric>, OutputKind)>;
     fn execute(
         &self,
         exp: &Experiment,
@@ -53,6 +52,12 @@ pub struct Entry<F>(PhantomData<fn() -> F>);
 impl<F> Entry<F> {
     pub const fn new() -> Self {
         Entry(PhantomData)
+    }
+}
+
+impl<F> Default for Entry<F> {
+    fn default() -> Self {
+        Self::new()
     }
 }
 
@@ -123,8 +128,11 @@ impl<F: Family> Registered for Entry<F> {
         }
         let section = Self::section(exp);
         F::check(&section, exp)?;
-        let metrics = F::metrics(&section, exp);
         let output = F::output(&section, kind);
+        let mut metrics = F::metrics(&section, kind);
+        if output == OutputKind::Images && exp.eval.metric_samples > 0 {
+            metrics.extend(metric::SAMPLE_METRICS);
+        }
         if let Some(g) = exp.problem.goal.filter(|g| !metrics.contains(&g.metric)) {
             let more = if output == OutputKind::Images && exp.eval.metric_samples == 0 {
                 format!(" (and, with eval.metric_samples, {})", metric::list(&metric::SAMPLE_METRICS))
@@ -165,18 +173,9 @@ impl<F: Family> Registered for Entry<F> {
         Ok(())
     }
 
-    fn default_metrics(&self) -> Vec<Metric> {
+    fn by_kind(&self) -> Vec<(DataKind, Vec<Metric>, OutputKind)> {
         let section = split::<F::Network, F::Options>(&self.defaults());
-        let exp = example_experiment(F::CARD.name, F::CARD.data[0]);
-        let mut m = F::metrics(&section, &exp);
-        if F::output(&section, F::CARD.data[0]) == OutputKind::Images {
-            m.extend(metric::SAMPLE_METRICS.iter().filter(|s| !m.contains(s)).collect::<Vec<_>>());
-        }
-        m
-    }
-
-    fn default_output(&self) -> OutputKind {
-        F::output(&split::<F::Network, F::Options>(&self.defaults()), F::CARD.data[0])
+        F::CARD.data.iter().map(|&k| (k, F::metrics(&section, k), F::output(&section, k))).collect()
     }
 
     fn execute(
@@ -199,29 +198,6 @@ impl<F: Family> Registered for Entry<F> {
     }
 }
 
-/// A minimal experiment on `kind` data, to ask a family what its defaults report.
-fn example_experiment(family: &str, kind: DataKind) -> Experiment {
-    let dataset = match kind {
-        DataKind::Points => "\"two-moons\"",
-        DataKind::Text | DataKind::Sequences => "\"shakespeare\"",
-        DataKind::Images => "\"mnist\"",
-    };
-    let text = format!(
-        "[problem]\nname = \"x\"\n[data]\ndataset = {dataset}\n[model]\nfamily = \"{family}\"\n[train]\nsteps = 1\nbatch_size = 1\n"
-    );
-    let fields = find(family).expect("a registered family").defaults();
-    let table: toml::Table = text.parse().expect("the example experiment is TOML");
-    let shared = |k: &str| table[k].clone();
-    Experiment {
-        problem: shared("problem").try_into().expect("problem"),
-        data: shared("data").try_into().expect("data"),
-        model: crate::experiment::ModelSection { family: find(family).expect("registered").name(), fields },
-        train: shared("train").try_into().expect("train"),
-        eval: Default::default(),
-        deploy: Default::default(),
-    }
-}
-
 /// Every family, in the order `genlab families` lists them.
 pub fn all() -> &'static [&'static dyn Registered] {
     crate::families::FAMILIES
@@ -233,12 +209,7 @@ pub fn find(name: &str) -> Option<&'static dyn Registered> {
 
 /// `"vae", "flow", "gan" or "classifier"`.
 pub fn names_quoted() -> String {
-    let q: Vec<String> = all().iter().map(|f| format!("\"{}\"", f.name())).collect();
-    match q.len() {
-        0 => String::new(),
-        1 => q[0].clone(),
-        n => format!("{} or {}", q[..n - 1].join(", "), q[n - 1]),
-    }
+    metric::quoted(all().iter().map(|f| f.name()))
 }
 
 /// `genlab families [NAME]`: each family (or the one named), its data, its keys with
@@ -252,11 +223,14 @@ pub fn describe(name: Option<&str>) -> crate::error::Result<String> {
     for f in chosen {
         let c = f.card();
         s.push_str(&format!("{}: {}\n", c.name, c.summary));
-        let kinds: Vec<&str> = c.data.iter().map(|k| k.describe()).collect();
-        s.push_str(&format!("  data: {}\n", kinds.join(", ")));
-        let metrics: Vec<&str> = f.default_metrics().iter().map(|m| m.key()).collect();
-        s.push_str(&format!("  metrics: {}\n", metrics.join(", ")));
-        s.push_str(&format!("  generates: {}\n", describe_output(f.default_output())));
+        for (kind, metrics, output) in f.by_kind() {
+            let mut m: Vec<&str> = metrics.iter().map(|m| m.key()).collect();
+            if output == OutputKind::Images {
+                m.push("and, with eval.metric_samples, fid, kid, precision, recall, density, coverage");
+            }
+            let output = describe_output(output);
+            s.push_str(&format!("  on {}: metrics {}; generates {output}\n", kind.describe(), m.join(", ")));
+        }
         s.push_str("  [model] keys (defaults):\n");
         for (k, v) in f.defaults() {
             let own = if f.option_keys().contains(&k.as_str()) { "  (family option)" } else { "" };

@@ -81,7 +81,7 @@ impl Family for ClassifierFamily {
         }
     }
 
-    fn metrics(_: &Section<ClassifierConfig, NoOptions>, _: &Experiment) -> Vec<Metric> {
+    fn metrics(_: &Section<ClassifierConfig, NoOptions>, _: DataKind) -> Vec<Metric> {
         vec![Metric::Accuracy]
     }
 

@@ -129,10 +129,10 @@ impl Family for FlowFamily {
         }
     }
 
-    fn metrics(_: &Section<FlowConfig, FlowOptions>, exp: &Experiment) -> Vec<Metric> {
-        match exp.data.dataset.kind() {
+    fn metrics(_: &Section<FlowConfig, FlowOptions>, kind: DataKind) -> Vec<Metric> {
+        match kind {
             DataKind::Points => vec![Metric::NllNats],
-            _ => crate::families::vae::with_sample_metrics(vec![Metric::BitsPerDim, Metric::NllNats], exp),
+            _ => vec![Metric::BitsPerDim, Metric::NllNats],
         }
     }
 

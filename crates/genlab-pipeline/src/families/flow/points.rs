@@ -60,12 +60,7 @@ pub(super) fn evaluate(flow: &Flow, p: &Points, temperature: f64, cx: &EvalConte
     })?;
     let figures = vec![("The exact density, the flow's density, test points and the flow's samples".to_string(), fig)];
 
-    let mut s = String::new();
-    let _ = writeln!(s, "## Likelihood, on the test points\n\n| metric | value |\n|---|---|");
-    let _ = writeln!(s, "| NLL of the flow (nats per point) | {nll:.4} |");
-    let _ = writeln!(s, "| NLL of the exact density, same points (nats per point) | {reference:.4} |");
-    let _ = writeln!(s, "| excess of the flow over the exact density | {:.4} |", nll - reference);
-    let _ = writeln!(s, "| test points | {n} |\n");
+    let mut s = p.likelihood_table("flow", nll);
     let _ = writeln!(
         s,
         "Protocol: {} weights of step {}; the flow's exact log-density (change of variables) at the first {n} points \

@@ -148,12 +148,12 @@ impl Family for GanFamily {
         Ok(())
     }
 
-    fn metrics(s: &Section<GanConfig, GanOptions>, exp: &Experiment) -> Vec<Metric> {
+    fn metrics(s: &Section<GanConfig, GanOptions>, _: DataKind) -> Vec<Metric> {
         let mut m = vec![Metric::ClassEntropy];
         if s.network.conditional {
             m.push(Metric::ConditionalAccuracy);
         }
-        crate::families::vae::with_sample_metrics(m, exp)
+        m
     }
 
     fn output(_: &Section<GanConfig, GanOptions>, _: DataKind) -> OutputKind {

@@ -81,7 +81,7 @@ impl Family for MixtureFamily {
         Ok(())
     }
 
-    fn metrics(_: &Section<GaussianMixtureConfig, MixtureOptions>, _: &Experiment) -> Vec<Metric> {
+    fn metrics(_: &Section<GaussianMixtureConfig, MixtureOptions>, _: DataKind) -> Vec<Metric> {
         vec![Metric::NllNats]
     }
 
@@ -124,12 +124,7 @@ impl Family for MixtureFamily {
             to_f32_vec(m.log_prob(Tensor::from_data(TensorData::new(chunk.to_vec(), [chunk.len() / 2, 2]), &cx.device)))
         })?;
         let (w, mu, sd) = m.parameters();
-        let mut s = String::new();
-        let _ = writeln!(s, "## Likelihood, on the test points\n\n| metric | value |\n|---|---|");
-        let _ = writeln!(s, "| NLL of the mixture (nats per point) | {nll:.4} |");
-        let _ = writeln!(s, "| NLL of the exact density, same points (nats per point) | {reference:.4} |");
-        let _ = writeln!(s, "| excess of the mixture over the exact density | {:.4} |", nll - reference);
-        let _ = writeln!(s, "| test points | {n} |\n");
+        let mut s = p.likelihood_table("mixture", nll);
         let _ = writeln!(
             s,
             "Protocol: {} weights of step {}; the mixture's exact log-density at the first {n} points of {}'s fixed \

@@ -139,8 +139,8 @@ impl Family for VaeFamily {
         Ok(())
     }
 
-    fn metrics(_: &Section<VaeConfig, VaeOptions>, exp: &Experiment) -> Vec<Metric> {
-        with_sample_metrics(vec![Metric::NllNats, Metric::NegElboNats], exp)
+    fn metrics(_: &Section<VaeConfig, VaeOptions>, _: DataKind) -> Vec<Metric> {
+        vec![Metric::NllNats, Metric::NegElboNats]
     }
 
     fn output(_: &Section<VaeConfig, VaeOptions>, _: DataKind) -> OutputKind {
@@ -271,14 +271,6 @@ impl Family for VaeFamily {
             seed: r.seed,
         }))
     }
-}
-
-/// `metrics` and, when `eval.metric_samples` asks for them, the sample metrics.
-pub(crate) fn with_sample_metrics(mut metrics: Vec<Metric>, exp: &Experiment) -> Vec<Metric> {
-    if exp.eval.metric_samples > 0 {
-        metrics.extend(crate::metric::SAMPLE_METRICS);
-    }
-    metrics
 }
 
 impl VaeFamily {
