@@ -301,7 +301,7 @@ fn run() -> anyhow::Result<ExitCode> {
             ExitCode::SUCCESS
         }
         Command::Fid { dir_a, dir_b, features, resize, all, batch_size, weights, device } => {
-            let options = genlab_pipeline::fid::FidOptions {
+            let options = genlab_eval::folders::FidOptions {
                 features: match features {
                     FeatureNet::Inception => genlab_eval::extract::FeatureNetwork::Inception,
                     FeatureNet::Lenet => genlab_eval::extract::FeatureNetwork::MnistLenet,
@@ -315,7 +315,7 @@ fn run() -> anyhow::Result<ExitCode> {
                 weights,
                 device: device.unwrap_or_default().device()?,
             };
-            println!("{}", genlab_pipeline::fid::fid_folders(&dir_a, &dir_b, &options)?);
+            println!("{}", genlab_eval::folders::fid_folders(&dir_a, &dir_b, &options)?);
             ExitCode::SUCCESS
         }
         Command::Data { command: DataCommand::Export { dataset, split, n, out } } => {

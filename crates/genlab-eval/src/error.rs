@@ -10,6 +10,9 @@ pub enum EvalError {
     ImageShape { network: &'static str, expected: String, got: String },
     #[error("{metric}: {reason}")]
     Numerical { metric: &'static str, reason: String },
+    /// Input that cannot be scored (a missing folder, too few images, missing weights).
+    #[error("{0}")]
+    Input(String),
 }
 
 pub type Result<T, E = EvalError> = std::result::Result<T, E>;

@@ -6,6 +6,7 @@ pub mod error;
 pub mod extract;
 pub mod features;
 pub mod fid;
+pub mod folders;
 pub mod inception;
 pub mod inception_score;
 pub mod kid;
@@ -15,6 +16,7 @@ pub mod memorisation;
 pub mod numpy_rng;
 pub mod prdc;
 pub mod preprocess;
+pub mod suite;
 pub mod torchscript;
 pub mod weights;
 

@@ -3,9 +3,8 @@
 
 use crate::error::{PipelineError, Result};
 use crate::experiment::Experiment;
-use crate::images::{load_splits, Splits};
 use crate::plots::DensityPanel;
-use genlab_data::{DataKind, ToyDistribution};
+use genlab_data::{DataKind, EvalImages, Holdout, ImageBatches, LabelledBatches, Split, Splits, ToyDistribution};
 use std::sync::Arc;
 
 /// Loaded data, by kind.
@@ -103,7 +102,13 @@ impl Data {
     pub fn load(exp: &Experiment) -> Result<Data> {
         let d = &exp.data;
         let data = match d.dataset.kind() {
-            DataKind::Images => Data::Images(load_splits(d)?),
+            DataKind::Images => {
+                let holdout = match d.validation.fraction {
+                    Some(f) => Holdout::Fraction(f),
+                    None => Holdout::Split(d.validation.from.unwrap_or(Split::Test)),
+                };
+                Data::Images(Splits::load(&d.dataset, &d.transforms, holdout)?)
+            }
             DataKind::Points => {
                 let toy = d.dataset.toy().expect("a points dataset is a toy density");
                 let mut test = toy.split(true);
@@ -186,6 +191,28 @@ impl Data {
             Data::Images(s) => Ok(s),
             _ => Err(self.wrong_kind("images")),
         }
+    }
+
+    /// The experiment's shuffled training batches.
+    pub fn image_batches(&self, exp: &Experiment) -> Result<ImageBatches> {
+        let t = &exp.train;
+        Ok(self.images()?.batches(&exp.data.transforms, t.batch_size, t.drop_last, t.seed))
+    }
+
+    /// The same batches with their labels.
+    pub fn labelled_batches(&self, exp: &Experiment) -> Result<LabelledBatches> {
+        let t = &exp.train;
+        Ok(self.images()?.labelled_batches(&exp.data.transforms, t.batch_size, t.drop_last, t.seed)?)
+    }
+
+    /// The periodic validation's images: the first `eval.periodic_examples` evaluation rows.
+    pub fn periodic_images(&self, exp: &Experiment) -> Result<EvalImages> {
+        Ok(self.images()?.eval_images(Some(exp.eval.periodic_examples), &exp.data.transforms, exp.eval.seed))
+    }
+
+    /// The final evaluation's images: the first `eval.examples` evaluation rows, all when unset.
+    pub fn evaluation_images(&self, exp: &Experiment) -> Result<EvalImages> {
+        Ok(self.images()?.eval_images(exp.eval.examples, &exp.data.transforms, exp.eval.seed))
     }
 
     pub fn points(&self) -> Result<&Points> {

@@ -8,7 +8,7 @@ use crate::generate::Images;
 use crate::metric::Metric;
 use crate::report::{write_report, GoalVerdict, ReportInputs, Verdict};
 use crate::run_dir::RunInfo;
-use crate::sample_metrics::{report_section, sample_metrics_if_asked, SampleMetrics};
+use crate::sample_metrics::{report_section, sample_metrics_if_asked, SampleMetrics, SampleReport};
 use burn::tensor::Device;
 use genlab_core::events::EventSink;
 use genlab_train::OptimizerConfig;
@@ -119,7 +119,7 @@ pub struct FamilyReport<'a> {
 pub fn finish_evaluation(
     cx: &EvalContext<'_>,
     family: FamilyReport<'_>,
-    splits: Option<&crate::images::Splits>,
+    splits: Option<&genlab_data::Splits>,
     mut ev: Evaluation,
     started: Instant,
 ) -> Result<(String, Option<String>)> {

@@ -5,7 +5,9 @@
 
 use crate::error::{PipelineError, Result};
 use crate::plots::{density_panels, DensityPanel};
+use genlab_core::events::EventSink;
 use genlab_core::grid::{save_grid, save_images, ImageBatch};
+use genlab_core::progress::Progress;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
@@ -80,40 +82,6 @@ impl Capabilities {
 
     pub fn output(&self) -> OutputKind {
         self.output.unwrap_or(OutputKind::Nothing)
-    }
-
-    /// The request options this family honours, in words, for `genlab families`.
-    pub fn describe(&self) -> String {
-        let mut v: Vec<String> = vec![];
-        if let Some(k) = self.classes {
-            v.push(format!("class (0..{k})"));
-        }
-        for (on, name) in [
-            (self.temperature, "temperature"),
-            (self.steps, "steps"),
-            (self.guidance, "guidance"),
-            (self.partial, "partial input"),
-            (self.prompt, "prompt"),
-            (self.max_tokens, "max tokens"),
-            (self.stop, "stop"),
-            (self.top_k, "top-k"),
-            (self.top_p, "top-p"),
-        ] {
-            if on {
-                v.push(name.into());
-            }
-        }
-        let what = match self.output() {
-            OutputKind::Images => "images",
-            OutputKind::Points => "2-D points",
-            OutputKind::Text => "text",
-            OutputKind::Nothing => return "nothing (not generative)".into(),
-        };
-        if v.is_empty() {
-            what.into()
-        } else {
-            format!("{what}; takes {}", v.join(", "))
-        }
     }
 }
 
@@ -265,6 +233,29 @@ fn window(pts: &[f32]) -> (f64, f64) {
     }
     let m = ((hi - lo) * 0.05).max(1e-3);
     (lo - m, hi + m)
+}
+
+/// Generated images drawn per generator call when many are asked for.
+pub(crate) const SAMPLE_CHUNK: usize = 500;
+
+/// `n` generated images drawn `SAMPLE_CHUNK` at a time by `draw(start, count)` (values in [0, 1]),
+/// as 8-bit values (as their PNG files hold them), with a "samples" progress bar when asked. The
+/// chunks are the same whatever `n`, so a seeded draw of `n` images begins with the images of any
+/// smaller draw.
+pub(crate) fn draw_pixels(
+    n: usize,
+    progress: Option<&dyn EventSink>,
+    mut draw: impl FnMut(usize, usize) -> ImageBatch,
+) -> Vec<f32> {
+    let mut bar = progress.map_or_else(Progress::hidden, |e| e.progress("samples", n as u64, 0));
+    let mut pixels = Vec::new();
+    for start in (0..n).step_by(SAMPLE_CHUNK) {
+        let k = SAMPLE_CHUNK.min(n - start);
+        pixels.extend(draw(start, k).data.iter().map(|v| (v.clamp(0.0, 1.0) * 255.0).round()));
+        bar.update((start + k) as u64, "images");
+    }
+    bar.finish();
+    pixels
 }
 
 #[cfg(test)]

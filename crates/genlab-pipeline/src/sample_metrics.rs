@@ -7,77 +7,28 @@
 use crate::error::{PipelineError, Result};
 use crate::experiment::Experiment;
 use crate::generate::Images;
-use crate::images::Splits;
 use crate::metric::Metric;
 use crate::report::split_name;
 use burn::tensor::Device;
-use genlab_core::grid::{save_grid, ImageBatch};
-use genlab_eval::extract::{Extracted, FeatureExtractor, FeatureProtocol};
-use genlab_eval::fid::fid;
-use genlab_eval::inception_score::{inception_score, InceptionScore};
-use genlab_eval::kid::{kid, Kid, KidConfig};
-use genlab_eval::memorisation::{memorisation, Memorisation};
-use genlab_eval::prdc::{prdc, Prdc};
+use genlab_data::Splits;
+use genlab_eval::extract::FeatureExtractor;
+use genlab_eval::inception_score::InceptionScore;
+pub use genlab_eval::suite::SampleMetrics;
+use genlab_eval::suite::{memorisation_grid, score, Generated, Pixels};
 use genlab_eval::weights::WeightsError;
-use serde::{Deserialize, Serialize};
 use std::fmt::Write;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 
-/// Neighbours of the precision/recall/density/coverage manifolds (Naeem et al. 2020 use 5, Kynkäänniemi
-/// et al. 2019 use 3; the issue asks for 3).
-const PRDC_K: usize = 3;
-/// torch-fidelity's Inception Score splits.
-const IS_SPLITS: usize = 10;
-/// A generated sample closer to the training set than this quantile of held-out examples counts as
-/// suspiciously close.
-const MEMORISATION_QUANTILE: f64 = 0.01;
-/// Closest (sample, training example) pairs drawn in the memorisation figure.
-const MEMORISATION_PAIRS: usize = 16;
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct SampleMetrics {
-    pub fid: f64,
-    pub kid: Kid,
-    /// Inception Score from the feature network's logits (None for the FID Inception, whose
-    /// classifier head genlab does not load).
-    pub inception_score: Option<InceptionScore>,
-    pub prdc: Prdc,
-    pub memorisation: Memorisation,
-    /// The same metrics for real images, to read the others against.
-    pub real: RealBaseline,
-    pub protocol: SampleProtocol,
-    pub seconds: f64,
-}
-
-/// Real against real: what a perfect generator would score under the same protocol.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct RealBaseline {
-    /// FID of as many training images as samples against the evaluation split.
-    pub fid_train_vs_reference: f64,
-    /// Inception Score of the evaluation split's images.
-    pub inception_score: Option<InceptionScore>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct SampleProtocol {
-    pub features: FeatureProtocol,
-    pub samples: usize,
-    /// Seed of the samples (`genlab sample RUN --seed S -n N --format folder` draws the same ones).
-    pub sample_seed: u64,
-    pub samples_are: String,
-    pub reference: String,
-    pub reference_images: usize,
-    pub train_images: usize,
-    pub kid: KidConfig,
-    pub prdc_k: usize,
-    pub inception_score_splits: usize,
-    pub memorisation_quantile: f64,
-}
-
-impl SampleMetrics {
+/// What the report says of the sample metrics.
+pub trait SampleReport {
     /// The numbers a goal can name.
-    pub fn metrics(&self) -> Vec<(Metric, f64)> {
+    fn metrics(&self) -> Vec<(Metric, f64)>;
+    /// The report's section: a table, the real-data baseline and the protocol.
+    fn markdown(&self, exp: &Experiment) -> String;
+}
+
+impl SampleReport for SampleMetrics {
+    fn metrics(&self) -> Vec<(Metric, f64)> {
         vec![
             (Metric::Fid, self.fid),
             (Metric::Kid, self.kid.mean),
@@ -88,22 +39,7 @@ impl SampleMetrics {
         ]
     }
 
-    /// The rest of the metrics.jsonl entry's fields.
-    pub fn log_fields(&self) -> Vec<(&'static str, serde_json::Value)> {
-        let mut v = vec![
-            ("kid_std", self.kid.std.into()),
-            ("memorised_fraction", self.memorisation.suspicious_fraction.into()),
-            ("sample_protocol", serde_json::to_value(&self.protocol).expect("the protocol should serialise")),
-        ];
-        if let Some(is) = self.inception_score {
-            v.push(("inception_score", is.mean.into()));
-            v.push(("inception_score_std", is.std.into()));
-        }
-        v
-    }
-
-    /// The report's section: a table, the real-data baseline and the protocol.
-    pub fn markdown(&self, exp: &Experiment) -> String {
+    fn markdown(&self, exp: &Experiment) -> String {
         let p = &self.protocol;
         let mut s = String::new();
         let _ = writeln!(
@@ -231,90 +167,26 @@ pub fn sample_metrics(
     splits: &Splits,
     run_dir: &Path,
 ) -> Result<(SampleMetrics, (String, PathBuf))> {
-    let started = Instant::now();
-    let batch = exp.eval.batch_size.max(50);
-    let shape = generated.shape;
-    let extract = |pixels: &[f32], n: usize, label: &str| -> Result<Extracted> {
-        net.extract(pixels, n, shape, batch, label).map_err(|e| PipelineError::Run(format!("{label}: {e}")))
-    };
-    let host = |set: &genlab_data::ImageSet, rows: &[usize]| set.batch(rows).data;
     let e = &exp.eval;
     let ref_rows = &splits.eval_rows[..e.examples.unwrap_or(usize::MAX).min(splits.eval_rows.len())];
     let train_rows = &splits.train_rows[..e.memorisation_examples.unwrap_or(usize::MAX).min(splits.train_rows.len())];
-    let reference_px = host(&splits.eval, ref_rows);
-    let train_px = host(&splits.train, train_rows);
-    let (n_ref, n_train) = (ref_rows.len(), train_rows.len());
-    for (what, n) in [("the evaluation split", n_ref), ("the training split", n_train)] {
-        if n < 2 {
-            return Err(PipelineError::Run(format!("sample metrics: {what} has {n} image(s); FID needs at least 2")));
-        }
-    }
-    let gen = extract(&generated.pixels, generated.n, "features: samples")?;
-    let reference = extract(&reference_px, n_ref, "features: evaluation images")?;
-    let train = extract(&train_px, n_train, "features: training images")?;
-    let err = |e: genlab_eval::EvalError| PipelineError::Run(format!("sample metrics: {e}"));
-
-    let kid_cfg = KidConfig { subset_size: 1000.min(generated.n).min(n_ref), ..Default::default() };
-    let train_same_n: Vec<usize> = (0..generated.n.min(n_train)).collect();
-    let logits_is = |l: &Option<genlab_eval::Features>| -> Result<Option<InceptionScore>> {
-        l.as_ref().map(|l| inception_score(l, IS_SPLITS, Some(2020))).transpose().map_err(err)
+    let reference = splits.eval.batch(ref_rows).data;
+    let train = splits.train.batch(train_rows).data;
+    let reference = Pixels { values: &reference, n: ref_rows.len() };
+    let train = Pixels { values: &train, n: train_rows.len() };
+    let generated = Generated {
+        pixels: Pixels { values: &generated.pixels, n: generated.n },
+        shape: generated.shape,
+        description: &generated.description,
+        seed: generated.seed,
     };
-    let memo =
-        memorisation(&gen.features, &train.features, &reference.features, MEMORISATION_QUANTILE, MEMORISATION_PAIRS)
-            .map_err(err)?;
-    let figure = memorisation_figure(&memo, generated, &train_px, run_dir)?;
-    let metrics = SampleMetrics {
-        fid: fid(&gen.features, &reference.features).map_err(err)?,
-        kid: kid(&gen.features, &reference.features, &kid_cfg).map_err(err)?,
-        inception_score: logits_is(&gen.logits)?,
-        prdc: prdc(&reference.features, &gen.features, PRDC_K).map_err(err)?,
-        memorisation: memo,
-        real: RealBaseline {
-            fid_train_vs_reference: fid(&train.features.select(&train_same_n), &reference.features).map_err(err)?,
-            inception_score: logits_is(&reference.logits)?,
-        },
-        protocol: SampleProtocol {
-            features: gen.protocol.joined(&reference.protocol),
-            samples: generated.n,
-            sample_seed: generated.seed,
-            samples_are: generated.description.clone(),
-            reference: split_name(exp),
-            reference_images: n_ref,
-            train_images: n_train,
-            kid: kid_cfg,
-            prdc_k: PRDC_K,
-            inception_score_splits: IS_SPLITS,
-            memorisation_quantile: MEMORISATION_QUANTILE,
-        },
-        seconds: started.elapsed().as_secs_f64(),
-    };
-    Ok((metrics, figure))
-}
-
-/// The closest pairs: samples on the top row, their nearest training images below.
-fn memorisation_figure(
-    m: &Memorisation,
-    generated: &Images,
-    train_px: &[f32],
-    run_dir: &Path,
-) -> Result<(String, PathBuf)> {
-    let len: usize = generated.shape.iter().product();
-    let image = |px: &[f32], i: usize| px[i * len..(i + 1) * len].iter().map(|p| p / 255.0).collect::<Vec<f32>>();
-    let mut data = Vec::with_capacity(2 * m.closest.len() * len);
-    for &(g, _, _) in &m.closest {
-        data.extend(image(&generated.pixels, g));
-    }
-    for &(_, t, _) in &m.closest {
-        data.extend(image(train_px, t));
-    }
-    let [c, h, w] = generated.shape;
+    let run = |e: genlab_eval::EvalError| PipelineError::Run(e.to_string());
+    let metrics = score(net, &generated, reference, train, &split_name(exp), e.batch_size.max(50)).map_err(run)?;
     let rel = PathBuf::from("samples/memorisation.png");
-    save_grid(&ImageBatch::new(data, 2 * m.closest.len(), c, h, w), m.closest.len().max(1), &run_dir.join(&rel))?;
-    Ok((
-        format!(
-            "Memorisation check: the {} samples closest to a training image (top row) and that training image (bottom row), closest first",
-            m.closest.len()
-        ),
-        rel,
-    ))
+    memorisation_grid(&metrics.memorisation, &generated, train, &run_dir.join(&rel)).map_err(run)?;
+    let title = format!(
+        "Memorisation check: the {} samples closest to a training image (top row) and that training image (bottom row), closest first",
+        metrics.memorisation.closest.len()
+    );
+    Ok((metrics, (title, rel)))
 }

@@ -9,7 +9,7 @@ use crate::evaluation::{EvalContext, Evaluation, LossCurve};
 use crate::experiment::{Experiment, KeyError};
 use crate::family::{model_error, Batches, Family, FamilyCard, NoOptions, PeriodicContext, Section};
 use crate::generate::{Capabilities, GenerateRequest, Generated, OutputKind};
-use crate::images::EvalImages;
+use genlab_data::EvalImages;
 use crate::metric::Metric;
 use crate::report::Verdict;
 use burn::tensor::Device;
@@ -98,7 +98,7 @@ impl Family for ClassifierFamily {
     }
 
     fn check_data(&self, data: &Data) -> Result<()> {
-        data.images()?.check_labels(&self.exp.data.dataset.describe())
+        Ok(data.images()?.check_labels(&self.exp.data.dataset.describe())?)
     }
 
     fn init(&self, seed: u64, device: &Device) -> Result<Classifier> {
@@ -106,11 +106,11 @@ impl Family for ClassifierFamily {
     }
 
     fn batches(&self, data: &Data, exp: &Experiment) -> Result<Batches<Classifier>> {
-        Ok(Box::new(data.images()?.labelled_batches(exp)?))
+        Ok(Box::new(data.labelled_batches(exp)?))
     }
 
     fn validation_set(&self, data: &Data, exp: &Experiment, _: &dyn EventSink) -> Result<EvalImages> {
-        Ok(EvalImages::periodic(data.images()?, exp))
+        Ok(data.periodic_images(exp)?)
     }
 
     fn validate(
@@ -127,7 +127,7 @@ impl Family for ClassifierFamily {
     fn evaluate(&self, model: &Classifier, data: &Data, cx: &EvalContext<'_>) -> Result<Evaluation> {
         let exp = cx.exp;
         let splits = data.images()?;
-        let set = EvalImages::evaluation(splits, exp);
+        let set = splits.eval_images(exp.eval.examples, &exp.data.transforms, exp.eval.seed);
         let bar = cx.events.progress("evaluate", set.n as u64, 0);
         let mut eval = classify(model, &set, exp.eval.batch_size, &cx.device, bar);
         cx.events.message(&format!(

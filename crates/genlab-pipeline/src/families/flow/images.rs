@@ -6,7 +6,8 @@ use crate::error::Result;
 use crate::evaluation::{EvalContext, Evaluation};
 use crate::experiment::Experiment;
 use crate::generate::Images;
-use crate::images::{draw_pixels, EvalImages, Splits};
+use crate::generate::draw_pixels;
+use genlab_data::{EvalImages, Splits};
 use crate::metric::Metric;
 use burn::tensor::{Device, TensorData};
 use burn::Tensor;
@@ -133,7 +134,7 @@ pub(super) fn evaluate_and_figures(
 ) -> Result<Evaluation> {
     let exp = cx.exp;
     let e = &exp.eval;
-    let set = EvalImages::evaluation(splits, exp);
+    let set = splits.eval_images(exp.eval.examples, &exp.data.transforms, exp.eval.seed);
     let likelihood = evaluate(flow, &set, e.batch_size, e.seed, &cx.device, Some(cx.events));
     let bpd = likelihood.bits_per_dim.expect("images have bits/dim");
     cx.events.message(&format!(

@@ -13,7 +13,7 @@ use crate::evaluation::{EvalContext, Evaluation, LossCurve};
 use crate::experiment::{Experiment, KeyError};
 use crate::family::{model_error, Batches, Family, FamilyCard, FamilyOptions, PeriodicContext, Section};
 use crate::generate::{Capabilities, GenerateRequest, Generated, OutputKind};
-use crate::images::EvalImages;
+use genlab_data::EvalImages;
 use crate::metric::Metric;
 use burn::tensor::Device;
 use genlab_core::events::EventSink;
@@ -170,7 +170,7 @@ impl Family for FlowFamily {
         let t = &exp.train;
         Ok(match data {
             Data::Points(p) => Box::new(PointBatches::new(p.train.clone(), t.batch_size, t.drop_last, t.seed)),
-            _ => Box::new(data.images()?.batches(exp)),
+            _ => Box::new(data.image_batches(exp)?),
         })
     }
 
@@ -179,7 +179,7 @@ impl Family for FlowFamily {
             Data::Points(p) => {
                 FlowValidation::Points(p.test[..2 * exp.eval.periodic_examples.min(p.test.len() / 2)].to_vec())
             }
-            _ => FlowValidation::Images(EvalImages::periodic(data.images()?, exp)),
+            _ => FlowValidation::Images(data.periodic_images(exp)?),
         })
     }
 

@@ -12,7 +12,7 @@ use crate::evaluation::{CurveSeries, EvalContext, Evaluation, LossCurve};
 use crate::experiment::{key_and_message, Experiment, KeyError};
 use crate::family::{model_error, Batches, Family, FamilyCard, FamilyOptions, PeriodicContext, Section};
 use crate::generate::{Capabilities, GenerateRequest, Generated, Images, OutputKind};
-use crate::images::draw_pixels;
+use crate::generate::draw_pixels;
 use crate::metric::Metric;
 use burn::tensor::Device;
 use burn::Tensor;
@@ -192,11 +192,10 @@ impl Family for GanFamily {
     }
 
     fn batches(&self, data: &Data, exp: &Experiment) -> Result<Batches<Gan>> {
-        let splits = data.images()?;
         Ok(Box::new(if self.config.conditional {
-            GanBatches::Labelled(splits.labelled_batches(exp)?)
+            GanBatches::Labelled(data.labelled_batches(exp)?)
         } else {
-            GanBatches::Plain(splits.batches(exp))
+            GanBatches::Plain(data.image_batches(exp)?)
         }))
     }
 

@@ -3,7 +3,7 @@
 
 use super::{host_images, SAMPLE_STREAM};
 use crate::error::Result;
-use crate::images::EvalImages;
+use genlab_data::EvalImages;
 use crate::plots::scatter_by_class;
 use burn::tensor::Device;
 use burn::Tensor;

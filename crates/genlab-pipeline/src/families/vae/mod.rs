@@ -12,7 +12,8 @@ use crate::evaluation::{EvalContext, Evaluation, LossCurve};
 use crate::experiment::{Experiment, KeyError};
 use crate::family::{model_error, Batches, Family, FamilyCard, FamilyOptions, PeriodicContext, Section};
 use crate::generate::{Capabilities, GenerateRequest, Generated, Images, OutputKind};
-use crate::images::{draw_pixels, EvalImages};
+use crate::generate::draw_pixels;
+use genlab_data::EvalImages;
 use crate::metric::Metric;
 use burn::tensor::Device;
 use burn::Tensor;
@@ -162,11 +163,11 @@ impl Family for VaeFamily {
     }
 
     fn batches(&self, data: &Data, exp: &Experiment) -> Result<Batches<Vae>> {
-        Ok(Box::new(data.images()?.batches(exp)))
+        Ok(Box::new(data.image_batches(exp)?))
     }
 
     fn validation_set(&self, data: &Data, exp: &Experiment, _: &dyn EventSink) -> Result<EvalImages> {
-        Ok(EvalImages::periodic(data.images()?, exp))
+        Ok(data.periodic_images(exp)?)
     }
 
     fn validate(
@@ -191,7 +192,7 @@ impl Family for VaeFamily {
 
     fn evaluate(&self, vae: &Vae, data: &Data, cx: &EvalContext<'_>) -> Result<Evaluation> {
         let e = &self.eval;
-        let set = EvalImages::evaluation(data.images()?, cx.exp);
+        let set = data.evaluation_images(cx.exp)?;
         let bar = cx.events.progress("evaluate", set.n.div_ceil(e.batch_size) as u64, 0);
         let l = evaluate(vae, &set, self.iwae_k, e.batch_size, e.seed, &cx.device, bar);
         cx.events.message(&format!(

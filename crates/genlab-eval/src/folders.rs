@@ -2,16 +2,16 @@
 //! Inception Score of each folder where the network has logits) between two folders of PNG/JPEG
 //! images, as pytorch-fid's command line, printing the value and its protocol.
 
-use crate::error::{PipelineError, Result};
+use crate::error::{EvalError, Result};
+use crate::extract::{FeatureExtractor, FeatureNetwork, FeatureProtocol};
+use crate::fid::fid;
+use crate::inception_score::{inception_score, InceptionScore};
+use crate::kid::{kid, Kid, KidConfig};
+use crate::prdc::{prdc, Prdc};
+use crate::preprocess::ResizeProtocol;
 use burn::tensor::Device;
 use genlab_data::folder::{read_image_folder, Color};
 use genlab_data::ImageSet;
-use genlab_eval::extract::{FeatureExtractor, FeatureNetwork, FeatureProtocol};
-use genlab_eval::fid::fid;
-use genlab_eval::inception_score::{inception_score, InceptionScore};
-use genlab_eval::kid::{kid, Kid, KidConfig};
-use genlab_eval::prdc::{prdc, Prdc};
-use genlab_eval::preprocess::ResizeProtocol;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -70,7 +70,7 @@ impl fmt::Display for FidReport {
 
 /// Reads a folder as RGB, and back to one channel when every pixel is gray.
 fn read_folder(dir: &Path) -> Result<(ImageSet, bool)> {
-    let rgb = read_image_folder(dir, Color::Rgb, None)?;
+    let rgb = read_image_folder(dir, Color::Rgb, None).map_err(|e| EvalError::Input(e.to_string()))?;
     let plane = rgb.height * rgb.width;
     let gray = (0..rgb.n).all(|i| {
         let img = &rgb.pixels[i * 3 * plane..(i + 1) * 3 * plane];
@@ -86,43 +86,34 @@ fn read_folder(dir: &Path) -> Result<(ImageSet, bool)> {
 pub fn fid_folders(a: &Path, b: &Path, o: &FidOptions) -> Result<FidReport> {
     for dir in [a, b] {
         if !dir.is_dir() {
-            return Err(PipelineError::Run(format!("{}: not a directory of images", dir.display())));
+            return Err(EvalError::Input(format!("{}: not a directory of images", dir.display())));
         }
     }
     let net = FeatureExtractor::load(o.features, o.weights.as_deref(), o.resize, &o.device)
-        .map_err(|e| PipelineError::Run(e.to_string()))?;
+        .map_err(|e| EvalError::Input(e.to_string()))?;
     let mut sets = Vec::new();
     for (dir, label) in [(a, "features A"), (b, "features B")] {
         let (set, _) = read_folder(dir)?;
         if set.n < 2 {
-            return Err(PipelineError::Run(format!("{}: FID needs at least 2 images, found {}", dir.display(), set.n)));
+            return Err(EvalError::Input(format!("{}: FID needs at least 2 images, found {}", dir.display(), set.n)));
         }
         let pixels: Vec<f32> = set.pixels.iter().map(|&p| p as f32).collect();
         let shape = [set.channels, set.height, set.width];
         let x = net
             .extract(&pixels, set.n, shape, o.batch_size, label)
-            .map_err(|e| PipelineError::Run(format!("{}: {e}", dir.display())))?;
+            .map_err(|e| EvalError::Input(format!("{}: {e}", dir.display())))?;
         sets.push((x, set.n));
     }
     let (xa, n_a) = sets.remove(0);
     let (xb, n_b) = sets.remove(0);
     let (fa, fb) = (&xa.features, &xb.features);
-    let eval_err = |e: genlab_eval::EvalError| PipelineError::Run(e.to_string());
     let protocol = xa.protocol.clone().joined(&xb.protocol);
-    let mut report = FidReport {
-        fid: fid(fa, fb).map_err(eval_err)?,
-        kid: None,
-        prdc: None,
-        inception_scores: None,
-        note: None,
-        n_a,
-        n_b,
-        protocol,
-    };
+    let mut report =
+        FidReport { fid: fid(fa, fb)?, kid: None, prdc: None, inception_scores: None, note: None, n_a, n_b, protocol };
     if o.all {
         if let (Some(la), Some(lb)) = (&xa.logits, &xb.logits) {
             if n_a.min(n_b) >= IS_SPLITS {
-                let is = |l| inception_score(l, IS_SPLITS, Some(2020)).map_err(eval_err);
+                let is = |l| inception_score(l, IS_SPLITS, Some(2020));
                 report.inception_scores = Some((is(la)?, is(lb)?));
             } else {
                 report.note =
@@ -131,10 +122,9 @@ pub fn fid_folders(a: &Path, b: &Path, o: &FidOptions) -> Result<FidReport> {
         }
         // torch-fidelity's subsets of 1000, or all samples of the smaller set when it has fewer.
         let size = 1000.min(n_a).min(n_b);
-        report.kid =
-            Some((kid(fa, fb, &KidConfig { subset_size: size, ..Default::default() }).map_err(eval_err)?, size));
+        report.kid = Some((kid(fa, fb, &KidConfig { subset_size: size, ..Default::default() })?, size));
         // As torch-fidelity: A is the generated set, B the real one (prdc's `real` manifold).
-        report.prdc = Some(prdc(fb, fa, 3).map_err(eval_err)?);
+        report.prdc = Some(prdc(fb, fa, 3)?);
     }
     Ok(report)
 }
