@@ -315,7 +315,7 @@ fn run() -> anyhow::Result<ExitCode> {
                 weights,
                 device: device.unwrap_or_default().device()?,
             };
-            println!("{}", genlab_eval::folders::fid_folders(&dir_a, &dir_b, &options)?);
+            println!("{}", genlab_eval::folders::fid_folders(&dir_a, &dir_b, &options, &*events)?);
             ExitCode::SUCCESS
         }
         Command::Data { command: DataCommand::Export { dataset, split, n, out } } => {

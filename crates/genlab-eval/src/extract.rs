@@ -99,15 +99,15 @@ impl FeatureExtractor {
         })
     }
 
-    /// Features of 8-bit-range images `[n, c, h, w]`, `batch` at a time, with a progress bar
-    /// labelled `label`.
+    /// Features of 8-bit-range images `[n, c, h, w]`, `batch` at a time, shown on `progress`
+    /// (counting images).
     pub fn extract(
         &self,
         pixels: &[f32],
         n: usize,
         [c, h, w]: [usize; 3],
         batch: usize,
-        label: &str,
+        progress: Progress,
     ) -> Result<Extracted, EvalError> {
         match self {
             FeatureExtractor::Inception(net, resize) => {
@@ -118,11 +118,11 @@ impl FeatureExtractor {
                         got: format!("{c} channels"),
                     });
                 }
-                let (features, protocol) = net.features(pixels, n, c, h, w, batch, *resize, label);
+                let (features, protocol) = net.features(pixels, n, c, h, w, batch, *resize, progress);
                 Ok(Extracted { features, logits: None, protocol })
             }
             FeatureExtractor::MnistLenet(net) => {
-                let (features, logits) = net.extract(pixels, n, [c, h, w], batch, label)?;
+                let (features, logits) = net.extract(pixels, n, [c, h, w], batch, progress)?;
                 let cfg = &net.card.config;
                 let protocol = FeatureProtocol {
                     network: format!(
@@ -176,12 +176,11 @@ impl InceptionExtractor {
         w: usize,
         batch: usize,
         resize: ResizeProtocol,
-        label: &str,
+        mut progress: Progress,
     ) -> (Features, FeatureProtocol) {
         let len = c * h * w;
         let mut out = Vec::with_capacity(n * 2048);
         let batches = n.div_ceil(batch.max(1));
-        let mut progress = Progress::new(label, n as u64, 0);
         for k in 0..batches {
             let (s, e) = (k * batch, ((k + 1) * batch).min(n));
             let x = inception_input(&pixels[s * len..e * len], e - s, c, h, w, resize);

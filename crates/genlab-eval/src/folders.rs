@@ -10,6 +10,7 @@ use crate::kid::{kid, Kid, KidConfig};
 use crate::prdc::{prdc, Prdc};
 use crate::preprocess::ResizeProtocol;
 use burn::tensor::Device;
+use genlab_core::events::EventSink;
 use genlab_data::folder::{read_image_folder, Color};
 use genlab_data::ImageSet;
 use std::fmt;
@@ -83,7 +84,9 @@ fn read_folder(dir: &Path) -> Result<(ImageSet, bool)> {
     Ok((ImageSet { pixels, channels: 1, ..rgb }, true))
 }
 
-pub fn fid_folders(a: &Path, b: &Path, o: &FidOptions) -> Result<FidReport> {
+/// FID (and with `o.all` the other metrics) between the images of folders `a` and `b`; the
+/// feature extraction shows its progress on `events`.
+pub fn fid_folders(a: &Path, b: &Path, o: &FidOptions, events: &dyn EventSink) -> Result<FidReport> {
     for dir in [a, b] {
         if !dir.is_dir() {
             return Err(EvalError::Input(format!("{}: not a directory of images", dir.display())));
@@ -100,7 +103,7 @@ pub fn fid_folders(a: &Path, b: &Path, o: &FidOptions) -> Result<FidReport> {
         let pixels: Vec<f32> = set.pixels.iter().map(|&p| p as f32).collect();
         let shape = [set.channels, set.height, set.width];
         let x = net
-            .extract(&pixels, set.n, shape, o.batch_size, label)
+            .extract(&pixels, set.n, shape, o.batch_size, events.progress(label, set.n as u64, 0))
             .map_err(|e| EvalError::Input(format!("{}: {e}", dir.display())))?;
         sets.push((x, set.n));
     }

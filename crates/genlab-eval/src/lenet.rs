@@ -102,7 +102,7 @@ impl LenetExtractor {
         n: usize,
         shape: [usize; 3],
         batch: usize,
-        label: &str,
+        mut progress: Progress,
     ) -> Result<(Features, Features), EvalError> {
         if shape != LENET_INPUT {
             return Err(EvalError::ImageShape {
@@ -113,7 +113,6 @@ impl LenetExtractor {
         }
         let len = 28 * 28;
         let (mut feats, mut logits) = (Vec::new(), Vec::new());
-        let mut progress = Progress::new(label, n as u64, 0);
         for s in (0..n).step_by(batch.max(1)) {
             let e = (s + batch.max(1)).min(n);
             let x: Vec<f32> = pixels[s * len..e * len].iter().map(|p| p / 255.0).collect();
@@ -174,7 +173,7 @@ mod tests {
         assert_eq!((net.card.clone(), net.sha1.clone()), (c, sha1));
         let mut rng = SeededRng::new(1);
         let pixels: Vec<f32> = rng.uniform_vec(5 * 784).into_iter().map(|u| (u * 255.0).round()).collect();
-        let (f, l) = net.extract(&pixels, 5, LENET_INPUT, 2, "test").unwrap();
+        let (f, l) = net.extract(&pixels, 5, LENET_INPUT, 2, Progress::hidden()).unwrap();
         let x: Vec<f32> = pixels.iter().map(|p| p / 255.0).collect();
         let (wf, wl) = model.features_and_logits(Tensor::from_data(TensorData::new(x, [5, 1, 28, 28]), &dev));
         assert_eq!((f.n, f.dim, l.dim), (5, 16, 10));
@@ -183,7 +182,7 @@ mod tests {
                 assert!((g - w as f64).abs() < 1e-5, "{g} vs {w}");
             }
         }
-        let err = net.extract(&pixels[..3 * 784], 1, [3, 28, 28], 1, "rgb").unwrap_err();
+        let err = net.extract(&pixels[..3 * 784], 1, [3, 28, 28], 1, Progress::hidden()).unwrap_err();
         assert!(err.to_string().contains("1x28x28 (gray) images, got 3x28x28"), "{err}");
     }
 

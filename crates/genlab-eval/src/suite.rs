@@ -11,6 +11,7 @@ use crate::inception_score::{inception_score, InceptionScore};
 use crate::kid::{kid, Kid, KidConfig};
 use crate::memorisation::{memorisation, Memorisation};
 use crate::prdc::{prdc, Prdc};
+use genlab_core::events::EventSink;
 use genlab_core::grid::{save_grid, ImageBatch};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -110,11 +111,13 @@ pub fn score(
     train: Pixels<'_>,
     reference_name: &str,
     batch: usize,
+    events: &dyn EventSink,
 ) -> Result<SampleMetrics> {
     let started = Instant::now();
     let shape = generated.shape;
     let extract = |p: Pixels<'_>, label: &str| -> Result<Extracted> {
-        net.extract(p.values, p.n, shape, batch, label).map_err(|e| EvalError::Input(format!("{label}: {e}")))
+        net.extract(p.values, p.n, shape, batch, events.progress(label, p.n as u64, 0))
+            .map_err(|e| EvalError::Input(format!("{label}: {e}")))
     };
     let (n_ref, n_train, n) = (reference.n, train.n, generated.pixels.n);
     for (what, n) in [("the evaluation split", n_ref), ("the training split", n_train)] {

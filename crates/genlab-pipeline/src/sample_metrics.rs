@@ -10,6 +10,7 @@ use crate::generate::Images;
 use crate::metric::Metric;
 use crate::report::split_name;
 use burn::tensor::Device;
+use genlab_core::events::EventSink;
 use genlab_data::Splits;
 use genlab_eval::extract::FeatureExtractor;
 use genlab_eval::inception_score::InceptionScore;
@@ -122,7 +123,7 @@ pub(crate) fn sample_metrics_if_asked(
     }
     match load_features(cx.exp, &cx.device) {
         Ok(net) => {
-            let (m, fig) = sample_metrics(cx.exp, &net, &generate()?, splits, cx.run_dir)?;
+            let (m, fig) = sample_metrics(cx.exp, &net, &generate()?, splits, cx.run_dir, cx.events)?;
             cx.events.message(&format!(
                 "samples: FID {:.4}, KID {:.6}, {}",
                 m.fid,
@@ -166,6 +167,7 @@ pub fn sample_metrics(
     generated: &Images,
     splits: &Splits,
     run_dir: &Path,
+    events: &dyn EventSink,
 ) -> Result<(SampleMetrics, (String, PathBuf))> {
     let e = &exp.eval;
     let ref_rows = &splits.eval_rows[..e.examples.unwrap_or(usize::MAX).min(splits.eval_rows.len())];
@@ -181,7 +183,8 @@ pub fn sample_metrics(
         seed: generated.seed,
     };
     let run = |e: genlab_eval::EvalError| PipelineError::Run(e.to_string());
-    let metrics = score(net, &generated, reference, train, &split_name(exp), e.batch_size.max(50)).map_err(run)?;
+    let metrics =
+        score(net, &generated, reference, train, &split_name(exp), e.batch_size.max(50), events).map_err(run)?;
     let rel = PathBuf::from("samples/memorisation.png");
     memorisation_grid(&metrics.memorisation, &generated, train, &run_dir.join(&rel)).map_err(run)?;
     let title = format!(
