@@ -79,8 +79,9 @@ impl ImageBatches {
     }
 }
 
-fn images_tensor(b: &LabelledBatch, device: &Device) -> Tensor<4> {
-    Tensor::from_data(TensorData::new(b.data.clone(), [b.n, b.channels, b.height, b.width]), device)
+fn images_tensor(b: LabelledBatch, device: &Device) -> Tensor<4> {
+    let shape = [b.n, b.channels, b.height, b.width];
+    Tensor::from_data(TensorData::new(b.data, shape), device)
 }
 
 impl BatchSource for ImageBatches {
@@ -88,7 +89,7 @@ impl BatchSource for ImageBatches {
 
     fn next_batch(&mut self, device: &Device) -> Tensor<4> {
         let b = self.next_host();
-        images_tensor(&b, device)
+        images_tensor(b, device)
     }
 
     fn state(&self) -> Value {
@@ -121,7 +122,8 @@ impl BatchSource for LabelledBatches {
         let b = self.0.next_host();
         let labels: Vec<i64> =
             b.labels.as_ref().expect("checked in LabelledBatches::new").iter().map(|&l| i64::from(l)).collect();
-        (images_tensor(&b, device), Tensor::from_data(TensorData::new(labels, [b.n]), device))
+        let n = b.n;
+        (images_tensor(b, device), Tensor::from_data(TensorData::new(labels, [n]), device))
     }
 
     fn state(&self) -> Value {

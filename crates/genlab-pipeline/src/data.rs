@@ -124,6 +124,13 @@ impl Data {
                     )));
                 };
                 let mut tokens = corpus.encode();
+                if tokens.len() < 2 {
+                    return Err(PipelineError::Config(format!(
+                        "{}: {} character(s); a training stream and a held-out tail need at least 2",
+                        d.dataset.describe(),
+                        tokens.len()
+                    )));
+                }
                 let held = ((tokens.len() as f64 * f).round() as usize).clamp(1, tokens.len().saturating_sub(1).max(1));
                 let eval = tokens.split_off(tokens.len() - held);
                 Data::Text(TextSplits {

@@ -72,6 +72,9 @@ pub struct Evaluation {
     pub figures: Vec<(String, PathBuf)>,
     /// The headline printed at the end of the command.
     pub summary: String,
+    /// Samples the protocol already drew with the request the sample metrics make (count aside),
+    /// so the metrics read their first `eval.metric_samples` instead of drawing again.
+    pub drawn: Option<Images>,
 }
 
 /// The loss-curve figure: series of `metrics.jsonl` entries.

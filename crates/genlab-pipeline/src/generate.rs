@@ -159,6 +159,18 @@ pub struct Images {
 }
 
 impl Images {
+    /// The first `n` images.
+    pub fn first(&self, n: usize) -> Images {
+        let len: usize = self.shape.iter().product();
+        Images {
+            pixels: self.pixels[..n * len].to_vec(),
+            n,
+            shape: self.shape,
+            description: self.description.clone(),
+            seed: self.seed,
+        }
+    }
+
     /// The images in [0, 1], for drawing.
     pub fn batch(&self) -> ImageBatch {
         let [c, h, w] = self.shape;
@@ -240,8 +252,8 @@ pub(crate) const SAMPLE_CHUNK: usize = 500;
 
 /// `n` generated images drawn `SAMPLE_CHUNK` at a time by `draw(start, count)` (values in [0, 1]),
 /// as 8-bit values (as their PNG files hold them), with a "samples" progress bar when asked. The
-/// chunks are the same whatever `n`, so a seeded draw of `n` images begins with the images of any
-/// smaller draw.
+/// chunks start at the same indices whatever `n`, so a grid, a folder and the sample metrics
+/// drawn with one seed hold the same images.
 pub(crate) fn draw_pixels(
     n: usize,
     progress: Option<&dyn EventSink>,

@@ -8,8 +8,7 @@ use crate::family::{Family, FamilyCard, FamilyOptions, Section};
 use crate::generate::{GenerateRequest, Generated, OutputKind};
 use crate::metric::{self, Metric};
 use crate::reopen::RunTarget;
-use crate::run::{Finished, Mode, Target};
-use genlab_core::events::Events;
+use crate::run::{Finished, Mode, RunOptions, Target};
 use genlab_data::DataKind;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -39,7 +38,7 @@ pub trait Registered: Sync {
         exp: &Experiment,
         target: Target,
         mode: Mode,
-        events: Events,
+        opts: &RunOptions,
         started: Instant,
     ) -> Result<Finished>;
     fn evaluate(&self, target: &RunTarget) -> Result<String>;
@@ -183,10 +182,10 @@ impl<F: Family> Registered for Entry<F> {
         exp: &Experiment,
         target: Target,
         mode: Mode,
-        events: Events,
+        opts: &RunOptions,
         started: Instant,
     ) -> Result<Finished> {
-        crate::run::execute::<F>(exp, Self::section(exp), target, mode, events, started)
+        crate::run::execute::<F>(exp, Self::section(exp), target, mode, opts, started)
     }
 
     fn evaluate(&self, target: &RunTarget) -> Result<String> {
@@ -207,7 +206,7 @@ pub fn find(name: &str) -> Option<&'static dyn Registered> {
     all().iter().copied().find(|f| f.name() == name)
 }
 
-/// `"vae", "flow", "gan" or "classifier"`.
+/// The registered names, quoted: `"vae", "flow", ... or "gaussian_mixture"`.
 pub fn names_quoted() -> String {
     metric::quoted(all().iter().map(|f| f.name()))
 }
@@ -224,9 +223,12 @@ pub fn describe(name: Option<&str>) -> crate::error::Result<String> {
         let c = f.card();
         s.push_str(&format!("{}: {}\n", c.name, c.summary));
         for (kind, metrics, output) in f.by_kind() {
+            let sample_line;
             let mut m: Vec<&str> = metrics.iter().map(|m| m.key()).collect();
             if output == OutputKind::Images {
-                m.push("and, with eval.metric_samples, fid, kid, precision, recall, density, coverage");
+                let sample: Vec<&str> = metric::SAMPLE_METRICS.iter().map(|m| m.key()).collect();
+                sample_line = format!("and, with eval.metric_samples, {}", sample.join(", "));
+                m.push(&sample_line);
             }
             let output = describe_output(output);
             s.push_str(&format!("  on {}: metrics {}; generates {output}\n", kind.describe(), m.join(", ")));

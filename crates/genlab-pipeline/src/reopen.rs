@@ -65,7 +65,6 @@ impl RunTarget {
 /// weights; returns the headline. Overrides change this evaluation only, not the run's experiment.
 pub fn eval_run(run_dir: &Path, device: Option<DeviceSpec>, overrides: &[String], events: Events) -> Result<String> {
     let target = RunTarget::open(run_dir, device, overrides, events)?;
-    target.exp.check_data_shape(target.info.data_shape)?;
     family_of(&target.exp)?.evaluate(&target)
 }
 
@@ -92,8 +91,9 @@ pub(crate) fn generate<F: Family>(
     request: &GenerateRequest,
     progress: bool,
 ) -> Result<Generated> {
-    let (family, model) = target.model::<F>(section)?;
+    let family = F::new(section, &target.exp, &target.info.facts());
     request.check(F::CARD.name, &family.capabilities())?;
+    let model = target.load(family.init(target.exp.train.seed, &target.device)?)?;
     family.generate(&model, request, &target.device, progress.then_some(&*target.events))
 }
 

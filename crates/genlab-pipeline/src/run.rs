@@ -17,6 +17,8 @@ use genlab_core::DeviceSpec;
 use genlab_train::{TrainOutcome, Trainer, TrainerConfig};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
 use std::time::Instant;
 
 /// Choices made on the command line rather than in the experiment file.
@@ -27,11 +29,20 @@ pub struct RunOptions {
     pub overrides: Vec<String>,
     /// Where progress and messages go.
     pub events: Events,
+    /// Set it to stop training at the next step with a checkpoint, as Ctrl-C does in the CLI (for
+    /// a server or a tuner that trains); without it, the process-wide Ctrl-C flag is read.
+    pub stop: Option<Arc<AtomicBool>>,
 }
 
 impl Default for RunOptions {
     fn default() -> Self {
-        RunOptions { run_dir: None, device: None, overrides: vec![], events: genlab_core::events::terminal() }
+        RunOptions {
+            run_dir: None,
+            device: None,
+            overrides: vec![],
+            events: genlab_core::events::terminal(),
+            stop: None,
+        }
     }
 }
 
@@ -68,7 +79,7 @@ pub fn start(file: &Path, opts: &RunOptions, mode: Mode) -> Result<Finished> {
         exp.train.device = d;
     }
     let base = opts.run_dir.clone().unwrap_or_else(|| exp.default_run_dir());
-    family_of(&exp)?.execute(&exp, Target::Fresh(base), mode, opts.events.clone(), Instant::now())
+    family_of(&exp)?.execute(&exp, Target::Fresh(base), mode, opts, Instant::now())
 }
 
 /// `genlab train --resume RUN [--set key=value]`: continues from the latest checkpoint, then runs
@@ -84,13 +95,7 @@ pub fn resume(run_dir: &Path, opts: &RunOptions) -> Result<Finished> {
         exp.train.device = d;
     }
     let info = RunInfo::load(run_dir)?;
-    family_of(&exp)?.execute(
-        &exp,
-        Target::Resume(run_dir.to_path_buf()),
-        info.mode,
-        opts.events.clone(),
-        Instant::now(),
-    )
+    family_of(&exp)?.execute(&exp, Target::Resume(run_dir.to_path_buf()), info.mode, opts, Instant::now())
 }
 
 pub(crate) fn family_of(exp: &Experiment) -> Result<&'static dyn Registered> {
@@ -103,10 +108,11 @@ pub(crate) fn execute<F: Family>(
     section: Section<F::Network, F::Options>,
     target: Target,
     mode: Mode,
-    events: Events,
+    opts: &RunOptions,
     started: Instant,
 ) -> Result<Finished> {
     let t = &exp.train;
+    let events = opts.events.clone();
     let device = t.device.autodiff_device()?;
     // Phase 2: data, its kind resolved once.
     let data = Data::load(exp)?;
@@ -136,6 +142,10 @@ pub(crate) fn execute<F: Family>(
         &run.dir,
     )
     .with_events(events.clone());
+    let trainer = match &opts.stop {
+        Some(flag) => trainer.with_stop_flag(flag.clone()),
+        None => trainer,
+    };
     let outcome = trainer.fit(model, family.optimizers(exp), &mut batches, run.resuming, &device, |step, m| {
         family
             .validate(step, m, &set, &periodic)
@@ -183,9 +193,13 @@ pub(crate) fn evaluate<F: Family>(
     cx: &EvalContext<'_>,
 ) -> Result<(String, Option<String>)> {
     let started = Instant::now();
-    let ev = family.evaluate(model, data, cx)?;
+    let mut ev = family.evaluate(model, data, cx)?;
     let draws_images = family.capabilities().output() == crate::generate::OutputKind::Images;
+    let drawn = ev.drawn.take();
     let draw = |n: usize| -> Result<Images> {
+        if let Some(im) = drawn.as_ref().filter(|im| im.n >= n) {
+            return Ok(im.first(n));
+        }
         match family.generate(model, &GenerateRequest::new(n, cx.exp.eval.seed), &cx.device, Some(cx.events))? {
             Generated::Images(im) => Ok(im),
             _ => Err(PipelineError::Run(format!("the {} family drew no images", F::CARD.name))),

@@ -79,3 +79,25 @@ fn two_experiments_run_one_after_the_other_in_one_process() {
     assert!(lines.iter().any(|l| l.starts_with("step 30: val_nll")), "periodic validation reaches the sink: {lines:?}");
     assert!(lines.iter().any(|l| l.starts_with("test: ELBO")), "{lines:?}");
 }
+
+/// A caller's own stop flag stops training with a checkpoint, as Ctrl-C does in the CLI, and the
+/// run resumes from it.
+#[test]
+fn a_stop_flag_checkpoints_and_the_run_resumes() {
+    let d = tempfile::tempdir().unwrap();
+    let file = d.path().join("moons.toml");
+    std::fs::write(&file, MOONS).unwrap();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let events = Arc::new(Collected::default());
+    let opts = RunOptions { run_dir: Some(d.path().join("run")), events, stop: Some(stop), ..Default::default() };
+    let Finished::Interrupted { run_dir, step } = start(&file, &opts, Mode::Run).unwrap() else {
+        panic!("the stop flag should stop the run")
+    };
+    assert_eq!(step, 1);
+    assert!(run_dir.join("checkpoints/step-000001/model.safetensors").is_file());
+    let again = RunOptions { events: Arc::new(Collected::default()), ..Default::default() };
+    let Finished::Done { summary, .. } = genlab_pipeline::resume(&run_dir, &again).unwrap() else {
+        panic!("the resumed run should finish")
+    };
+    assert!(summary.unwrap().starts_with("NLL "));
+}

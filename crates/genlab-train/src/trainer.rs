@@ -113,7 +113,8 @@ impl Drop for TrainingSpan {
 pub struct Trainer {
     pub config: TrainerConfig,
     pub run_dir: PathBuf,
-    /// A stop request of this trainer's own; without one, Ctrl-C (the process-wide flag) stops it.
+    /// A stop request of this trainer's own; without one, the process-wide flag that the Ctrl-C
+    /// handler sets (once a program has installed it, see [`install_interrupt_handler`]) stops it.
     stop: Option<Arc<AtomicBool>>,
     events: Events,
 }

@@ -79,7 +79,14 @@ impl Default for Validation {
 #[derive(Debug, Clone, PartialEq)]
 pub struct ModelSection {
     pub family: &'static str,
-    pub fields: toml::Table,
+    pub(crate) fields: toml::Table,
+}
+
+impl ModelSection {
+    /// The family's keys with their values, every default filled in.
+    pub fn fields(&self) -> &toml::Table {
+        &self.fields
+    }
 }
 
 impl Serialize for ModelSection {

@@ -60,10 +60,14 @@ impl Experiment {
                 at(locate(text, "model.family"))
             ))
         })?;
-        move_family_keys(&mut table, &mut model, entry.option_keys(), entry.name())
+        let moved = move_family_keys(&mut table, &mut model, entry.option_keys(), entry.name())
             .map_err(|(key, msg)| PipelineError::Config(format!("{}: {key}{msg}", at(locate(text, &key)))))?;
+        // A moved key's errors point at the line where it is written, its old place.
+        let written = |key: &str| {
+            moved.iter().find(|(new, _)| key.starts_with(new.as_str())).map_or(key.to_string(), |m| m.1.clone())
+        };
         let exp: SharedSections = typed(toml::Value::Table(table), "", |p| at(locate(text, p)))?;
-        let fields = entry.parse_section(model, &|p: &str| at(locate(text, p)))?;
+        let fields = entry.parse_section(model, &|p: &str| at(locate(text, &written(p))))?;
         let e = Experiment {
             problem: exp.problem,
             data: exp.data,
@@ -74,7 +78,7 @@ impl Experiment {
         };
         e.validate()
             .and_then(|()| entry.validate(&e))
-            .map_err(|(key, msg)| PipelineError::Config(format!("{}: {key}{msg}", at(locate(text, &key)))))?;
+            .map_err(|(key, msg)| PipelineError::Config(format!("{}: {key}{msg}", at(locate(text, &written(&key))))))?;
         Ok(e)
     }
 }
@@ -98,18 +102,27 @@ const MOVED: [(&str, &str, Option<f64>); 3] =
 /// Moves a key of `MOVED` written in its old place (an older experiment file or run directory)
 /// into the family's section when the family takes it; drops it when it holds the old default of
 /// a family that never used it; otherwise names its new home.
+/// Returns the (new, old) key paths of what it moved, so errors point at the line written.
 fn move_family_keys(
     table: &mut toml::Table,
     model: &mut toml::Table,
     family_keys: &[&str],
     family: &str,
-) -> Result<(), (String, String)> {
+) -> Result<Vec<(String, String)>, (String, String)> {
+    let mut moved = vec![];
     for (section, key, old_default) in MOVED {
         let Some(value) = table.get_mut(section).and_then(|s| s.as_table_mut()).and_then(|s| s.remove(key)) else {
             continue;
         };
         if family_keys.contains(&key) {
-            model.entry(key.to_string()).or_insert(value);
+            if let Some(new) = model.get(key).filter(|new| **new != value) {
+                let msg = format!(
+                    " = {value}: the {family} family's `model.{key}` (= {new}) is this setting now; set it there"
+                );
+                return Err((format!("{section}.{key}"), msg));
+            }
+            model.insert(key.to_string(), value);
+            moved.push((format!("model.{key}"), format!("{section}.{key}")));
         } else if old_default.is_none_or(|d| value.as_float().or(value.as_integer().map(|i| i as f64)) != Some(d)) {
             return Err((
                 format!("{section}.{key}"),
@@ -117,7 +130,7 @@ fn move_family_keys(
             ));
         }
     }
-    Ok(())
+    Ok(moved)
 }
 
 /// Deserialises `value` as `T`; the error names the key path (with `prefix`) and its location.

@@ -193,6 +193,12 @@ fn family_keys_live_in_the_family_section() {
     assert!(!e.to_toml().contains("[eval]\niwae_k"), "written back in its new place");
     let e = parse(GOOD, &["model.iwae_k=0"]).unwrap_err();
     assert_eq!(e, "exp.toml:9: model.iwae_k = 0: expected at least 1");
+    // Written in both places with different values (an old habit on a new run directory): named.
+    let e = parse(GOOD, &["model.iwae_k=7", "eval.iwae_k=5"]).unwrap_err();
+    assert!(e.contains("eval.iwae_k = 5: the vae family's `model.iwae_k` (= 7) is this setting now"), "{e}");
+    // A moved key's error points at the line where it is written.
+    let e = parse(&GOOD.replace("[train]", "[eval]\niwae_k = 0\n\n[train]"), &[]).unwrap_err();
+    assert_eq!(e, "exp.toml:14: model.iwae_k = 0: expected at least 1");
     // A resolved file of before the seam held every default, the flow's temperature included.
     assert!(parse(GOOD, &["eval.temperature=1.0"]).is_ok());
     let e = parse(GOOD, &["eval.temperature=0.7"]).unwrap_err();

@@ -165,6 +165,7 @@ impl Family for ClassifierFamily {
             record: serde_json::to_value(&eval).expect("metrics should serialise"),
             figures,
             summary,
+            drawn: None,
         })
     }
 
@@ -236,8 +237,8 @@ fn classify(
     }
 }
 
-/// Installs the weights as the MNIST LeNet feature network; returns the file and its SHA-1.
 impl ClassifierFamily {
+    /// Installs the weights as the MNIST LeNet feature network; returns the file and its SHA-1.
     fn install(&self, cx: &EvalContext<'_>, model: &Classifier, eval: &ClassifierEval) -> Result<(PathBuf, String)> {
         let card = LenetCard {
             config: self.config.clone(),

@@ -173,5 +173,6 @@ pub(super) fn evaluate_and_figures(
         summary: format!("{bpd:.4} bits/dim on {} evaluation images", likelihood.examples),
         record: serde_json::json!({ "likelihood": likelihood, "temperature": temperature }),
         figures,
+        drawn: None,
     })
 }

@@ -79,5 +79,6 @@ pub(super) fn evaluate(flow: &Flow, p: &Points, temperature: f64, cx: &EvalConte
         summary: format!("NLL {nll:.4} nats per point (exact density {reference:.4}, excess {:.4})", nll - reference),
         record: serde_json::json!({ "likelihood": likelihood, "temperature": temperature }),
         figures,
+        drawn: None,
     })
 }

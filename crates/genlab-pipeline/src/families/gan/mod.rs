@@ -112,6 +112,15 @@ fn sample_pixels(
     draw_pixels(n, progress, |start, k| host(gan.sample(k, labels.map(|l| &l[start..start + k]), &mut rng, device)))
 }
 
+/// What a draw of `class` (or of every class in turn) is, in words.
+fn describe_samples(class: Option<usize>, conditional: bool) -> String {
+    match (class, conditional) {
+        (Some(c), _) => format!("generator samples of class {c}, quantised to 8 bits"),
+        (None, true) => "generator samples, classes in turn, quantised to 8 bits".into(),
+        (None, false) => "generator samples, quantised to 8 bits".into(),
+    }
+}
+
 /// A grid of `n` samples from the fixed noise of `seed` (the same images at every step).
 fn fixed_grid(gan: &Gan, n: usize, seed: u64, device: &Device, path: &Path) -> Result<()> {
     let labels = cycling_labels(gan, n);
@@ -231,12 +240,17 @@ impl Family for GanFamily {
         let title =
             if gan.conditional() { "Samples, one column per class (fixed noise)" } else { "Samples (fixed noise)" };
         let mut figures = vec![(title.to_string(), PathBuf::from("samples/samples.png"))];
+        // One draw serves the class statistics and the sample metrics (its first
+        // `metric_samples` images are what the metrics' own request would draw).
         let n = e.metric_samples.max(monitor::SAMPLES);
         let labels = cycling_labels(gan, n);
+        let mut drawn = None;
         let stats = match monitor::network(cx.exp, cx.info.data_shape, &cx.device) {
             Ok(net) => {
                 let pixels = sample_pixels(gan, n, labels.as_deref(), e.seed, &cx.device, Some(cx.events));
                 let s = monitor::class_stats(&net, &pixels, labels.as_deref(), n);
+                let description = describe_samples(None, gan.conditional());
+                drawn = Some(Images { pixels, n, shape: self.shape, description, seed: e.seed });
                 cx.events.message(&format!(
                     "classes of {n} samples: entropy {:.3} nats (uniform: {:.3}), largest class {:.3}{}",
                     s.entropy,
@@ -249,7 +263,7 @@ impl Family for GanFamily {
             Err(why) => Err(why),
         };
         figures.extend(monitor::figure(cx.run_dir)?);
-        Ok(monitor::evaluation(stats, figures))
+        Ok(monitor::evaluation(stats, figures, drawn))
     }
 
     fn describe(&self) -> String {
@@ -293,11 +307,7 @@ impl Family for GanFamily {
             None => cycling_labels(gan, r.count),
         };
         let pixels = sample_pixels(gan, r.count, labels.as_deref(), r.seed, device, progress);
-        let description = match (r.class, gan.conditional()) {
-            (Some(c), _) => format!("generator samples of class {c}, quantised to 8 bits"),
-            (None, true) => "generator samples, classes in turn, quantised to 8 bits".into(),
-            (None, false) => "generator samples, quantised to 8 bits".into(),
-        };
+        let description = describe_samples(r.class, gan.conditional());
         Ok(Generated::Images(Images { pixels, n: r.count, shape: self.shape, description, seed: r.seed }))
     }
 }

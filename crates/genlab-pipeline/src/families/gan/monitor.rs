@@ -4,6 +4,7 @@
 
 use crate::error::Result;
 use crate::evaluation::Evaluation;
+use crate::generate::Images;
 use crate::experiment::Experiment;
 use crate::metric::Metric;
 use crate::plots::{line_plot, Series};
@@ -87,6 +88,7 @@ pub(super) fn figure(run_dir: &Path) -> Result<Option<(String, PathBuf)>> {
 pub(super) fn evaluation(
     stats: std::result::Result<ClassStats, String>,
     figures: Vec<(String, PathBuf)>,
+    drawn: Option<Images>,
 ) -> Evaluation {
     let mut metrics = vec![];
     let mut log: Vec<(&'static str, serde_json::Value)> = vec![];
@@ -130,5 +132,6 @@ pub(super) fn evaluation(
         section,
         figures,
         summary,
+        drawn,
     }
 }

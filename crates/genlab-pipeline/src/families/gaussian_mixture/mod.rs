@@ -158,6 +158,7 @@ impl Family for MixtureFamily {
             section: s,
             figures: vec![("The exact density, the mixture's density, test points and the mixture's samples".into(), fig)],
             summary: format!("NLL {nll:.4} nats per point (exact density {reference:.4}, excess {:.4})", nll - reference),
+            drawn: None,
         })
     }
 

@@ -220,6 +220,7 @@ impl Family for VaeFamily {
             record: serde_json::json!({ "likelihood": l }),
             figures,
             summary,
+            drawn: None,
         })
     }
 
