@@ -22,5 +22,6 @@ pub use image_set::{ImageSet, LabelledBatch};
 pub use loader::{BatchLoader, LoaderState};
 pub use source::{data_dir, DataKind, DatasetName, DatasetSource, Split};
 pub use splits::{EvalImages, Holdout, Splits};
-pub use toy::ToyDistribution;
+pub use text::{TextCorpus, TextSplits};
+pub use toy::{ToyDistribution, ToyPoints};
 pub use transform::Transform;

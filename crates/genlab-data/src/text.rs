@@ -47,6 +47,38 @@ impl TextCorpus {
     }
 }
 
+/// A corpus as character tokens: a training stream and its held-out tail.
+pub struct TextSplits {
+    pub name: String,
+    /// The characters, sorted; a token is an index into it.
+    pub vocab: Vec<char>,
+    pub train: std::sync::Arc<Vec<u32>>,
+    pub eval: std::sync::Arc<Vec<u32>>,
+}
+
+impl TextCorpus {
+    /// The tokens with the last `fraction` held out (nanoGPT's contiguous split); fails on a
+    /// corpus of fewer than 2 characters.
+    pub fn split(self, fraction: f64) -> Result<TextSplits> {
+        let mut tokens = self.encode();
+        if tokens.len() < 2 {
+            return Err(DataError::Config(format!(
+                "{}: {} character(s); a training stream and a held-out tail need at least 2",
+                self.name,
+                tokens.len()
+            )));
+        }
+        let held = ((tokens.len() as f64 * fraction).round() as usize).clamp(1, tokens.len() - 1);
+        let eval = tokens.split_off(tokens.len() - held);
+        Ok(TextSplits {
+            name: self.name,
+            vocab: self.vocab,
+            train: std::sync::Arc::new(tokens),
+            eval: std::sync::Arc::new(eval),
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

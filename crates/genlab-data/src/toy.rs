@@ -138,6 +138,29 @@ impl ToyDistribution {
     }
 }
 
+/// A toy density's fixed training draw and the first points of its fixed test draw.
+pub struct ToyPoints {
+    pub toy: ToyDistribution,
+    pub train: std::sync::Arc<Vec<f32>>,
+    pub test: Vec<f32>,
+}
+
+impl ToyPoints {
+    /// The splits of `toy`, with the first `test_points` of its test draw (all when None).
+    pub fn load(toy: ToyDistribution, test_points: Option<usize>) -> Self {
+        let mut test = toy.split(true);
+        test.truncate(2 * test_points.unwrap_or(usize::MAX).min(test.len() / 2));
+        ToyPoints { toy, train: std::sync::Arc::new(toy.split(false)), test }
+    }
+
+    /// The exact density's mean NLL on the test points (nats per point): its mean estimates the
+    /// distribution's entropy, the lowest NLL any model can expect.
+    pub fn reference_nll(&self) -> f64 {
+        let n = (self.test.len() / 2).max(1);
+        -self.test.chunks(2).map(|p| self.toy.log_density(p[0] as f64, p[1] as f64)).sum::<f64>() / n as f64
+    }
+}
+
 fn gaussian_centre(k: usize) -> (f64, f64) {
     let a = k as f64 * PI / 4.0;
     (4.0 / SCALE * a.cos(), 4.0 / SCALE * a.sin())

@@ -14,6 +14,7 @@ use crate::prdc::{prdc, Prdc};
 use genlab_core::events::EventSink;
 use genlab_core::grid::{save_grid, ImageBatch};
 use serde::{Deserialize, Serialize};
+use std::fmt::Write;
 use std::path::Path;
 use std::time::Instant;
 
@@ -69,6 +70,69 @@ pub struct SampleProtocol {
 }
 
 impl SampleMetrics {
+    /// The report's section: a table, the real-data baseline and the protocol.
+    pub fn markdown(&self) -> String {
+        let p = &self.protocol;
+        let mut s = String::new();
+        let _ = writeln!(
+            s,
+            "## Sample metrics: {} samples against {} images of {}\n\n| metric | samples | real images (baseline) |\n|---|---|---|",
+            p.samples,
+            p.reference_images,
+            p.reference
+        );
+        let _ = writeln!(
+            s,
+            "| FID | {:.4} | {:.4} (training vs evaluation images) |",
+            self.fid, self.real.fid_train_vs_reference
+        );
+        let _ = writeln!(s, "| KID | {:.6} +- {:.6} | |", self.kid.mean, self.kid.std);
+        let is = |v: Option<InceptionScore>| v.map_or("n/a".to_string(), |i| format!("{:.4} +- {:.4}", i.mean, i.std));
+        let _ = writeln!(s, "| Inception Score | {} | {} |", is(self.inception_score), is(self.real.inception_score));
+        let _ = writeln!(s, "| precision / recall | {:.4} / {:.4} | |", self.prdc.precision, self.prdc.recall);
+        let _ = writeln!(s, "| density / coverage | {:.4} / {:.4} | |", self.prdc.density, self.prdc.coverage);
+        let m = &self.memorisation;
+        let _ = writeln!(
+            s,
+            "| memorisation: samples closer to a training image than {:.0}% of held-out images | {:.4} (expected about {:.2} without copying) | |",
+            m.quantile * 100.0,
+            m.suspicious_fraction,
+            m.quantile
+        );
+        let _ = writeln!(
+            s,
+            "| memorisation: median nearest-training distance, samples / held-out | {:.4} | |\n",
+            m.median_ratio
+        );
+        let _ = writeln!(
+            s,
+            "Protocol: features of {}. Samples: {} ({} of them, seed {}; `genlab sample RUN -n {} --seed {} --format folder` writes the same images). \
+             Reference: {}, {} images, 8-bit pixels without the training transforms; memorisation searches {} training images. \
+             FID in float64 with the trace of the matrix square root from symmetric eigendecompositions (pytorch-fid's formula); \
+             KID as torch-fidelity: unbiased MMD², cubic polynomial kernel, {} subsets of {}, seed {}; \
+             Inception Score from the network's logits, {} splits; precision/recall/density/coverage as the `prdc` package with k = {}; \
+             memorisation threshold: the {:.0}% quantile of held-out images' nearest-training distances ({:.4}). Metrics took {:.0}s.\n",
+            p.features.describe(),
+            p.samples_are,
+            p.samples,
+            p.sample_seed,
+            p.samples,
+            p.sample_seed,
+            p.reference,
+            p.reference_images,
+            p.train_images,
+            p.kid.subsets,
+            p.kid.subset_size,
+            p.kid.seed,
+            p.inception_score_splits,
+            p.prdc_k,
+            m.quantile * 100.0,
+            m.threshold,
+            self.seconds
+        );
+        s
+    }
+
     /// The rest of the metrics.jsonl entry's fields.
     pub fn log_fields(&self) -> Vec<(&'static str, serde_json::Value)> {
         let mut v = vec![

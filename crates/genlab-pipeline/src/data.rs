@@ -3,89 +3,13 @@
 
 use crate::error::{PipelineError, Result};
 use crate::experiment::Experiment;
-use crate::plots::DensityPanel;
-use genlab_data::{DataKind, EvalImages, Holdout, ImageBatches, LabelledBatches, Split, Splits, ToyDistribution};
-use std::sync::Arc;
+use genlab_data::{DataKind, EvalImages, Holdout, ImageBatches, LabelledBatches, Split, Splits, TextSplits, ToyPoints};
 
 /// Loaded data, by kind.
 pub enum Data {
     Images(Splits),
-    Points(Points),
+    Points(ToyPoints),
     Text(TextSplits),
-}
-
-/// A 2-D toy density's fixed training draw and the first `eval.examples` of its test draw.
-pub struct Points {
-    pub toy: ToyDistribution,
-    pub train: Arc<Vec<f32>>,
-    pub test: Vec<f32>,
-}
-
-impl Points {
-    /// The exact density's mean NLL on the test points (nats per point): its mean estimates the
-    /// distribution's entropy, the lowest NLL any model can expect.
-    pub fn reference_nll(&self) -> f64 {
-        let n = (self.test.len() / 2).max(1);
-        -self.test.chunks(2).map(|p| self.toy.log_density(p[0] as f64, p[1] as f64)).sum::<f64>() / n as f64
-    }
-
-    /// The report's table of a 2-D density model's test NLL (`model`: "flow", "mixture") beside
-    /// the exact density's.
-    pub fn likelihood_table(&self, model: &str, nll: f64) -> String {
-        let reference = self.reference_nll();
-        format!(
-            "## Likelihood, on the test points\n\n| metric | value |\n|---|---|\n\
-             | NLL of the {model} (nats per point) | {nll:.4} |\n\
-             | NLL of the exact density, same points (nats per point) | {reference:.4} |\n\
-             | excess of the {model} over the exact density | {:.4} |\n\
-             | test points | {} |\n\n",
-            nll - reference,
-            self.test.len() / 2
-        )
-    }
-
-    /// The figure of a 2-D density model: the exact density and the model's (`model_log_density`
-    /// of chunks of grid points `[x0, y0, ...]`) as heat maps, test points, and the model's samples.
-    pub fn density_figure(
-        &self,
-        path: &std::path::Path,
-        title: &str,
-        samples: &[f32],
-        mut model_log_density: impl FnMut(&[f32]) -> Vec<f32>,
-    ) -> Result<()> {
-        let k = 160;
-        let (lo, hi) = self.toy.window();
-        let cell = (hi - lo) / k as f64;
-        let grid: Vec<f32> = (0..k * k)
-            .flat_map(|i| [(lo + ((i % k) as f64 + 0.5) * cell) as f32, (lo + ((i / k) as f64 + 0.5) * cell) as f32])
-            .collect();
-        let mut model = Vec::with_capacity(k * k);
-        for chunk in grid.chunks(2 * 4000) {
-            model.extend(model_log_density(chunk).into_iter().map(|l| (l as f64).exp()));
-        }
-        let exact: Vec<f64> = grid.chunks(2).map(|p| self.toy.log_density(p[0] as f64, p[1] as f64).exp()).collect();
-        let shown = &self.test[..2 * 5000.min(self.test.len() / 2)];
-        crate::plots::density_panels(
-            path,
-            title,
-            (lo, hi),
-            &[
-                DensityPanel::Heat { title: "exact density", k, values: &exact },
-                DensityPanel::Heat { title: "model density", k, values: &model },
-                DensityPanel::Points { title: "test points", points: shown },
-                DensityPanel::Points { title: "model samples", points: samples },
-            ],
-        )
-    }
-}
-
-/// A text corpus as character tokens, split into a training stream and a held-out tail.
-pub struct TextSplits {
-    pub name: String,
-    /// The characters, sorted; a token is an index into it.
-    pub vocab: Vec<char>,
-    pub train: Arc<Vec<u32>>,
-    pub eval: Arc<Vec<u32>>,
 }
 
 /// What a run directory records of its data.
@@ -111,9 +35,7 @@ impl Data {
             }
             DataKind::Points => {
                 let toy = d.dataset.toy().expect("a points dataset is a toy density");
-                let mut test = toy.split(true);
-                test.truncate(2 * exp.eval.examples.unwrap_or(usize::MAX).min(test.len() / 2));
-                Data::Points(Points { toy, train: Arc::new(toy.split(false)), test })
+                Data::Points(ToyPoints::load(toy, exp.eval.examples))
             }
             DataKind::Text => {
                 let corpus = d.dataset.load_text()?;
@@ -123,22 +45,7 @@ impl Data {
                         d.dataset.describe()
                     )));
                 };
-                let mut tokens = corpus.encode();
-                if tokens.len() < 2 {
-                    return Err(PipelineError::Config(format!(
-                        "{}: {} character(s); a training stream and a held-out tail need at least 2",
-                        d.dataset.describe(),
-                        tokens.len()
-                    )));
-                }
-                let held = ((tokens.len() as f64 * f).round() as usize).clamp(1, tokens.len().saturating_sub(1).max(1));
-                let eval = tokens.split_off(tokens.len() - held);
-                Data::Text(TextSplits {
-                    name: corpus.name,
-                    vocab: corpus.vocab,
-                    train: Arc::new(tokens),
-                    eval: Arc::new(eval),
-                })
+                Data::Text(corpus.split(f)?)
             }
             DataKind::Sequences => {
                 return Err(PipelineError::Config(format!(
@@ -222,7 +129,7 @@ impl Data {
         Ok(self.images()?.eval_images(exp.eval.examples, &exp.data.transforms, exp.eval.seed))
     }
 
-    pub fn points(&self) -> Result<&Points> {
+    pub fn points(&self) -> Result<&ToyPoints> {
         match self {
             Data::Points(p) => Ok(p),
             _ => Err(self.wrong_kind("2-D points")),

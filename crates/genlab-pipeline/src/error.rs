@@ -12,6 +12,8 @@ pub enum PipelineError {
     Train(#[from] genlab_train::TrainError),
     #[error(transparent)]
     Core(#[from] genlab_core::CoreError),
+    #[error(transparent)]
+    Plot(#[from] genlab_plot::PlotError),
     #[error("{0}")]
     Run(String),
 }

@@ -8,7 +8,7 @@ use crate::generate::Images;
 use crate::metric::Metric;
 use crate::report::{write_report, GoalVerdict, ReportInputs, Verdict};
 use crate::run_dir::RunInfo;
-use crate::sample_metrics::{report_section, sample_metrics_if_asked, SampleMetrics, SampleReport};
+use crate::sample_metrics::{goal_metrics, report_section, sample_metrics_if_asked, SampleMetrics};
 use burn::tensor::Device;
 use genlab_core::events::EventSink;
 use genlab_train::OptimizerConfig;
@@ -130,7 +130,7 @@ pub fn finish_evaluation(
     let mut samples: Option<SampleMetrics> = None;
     if let (Some(draw), Some(splits)) = (family.draw, splits) {
         let (m, skipped) = sample_metrics_if_asked(cx, splits, &mut ev.figures, || draw(cx.exp.eval.metric_samples))?;
-        ev.section.push_str(&report_section(cx.exp, m.as_ref(), skipped.as_deref(), cx.run_dir));
+        ev.section.push_str(&report_section(m.as_ref(), skipped.as_deref(), cx.run_dir));
         if let Value::Object(o) = &mut record {
             o.insert("samples".into(), serde_json::to_value(&m).expect("metrics should serialise"));
             o.insert("samples_skipped".into(), skipped.into());
@@ -138,7 +138,7 @@ pub fn finish_evaluation(
         samples = m;
     }
     if let Some(m) = &samples {
-        ev.metrics.extend(m.metrics());
+        ev.metrics.extend(goal_metrics(m));
         ev.log.extend(m.log_fields());
         ev.summary.push_str(&format!(
             "; FID {:.4}, KID {:.6} ({} samples, {})",

@@ -4,10 +4,10 @@
 //! the tuner all ask through it.
 
 use crate::error::{PipelineError, Result};
-use crate::plots::{density_panels, DensityPanel};
 use genlab_core::events::EventSink;
 use genlab_core::grid::{save_grid, save_images, ImageBatch};
 use genlab_core::progress::Progress;
+use genlab_plot::{density_panels, DensityPanel};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 

@@ -10,7 +10,6 @@ pub mod families;
 pub mod family;
 pub mod generate;
 pub mod metric;
-pub mod plots;
 pub mod registry;
 pub mod reopen;
 pub mod report;

@@ -4,8 +4,9 @@
 use crate::error::Result;
 use crate::evaluation::LossCurve;
 use crate::experiment::Experiment;
-use crate::plots::{line_plot, Series};
 use crate::run_dir::RunInfo;
+use genlab_data::ToyPoints;
+use genlab_plot::{line_plot, Series};
 use genlab_train::OptimizerConfig;
 use serde_json::Value;
 use std::fmt::Write;
@@ -50,6 +51,21 @@ impl std::fmt::Display for GoalVerdict {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.text)
     }
+}
+
+/// The report's table of a 2-D density model's test NLL (`model`: "flow", "mixture") beside
+/// the exact density's.
+pub fn likelihood_table(points: &ToyPoints, model: &str, nll: f64) -> String {
+    let reference = points.reference_nll();
+    format!(
+        "## Likelihood, on the test points\n\n| metric | value |\n|---|---|\n\
+         | NLL of the {model} (nats per point) | {nll:.4} |\n\
+         | NLL of the exact density, same points (nats per point) | {reference:.4} |\n\
+         | excess of the {model} over the exact density | {:.4} |\n\
+         | test points | {} |\n\n",
+        nll - reference,
+        points.test.len() / 2
+    )
 }
 
 /// The evaluation split, in words.

@@ -13,94 +13,21 @@ use burn::tensor::Device;
 use genlab_core::events::EventSink;
 use genlab_data::Splits;
 use genlab_eval::extract::FeatureExtractor;
-use genlab_eval::inception_score::InceptionScore;
 pub use genlab_eval::suite::SampleMetrics;
 use genlab_eval::suite::{memorisation_grid, score, Generated, Pixels};
 use genlab_eval::weights::WeightsError;
-use std::fmt::Write;
 use std::path::{Path, PathBuf};
 
-/// What the report says of the sample metrics.
-pub trait SampleReport {
-    /// The numbers a goal can name.
-    fn metrics(&self) -> Vec<(Metric, f64)>;
-    /// The report's section: a table, the real-data baseline and the protocol.
-    fn markdown(&self, exp: &Experiment) -> String;
-}
-
-impl SampleReport for SampleMetrics {
-    fn metrics(&self) -> Vec<(Metric, f64)> {
-        vec![
-            (Metric::Fid, self.fid),
-            (Metric::Kid, self.kid.mean),
-            (Metric::Precision, self.prdc.precision),
-            (Metric::Recall, self.prdc.recall),
-            (Metric::Density, self.prdc.density),
-            (Metric::Coverage, self.prdc.coverage),
-        ]
-    }
-
-    fn markdown(&self, exp: &Experiment) -> String {
-        let p = &self.protocol;
-        let mut s = String::new();
-        let _ = writeln!(
-            s,
-            "## Sample metrics: {} samples against {} images of {}\n\n| metric | samples | real images (baseline) |\n|---|---|---|",
-            p.samples,
-            p.reference_images,
-            split_name(exp)
-        );
-        let _ = writeln!(
-            s,
-            "| FID | {:.4} | {:.4} (training vs evaluation images) |",
-            self.fid, self.real.fid_train_vs_reference
-        );
-        let _ = writeln!(s, "| KID | {:.6} +- {:.6} | |", self.kid.mean, self.kid.std);
-        let is = |v: Option<InceptionScore>| v.map_or("n/a".to_string(), |i| format!("{:.4} +- {:.4}", i.mean, i.std));
-        let _ = writeln!(s, "| Inception Score | {} | {} |", is(self.inception_score), is(self.real.inception_score));
-        let _ = writeln!(s, "| precision / recall | {:.4} / {:.4} | |", self.prdc.precision, self.prdc.recall);
-        let _ = writeln!(s, "| density / coverage | {:.4} / {:.4} | |", self.prdc.density, self.prdc.coverage);
-        let m = &self.memorisation;
-        let _ = writeln!(
-            s,
-            "| memorisation: samples closer to a training image than {:.0}% of held-out images | {:.4} (expected about {:.2} without copying) | |",
-            m.quantile * 100.0,
-            m.suspicious_fraction,
-            m.quantile
-        );
-        let _ = writeln!(
-            s,
-            "| memorisation: median nearest-training distance, samples / held-out | {:.4} | |\n",
-            m.median_ratio
-        );
-        let _ = writeln!(
-            s,
-            "Protocol: features of {}. Samples: {} ({} of them, seed {}; `genlab sample RUN -n {} --seed {} --format folder` writes the same images). \
-             Reference: {}, {} images, 8-bit pixels without the training transforms; memorisation searches {} training images. \
-             FID in float64 with the trace of the matrix square root from symmetric eigendecompositions (pytorch-fid's formula); \
-             KID as torch-fidelity: unbiased MMD², cubic polynomial kernel, {} subsets of {}, seed {}; \
-             Inception Score from the network's logits, {} splits; precision/recall/density/coverage as the `prdc` package with k = {}; \
-             memorisation threshold: the {:.0}% quantile of held-out images' nearest-training distances ({:.4}). Metrics took {:.0}s.\n",
-            p.features.describe(),
-            p.samples_are,
-            p.samples,
-            p.sample_seed,
-            p.samples,
-            p.sample_seed,
-            split_name(exp),
-            p.reference_images,
-            p.train_images,
-            p.kid.subsets,
-            p.kid.subset_size,
-            p.kid.seed,
-            p.inception_score_splits,
-            p.prdc_k,
-            m.quantile * 100.0,
-            m.threshold,
-            self.seconds
-        );
-        s
-    }
+/// The sample metrics a goal can name.
+pub fn goal_metrics(m: &SampleMetrics) -> Vec<(Metric, f64)> {
+    vec![
+        (Metric::Fid, m.fid),
+        (Metric::Kid, m.kid.mean),
+        (Metric::Precision, m.prdc.precision),
+        (Metric::Recall, m.prdc.recall),
+        (Metric::Density, m.prdc.density),
+        (Metric::Coverage, m.prdc.coverage),
+    ]
 }
 
 /// Loads the experiment's feature network from the weights directory.
@@ -143,14 +70,9 @@ pub(crate) fn sample_metrics_if_asked(
 
 /// The report's sample-metrics section: the metrics with their protocol, why they were skipped
 /// (and how to add them later), or that they were not asked for.
-pub(crate) fn report_section(
-    exp: &Experiment,
-    metrics: Option<&SampleMetrics>,
-    skipped: Option<&str>,
-    run_dir: &Path,
-) -> String {
+pub(crate) fn report_section(metrics: Option<&SampleMetrics>, skipped: Option<&str>, run_dir: &Path) -> String {
     match (metrics, skipped) {
-        (Some(m), _) => m.markdown(exp),
+        (Some(m), _) => m.markdown(),
         (None, Some(why)) => format!(
             "## Sample metrics\n\nSkipped: {why}. Run `genlab eval {}` once the weights are there.\n\n",
             run_dir.display()

@@ -142,68 +142,45 @@ fn default_true() -> bool {
 }
 
 /// Phase 6: the evaluation protocol every family shares; a family's own evaluation settings
-/// (a VAE's `iwae_k`, a flow's `temperature`) are in its section.
+/// (a VAE's `iwae_k`, a flow's `temperature`) are in its section. Every key has a default.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct EvalConfig {
     /// Evaluation examples (also the reference images of the sample metrics); all of the
     /// evaluation split when absent.
     pub examples: Option<usize>,
-    /// Examples per evaluation batch.
-    #[serde(default = "default_eval_batch")]
+    /// Examples per evaluation batch (50).
     pub batch_size: usize,
-    /// Samples in the sample grid.
-    #[serde(default = "default_samples")]
+    /// Samples in the sample grid (64).
     pub samples: usize,
-    /// Seed of the evaluation noise and of the evaluation set's one fixed binarisation.
-    #[serde(default)]
+    /// Seed of the evaluation noise and of the evaluation set's one fixed binarisation (0).
     pub seed: u64,
-    /// Examples of the periodic validation during training.
-    #[serde(default = "default_periodic")]
+    /// Examples of the periodic validation during training (1000).
     pub periodic_examples: usize,
     /// Samples generated for FID, KID, Inception Score, precision/recall, density/coverage and
-    /// memorisation; 0 leaves those metrics out.
-    #[serde(default)]
+    /// memorisation; 0 (the default) leaves those metrics out.
     pub metric_samples: usize,
     /// Training images searched by the memorisation check (and compared with the evaluation
     /// split for the real-data FID); all when absent.
     pub memorisation_examples: Option<usize>,
-    /// The feature network of those metrics.
-    #[serde(default = "default_features")]
+    /// The feature network of those metrics (the MNIST LeNet).
     pub features: FeatureNetwork,
-    /// How images are resized for the Inception network.
-    #[serde(default = "default_resize")]
+    /// How images are resized for the Inception network (pytorch-fid's legacy bilinear).
     pub resize: ResizeProtocol,
-}
-
-fn default_features() -> FeatureNetwork {
-    FeatureNetwork::MnistLenet
-}
-fn default_resize() -> ResizeProtocol {
-    ResizeProtocol::Legacy
-}
-fn default_eval_batch() -> usize {
-    50
-}
-fn default_samples() -> usize {
-    64
-}
-fn default_periodic() -> usize {
-    1000
 }
 
 impl Default for EvalConfig {
     fn default() -> Self {
         EvalConfig {
             examples: None,
-            batch_size: default_eval_batch(),
-            samples: default_samples(),
+            batch_size: 50,
+            samples: 64,
             seed: 0,
-            periodic_examples: default_periodic(),
+            periodic_examples: 1000,
             metric_samples: 0,
             memorisation_examples: None,
-            features: default_features(),
-            resize: default_resize(),
+            features: FeatureNetwork::MnistLenet,
+            resize: ResizeProtocol::Legacy,
         }
     }
 }

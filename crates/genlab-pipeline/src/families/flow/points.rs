@@ -2,7 +2,9 @@
 //! same points, and a figure of the exact density, the flow's density, test points and samples.
 
 use super::{FlowMetrics, SAMPLE_STREAM};
-use crate::data::Points;
+use crate::report::likelihood_table;
+use genlab_plot::density_figure;
+use genlab_data::ToyPoints;
 use crate::error::Result;
 use crate::evaluation::{EvalContext, Evaluation};
 use crate::metric::Metric;
@@ -32,7 +34,7 @@ pub(super) fn sample(flow: &Flow, n: usize, seed: u64, temperature: f64, device:
 }
 
 /// The evaluation protocol on 2-D points.
-pub(super) fn evaluate(flow: &Flow, p: &Points, temperature: f64, cx: &EvalContext<'_>) -> Result<Evaluation> {
+pub(super) fn evaluate(flow: &Flow, p: &ToyPoints, temperature: f64, cx: &EvalContext<'_>) -> Result<Evaluation> {
     let exp = cx.exp;
     let e = &exp.eval;
     let started = Instant::now();
@@ -55,12 +57,12 @@ pub(super) fn evaluate(flow: &Flow, p: &Points, temperature: f64, cx: &EvalConte
     let samples = sample(flow, 5000, e.seed, temperature, &cx.device);
     let fig = PathBuf::from("plots/density.png");
     let title = format!("{}: exact density, model density, test points, model samples (T = {temperature})", toy.name());
-    p.density_figure(&cx.run_dir.join(&fig), &title, &samples, |chunk| {
+    density_figure(p, &cx.run_dir.join(&fig), &title, &samples, |chunk| {
         to_f32_vec(flow.log_prob(points_tensor(chunk, &cx.device), None))
     })?;
     let figures = vec![("The exact density, the flow's density, test points and the flow's samples".to_string(), fig)];
 
-    let mut s = p.likelihood_table("flow", nll);
+    let mut s = likelihood_table(p, "flow", nll);
     let _ = writeln!(
         s,
         "Protocol: {} weights of step {}; the flow's exact log-density (change of variables) at the first {n} points \

@@ -7,7 +7,7 @@ use crate::evaluation::Evaluation;
 use crate::generate::Images;
 use crate::experiment::Experiment;
 use crate::metric::Metric;
-use crate::plots::{line_plot, Series};
+use genlab_plot::{line_plot, Series};
 use burn::tensor::Device;
 use genlab_data::DatasetName;
 use genlab_eval::lenet::{LenetExtractor, LENET_INPUT, MNIST_LENET_FILE};

@@ -4,7 +4,10 @@
 //! the exact density's, with the density figure and the fitted components. The baseline a flow
 //! should beat, and the family written to prove the seam (its folder and one registry line).
 
-use crate::data::{Data, DataFacts, Points};
+use crate::data::{Data, DataFacts};
+use crate::report::likelihood_table;
+use genlab_plot::density_figure;
+use genlab_data::ToyPoints;
 use crate::error::Result;
 use crate::evaluation::{EvalContext, Evaluation, LossCurve};
 use crate::experiment::{Experiment, KeyError};
@@ -112,7 +115,7 @@ impl Family for MixtureFamily {
     }
 
     fn evaluate(&self, m: &GaussianMixture, data: &Data, cx: &EvalContext<'_>) -> Result<Evaluation> {
-        let p: &Points = data.points()?;
+        let p: &ToyPoints = data.points()?;
         let n = p.test.len() / 2;
         let nll = nll(m, &p.test, &cx.device);
         let reference = p.reference_nll();
@@ -120,11 +123,11 @@ impl Family for MixtureFamily {
         let samples = m.sample(5000, self.temperature, &mut SeededRng::stream(self.exp.eval.seed, SAMPLE_STREAM));
         let fig = PathBuf::from("plots/density.png");
         let title = format!("{}: exact density, mixture density, test points, mixture samples", p.toy.name());
-        p.density_figure(&cx.run_dir.join(&fig), &title, &samples, |chunk| {
+        density_figure(p, &cx.run_dir.join(&fig), &title, &samples, |chunk| {
             to_f32_vec(m.log_prob(Tensor::from_data(TensorData::new(chunk.to_vec(), [chunk.len() / 2, 2]), &cx.device)))
         })?;
         let (w, mu, sd) = m.parameters();
-        let mut s = p.likelihood_table("mixture", nll);
+        let mut s = likelihood_table(p, "mixture", nll);
         let _ = writeln!(
             s,
             "Protocol: {} weights of step {}; the mixture's exact log-density at the first {n} points of {}'s fixed \

@@ -4,7 +4,7 @@
 use super::{host_images, SAMPLE_STREAM};
 use crate::error::Result;
 use genlab_data::EvalImages;
-use crate::plots::scatter_by_class;
+use genlab_plot::scatter_by_class;
 use burn::tensor::Device;
 use burn::Tensor;
 use genlab_core::grid::{save_grid, ImageBatch};

@@ -1,7 +1,9 @@
-//! Figures for the run directory and the report: loss curves and the 2-D latent scatter.
-//! Drawn with plotters into PNG, with DejaVu Sans (vendored) so no system font library is needed.
+//! genlab-plot: figures as PNG files: line plots (loss curves, monitors), a scatter by class (a
+//! 2-D latent space), density heat maps beside point clouds (a 2-D density model against its
+//! exact density). Drawn with plotters, with DejaVu Sans vendored so no system font library is
+//! needed; every file is written to a temporary sibling and renamed into place.
 
-use crate::error::{PipelineError, Result};
+use genlab_data::ToyPoints;
 use plotters::prelude::*;
 use plotters::style::FontStyle;
 use std::path::Path;
@@ -18,8 +20,18 @@ fn register_font() {
     });
 }
 
-fn plot_err(path: &Path) -> impl Fn(String) -> PipelineError + '_ {
-    move |e| PipelineError::Run(format!("{}: cannot draw plot: {e}", path.display()))
+/// A figure that could not be drawn or written.
+#[derive(Debug, thiserror::Error)]
+#[error("{path}: cannot draw plot: {reason}")]
+pub struct PlotError {
+    pub path: std::path::PathBuf,
+    pub reason: String,
+}
+
+pub type Result<T, E = PlotError> = std::result::Result<T, E>;
+
+fn plot_err(path: &Path) -> impl Fn(String) -> PlotError + '_ {
+    move |reason| PlotError { path: path.to_path_buf(), reason }
 }
 
 /// Draws into a temporary PNG beside `path`, then renames it into place.
@@ -219,6 +231,40 @@ pub fn density_panels(path: &Path, title: &str, (lo, hi): (f64, f64), panels: &[
         }
         Ok(())
     })
+}
+
+/// The figure of a 2-D density model: the exact density and the model's (`model_log_density`
+/// of chunks of grid points `[x0, y0, ...]`) as heat maps, test points, and the model's samples.
+pub fn density_figure(
+    points: &ToyPoints,
+    path: &std::path::Path,
+    title: &str,
+    samples: &[f32],
+    mut model_log_density: impl FnMut(&[f32]) -> Vec<f32>,
+) -> Result<()> {
+    let k = 160;
+    let (lo, hi) = points.toy.window();
+    let cell = (hi - lo) / k as f64;
+    let grid: Vec<f32> = (0..k * k)
+        .flat_map(|i| [(lo + ((i % k) as f64 + 0.5) * cell) as f32, (lo + ((i / k) as f64 + 0.5) * cell) as f32])
+        .collect();
+    let mut model = Vec::with_capacity(k * k);
+    for chunk in grid.chunks(2 * 4000) {
+        model.extend(model_log_density(chunk).into_iter().map(|l| (l as f64).exp()));
+    }
+    let exact: Vec<f64> = grid.chunks(2).map(|p| points.toy.log_density(p[0] as f64, p[1] as f64).exp()).collect();
+    let shown = &points.test[..2 * 5000.min(points.test.len() / 2)];
+    density_panels(
+        path,
+        title,
+        (lo, hi),
+        &[
+            DensityPanel::Heat { title: "exact density", k, values: &exact },
+            DensityPanel::Heat { title: "model density", k, values: &model },
+            DensityPanel::Points { title: "test points", points: shown },
+            DensityPanel::Points { title: "model samples", points: samples },
+        ],
+    )
 }
 
 #[cfg(test)]
