@@ -129,6 +129,12 @@ impl Data {
         Ok(self.images()?.eval_images(exp.eval.examples, &exp.data.transforms, exp.eval.seed))
     }
 
+    /// The periodic validation's points: the first `eval.periodic_examples` test points.
+    pub fn periodic_points(&self, exp: &Experiment) -> Result<Vec<f32>> {
+        let test = &self.points()?.test;
+        Ok(test[..2 * exp.eval.periodic_examples.min(test.len() / 2)].to_vec())
+    }
+
     pub fn points(&self) -> Result<&ToyPoints> {
         match self {
             Data::Points(p) => Ok(p),

@@ -108,7 +108,6 @@ impl LossCurve {
 
 /// What a family offers the shared tail.
 pub struct FamilyReport<'a> {
-    pub name: &'a str,
     pub model: String,
     pub optimizers: Vec<(String, OptimizerConfig)>,
     pub loss: LossCurve,
@@ -146,10 +145,7 @@ pub fn finish_evaluation(
         ));
     }
     if let Value::Object(o) = &mut record {
-        let mut with_step = serde_json::Map::new();
-        with_step.insert("step".into(), cx.step.into());
-        with_step.extend(std::mem::take(o));
-        *o = with_step;
+        o.insert("step".into(), cx.step.into());
     }
     genlab_core::atomic::write_atomic(
         &cx.run_dir.join("eval.json"),

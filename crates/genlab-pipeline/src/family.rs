@@ -47,6 +47,35 @@ impl FamilyOptions for NoOptions {
     const KEYS: &'static [&'static str] = &[];
 }
 
+/// The own key of a family that samples at a temperature (a flow, a mixture).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TemperatureOption {
+    /// Sampling temperature of the sample grid, the sample metrics and `genlab sample` (the
+    /// prior's or the components' standard deviation scaled by it); 1 samples the model itself.
+    #[serde(default = "one")]
+    pub temperature: f64,
+}
+
+fn one() -> f64 {
+    1.0
+}
+
+impl FamilyOptions for TemperatureOption {
+    const KEYS: &'static [&'static str] = &["temperature"];
+}
+
+impl TemperatureOption {
+    /// `model.temperature` must be a finite number >= 0.
+    pub fn check(&self) -> Result<(), KeyError> {
+        let t = self.temperature;
+        if t >= 0.0 && t.is_finite() {
+            return Ok(());
+        }
+        Err(("model.temperature".into(), format!(" = {t}: expected a finite number >= 0")))
+    }
+}
+
 /// A family's `[model]` section: its network's config and its own options, side by side in one
 /// TOML table.
 #[derive(Debug, Clone, PartialEq)]

@@ -74,6 +74,18 @@ pub struct Capabilities {
     pub top_p: bool,
 }
 
+impl OutputKind {
+    /// What the family generates, in words.
+    pub fn describe(self) -> &'static str {
+        match self {
+            OutputKind::Images => "images",
+            OutputKind::Points => "2-D points",
+            OutputKind::Text => "text",
+            OutputKind::Nothing => "nothing (not generative)",
+        }
+    }
+}
+
 impl Capabilities {
     /// A generator of `output` that honours nothing beyond count and seed.
     pub fn plain(output: OutputKind) -> Self {

@@ -66,10 +66,14 @@ impl<F: Family> Entry<F> {
     }
 }
 
+/// `[model]`'s keys parted into the family's options and the network's keys.
+fn partition<O: FamilyOptions>(fields: toml::Table) -> (toml::Table, toml::Table) {
+    fields.into_iter().partition(|(k, _)| O::KEYS.contains(&k.as_str()))
+}
+
 /// The network's and the options' keys of a resolved section.
 fn split<N: DeserializeOwned, O: FamilyOptions>(fields: &toml::Table) -> Section<N, O> {
-    let (options, network): (toml::Table, toml::Table) =
-        fields.clone().into_iter().partition(|(k, _)| O::KEYS.contains(&k.as_str()));
+    let (options, network) = partition::<O>(fields.clone());
     Section {
         network: toml::Value::Table(network)
             .try_into()
@@ -96,8 +100,7 @@ impl<F: Family> Registered for Entry<F> {
     }
 
     fn parse_section(&self, table: toml::Table, at: &dyn Fn(&str) -> String) -> Result<toml::Table> {
-        let (options, network): (toml::Table, toml::Table) =
-            table.into_iter().partition(|(k, _)| F::Options::KEYS.contains(&k.as_str()));
+        let (options, network) = partition::<F::Options>(table);
         let network: F::Network = crate::experiment::typed(toml::Value::Table(network), "model.", at)?;
         let options: F::Options = crate::experiment::typed(toml::Value::Table(options), "model.", at)?;
         Ok(merged(&network, &options))
@@ -230,28 +233,20 @@ pub fn describe(name: Option<&str>) -> crate::error::Result<String> {
                 sample_line = format!("and, with eval.metric_samples, {}", sample.join(", "));
                 m.push(&sample_line);
             }
-            let output = describe_output(output);
+            let output = output.describe();
             s.push_str(&format!("  on {}: metrics {}; generates {output}\n", kind.describe(), m.join(", ")));
         }
         s.push_str("  [model] keys (defaults):\n");
-        for (k, v) in f.defaults() {
+        let defaults = f.defaults();
+        for (k, v) in &defaults {
             let own = if f.option_keys().contains(&k.as_str()) { "  (family option)" } else { "" };
             s.push_str(&format!("    {k} = {v}{own}\n"));
         }
-        for k in f.option_keys().iter().filter(|k| !f.defaults().contains_key(**k)) {
+        for k in f.option_keys().iter().filter(|k| !defaults.contains_key(**k)) {
             s.push_str(&format!("    {k} (unset by default)  (family option)\n"));
         }
     }
     Ok(s)
-}
-
-fn describe_output(o: crate::generate::OutputKind) -> &'static str {
-    match o {
-        crate::generate::OutputKind::Images => "images",
-        crate::generate::OutputKind::Points => "2-D points",
-        crate::generate::OutputKind::Text => "text",
-        crate::generate::OutputKind::Nothing => "nothing (not generative)",
-    }
 }
 
 /// One line naming the family a command reached for but which does not know `name`.

@@ -53,11 +53,14 @@ impl RunTarget {
         Ok(weights.load_into(model, &self.checkpoint_dir.join(file))?)
     }
 
-    /// The family and its trained model.
-    fn model<F: Family>(&self, section: Section<F::Network, F::Options>) -> Result<(F, F::Model)> {
-        let family = F::new(section, &self.exp, &self.info.facts());
-        let model = self.load(family.init(self.exp.train.seed, &self.device)?)?;
-        Ok((family, model))
+    /// The run's family, from its section and the data facts the run recorded.
+    fn family<F: Family>(&self, section: Section<F::Network, F::Options>) -> F {
+        F::new(section, &self.exp, &self.info.facts())
+    }
+
+    /// `family`'s model with the run's weights.
+    fn model<F: Family>(&self, family: &F) -> Result<F::Model> {
+        self.load(family.init(self.exp.train.seed, &self.device)?)
     }
 }
 
@@ -69,7 +72,8 @@ pub fn eval_run(run_dir: &Path, device: Option<DeviceSpec>, overrides: &[String]
 }
 
 pub(crate) fn evaluate_run<F: Family>(target: &RunTarget, section: Section<F::Network, F::Options>) -> Result<String> {
-    let (family, model) = target.model::<F>(section)?;
+    let family = target.family::<F>(section);
+    let model = target.model(&family)?;
     let data = Data::load(&target.exp)?;
     family.check_data(&data)?;
     let cx = EvalContext {
@@ -91,9 +95,9 @@ pub(crate) fn generate<F: Family>(
     request: &GenerateRequest,
     progress: bool,
 ) -> Result<Generated> {
-    let family = F::new(section, &target.exp, &target.info.facts());
+    let family = target.family::<F>(section);
     request.check(F::CARD.name, &family.capabilities())?;
-    let model = target.load(family.init(target.exp.train.seed, &target.device)?)?;
+    let model = target.model(&family)?;
     family.generate(&model, request, &target.device, progress.then_some(&*target.events))
 }
 
@@ -108,9 +112,6 @@ pub fn sample_run(
     device: Option<DeviceSpec>,
     events: Events,
 ) -> Result<()> {
-    if request.count == 0 {
-        return Err(PipelineError::Config("-n 0: expected at least one sample".into()));
-    }
     if format == SampleFormat::Folder && !genlab_core::atomic::is_absent_or_empty_dir(out) {
         return Err(PipelineError::Run(format!(
             "{}: exists and is not an empty directory; samples are never written over other files",

@@ -117,11 +117,12 @@ pub(crate) fn execute<F: Family>(
     // Phase 2: data, its kind resolved once.
     let data = Data::load(exp)?;
     // Phase 3: the model.
-    let family = F::new(section, exp, &data.facts());
+    let facts = data.facts();
+    let family = F::new(section, exp, &facts);
     family.check_data(&data)?;
     let mut batches = family.batches(&data, exp)?;
     let model = family.init(t.seed, &device)?;
-    let mut run = RunDir::open(exp, target, mode, data.facts(), model.num_params(), &*events)?;
+    let mut run = RunDir::open(exp, target, mode, facts, model.num_params(), &*events)?;
     let model = if run.resuming { model } else { family.initialize(model, &data, &device)? };
     // Phase 4: the one trainer, with the family's periodic validation at each evaluation step.
     let eval_device = device.clone().inner();
@@ -206,15 +207,10 @@ pub(crate) fn evaluate<F: Family>(
         }
     };
     let report = FamilyReport {
-        name: F::CARD.name,
         model: family.describe(),
         optimizers: family.optimizers(cx.exp).iter().map(|o| (o.name.clone(), o.config)).collect(),
         loss: family.loss_curve(),
         draw: draws_images.then_some(&draw as &dyn Fn(usize) -> Result<Images>),
     };
-    let splits = match data {
-        Data::Images(s) => Some(s),
-        _ => None,
-    };
-    finish_evaluation(cx, report, splits, ev, started)
+    finish_evaluation(cx, report, data.images().ok(), ev, started)
 }

@@ -11,7 +11,7 @@ use crate::data::{Data, DataFacts};
 use crate::error::Result;
 use crate::evaluation::{EvalContext, Evaluation, LossCurve};
 use crate::experiment::{Experiment, KeyError};
-use crate::family::{model_error, Batches, Family, FamilyCard, FamilyOptions, PeriodicContext, Section};
+use crate::family::{model_error, Batches, Family, FamilyCard, PeriodicContext, Section, TemperatureOption};
 use crate::generate::{Capabilities, GenerateRequest, Generated, OutputKind};
 use genlab_data::EvalImages;
 use crate::metric::Metric;
@@ -25,24 +25,6 @@ use serde::{Deserialize, Serialize};
 const SAMPLE_STREAM: u64 = 0x5a3f;
 /// Examples of the data-dependent initialisation (Glow's ActNorm).
 const INIT_EXAMPLES: usize = 512;
-
-/// The flow's own keys in `[model]`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FlowOptions {
-    /// Sampling temperature (the prior's standard deviation) of the sample grid, the sample
-    /// metrics and `genlab sample`; 1 samples the model itself.
-    #[serde(default = "default_temperature")]
-    pub temperature: f64,
-}
-
-fn default_temperature() -> f64 {
-    1.0
-}
-
-impl FamilyOptions for FlowOptions {
-    const KEYS: &'static [&'static str] = &["temperature"];
-}
 
 /// What `eval.json` holds for a flow.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -86,7 +68,7 @@ impl FlowFamily {
 
 impl Family for FlowFamily {
     type Network = FlowConfig;
-    type Options = FlowOptions;
+    type Options = TemperatureOption;
     type Model = Flow;
     type Validation = FlowValidation;
 
@@ -96,12 +78,9 @@ impl Family for FlowFamily {
         data: &[DataKind::Images, DataKind::Points],
     };
 
-    fn check(s: &Section<FlowConfig, FlowOptions>, exp: &Experiment) -> Result<(), KeyError> {
+    fn check(s: &Section<FlowConfig, TemperatureOption>, exp: &Experiment) -> Result<(), KeyError> {
         s.network.check().map_err(model_error)?;
-        let t = s.options.temperature;
-        if !(t >= 0.0 && t.is_finite()) {
-            return Err(("model.temperature".into(), format!(" = {t}: expected a finite number >= 0")));
-        }
+        s.options.check()?;
         match (s.network.dequantization, exp.data.dataset.kind()) {
             (Dequantization::None, DataKind::Images) => Err((
                 "model.dequantization".into(),
@@ -129,14 +108,14 @@ impl Family for FlowFamily {
         }
     }
 
-    fn metrics(_: &Section<FlowConfig, FlowOptions>, kind: DataKind) -> Vec<Metric> {
+    fn metrics(_: &Section<FlowConfig, TemperatureOption>, kind: DataKind) -> Vec<Metric> {
         match kind {
             DataKind::Points => vec![Metric::NllNats],
             _ => vec![Metric::BitsPerDim, Metric::NllNats],
         }
     }
 
-    fn output(_: &Section<FlowConfig, FlowOptions>, kind: DataKind) -> OutputKind {
+    fn output(_: &Section<FlowConfig, TemperatureOption>, kind: DataKind) -> OutputKind {
         if kind == DataKind::Points {
             OutputKind::Points
         } else {
@@ -144,7 +123,7 @@ impl Family for FlowFamily {
         }
     }
 
-    fn new(s: Section<FlowConfig, FlowOptions>, exp: &Experiment, facts: &DataFacts) -> Self {
+    fn new(s: Section<FlowConfig, TemperatureOption>, exp: &Experiment, facts: &DataFacts) -> Self {
         FlowFamily { config: s.network, temperature: s.options.temperature, shape: facts.shape, exp: exp.clone() }
     }
 
@@ -176,9 +155,7 @@ impl Family for FlowFamily {
 
     fn validation_set(&self, data: &Data, exp: &Experiment, _: &dyn EventSink) -> Result<FlowValidation> {
         Ok(match data {
-            Data::Points(p) => {
-                FlowValidation::Points(p.test[..2 * exp.eval.periodic_examples.min(p.test.len() / 2)].to_vec())
-            }
+            Data::Points(_) => FlowValidation::Points(data.periodic_points(exp)?),
             _ => FlowValidation::Images(data.periodic_images(exp)?),
         })
     }

@@ -11,7 +11,7 @@ use genlab_data::ToyPoints;
 use crate::error::Result;
 use crate::evaluation::{EvalContext, Evaluation, LossCurve};
 use crate::experiment::{Experiment, KeyError};
-use crate::family::{model_error, Batches, Family, FamilyCard, FamilyOptions, PeriodicContext, Section};
+use crate::family::{model_error, Batches, Family, FamilyCard, PeriodicContext, Section, TemperatureOption};
 use crate::generate::{Capabilities, GenerateRequest, Generated, OutputKind};
 use crate::metric::Metric;
 use burn::tensor::{Device, TensorData};
@@ -21,29 +21,11 @@ use genlab_core::tensors::to_f32_vec;
 use genlab_core::SeededRng;
 use genlab_data::{DataKind, PointBatches};
 use genlab_models::gaussian_mixture::{GaussianMixture, GaussianMixtureConfig};
-use serde::{Deserialize, Serialize};
 use std::fmt::Write;
 use std::path::PathBuf;
 
 /// The samples' stream.
 const SAMPLE_STREAM: u64 = 0x5a41;
-
-/// The mixture's own keys in `[model]`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct MixtureOptions {
-    /// Sampling temperature: each component's standard deviations scaled by it.
-    #[serde(default = "default_temperature")]
-    pub temperature: f64,
-}
-
-fn default_temperature() -> f64 {
-    1.0
-}
-
-impl FamilyOptions for MixtureOptions {
-    const KEYS: &'static [&'static str] = &["temperature"];
-}
 
 pub struct MixtureFamily {
     config: GaussianMixtureConfig,
@@ -65,7 +47,7 @@ fn nll(m: &GaussianMixture, points: &[f32], device: &Device) -> f64 {
 
 impl Family for MixtureFamily {
     type Network = GaussianMixtureConfig;
-    type Options = MixtureOptions;
+    type Options = TemperatureOption;
     type Model = GaussianMixture;
     type Validation = Vec<f32>;
 
@@ -75,24 +57,21 @@ impl Family for MixtureFamily {
         data: &[DataKind::Points],
     };
 
-    fn check(s: &Section<GaussianMixtureConfig, MixtureOptions>, _: &Experiment) -> Result<(), KeyError> {
+    fn check(s: &Section<GaussianMixtureConfig, TemperatureOption>, _: &Experiment) -> Result<(), KeyError> {
         s.network.check().map_err(model_error)?;
-        let t = s.options.temperature;
-        if !(t >= 0.0 && t.is_finite()) {
-            return Err(("model.temperature".into(), format!(" = {t}: expected a finite number >= 0")));
-        }
+        s.options.check()?;
         Ok(())
     }
 
-    fn metrics(_: &Section<GaussianMixtureConfig, MixtureOptions>, _: DataKind) -> Vec<Metric> {
+    fn metrics(_: &Section<GaussianMixtureConfig, TemperatureOption>, _: DataKind) -> Vec<Metric> {
         vec![Metric::NllNats]
     }
 
-    fn output(_: &Section<GaussianMixtureConfig, MixtureOptions>, _: DataKind) -> OutputKind {
+    fn output(_: &Section<GaussianMixtureConfig, TemperatureOption>, _: DataKind) -> OutputKind {
         OutputKind::Points
     }
 
-    fn new(s: Section<GaussianMixtureConfig, MixtureOptions>, exp: &Experiment, _: &DataFacts) -> Self {
+    fn new(s: Section<GaussianMixtureConfig, TemperatureOption>, exp: &Experiment, _: &DataFacts) -> Self {
         MixtureFamily { config: s.network, temperature: s.options.temperature, exp: exp.clone() }
     }
 
@@ -106,8 +85,7 @@ impl Family for MixtureFamily {
     }
 
     fn validation_set(&self, data: &Data, exp: &Experiment, _: &dyn EventSink) -> Result<Vec<f32>> {
-        let test = &data.points()?.test;
-        Ok(test[..2 * exp.eval.periodic_examples.min(test.len() / 2)].to_vec())
+        data.periodic_points(exp)
     }
 
     fn validate(&self, _: u64, m: &GaussianMixture, set: &Vec<f32>, cx: &PeriodicContext<'_>) -> Result<Vec<(&'static str, f64)>> {
