@@ -84,6 +84,9 @@ enum Command {
         /// `grid`: one file; `folder`: one PNG per sample, for `genlab fid`.
         #[arg(long, default_value = "grid")]
         format: Format,
+        /// Replace an existing output file.
+        #[arg(long)]
+        force: bool,
         #[command(flatten)]
         request: RequestArgs,
         #[arg(long)]
@@ -287,12 +290,12 @@ fn run() -> anyhow::Result<ExitCode> {
             println!("{}", genlab_pipeline::eval_run(&run, device, &set, events)?);
             ExitCode::SUCCESS
         }
-        Command::Sample { run, n, seed, out, format, request, device } => {
+        Command::Sample { run, n, seed, out, format, force, request, device } => {
             let format = match format {
                 Format::Grid => genlab_pipeline::SampleFormat::Grid,
                 Format::Folder => genlab_pipeline::SampleFormat::Folder,
             };
-            genlab_pipeline::sample_run(&run, &request.request(n, seed), &out, format, device, events)?;
+            genlab_pipeline::sample_run(&run, &request.request(n, seed), &out, format, force, device, events)?;
             println!("{}", out.display());
             ExitCode::SUCCESS
         }

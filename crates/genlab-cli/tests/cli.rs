@@ -625,7 +625,7 @@ fn issue3_sample_metrics_bad_inputs() {
     let o = genlab()
         .env("GENLAB_WEIGHTS_DIR", &empty)
         .args(["run", cfg.to_str().unwrap(), "--run-dir", run.to_str().unwrap(), "--set", "train.steps=10"])
-        .args(["--set", "eval.metric_samples=20", "--set", "eval.examples=20"])
+        .args(["--set", "eval.metric_samples=20", "--set", "eval.examples=20", "--set", "eval.make_features=false"])
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", stderr(&o));

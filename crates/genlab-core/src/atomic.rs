@@ -69,6 +69,32 @@ pub fn read_link(link: &Path) -> Result<String> {
     }
 }
 
+/// Free bytes on the filesystem that holds `path`, for messages about a failed write.
+#[cfg(unix)]
+pub fn free_space(path: &Path) -> Option<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
+    let mut s = std::mem::MaybeUninit::<libc::statvfs>::uninit();
+    // SAFETY: `c` is a NUL-terminated path and `s` is written by statvfs before it is read.
+    let ok = unsafe { libc::statvfs(c.as_ptr(), s.as_mut_ptr()) } == 0;
+    ok.then(|| {
+        // SAFETY: statvfs returned 0, so it filled `s`.
+        let s = unsafe { s.assume_init() };
+        s.f_bavail as u64 * s.f_frsize as u64
+    })
+}
+
+#[cfg(not(unix))]
+pub fn free_space(_: &Path) -> Option<u64> {
+    None
+}
+
+/// SHA-256 of `bytes`, as lowercase hex.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+}
+
 fn sync_dir(dir: &Path) -> Result<()> {
     // A directory fsync makes the rename durable; some filesystems refuse it, which is harmless.
     if let Ok(f) = fs::File::open(dir) {

@@ -6,6 +6,8 @@ pub mod device;
 pub mod error;
 pub mod events;
 pub mod grid;
+pub mod lock;
+pub mod memory;
 pub mod params;
 pub mod progress;
 pub mod rng;

@@ -3,8 +3,6 @@
 //! dimensions), the type, each dimension, and the declared length against the bytes present.
 
 use crate::error::{DataError, Result};
-use flate2::read::GzDecoder;
-use std::io::Read;
 use std::path::Path;
 
 /// The element type declared by an IDX header.
@@ -64,18 +62,7 @@ impl IdxArray {
 
 /// Reads an IDX file, gunzipping it when it starts with the gzip magic bytes.
 pub fn read_idx(path: &Path) -> Result<IdxArray> {
-    let raw = std::fs::read(path).map_err(DataError::io(path))?;
-    let bytes = if raw.starts_with(&[0x1f, 0x8b]) {
-        let mut out = Vec::new();
-        GzDecoder::new(&raw[..]).read_to_end(&mut out).map_err(|e| DataError::Idx {
-            path: path.to_path_buf(),
-            reason: format!("gzip stream is corrupt or truncated ({e})"),
-        })?;
-        out
-    } else {
-        raw
-    };
-    parse_idx(&bytes, path)
+    parse_idx(&crate::files::read_maybe_gzip(path)?, path)
 }
 
 /// Parses IDX bytes (already decompressed). `path` names the source in errors.

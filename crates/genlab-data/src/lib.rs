@@ -5,6 +5,7 @@
 pub mod batches;
 pub mod error;
 pub mod export;
+pub mod files;
 pub mod folder;
 pub mod idx;
 pub mod image_set;

@@ -6,6 +6,7 @@ use crate::image_set::ImageSet;
 use crate::text::TextCorpus;
 use crate::toy::ToyDistribution;
 use crate::transform::Transform;
+use genlab_core::memory::Bytes;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -200,8 +201,11 @@ impl DatasetSource {
                 DatasetSource::Images { images: p, color: Color::Gray }
             });
         }
-        let head = std::fs::read(&p).map_err(DataError::io(&p))?;
-        let is_idx = head.starts_with(&[0, 0]) || (head.starts_with(&[0x1f, 0x8b]) && arg.contains("idx"));
+        // A name that says IDX (`train-images-idx3-ubyte`) is read as IDX, so a damaged one gets
+        // the IDX reader's error rather than being taken for text.
+        let head = crate::files::head(&p, 4)?;
+        let named_idx = p.file_name().is_some_and(|n| n.to_string_lossy().contains("-idx"));
+        let is_idx = named_idx || head.starts_with(&[0, 0]);
         Ok(if is_idx { DatasetSource::Idx { idx: p, labels: None } } else { DatasetSource::Text { text: p } })
     }
 
@@ -274,7 +278,13 @@ impl DatasetSource {
             }
         };
         Ok(match Transform::resize_of(transforms) {
-            Some([h, w]) => set.resized(h, w),
+            Some([h, w]) => {
+                // The resized copy in bytes, and the float batches built from it.
+                let needs = Bytes(set.n as u128 * set.channels as u128 * h as u128 * w as u128 * 5);
+                genlab_core::memory::check(|| format!("data.transforms resize to {h}x{w} of {} images", set.n), needs)
+                    .map_err(|e| DataError::Config(e.to_string()))?;
+                set.resized(h, w)
+            }
             None => set,
         })
     }

@@ -1,8 +1,6 @@
 //! A text corpus (plain or gzipped UTF-8) with its character vocabulary.
 
 use crate::error::{DataError, Result};
-use flate2::read::GzDecoder;
-use std::io::Read;
 use std::path::Path;
 
 #[derive(Debug, Clone)]
@@ -15,17 +13,7 @@ pub struct TextCorpus {
 
 impl TextCorpus {
     pub fn read(path: &Path) -> Result<Self> {
-        let raw = std::fs::read(path).map_err(DataError::io(path))?;
-        let bytes = if raw.starts_with(&[0x1f, 0x8b]) {
-            let mut out = Vec::new();
-            GzDecoder::new(&raw[..]).read_to_end(&mut out).map_err(|e| DataError::Invalid {
-                path: path.to_path_buf(),
-                reason: format!("gzip stream is corrupt or truncated ({e})"),
-            })?;
-            out
-        } else {
-            raw
-        };
+        let bytes = crate::files::read_maybe_gzip(path)?;
         let text = String::from_utf8(bytes).map_err(|e| DataError::Invalid {
             path: path.to_path_buf(),
             reason: format!("not UTF-8 text (invalid byte at offset {})", e.utf8_error().valid_up_to()),

@@ -24,6 +24,8 @@ pub enum WeightsError {
     MissingLenet { path: PathBuf },
     #[error("{path}: not genlab's MNIST LeNet weights: {reason}")]
     NotLenet { path: PathBuf, reason: String },
+    #[error("{path}: {reason}")]
+    Refused { path: PathBuf, reason: String },
     #[error(transparent)]
     Read(#[from] crate::torchscript::TorchScriptError),
     #[error(transparent)]
@@ -70,6 +72,11 @@ pub fn load_fid_inception(path: &Path) -> Result<BTreeMap<String, ScriptTensor>,
 /// Writes the checked FID Inception weights read from `source` as a safetensors file at `out`
 /// (atomically), recording `source`'s SHA-1 in its header; returns the new file's SHA-1.
 pub fn export_fid_inception(source: &Path, out: &Path) -> Result<String, WeightsError> {
+    if out.exists() {
+        let same = matches!((source.canonicalize(), out.canonicalize()), (Ok(a), Ok(b)) if a == b);
+        let why = if same { "is the source weights file itself" } else { "exists" };
+        return Err(WeightsError::Refused { path: out.to_path_buf(), reason: format!("{why}; give a new file name") });
+    }
     let weights = load_fid_inception(source)?;
     let bytes = std::fs::read(source).map_err(genlab_core::CoreError::io(source))?;
     let mut tensors = NamedTensors::default();

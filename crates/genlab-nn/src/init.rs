@@ -7,7 +7,9 @@ use burn::module::Param;
 use burn::nn::conv::{Conv2d, Conv2dConfig, ConvTranspose2d, ConvTranspose2dConfig};
 use burn::nn::{Linear, LinearConfig};
 use burn::tensor::{Device, TensorData};
+use genlab_core::memory::{self, Bytes, TooLarge};
 use genlab_core::SeededRng;
+use std::cell::RefCell;
 
 fn uniform_param<const D: usize>(
     rng: &mut SeededRng,
@@ -20,8 +22,62 @@ fn uniform_param<const D: usize>(
     Param::from_data(TensorData::new(rng.symmetric_uniform_vec(n, bound), shape), device)
 }
 
+/// Bytes a parameter costs in training: its value, its gradient and Adam's two moments, float32.
+pub const TRAINING_BYTES_PER_PARAMETER: u128 = 16;
+
+/// The parameter memory claimed by the layers built on this thread inside [`within_memory`].
+struct Budget {
+    available: Bytes,
+    claimed: u128,
+    /// The first layer that did not fit, and the memory the whole model needs.
+    refused: Option<String>,
+}
+
+thread_local! {
+    static BUDGET: RefCell<Option<Budget>> = const { RefCell::new(None) };
+}
+
+/// Builds a model with `build`, refusing it before its layers are allocated when its parameters
+/// (with gradients and Adam's moments) need more memory than the machine has: a layer that does
+/// not fit is built 1 x 1 instead, the rest are only counted, and the error names the first such
+/// layer and the whole model's estimate. Without it, `latent_dim = 100000000` aborts the process
+/// in the allocator.
+pub fn within_memory<T>(build: impl FnOnce() -> T) -> Result<T, TooLarge> {
+    let available = memory::available().unwrap_or(Bytes(1 << 50));
+    BUDGET.with(|b| *b.borrow_mut() = Some(Budget { available, claimed: 0, refused: None }));
+    let built = build();
+    let budget = BUDGET.with(|b| b.borrow_mut().take()).expect("the budget was set above");
+    match budget.refused {
+        None => Ok(built),
+        Some(layer) => Err(TooLarge {
+            what: format!("the model's parameters ({layer} among them)"),
+            needs: Bytes(budget.claimed * TRAINING_BYTES_PER_PARAMETER),
+            available,
+        }),
+    }
+}
+
+/// Counts `params` against the budget; false when they do not fit (the caller then builds a 1 x 1
+/// stand-in that [`within_memory`] discards). Always true outside `within_memory`.
+fn claim(params: u128, layer: impl FnOnce() -> String) -> bool {
+    BUDGET.with(|b| {
+        let mut b = b.borrow_mut();
+        let Some(b) = b.as_mut() else { return true };
+        b.claimed = b.claimed.saturating_add(params);
+        let fits = b.refused.is_none() && Bytes(b.claimed * TRAINING_BYTES_PER_PARAMETER) <= b.available;
+        if !fits && b.refused.is_none() {
+            b.refused = Some(layer());
+        }
+        fits
+    })
+}
+
 /// A fully connected layer `d_in -> d_out` (burn stores the weight as `[d_in, d_out]`).
 pub fn linear(rng: &mut SeededRng, d_in: usize, d_out: usize, device: &Device) -> Linear {
+    let params = d_in as u128 * d_out as u128 + d_out as u128;
+    if !claim(params, || format!("a linear layer of {d_in} x {d_out}")) {
+        return linear(rng, 1, 1, device);
+    }
     let mut l = LinearConfig::new(d_in, d_out).init(device);
     l.weight = uniform_param(rng, [d_in, d_out], d_in, device);
     l.bias = Some(uniform_param(rng, [d_out], d_in, device));
@@ -33,6 +89,10 @@ pub fn conv2d(rng: &mut SeededRng, config: &Conv2dConfig, device: &Device) -> Co
     let [c_in, c_out] = config.channels;
     let [kh, kw] = config.kernel_size;
     let fan_in = c_in / config.groups * kh * kw;
+    let params = (c_out * (c_in / config.groups)) as u128 * (kh * kw) as u128 + c_out as u128;
+    if !claim(params, || format!("a {kh}x{kw} convolution of {c_in} -> {c_out} channels")) {
+        return conv2d(rng, &Conv2dConfig::new([1, 1], [1, 1]), device);
+    }
     let mut c = config.init(device);
     c.weight = uniform_param(rng, [c_out, c_in / config.groups, kh, kw], fan_in, device);
     if config.bias {
@@ -47,6 +107,10 @@ pub fn conv_transpose2d(rng: &mut SeededRng, config: &ConvTranspose2dConfig, dev
     let [c_in, c_out] = config.channels;
     let [kh, kw] = config.kernel_size;
     let fan_in = c_out / config.groups * kh * kw;
+    let params = (c_in * (c_out / config.groups)) as u128 * (kh * kw) as u128 + c_out as u128;
+    if !claim(params, || format!("a {kh}x{kw} transposed convolution of {c_in} -> {c_out} channels")) {
+        return conv_transpose2d(rng, &ConvTranspose2dConfig::new([1, 1], [1, 1]), device);
+    }
     let mut c = config.init(device);
     c.weight = uniform_param(rng, [c_in, c_out / config.groups, kh, kw], fan_in, device);
     if config.bias {
@@ -58,6 +122,25 @@ pub fn conv_transpose2d(rng: &mut SeededRng, config: &ConvTranspose2dConfig, dev
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_model_too_large_is_refused_before_its_layers_are_allocated() {
+        let dev = Device::flex();
+        let small = within_memory(|| linear(&mut SeededRng::new(0), 10, 10, &dev)).unwrap();
+        assert_eq!(small.weight.val().dims(), [10, 10]);
+        // 3136 x 1e8 floats would be 1.25 TB; the stand-in is 1 x 1 and the error names the layer.
+        let err = within_memory(|| {
+            let mut rng = SeededRng::new(0);
+            (linear(&mut rng, 3136, 100_000_000, &dev), linear(&mut rng, 5, 5, &dev))
+        })
+        .unwrap_err();
+        assert!(
+            err.to_string().starts_with(
+                "the model's parameters (a linear layer of 3136 x 100000000 among them) needs about 4.6 TiB"
+            ),
+            "{err}"
+        );
+    }
 
     #[test]
     fn same_seed_same_weights_within_pytorch_bound() {

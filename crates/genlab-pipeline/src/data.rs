@@ -225,7 +225,7 @@ mod tests {
         .with_stop_flag(Default::default());
         let opt = Optimizers::single(OptimizerConfig { lr: 0.1, ..Default::default() }, None);
         let TrainOutcome::Finished { .. } =
-            trainer.fit(model, opt, &mut batches, false, &device, |_, _| Ok(vec![])).unwrap()
+            trainer.fit(model, opt, &mut batches, None, &device, |_, _| Ok(vec![])).unwrap()
         else {
             panic!("not interrupted")
         };

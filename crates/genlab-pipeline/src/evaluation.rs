@@ -10,7 +10,7 @@ use crate::report::{write_report, GoalVerdict, ReportInputs, Verdict};
 use crate::run_dir::RunInfo;
 use crate::sample_metrics::{goal_metrics, report_section, sample_metrics_if_asked, SampleMetrics};
 use burn::tensor::Device;
-use genlab_core::events::EventSink;
+use genlab_core::events::Events;
 use genlab_train::OptimizerConfig;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -30,7 +30,7 @@ pub struct EvalContext<'a> {
     /// feature network is not installed, rather than failing after training (`genlab eval` fails),
     /// and a classifier asked to is installed as a feature network (`genlab eval` never reinstalls).
     pub after_training: bool,
-    pub events: &'a dyn EventSink,
+    pub events: &'a Events,
 }
 
 impl EvalContext<'_> {
@@ -143,6 +143,15 @@ pub fn finish_evaluation(
             "; FID {:.4}, KID {:.6} ({} samples, {})",
             m.fid, m.kid.mean, m.protocol.samples, m.protocol.features.network
         ));
+    }
+    // A NaN is a broken model or a broken computation, never a result: refuse before writing.
+    if let Some((m, _)) = ev.metrics.iter().find(|(_, v)| v.is_nan()) {
+        return Err(crate::error::PipelineError::Run(format!(
+            "evaluation of step {} in {}: {} is NaN; eval.json, metrics.jsonl and report.md were left as they were",
+            cx.step,
+            cx.run_dir.display(),
+            m.describe()
+        )));
     }
     if let Value::Object(o) = &mut record {
         o.insert("step".into(), cx.step.into());

@@ -6,15 +6,16 @@ use crate::error::{PipelineError, Result};
 use crate::evaluation::EvalContext;
 use crate::experiment::Experiment;
 use crate::family::{Family, Section};
-use crate::generate::{GenerateRequest, Generated, SampleFormat};
+use crate::generate::{GenerateRequest, Generated, OutputKind, SampleFormat};
 use crate::run::family_of;
 use crate::run_dir::RunInfo;
 use burn::module::Module;
 use burn::tensor::Device;
 use genlab_core::events::Events;
+use genlab_core::memory::Bytes;
 use genlab_core::tensors::NamedTensors;
 use genlab_core::DeviceSpec;
-use genlab_train::checkpoint::{latest_checkpoint, read_checkpoint, Checkpoint};
+use genlab_train::checkpoint::{newest_intact_checkpoint, Checkpoint, IntactCheckpoint};
 use std::path::{Path, PathBuf};
 
 /// A finished (or checkpointed) run opened again: its experiment (with `overrides` applied, not
@@ -37,10 +38,11 @@ impl RunTarget {
         }
         let info = RunInfo::load(run_dir)?;
         let device = exp.train.device.device()?;
-        let checkpoint_dir = latest_checkpoint(run_dir)?.ok_or_else(|| {
-            PipelineError::Run(format!("{}: no checkpoint yet (checkpoints/latest is missing)", run_dir.display()))
+        let point = newest_intact_checkpoint(run_dir)?.ok_or_else(|| {
+            PipelineError::Run(format!("{}: no checkpoint yet (checkpoints/ is empty)", run_dir.display()))
         })?;
-        let checkpoint = read_checkpoint(&checkpoint_dir)?;
+        point.fallback_lines().iter().for_each(|l| events.message(l));
+        let IntactCheckpoint { dir: checkpoint_dir, checkpoint, .. } = point;
         Ok(RunTarget { exp, info, run_dir: run_dir.to_path_buf(), device, checkpoint_dir, checkpoint, events })
     }
 
@@ -60,13 +62,15 @@ impl RunTarget {
 
     /// `family`'s model with the run's weights.
     fn model<F: Family>(&self, family: &F) -> Result<F::Model> {
-        self.load(family.init(self.exp.train.seed, &self.device)?)
+        self.load(crate::run::init_within_memory(family, &self.exp, &self.device)?)
     }
 }
 
 /// `genlab eval RUN [--set eval.key=value]`: the full evaluation protocol on the run's latest
 /// weights; returns the headline. Overrides change this evaluation only, not the run's experiment.
+/// The run is locked against other writers while it is evaluated.
 pub fn eval_run(run_dir: &Path, device: Option<DeviceSpec>, overrides: &[String], events: Events) -> Result<String> {
+    let _lock = crate::run_dir::lock_run(run_dir)?;
     let target = RunTarget::open(run_dir, device, overrides, events)?;
     family_of(&target.exp)?.evaluate(&target)
 }
@@ -76,6 +80,7 @@ pub(crate) fn evaluate_run<F: Family>(target: &RunTarget, section: Section<F::Ne
     let model = target.model(&family)?;
     let data = Data::load(&target.exp)?;
     family.check_data(&data)?;
+    crate::run::check_metric_samples(&target.exp, &target.info.facts())?;
     let cx = EvalContext {
         exp: &target.exp,
         info: &target.info,
@@ -84,7 +89,7 @@ pub(crate) fn evaluate_run<F: Family>(target: &RunTarget, section: Section<F::Ne
         step: target.checkpoint.state.step,
         started: None,
         after_training: false,
-        events: &*target.events,
+        events: &target.events,
     };
     Ok(crate::run::evaluate(&family, &model, &data, &cx)?.0)
 }
@@ -96,9 +101,77 @@ pub(crate) fn generate<F: Family>(
     progress: bool,
 ) -> Result<Generated> {
     let family = target.family::<F>(section);
-    request.check(F::CARD.name, &family.capabilities())?;
+    let can = family.capabilities();
+    request.check(F::CARD.name, &can)?;
+    check_sample_memory(request.count, can.output(), target.info.data_shape)?;
     let model = target.model(&family)?;
     family.generate(&model, request, &target.device, progress.then_some(&*target.events))
+}
+
+/// The most images one grid file holds (a 100 x 100 grid).
+pub const MAX_GRID: usize = 10_000;
+
+/// Refuses a sample count whose samples cannot be held in memory (`-n 100000000`).
+pub(crate) fn check_sample_memory(count: usize, output: OutputKind, shape: [usize; 3]) -> Result<()> {
+    let per_sample: u128 = match output {
+        // The generated floats and their 8-bit copy.
+        OutputKind::Images => shape.iter().product::<usize>() as u128 * 5,
+        OutputKind::Points => 16,
+        OutputKind::Text | OutputKind::Nothing => 0,
+    };
+    genlab_core::memory::check(|| format!("-n {count} ({output:?} samples)"), Bytes(per_sample * count as u128))
+        .map_err(|e| PipelineError::Config(e.to_string()))
+}
+
+/// Refuses, before anything is generated, an output that would destroy work or mislabel its
+/// contents: a path inside a run's `checkpoints/` (followed through `latest`), an existing file
+/// unless `force`, a non-empty folder, or an extension that is not the samples' format.
+pub fn check_output(out: &Path, format: SampleFormat, output: OutputKind, force: bool, family: &str) -> Result<()> {
+    let refuse = |why: String| Err(PipelineError::Config(format!("-o {}: {why}", out.display())));
+    if let Some(dir) = inside_checkpoints(out) {
+        return refuse(format!("is inside {}, a run's checkpoints; write samples elsewhere", dir.display()));
+    }
+    match format {
+        SampleFormat::Folder if !genlab_core::atomic::is_absent_or_empty_dir(out) => {
+            refuse("exists and is not an empty directory; samples are never written over other files".into())
+        }
+        SampleFormat::Folder => Ok(()),
+        SampleFormat::Grid if out.is_dir() => refuse("is a directory; give a file name, or use --format folder".into()),
+        SampleFormat::Grid if out.exists() && !force => {
+            refuse("exists; give a new file name, or --force to replace it".into())
+        }
+        SampleFormat::Grid => {
+            let (allowed, what): (&[&str], &str) = match output {
+                OutputKind::Images => (&["png"], "a PNG grid (.png)"),
+                OutputKind::Points => (&["csv", "png"], "points: a CSV file (.csv) or a scatter plot (.png)"),
+                OutputKind::Text => (&["txt"], "text (.txt)"),
+                OutputKind::Nothing => return Ok(()),
+            };
+            let ext = out.extension().map(|e| e.to_string_lossy().to_ascii_lowercase()).unwrap_or_default();
+            if allowed.contains(&ext.as_str()) {
+                Ok(())
+            } else {
+                refuse(format!("the {family} family's samples are written as {what}"))
+            }
+        }
+    }
+}
+
+/// The run's `checkpoints` directory that `path` lies in, if any: the nearest existing ancestor
+/// of `path` is resolved (symbolic links such as `checkpoints/latest` followed), then searched for
+/// a `checkpoints` directory beside a `run.json`.
+fn inside_checkpoints(path: &Path) -> Option<PathBuf> {
+    let absolute = if path.is_absolute() { path.to_path_buf() } else { std::env::current_dir().ok()?.join(path) };
+    let existing = absolute.ancestors().find(|a| a.exists())?.canonicalize().ok()?;
+    let rest = absolute.strip_prefix(absolute.ancestors().find(|a| a.exists())?).ok()?.to_path_buf();
+    let resolved = existing.join(rest);
+    resolved
+        .ancestors()
+        .find(|a| {
+            a.file_name().is_some_and(|n| n == "checkpoints")
+                && a.parent().is_some_and(|p| p.join("run.json").is_file())
+        })
+        .map(Path::to_path_buf)
 }
 
 /// `genlab sample RUN -n N --seed S -o OUT [...]`: what `request` asks of the run's latest
@@ -109,17 +182,21 @@ pub fn sample_run(
     request: &GenerateRequest,
     out: &Path,
     format: SampleFormat,
+    force: bool,
     device: Option<DeviceSpec>,
     events: Events,
 ) -> Result<()> {
-    if format == SampleFormat::Folder && !genlab_core::atomic::is_absent_or_empty_dir(out) {
-        return Err(PipelineError::Run(format!(
-            "{}: exists and is not an empty directory; samples are never written over other files",
-            out.display()
-        )));
-    }
     let target = RunTarget::open(run_dir, device, &[], events)?;
     let family = family_of(&target.exp)?;
+    let kind = target.exp.data.dataset.kind();
+    let output = family.by_kind().into_iter().find(|(k, ..)| *k == kind).map_or(OutputKind::Nothing, |(.., o)| o);
+    check_output(out, format, output, force, family.name())?;
+    if format == SampleFormat::Grid && output == OutputKind::Images && request.count > MAX_GRID {
+        return Err(PipelineError::Config(format!(
+            "-n {}: a grid holds at most {MAX_GRID} images; write more with --format folder",
+            request.count
+        )));
+    }
     let generated = family.generate(&target, request, format == SampleFormat::Folder)?;
     generated.write(out, format, family.name())
 }

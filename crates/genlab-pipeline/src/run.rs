@@ -9,11 +9,14 @@ use crate::experiment::Experiment;
 use crate::family::{Family, PeriodicContext, Section};
 use crate::generate::{GenerateRequest, Generated, Images};
 use crate::registry::{self, unknown_family, Registered};
-use crate::run_dir::RunDir;
-use crate::run_dir::RunInfo;
+use crate::run_dir::{lock_run, run_dir_exists, RunDir, RunInfo};
 use burn::module::Module;
+use burn::tensor::Device;
 use genlab_core::events::Events;
+use genlab_core::lock::DirLock;
 use genlab_core::DeviceSpec;
+use genlab_train::checkpoint::newest_intact_checkpoint;
+use genlab_train::{check_resumable, BatchSource};
 use genlab_train::{TrainOutcome, Trainer, TrainerConfig};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -68,8 +71,11 @@ pub enum Finished {
 /// Where a run goes: a new directory (made only once data and model are ready, so a mistake
 /// leaves nothing behind), or an existing run being resumed.
 pub enum Target {
-    Fresh(PathBuf),
-    Resume(PathBuf),
+    /// `base`, or `base-2`, ... when taken; exactly `base` when `exact` (an explicit `--run-dir`).
+    Fresh { base: PathBuf, exact: bool },
+    /// An existing run, locked by this command; `overridden` when `--set` changed its experiment
+    /// (written back only once the change has been checked against the checkpoint).
+    Resume { dir: PathBuf, lock: DirLock, overridden: bool },
 }
 
 /// `genlab run FILE` (mode Run) and `genlab train FILE` (mode Train).
@@ -78,24 +84,45 @@ pub fn start(file: &Path, opts: &RunOptions, mode: Mode) -> Result<Finished> {
     if let Some(d) = opts.device {
         exp.train.device = d;
     }
-    let base = opts.run_dir.clone().unwrap_or_else(|| exp.default_run_dir());
-    family_of(&exp)?.execute(&exp, Target::Fresh(base), mode, opts, Instant::now())
+    let target = match &opts.run_dir {
+        Some(dir) if dir.exists() => return Err(run_dir_exists(dir)),
+        Some(dir) => Target::Fresh { base: dir.clone(), exact: true },
+        None => Target::Fresh { base: exp.default_run_dir(), exact: false },
+    };
+    family_of(&exp)?.execute(&exp, target, mode, opts, Instant::now())
 }
 
 /// `genlab train --resume RUN [--set key=value]`: continues from the latest checkpoint, then runs
 /// the phases the run was started with. Overrides (a lower learning rate after a divergence, more
-/// steps) are written into the run's `experiment.toml`.
+/// steps) are written into the run's `experiment.toml`, once they have been checked against the
+/// checkpoint: a refused resume writes nothing. The run is locked against other writers.
 pub fn resume(run_dir: &Path, opts: &RunOptions) -> Result<Finished> {
-    let file = run_dir.join("experiment.toml");
-    let mut exp = Experiment::load(&file, &opts.overrides)?;
-    if !opts.overrides.is_empty() {
-        genlab_core::atomic::write_atomic(&file, exp.to_toml().as_bytes())?;
-    }
+    let lock = lock_run(run_dir)?;
+    let mut exp = Experiment::load(&run_dir.join("experiment.toml"), &opts.overrides)?;
     if let Some(d) = opts.device {
         exp.train.device = d;
     }
     let info = RunInfo::load(run_dir)?;
-    family_of(&exp)?.execute(&exp, Target::Resume(run_dir.to_path_buf()), info.mode, opts, Instant::now())
+    let target = Target::Resume { dir: run_dir.to_path_buf(), lock, overridden: !opts.overrides.is_empty() };
+    family_of(&exp)?.execute(&exp, target, info.mode, opts, Instant::now())
+}
+
+/// The sample metrics hold `eval.metric_samples` generated images (floats and 8-bit copies) beside
+/// their features: refused before training when they cannot fit.
+pub(crate) fn check_metric_samples(exp: &Experiment, facts: &crate::data::DataFacts) -> Result<()> {
+    let n = exp.eval.metric_samples as u128;
+    let needs = genlab_core::memory::Bytes(n * (facts.shape.iter().product::<usize>() as u128 * 5 + 4 * 2048));
+    genlab_core::memory::check(|| format!("eval.metric_samples = {n}"), needs)
+        .map_err(|e| PipelineError::Config(e.to_string()))
+}
+
+/// `family`'s model, refused in one line naming the largest `[model]` key when its parameters
+/// cannot fit in memory (instead of an abort in the allocator).
+pub(crate) fn init_within_memory<F: Family>(family: &F, exp: &Experiment, device: &Device) -> Result<F::Model> {
+    genlab_nn::init::within_memory(|| family.init(exp.train.seed, device)).map_err(|e| {
+        let key = exp.model.largest_key().map(|(k, v)| format!("{k} = {v}: ")).unwrap_or_default();
+        PipelineError::Config(format!("{key}{e}"))
+    })?
 }
 
 pub(crate) fn family_of(exp: &Experiment) -> Result<&'static dyn Registered> {
@@ -120,8 +147,21 @@ pub(crate) fn execute<F: Family>(
     let facts = data.facts();
     let family = F::new(section, exp, &facts);
     family.check_data(&data)?;
+    check_metric_samples(exp, &facts)?;
     let mut batches = family.batches(&data, exp)?;
-    let model = family.init(t.seed, &device)?;
+    let model = init_within_memory(&family, exp, &device)?;
+    let resume_from = match &target {
+        Target::Resume { dir, .. } => {
+            let point = newest_intact_checkpoint(dir)?.ok_or_else(|| {
+                PipelineError::Run(format!("{}: no checkpoint to resume from (checkpoints/ is empty)", dir.display()))
+            })?;
+            point.fallback_lines().iter().for_each(|l| events.message(l));
+            check_resumable(&point, &model, family.optimizers(exp), t.steps, &device)?;
+            batches.restore(point.checkpoint.state.source.clone()).map_err(genlab_train::TrainError::Source)?;
+            Some(point)
+        }
+        Target::Fresh { .. } => None,
+    };
     let mut run = RunDir::open(exp, target, mode, facts, model.num_params(), &*events)?;
     let model = if run.resuming { model } else { family.initialize(model, &data, &device)? };
     // Phase 4: the one trainer, with the family's periodic validation at each evaluation step.
@@ -147,7 +187,7 @@ pub(crate) fn execute<F: Family>(
         Some(flag) => trainer.with_stop_flag(flag.clone()),
         None => trainer,
     };
-    let outcome = trainer.fit(model, family.optimizers(exp), &mut batches, run.resuming, &device, |step, m| {
+    let outcome = trainer.fit(model, family.optimizers(exp), &mut batches, resume_from, &device, |step, m| {
         family
             .validate(step, m, &set, &periodic)
             .map_err(|err| genlab_train::TrainError::Eval { step, reason: err.to_string() })
@@ -180,7 +220,7 @@ pub(crate) fn execute<F: Family>(
         step: t.steps,
         started: Some(started),
         after_training: true,
-        events: &*events,
+        events: &events,
     };
     let (summary, goal) = evaluate(&family, &model, &data, &cx)?;
     Ok(Finished::Done { run_dir: run.dir.clone(), summary: Some(summary), goal })
@@ -201,7 +241,7 @@ pub(crate) fn evaluate<F: Family>(
         if let Some(im) = drawn.as_ref().filter(|im| im.n >= n) {
             return Ok(im.first(n));
         }
-        match family.generate(model, &GenerateRequest::new(n, cx.exp.eval.seed), &cx.device, Some(cx.events))? {
+        match family.generate(model, &GenerateRequest::new(n, cx.exp.eval.seed), &cx.device, Some(&**cx.events))? {
             Generated::Images(im) => Ok(im),
             _ => Err(PipelineError::Run(format!("the {} family drew no images", F::CARD.name))),
         }

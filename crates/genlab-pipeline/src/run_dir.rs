@@ -6,6 +6,7 @@ use crate::error::{PipelineError, Result};
 use crate::experiment::Experiment;
 use crate::run::{Mode, Target};
 use genlab_core::events::EventSink;
+use genlab_core::lock::DirLock;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -52,13 +53,26 @@ impl RunInfo {
     }
 }
 
-/// A new run directory: `base`, or `base-2`, `base-3`, ... when it exists (nothing is overwritten).
-pub fn fresh_run_dir(base: &Path) -> Result<PathBuf> {
-    let mut dir = base.to_path_buf();
+/// A new run directory: `base`, or when `exact` is false and `base` is taken, `base-2`, `base-3`,
+/// ... Each is claimed by creating it (atomic: two commands never get the same one), so nothing is
+/// ever written into an existing directory. An explicit `--run-dir` (`exact`) that exists is an
+/// error, never a silent `-2`.
+pub fn fresh_run_dir(base: &Path, exact: bool) -> Result<PathBuf> {
+    if let Some(parent) = base.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(genlab_core::CoreError::io(parent))?;
+    }
     let mut i = 2;
-    while dir.exists() {
-        dir = PathBuf::from(format!("{}-{i}", base.display()));
-        i += 1;
+    let mut dir = base.to_path_buf();
+    loop {
+        match std::fs::create_dir(&dir) {
+            Ok(()) => break,
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && !exact => {
+                dir = PathBuf::from(format!("{}-{i}", base.display()));
+                i += 1;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Err(run_dir_exists(&dir)),
+            Err(e) => return Err(genlab_core::CoreError::io(&dir)(e).into()),
+        }
     }
     for sub in ["checkpoints", "samples", "plots"] {
         std::fs::create_dir_all(dir.join(sub)).map_err(genlab_core::CoreError::io(dir.join(sub)))?;
@@ -66,15 +80,35 @@ pub fn fresh_run_dir(base: &Path) -> Result<PathBuf> {
     Ok(dir)
 }
 
-/// A run directory being trained into, with the facts recorded about it.
+/// The refusal of an explicit `--run-dir` that exists.
+pub(crate) fn run_dir_exists(dir: &Path) -> PipelineError {
+    PipelineError::Config(format!(
+        "--run-dir {}: exists; give a new directory (a run continues with `genlab train --resume {}`)",
+        dir.display(),
+        dir.display()
+    ))
+}
+
+/// Takes `dir`'s writer lock, for a command that writes into an existing run (resume, eval); the
+/// directory must be a run (have `run.json`), so a mistaken path gets no lock file.
+pub(crate) fn lock_run(dir: &Path) -> Result<DirLock> {
+    RunInfo::load(dir)?;
+    DirLock::acquire(dir, &genlab_core::lock::this_command()).map_err(|e| PipelineError::Run(e.to_string()))
+}
+
+/// A run directory being trained into, with the facts recorded about it; this command holds its
+/// writer lock until it is dropped.
 pub(crate) struct RunDir {
     pub dir: PathBuf,
     pub info: RunInfo,
     pub resuming: bool,
+    _lock: DirLock,
 }
 
 impl RunDir {
-    /// Makes the directory (fresh runs) and writes `run.json`; called once data and model are ready.
+    /// Makes the directory (fresh runs) and writes `run.json` (and, for a resumed run whose
+    /// experiment was changed by `--set`, `experiment.toml`); called once data and model are ready
+    /// and, for a resumed run, once the checkpoint has been checked against them.
     pub(crate) fn open(
         exp: &Experiment,
         target: Target,
@@ -83,14 +117,21 @@ impl RunDir {
         parameters: usize,
         events: &dyn EventSink,
     ) -> Result<Self> {
-        let (dir, resuming) = match target {
-            Target::Fresh(base) => {
-                let dir = fresh_run_dir(&base)?;
+        let (dir, resuming, lock) = match target {
+            Target::Fresh { base, exact } => {
+                let dir = fresh_run_dir(&base, exact)?;
+                let lock = DirLock::acquire(&dir, &genlab_core::lock::this_command())
+                    .map_err(|e| PipelineError::Run(e.to_string()))?;
                 genlab_core::atomic::write_atomic(&dir.join("experiment.toml"), exp.to_toml().as_bytes())?;
                 events.message(&format!("run directory: {}", dir.display()));
-                (dir, false)
+                (dir, false, lock)
             }
-            Target::Resume(dir) => (dir, true),
+            Target::Resume { dir, lock, overridden } => {
+                if overridden {
+                    genlab_core::atomic::write_atomic(&dir.join("experiment.toml"), exp.to_toml().as_bytes())?;
+                }
+                (dir, true, lock)
+            }
         };
         let shape = data.shape;
         let mut info = RunInfo {
@@ -116,6 +157,6 @@ impl RunDir {
             info.parameters,
             exp.train.device
         ));
-        Ok(RunDir { dir, info, resuming })
+        Ok(RunDir { dir, info, resuming, _lock: lock })
     }
 }

@@ -48,9 +48,16 @@ pub(crate) fn sample_metrics_if_asked(
     if cx.exp.eval.metric_samples == 0 {
         return Ok((None, None));
     }
-    match load_features(cx.exp, &cx.device) {
+    let mut loaded = load_features(cx.exp, &cx.device);
+    if let Err(WeightsError::MissingLenet { path }) = &loaded {
+        if cx.exp.eval.make_features {
+            make_lenet(path, cx.events)?;
+            loaded = load_features(cx.exp, &cx.device);
+        }
+    }
+    match loaded {
         Ok(net) => {
-            let (m, fig) = sample_metrics(cx.exp, &net, &generate()?, splits, cx.run_dir, cx.events)?;
+            let (m, fig) = sample_metrics(cx.exp, &net, &generate()?, splits, cx.run_dir, &**cx.events)?;
             cx.events.message(&format!(
                 "samples: FID {:.4}, KID {:.6}, {}",
                 m.fid,
@@ -66,6 +73,29 @@ pub(crate) fn sample_metrics_if_asked(
         }
         Err(err) => Err(PipelineError::Run(err.to_string())),
     }
+}
+
+/// The experiment that trains and installs the MNIST LeNet, as the repository ships it.
+const LENET_EXPERIMENT: &str = include_str!("../../../configs/mnist-lenet.toml");
+
+/// Trains the MNIST LeNet from [`LENET_EXPERIMENT`] into a new run directory (`runs/mnist-lenet`,
+/// or `-2`, ...), which installs it at `path`, as `genlab run configs/mnist-lenet.toml` does.
+fn make_lenet(path: &Path, events: &crate::Events) -> Result<()> {
+    events.message(&format!(
+        "the MNIST LeNet feature network is not installed: training it now from configs/mnist-lenet.toml (about 2 minutes on 2 cores); it will be installed as {} (eval.make_features = false skips this)",
+        path.display()
+    ));
+    let exp = Experiment::parse(LENET_EXPERIMENT, Path::new("configs/mnist-lenet.toml"), &[])?;
+    let opts = crate::run::RunOptions { events: events.clone(), ..Default::default() };
+    let target = crate::run::Target::Fresh { base: exp.default_run_dir(), exact: false };
+    crate::run::family_of(&exp)?.execute(&exp, target, crate::run::Mode::Run, &opts, std::time::Instant::now())?;
+    if !path.is_file() {
+        return Err(PipelineError::Run(format!(
+            "the MNIST LeNet trained by configs/mnist-lenet.toml was not installed at {} (its accuracy goal was not met); run it again, or set eval.make_features = false",
+            path.display()
+        )));
+    }
+    Ok(())
 }
 
 /// The report's sample-metrics section: the metrics with their protocol, why they were skipped

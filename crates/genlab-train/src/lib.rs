@@ -16,5 +16,6 @@ pub use genlab_data::BatchSource;
 pub use optim::{Optimizer, OptimizerConfig, OptimizerKey, OptimizerKind, Optimizers};
 pub use schedule::{Schedule, ScheduleKind};
 pub use trainer::{
-    install_interrupt_handler, StepContext, StepOutput, TrainOutcome, TrainStep, Trainer, TrainerConfig,
+    check_resumable, install_interrupt_handler, StepContext, StepOutput, TrainOutcome, TrainStep, Trainer,
+    TrainerConfig,
 };

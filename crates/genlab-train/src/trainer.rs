@@ -2,7 +2,7 @@
 //! the optimisers it owns); [`Trainer::fit`] drives it through the schedule, logs, evaluates,
 //! checkpoints, resumes, and stops cleanly on Ctrl-C or a non-finite loss.
 
-use crate::checkpoint::{latest_checkpoint, read_checkpoint, write_checkpoint, Checkpoint, TrainerState};
+use crate::checkpoint::{check_continues, write_checkpoint, Checkpoint, IntactCheckpoint, TrainerState};
 use crate::ema::Ema;
 use crate::error::{Result, TrainError};
 use crate::metrics::MetricLog;
@@ -144,7 +144,8 @@ impl Trainer {
         }
     }
 
-    /// Trains `model` from step 0, or from the run's latest checkpoint when `resume` is set.
+    /// Trains `model` from step 0, or from `resume` (see
+    /// [`newest_intact_checkpoint`](crate::checkpoint::newest_intact_checkpoint)).
     /// `evaluate` receives the weights to evaluate (the EMA copy when EMA is on) and returns
     /// named metrics to log.
     pub fn fit<M, S, E>(
@@ -152,7 +153,7 @@ impl Trainer {
         mut model: M,
         mut optimizers: Optimizers,
         source: &mut S,
-        resume: bool,
+        resume: Option<IntactCheckpoint>,
         device: &Device,
         mut evaluate: E,
     ) -> Result<TrainOutcome<M>>
@@ -167,28 +168,23 @@ impl Trainer {
         let mut start = 0;
         let mut elapsed_before = 0.0;
         let mut last_ckpt: Option<PathBuf> = None;
-        if resume {
-            let dir = latest_checkpoint(&self.run_dir)?.ok_or_else(|| TrainError::Checkpoint {
-                path: self.run_dir.clone(),
-                reason: "no checkpoint to resume from (checkpoints/latest is missing)".into(),
-            })?;
-            let c = read_checkpoint(&dir)?;
-            model = c.model.load_into(model, &dir.join("model.safetensors"))?;
+        if let Some(point) = resume {
+            let c = &point.checkpoint;
+            check_continues(c.state.step, cfg.steps)?;
+            model = c.model.load_into(model, &point.file(false))?;
             if let (Some(e), Some(saved)) = (ema.as_mut(), c.ema.as_ref()) {
-                e.model = saved.load_into(e.model.clone(), &dir.join("ema.safetensors"))?;
+                e.model = saved.load_into(e.model.clone(), &point.file(true))?;
                 e.updates = c.state.ema_updates.unwrap_or(0);
             }
-            for o in optimizers.iter_mut() {
-                let updates = c.state.optimizer_updates.get(&o.name).copied().unwrap_or(0);
-                o.load_state(&format!("{}.", o.name), &c.optim, updates, device)?;
-            }
+            load_optimizer_states(c, &mut optimizers, device)?;
             source.restore(c.state.source.clone()).map_err(TrainError::Source)?;
             rng = c.state.rng.clone();
             start = c.state.step;
             elapsed_before = c.state.elapsed_s;
-            last_ckpt = Some(dir);
+            last_ckpt = Some(point.dir);
         }
-        let mut log = MetricLog::open(&self.run_dir.join("metrics.jsonl"), resume.then_some(start))?;
+        let resuming = last_ckpt.is_some();
+        let mut log = MetricLog::open(&self.run_dir.join("metrics.jsonl"), resuming.then_some(start))?;
         if cfg.log_every == 0 || cfg.checkpoint_every == 0 || cfg.eval_every == Some(0) {
             return Err(TrainError::Config("log_every, checkpoint_every and eval_every must be at least 1".into()));
         }
@@ -310,6 +306,35 @@ impl Trainer {
         let elapsed_s = elapsed_before + started.elapsed().as_secs_f64();
         Ok(TrainOutcome::Finished { model, ema: ema.map(|e| e.model), step: cfg.steps, elapsed_s })
     }
+}
+
+/// Loads each optimiser's state (moments, update count) from `c`.
+fn load_optimizer_states(c: &Checkpoint, optimizers: &mut Optimizers, device: &Device) -> Result<()> {
+    for o in optimizers.iter_mut() {
+        let updates = c.state.optimizer_updates.get(&o.name).copied().unwrap_or(0);
+        o.load_state(&format!("{}.", o.name), &c.optim, updates, device)?;
+    }
+    Ok(())
+}
+
+/// Whether `point` can continue `model` trained by `optimizers` (built as the run will build
+/// them): what resuming loads, loaded into copies, so that a command refuses a changed
+/// architecture (`--set model.latent_dim=16`) or a step count already passed before it writes
+/// anything.
+pub fn check_resumable<M: Module>(
+    point: &IntactCheckpoint,
+    model: &M,
+    mut optimizers: Optimizers,
+    steps: u64,
+    device: &Device,
+) -> Result<()> {
+    let c = &point.checkpoint;
+    check_continues(c.state.step, steps)?;
+    c.model.load_into(model.clone(), &point.file(false))?;
+    if let Some(ema) = &c.ema {
+        ema.load_into(model.clone(), &point.file(true))?;
+    }
+    load_optimizer_states(c, &mut optimizers, device)
 }
 
 /// Means of the step outputs since the last log line.

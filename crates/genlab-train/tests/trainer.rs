@@ -107,12 +107,17 @@ impl Adam64 {
     }
 }
 
+/// The run's newest intact checkpoint, to resume from.
+fn resume(run: &std::path::Path) -> Option<genlab_train::checkpoint::IntactCheckpoint> {
+    Some(genlab_train::checkpoint::newest_intact_checkpoint(run).unwrap().expect("the run has a checkpoint"))
+}
+
 #[test]
 fn a_step_drives_two_optimizers_like_a_float64_reference() {
     let dev = Device::flex().autodiff();
     let run = tempfile::tempdir().unwrap();
     let out = Trainer::new(config(30), run.path())
-        .fit(nets(&dev), optimizers(), &mut Targets { i: 0 }, false, &dev, |_, _| Ok(vec![]))
+        .fit(nets(&dev), optimizers(), &mut Targets { i: 0 }, None, &dev, |_, _| Ok(vec![]))
         .unwrap();
     let TrainOutcome::Finished { model, .. } = out else { panic!("should finish") };
 
@@ -145,7 +150,7 @@ fn stopped_and_resumed_fit_continues_bit_for_bit() {
     let dev = Device::flex().autodiff();
     let whole = tempfile::tempdir().unwrap();
     let TrainOutcome::Finished { model: a, ema: ema_a, .. } = Trainer::new(config(30), whole.path())
-        .fit(nets(&dev), optimizers(), &mut Targets { i: 0 }, false, &dev, |_, _| Ok(vec![]))
+        .fit(nets(&dev), optimizers(), &mut Targets { i: 0 }, None, &dev, |_, _| Ok(vec![]))
         .unwrap()
     else {
         panic!()
@@ -153,10 +158,10 @@ fn stopped_and_resumed_fit_continues_bit_for_bit() {
     let split = tempfile::tempdir().unwrap();
     // First segment stops at step 20 (as if killed after its checkpoint), second resumes to 30.
     Trainer::new(config(20), split.path())
-        .fit(nets(&dev), optimizers(), &mut Targets { i: 0 }, false, &dev, |_, _| Ok(vec![]))
+        .fit(nets(&dev), optimizers(), &mut Targets { i: 0 }, None, &dev, |_, _| Ok(vec![]))
         .unwrap();
     let TrainOutcome::Finished { model: b, ema: ema_b, .. } = Trainer::new(config(30), split.path())
-        .fit(nets(&dev), optimizers(), &mut Targets { i: 999 }, true, &dev, |_, _| Ok(vec![]))
+        .fit(nets(&dev), optimizers(), &mut Targets { i: 999 }, resume(split.path()), &dev, |_, _| Ok(vec![]))
         .unwrap()
     else {
         panic!()
@@ -201,7 +206,7 @@ fn interrupted_mid_schedule_resumes_bit_for_bit() {
     let dev = Device::flex().autodiff();
     let whole = tempfile::tempdir().unwrap();
     let TrainOutcome::Finished { model: a, ema: ema_a, .. } = Trainer::new(cfg.clone(), whole.path())
-        .fit(nets(&dev), optimizers(), &mut Targets { i: 0 }, false, &dev, |_, _| Ok(vec![]))
+        .fit(nets(&dev), optimizers(), &mut Targets { i: 0 }, None, &dev, |_, _| Ok(vec![]))
         .unwrap()
     else {
         panic!()
@@ -211,7 +216,7 @@ fn interrupted_mid_schedule_resumes_bit_for_bit() {
     let mut source = StopAt { inner: Targets { i: 0 }, stop_at: 17, flag: flag.clone() };
     match Trainer::new(cfg.clone(), split.path())
         .with_stop_flag(flag)
-        .fit(nets(&dev), optimizers(), &mut source, false, &dev, |_, _| Ok(vec![]))
+        .fit(nets(&dev), optimizers(), &mut source, None, &dev, |_, _| Ok(vec![]))
         .unwrap()
     {
         TrainOutcome::Interrupted { step, .. } => assert_eq!(step, 17),
@@ -219,7 +224,7 @@ fn interrupted_mid_schedule_resumes_bit_for_bit() {
     }
     let TrainOutcome::Finished { model: b, ema: ema_b, .. } = Trainer::new(cfg, split.path())
         .with_stop_flag(Arc::new(AtomicBool::new(false)))
-        .fit(nets(&dev), optimizers(), &mut Targets { i: 0 }, true, &dev, |_, _| Ok(vec![]))
+        .fit(nets(&dev), optimizers(), &mut Targets { i: 0 }, resume(split.path()), &dev, |_, _| Ok(vec![]))
         .unwrap()
     else {
         panic!()
@@ -268,7 +273,7 @@ fn non_finite_loss_names_the_step_and_keeps_the_checkpoint() {
         m,
         Optimizers::single(OptimizerConfig { lr: 10.0, ..Default::default() }, None),
         &mut Blows,
-        false,
+        None,
         &dev,
         |_, _| Ok(vec![]),
     ) {
@@ -278,8 +283,8 @@ fn non_finite_loss_names_the_step_and_keeps_the_checkpoint() {
     // exp(w) overflows f32 when w > 88.7: w = 10 * (step - 1), so at step 10.
     assert!(err.starts_with("step 10: loss is inf"), "{err}");
     assert!(err.contains("step-000005") && err.contains("is kept"), "{err}");
-    let kept = genlab_train::checkpoint::latest_checkpoint(run.path()).unwrap().unwrap();
-    assert!(kept.ends_with("step-000005"), "the step-10 state was not checkpointed: {kept:?}");
-    let c = genlab_train::checkpoint::read_checkpoint(&kept).unwrap();
+    let kept = resume(run.path()).unwrap();
+    assert!(kept.dir.ends_with("step-000005"), "the step-10 state was not checkpointed: {:?}", kept.dir);
+    let c = kept.checkpoint;
     assert!(c.model.get("w").unwrap().data[0].is_finite());
 }

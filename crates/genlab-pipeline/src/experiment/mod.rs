@@ -83,6 +83,19 @@ pub struct ModelSection {
 }
 
 impl ModelSection {
+    /// The `[model]` key with the largest number (in an array, its largest element): the one a
+    /// model too large for memory is blamed on.
+    pub fn largest_key(&self) -> Option<(String, i64)> {
+        let largest = |v: &toml::Value| -> Option<i64> {
+            match v {
+                toml::Value::Integer(i) => Some(*i),
+                toml::Value::Array(a) => a.iter().filter_map(|x| x.as_integer()).max(),
+                _ => None,
+            }
+        };
+        self.fields.iter().filter_map(|(k, v)| Some((format!("model.{k}"), largest(v)?))).max_by_key(|(_, v)| *v)
+    }
+
     /// The family's keys with their values, every default filled in.
     pub fn fields(&self) -> &toml::Table {
         &self.fields
@@ -167,6 +180,9 @@ pub struct EvalConfig {
     pub features: FeatureNetwork,
     /// How images are resized for the Inception network (pytorch-fid's legacy bilinear).
     pub resize: ResizeProtocol,
+    /// When the feature network is one genlab makes (the MNIST LeNet) and it is not installed,
+    /// train and install it from `configs/mnist-lenet.toml` before the sample metrics (true).
+    pub make_features: bool,
 }
 
 impl Default for EvalConfig {
@@ -181,6 +197,7 @@ impl Default for EvalConfig {
             memorisation_examples: None,
             features: FeatureNetwork::MnistLenet,
             resize: ResizeProtocol::Legacy,
+            make_features: true,
         }
     }
 }

@@ -13,6 +13,9 @@ impl Experiment {
     pub(crate) fn validate(&self) -> Result<(), KeyError> {
         let t = &self.train;
         let err = |k: &str, m: String| Err((k.to_string(), m));
+        if let Err(why) = plain_name(&self.problem.name) {
+            return err("problem.name", format!(" = {:?}: {why}", self.problem.name));
+        }
         if t.batch_size == 0 {
             return err("train.batch_size", " = 0: expected at least 1".into());
         }
@@ -64,6 +67,12 @@ impl Experiment {
             if v == 0 {
                 return err(key, " = 0: expected at least 1".into());
             }
+        }
+        if e.samples > crate::reopen::MAX_GRID {
+            return err(
+                "eval.samples",
+                format!(" = {}: the sample grid holds at most {}", e.samples, crate::reopen::MAX_GRID),
+            );
         }
         if e.metric_samples == 1 || (2..10).contains(&e.metric_samples) {
             return err(
@@ -143,4 +152,20 @@ impl Experiment {
 pub(crate) fn key_and_message(m: String) -> KeyError {
     let (k, rest) = m.split_once(' ').expect("optimizer messages start with the key");
     (k.to_string(), format!(" {rest}"))
+}
+
+/// A run's name becomes `runs/NAME`, so it must be one plain path component: letters, digits,
+/// `-`, `_` and `.`, not starting with `.` (no `..`, no hidden directory), at most 100 characters.
+fn plain_name(name: &str) -> Result<(), &'static str> {
+    const WHY: &str =
+        "expected a plain name (letters, digits, '-', '_', '.'; not starting with '.'), as it names runs/NAME";
+    let ok = !name.is_empty()
+        && name.len() <= 100
+        && !name.starts_with('.')
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(WHY)
+    }
 }

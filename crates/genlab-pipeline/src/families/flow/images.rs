@@ -135,7 +135,7 @@ pub(super) fn evaluate_and_figures(
     let exp = cx.exp;
     let e = &exp.eval;
     let set = splits.eval_images(exp.eval.examples, &exp.data.transforms, exp.eval.seed);
-    let likelihood = evaluate(flow, &set, e.batch_size, e.seed, &cx.device, Some(cx.events));
+    let likelihood = evaluate(flow, &set, e.batch_size, e.seed, &cx.device, Some(&**cx.events));
     let bpd = likelihood.bits_per_dim.expect("images have bits/dim");
     cx.events.message(&format!(
         "test: {bpd:.4} bits/dim ({:.2} nats per image), {} examples, {:.0}s",

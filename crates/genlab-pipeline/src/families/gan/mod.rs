@@ -247,7 +247,7 @@ impl Family for GanFamily {
         let mut drawn = None;
         let stats = match monitor::network(cx.exp, cx.info.data_shape, &cx.device) {
             Ok(net) => {
-                let pixels = sample_pixels(gan, n, labels.as_deref(), e.seed, &cx.device, Some(cx.events));
+                let pixels = sample_pixels(gan, n, labels.as_deref(), e.seed, &cx.device, Some(&**cx.events));
                 let s = monitor::class_stats(&net, &pixels, labels.as_deref(), n);
                 let description = describe_samples(None, gan.conditional());
                 drawn = Some(Images { pixels, n, shape: self.shape, description, seed: e.seed });

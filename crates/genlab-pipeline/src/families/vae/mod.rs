@@ -19,6 +19,7 @@ use burn::tensor::Device;
 use burn::Tensor;
 use genlab_core::events::EventSink;
 use genlab_core::grid::ImageBatch;
+use genlab_core::memory::Bytes;
 use genlab_core::progress::Progress;
 use genlab_core::tensors::to_f32_vec;
 use genlab_core::SeededRng;
@@ -138,6 +139,19 @@ impl Family for VaeFamily {
             ));
         }
         Ok(())
+    }
+
+    /// The IWAE bound decodes `iwae_k` samples of each example of an evaluation batch at once
+    /// (with the decoder's activations, about 16 floats per pixel): refused before training when
+    /// that cannot fit.
+    fn check_data(&self, _: &Data) -> Result<()> {
+        let per_sample = self.config.latent_dim as u128 + 16 * self.shape.iter().product::<usize>() as u128;
+        let needs = Bytes::f32s(self.iwae_k as u128 * self.eval.batch_size as u128 * per_sample);
+        genlab_core::memory::check(
+            || format!("model.iwae_k = {} (with eval.batch_size = {})", self.iwae_k, self.eval.batch_size),
+            needs,
+        )
+        .map_err(|e| crate::error::PipelineError::Config(e.to_string()))
     }
 
     fn metrics(_: &Section<VaeConfig, VaeOptions>, _: DataKind) -> Vec<Metric> {
