@@ -9,7 +9,7 @@ use genlab_core::progress::Progress;
 use genlab_core::DeviceSpec;
 use genlab_data::{DatasetName, DatasetSource, Split};
 use genlab_eval::extract::InceptionExtractor;
-use genlab_eval::preprocess::ResizeProtocol;
+use genlab_eval::preprocess::FidProtocol;
 use genlab_eval::weights::{weights_dir, FID_INCEPTION_FILE};
 use std::time::Instant;
 
@@ -27,10 +27,10 @@ fn main() {
         DatasetSource::Named(DatasetName::Mnist).load_images(Split::Test, &[]).unwrap_or_else(|e| fail(&e.to_string()));
     let n = n.min(mnist.n);
     let pixels: Vec<f32> = mnist.pixels[..n * 784].iter().map(|&p| p as f32).collect();
-    net.features(&pixels[..784 * 2], 2, 1, 28, 28, 2, ResizeProtocol::Legacy, Progress::hidden());
+    net.features(&pixels[..784 * 2], 2, 1, 28, 28, 2, FidProtocol::PytorchFid, Progress::hidden());
     let t0 = Instant::now();
     let (f, _) =
-        net.features(&pixels, n, 1, 28, 28, 50, ResizeProtocol::Legacy, Progress::new("features", n as u64, 0));
+        net.features(&pixels, n, 1, 28, 28, 50, FidProtocol::PytorchFid, Progress::new("features", n as u64, 0));
     let secs = t0.elapsed().as_secs_f64();
     let mean = f.data.iter().sum::<f64>() / f.data.len() as f64;
     println!(

@@ -109,9 +109,11 @@ enum Command {
         /// MNIST LeNet, 28x28 gray digits; installed by `genlab run configs/mnist-lenet.toml`).
         #[arg(long, default_value = "inception")]
         features: FeatureNet,
-        /// Resize protocol: `legacy` (bilinear, as pytorch-fid) or `clean` (antialiased bicubic, as clean-fid).
-        #[arg(long, default_value = "legacy")]
-        resize: Resize,
+        /// Whose preprocessing (resize, scaling) reaches the Inception: `pytorch-fid` (bilinear,
+        /// 2x - 1), `torch-fidelity` (TensorFlow 1.x bilinear, (x - 128) / 128) or `clean-fid`
+        /// (Pillow's antialiased bicubic, clipped); each equals its reference package.
+        #[arg(long, alias = "resize", default_value = "pytorch-fid")]
+        protocol: Protocol,
         #[arg(long)]
         all: bool,
         #[arg(long, default_value_t = 50)]
@@ -218,9 +220,13 @@ enum FeatureNet {
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
-enum Resize {
-    Legacy,
-    Clean,
+enum Protocol {
+    #[value(name = "pytorch-fid", alias = "legacy")]
+    PytorchFid,
+    #[value(name = "torch-fidelity")]
+    TorchFidelity,
+    #[value(name = "clean-fid", alias = "clean")]
+    CleanFid,
 }
 
 #[derive(Subcommand)]
@@ -303,15 +309,16 @@ fn run() -> anyhow::Result<ExitCode> {
             print!("{}", genlab_pipeline::registry::describe(name.as_deref())?);
             ExitCode::SUCCESS
         }
-        Command::Fid { dir_a, dir_b, features, resize, all, batch_size, weights, device } => {
+        Command::Fid { dir_a, dir_b, features, protocol, all, batch_size, weights, device } => {
             let options = genlab_eval::folders::FidOptions {
                 features: match features {
                     FeatureNet::Inception => genlab_eval::extract::FeatureNetwork::Inception,
                     FeatureNet::Lenet => genlab_eval::extract::FeatureNetwork::MnistLenet,
                 },
-                resize: match resize {
-                    Resize::Legacy => genlab_eval::preprocess::ResizeProtocol::Legacy,
-                    Resize::Clean => genlab_eval::preprocess::ResizeProtocol::Clean,
+                protocol: match protocol {
+                    Protocol::PytorchFid => genlab_eval::preprocess::FidProtocol::PytorchFid,
+                    Protocol::TorchFidelity => genlab_eval::preprocess::FidProtocol::TorchFidelity,
+                    Protocol::CleanFid => genlab_eval::preprocess::FidProtocol::CleanFid,
                 },
                 all,
                 batch_size: batch_size.max(1),

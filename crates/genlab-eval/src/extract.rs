@@ -6,7 +6,7 @@ use crate::error::EvalError;
 use crate::features::Features;
 use crate::inception::FidInception;
 use crate::lenet::{LenetExtractor, MNIST_LENET_FILE};
-use crate::preprocess::{inception_input, ResizeProtocol};
+use crate::preprocess::{inception_input, FidProtocol};
 use crate::weights::{load_fid_inception, sha1_hex, weights_dir, WeightsError, FID_INCEPTION_FILE, SOURCE_SHA1_KEY};
 use burn::tensor::{Device, TensorData};
 use burn::Tensor;
@@ -41,8 +41,10 @@ pub struct FeatureProtocol {
     pub network: String,
     /// SHA-1 of the weights file.
     pub weights_sha1: String,
-    /// How images were resized to the network's input (None: fed at their own size).
-    pub resize: Option<ResizeProtocol>,
+    /// The reference implementation whose preprocessing (resize, scaling) reached the network
+    /// (None: images fed at their own size).
+    #[serde(alias = "resize")]
+    pub protocol: Option<FidProtocol>,
     /// Whether gray images were replicated to three channels.
     pub gray_replicated: bool,
 }
@@ -60,8 +62,8 @@ impl FeatureProtocol {
             "{}, weights sha1 {}, {}{}",
             self.network,
             self.weights_sha1,
-            match self.resize {
-                Some(r) => format!("resize {r:?}"),
+            match self.protocol {
+                Some(p) => format!("protocol {p}"),
                 None => "no resize".into(),
             },
             if self.gray_replicated { ", gray images replicated to RGB" } else { "" }
@@ -78,7 +80,7 @@ pub struct Extracted {
 
 /// A loaded feature network.
 pub enum FeatureExtractor {
-    Inception(Box<InceptionExtractor>, ResizeProtocol),
+    Inception(Box<InceptionExtractor>, FidProtocol),
     MnistLenet(Box<LenetExtractor>),
 }
 
@@ -87,7 +89,7 @@ impl FeatureExtractor {
     pub fn load(
         network: FeatureNetwork,
         path: Option<&Path>,
-        resize: ResizeProtocol,
+        resize: FidProtocol,
         device: &Device,
     ) -> Result<Self, WeightsError> {
         let path = path.map_or_else(|| network.default_path(), Path::to_path_buf);
@@ -130,7 +132,7 @@ impl FeatureExtractor {
                         cfg.channels, cfg.kernel, cfg.hidden, net.card.test_accuracy, cfg.hidden
                     ),
                     weights_sha1: net.sha1.clone(),
-                    resize: None,
+                    protocol: None,
                     gray_replicated: false,
                 };
                 Ok(Extracted { features, logits: Some(logits), protocol })
@@ -175,7 +177,7 @@ impl InceptionExtractor {
         h: usize,
         w: usize,
         batch: usize,
-        resize: ResizeProtocol,
+        resize: FidProtocol,
         mut progress: Progress,
     ) -> (Features, FeatureProtocol) {
         let len = c * h * w;
@@ -197,7 +199,7 @@ impl InceptionExtractor {
                 ),
             },
             weights_sha1: self.sha1.clone(),
-            resize: Some(resize),
+            protocol: Some(resize),
             gray_replicated: c == 1,
         };
         (Features::from_f32(&out, n, 2048), protocol)

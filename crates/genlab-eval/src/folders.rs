@@ -8,7 +8,7 @@ use crate::fid::fid;
 use crate::inception_score::{inception_score, InceptionScore};
 use crate::kid::{kid, Kid, KidConfig};
 use crate::prdc::{prdc, Prdc};
-use crate::preprocess::ResizeProtocol;
+use crate::preprocess::FidProtocol;
 use burn::tensor::Device;
 use genlab_core::events::EventSink;
 use genlab_data::folder::{read_image_folder, Color};
@@ -21,7 +21,7 @@ const IS_SPLITS: usize = 10;
 
 pub struct FidOptions {
     pub features: FeatureNetwork,
-    pub resize: ResizeProtocol,
+    pub protocol: FidProtocol,
     pub all: bool,
     pub batch_size: usize,
     /// The feature network's weights file; the weights directory's when absent.
@@ -92,7 +92,7 @@ pub fn fid_folders(a: &Path, b: &Path, o: &FidOptions, events: &dyn EventSink) -
             return Err(EvalError::Input(format!("{}: not a directory of images", dir.display())));
         }
     }
-    let net = FeatureExtractor::load(o.features, o.weights.as_deref(), o.resize, &o.device)
+    let net = FeatureExtractor::load(o.features, o.weights.as_deref(), o.protocol, &o.device)
         .map_err(|e| EvalError::Input(e.to_string()))?;
     let mut sets = Vec::new();
     for (dir, label) in [(a, "features A"), (b, "features B")] {

@@ -58,7 +58,8 @@ pub fn within_memory<T>(build: impl FnOnce() -> T) -> Result<T, TooLarge> {
 }
 
 /// Counts `params` against the budget; false when they do not fit (the caller then builds a 1 x 1
-/// stand-in that [`within_memory`] discards). Always true outside `within_memory`.
+/// stand-in that [`within_memory`] discards, without claiming again). Always true outside
+/// `within_memory`.
 fn claim(params: u128, layer: impl FnOnce() -> String) -> bool {
     BUDGET.with(|b| {
         let mut b = b.borrow_mut();
@@ -75,9 +76,8 @@ fn claim(params: u128, layer: impl FnOnce() -> String) -> bool {
 /// A fully connected layer `d_in -> d_out` (burn stores the weight as `[d_in, d_out]`).
 pub fn linear(rng: &mut SeededRng, d_in: usize, d_out: usize, device: &Device) -> Linear {
     let params = d_in as u128 * d_out as u128 + d_out as u128;
-    if !claim(params, || format!("a linear layer of {d_in} x {d_out}")) {
-        return linear(rng, 1, 1, device);
-    }
+    let (d_in, d_out) =
+        if claim(params, || format!("a linear layer of {d_in} x {d_out}")) { (d_in, d_out) } else { (1, 1) };
     let mut l = LinearConfig::new(d_in, d_out).init(device);
     l.weight = uniform_param(rng, [d_in, d_out], d_in, device);
     l.bias = Some(uniform_param(rng, [d_out], d_in, device));
@@ -91,7 +91,7 @@ pub fn conv2d(rng: &mut SeededRng, config: &Conv2dConfig, device: &Device) -> Co
     let fan_in = c_in / config.groups * kh * kw;
     let params = (c_out * (c_in / config.groups)) as u128 * (kh * kw) as u128 + c_out as u128;
     if !claim(params, || format!("a {kh}x{kw} convolution of {c_in} -> {c_out} channels")) {
-        return conv2d(rng, &Conv2dConfig::new([1, 1], [1, 1]), device);
+        return Conv2dConfig::new([1, 1], [1, 1]).init(device);
     }
     let mut c = config.init(device);
     c.weight = uniform_param(rng, [c_out, c_in / config.groups, kh, kw], fan_in, device);
@@ -109,7 +109,7 @@ pub fn conv_transpose2d(rng: &mut SeededRng, config: &ConvTranspose2dConfig, dev
     let fan_in = c_out / config.groups * kh * kw;
     let params = (c_in * (c_out / config.groups)) as u128 * (kh * kw) as u128 + c_out as u128;
     if !claim(params, || format!("a {kh}x{kw} transposed convolution of {c_in} -> {c_out} channels")) {
-        return conv_transpose2d(rng, &ConvTranspose2dConfig::new([1, 1], [1, 1]), device);
+        return ConvTranspose2dConfig::new([1, 1], [1, 1]).init(device);
     }
     let mut c = config.init(device);
     c.weight = uniform_param(rng, [c_in, c_out / config.groups, kh, kw], fan_in, device);

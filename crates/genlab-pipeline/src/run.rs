@@ -146,10 +146,11 @@ pub(crate) fn execute<F: Family>(
     // Phase 3: the model.
     let facts = data.facts();
     let family = F::new(section, exp, &facts);
+    // The parameters first: a model too large for memory is the first thing to say.
+    let model = init_within_memory(&family, exp, &device)?;
     family.check_data(&data)?;
     check_metric_samples(exp, &facts)?;
     let mut batches = family.batches(&data, exp)?;
-    let model = init_within_memory(&family, exp, &device)?;
     let resume_from = match &target {
         Target::Resume { dir, .. } => {
             let point = newest_intact_checkpoint(dir)?.ok_or_else(|| {

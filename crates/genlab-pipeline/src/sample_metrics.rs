@@ -32,7 +32,7 @@ pub fn goal_metrics(m: &SampleMetrics) -> Vec<(Metric, f64)> {
 
 /// Loads the experiment's feature network from the weights directory.
 pub fn load_features(exp: &Experiment, device: &Device) -> std::result::Result<FeatureExtractor, WeightsError> {
-    FeatureExtractor::load(exp.eval.features, None, exp.eval.resize, device)
+    FeatureExtractor::load(exp.eval.features, None, exp.eval.protocol, device)
 }
 
 /// The sample metrics of the `generate`d images, when `eval.metric_samples` asks for them:

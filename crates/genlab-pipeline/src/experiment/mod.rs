@@ -14,7 +14,7 @@ use crate::metric::Metric;
 use genlab_core::DeviceSpec;
 use genlab_data::{DatasetSource, Split, Transform};
 use genlab_eval::extract::FeatureNetwork;
-use genlab_eval::preprocess::ResizeProtocol;
+use genlab_eval::preprocess::FidProtocol;
 use genlab_train::{OptimizerConfig, Schedule};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
@@ -178,8 +178,10 @@ pub struct EvalConfig {
     pub memorisation_examples: Option<usize>,
     /// The feature network of those metrics (the MNIST LeNet).
     pub features: FeatureNetwork,
-    /// How images are resized for the Inception network (pytorch-fid's legacy bilinear).
-    pub resize: ResizeProtocol,
+    /// Whose preprocessing reaches the Inception network: "pytorch-fid" (the default),
+    /// "torch-fidelity" or "clean-fid" (`resize`, with "legacy" and "clean", is read as before).
+    #[serde(alias = "resize")]
+    pub protocol: FidProtocol,
     /// When the feature network is one genlab makes (the MNIST LeNet) and it is not installed,
     /// train and install it from `configs/mnist-lenet.toml` before the sample metrics (true).
     pub make_features: bool,
@@ -196,7 +198,7 @@ impl Default for EvalConfig {
             metric_samples: 0,
             memorisation_examples: None,
             features: FeatureNetwork::MnistLenet,
-            resize: ResizeProtocol::Legacy,
+            protocol: FidProtocol::PytorchFid,
             make_features: true,
         }
     }

@@ -228,3 +228,98 @@ fn the_registry_lists_every_family_once() {
         assert!(all.contains(&format!("{n}: ")), "{all}");
     }
 }
+
+/// Issue 12: a bounded property test of the experiment parser: whatever an override or a damaged
+/// file holds, the answer is an experiment or one error line, never a panic.
+mod fuzz {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Keys overrides aim at: real ones (so values reach the typed checks), moved ones, invented ones.
+    const KEYS: &[&str] = &[
+        "problem.name",
+        "problem.goal",
+        "data.dataset",
+        "data.transforms",
+        "data.validation.fraction",
+        "model.family",
+        "model.latent_dim",
+        "model.channels",
+        "model.iwae_k",
+        "eval.iwae_k",
+        "train.steps",
+        "train.batch_size",
+        "train.optimizer.lr",
+        "train.schedule",
+        "train.discriminator_optimizer",
+        "eval.samples",
+        "eval.metric_samples",
+        "eval.protocol",
+        "eval.resize",
+        "model",
+        "train",
+        "",
+        ".",
+        "a.b.c",
+    ];
+    const VALUES: &[&str] = &[
+        "0",
+        "-1",
+        "1e308",
+        "nan",
+        "inf",
+        "\"\"",
+        "\"../x\"",
+        "[]",
+        "[1, -2]",
+        "{}",
+        "{ kind = \"adam\" }",
+        "true",
+        "99999999999999999999999",
+        "\"vae\"",
+        "\"gan\"",
+        "\"flow\"",
+        "[{ resize = [0, 0] }]",
+        "1.5",
+        "\"clean\"",
+        "{ metric = \"fid\", below = nan }",
+    ];
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+        #[test]
+        fn any_override_gives_an_experiment_or_one_error_line(
+            k in 0..KEYS.len(),
+            v in 0..VALUES.len(),
+            raw in "[ -~]{0,24}",
+            use_raw in any::<bool>(),
+        ) {
+            let value = if use_raw { raw.clone() } else { VALUES[v].to_string() };
+            for set in [format!("{}={value}", KEYS[k]), raw] {
+                if let Err(e) = parse(GOOD, &[&set]) {
+                    prop_assert!(!e.contains('\n') && !e.is_empty(), "{set:?}: {e:?}");
+                }
+            }
+        }
+
+        #[test]
+        fn a_damaged_file_gives_an_experiment_or_one_error_line(
+            edits in proptest::collection::vec((0usize..400, any::<u8>(), 0u8..3), 1..8),
+        ) {
+            let mut b = GOOD.as_bytes().to_vec();
+            for (at, byte, op) in edits {
+                let i = at % (b.len() + 1);
+                match op {
+                    0 if i < b.len() => { b.remove(i); }
+                    1 if i < b.len() => b[i] = byte,
+                    _ => b.insert(i, byte),
+                }
+            }
+            let text = String::from_utf8_lossy(&b);
+            if let Err(e) = parse(&text, &[]) {
+                prop_assert!(!e.contains('\n') && !e.is_empty(), "{text:?}: {e:?}");
+            }
+        }
+    }
+}

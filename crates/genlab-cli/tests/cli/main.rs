@@ -1,6 +1,8 @@
 //! The `genlab` binary end to end, as a user runs it: resume after SIGKILL, bad input, sampling.
 //! Regressions are named after the issue that asked for them (`issue2_...`).
 
+mod hardening;
+
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -407,16 +409,17 @@ fn issue3_fid_between_two_folders_prints_value_and_protocol() {
         "KID ",
         "precision ",
         "weights sha1 a16e4d89c0ecbc17a915dd76ea9e41211aa82562",
-        "resize Legacy",
+        "protocol pytorch-fid (x / 255, bilinear",
         "12 vs 12 images",
         "gray images replicated to RGB",
     ] {
         assert!(out.contains(want), "{want:?} in {out}");
     }
-    let o = genlab().args(["fid", a.to_str().unwrap(), b.to_str().unwrap(), "--resize", "clean"]).output().unwrap();
+    let o =
+        genlab().args(["fid", a.to_str().unwrap(), b.to_str().unwrap(), "--protocol", "clean-fid"]).output().unwrap();
     let clean = String::from_utf8_lossy(&o.stdout);
     assert!(
-        clean.contains("resize Clean") && !clean.starts_with(&format!("FID {fid:.4}")),
+        clean.contains("protocol clean-fid (Pillow bicubic") && !clean.starts_with(&format!("FID {fid:.4}")),
         "a different protocol gives a different number: {clean}"
     );
     // The weights as a safetensors copy give the same number, and the protocol names the source.
@@ -608,7 +611,7 @@ fn issue3_lenet_installs_and_genlab_eval_reports_sample_metrics() {
     for want in [
         "FID Inception-v3",
         "a16e4d89c0ecbc17a915dd76ea9e41211aa82562",
-        "resize Legacy",
+        "protocol pytorch-fid (x / 255, bilinear",
         "gray images replicated to RGB",
     ] {
         assert!(report.contains(want), "report should contain {want:?}:\n{report}");
