@@ -71,7 +71,15 @@ impl fmt::Display for FidReport {
 
 /// Reads a folder as RGB, and back to one channel when every pixel is gray.
 fn read_folder(dir: &Path) -> Result<(ImageSet, bool)> {
-    let rgb = read_image_folder(dir, Color::Rgb, None).map_err(|e| EvalError::Input(e.to_string()))?;
+    let rgb = read_image_folder(dir, Color::Rgb, None).map_err(|e| match e {
+        // The data crate's advice (a `resize` transform) is for experiment files; here there is none.
+        genlab_data::DataError::MixedSizes { path, first, found_w, found_h, want_w, want_h } => EvalError::Input(format!(
+            "{}: image is {found_w}x{found_h}, but {} is {want_w}x{want_h}; genlab fid reads each folder at one image size, so make its images one size",
+            path.display(),
+            first.display()
+        )),
+        e => EvalError::Input(e.to_string()),
+    })?;
     let plane = rgb.height * rgb.width;
     let gray = (0..rgb.n).all(|i| {
         let img = &rgb.pixels[i * 3 * plane..(i + 1) * 3 * plane];

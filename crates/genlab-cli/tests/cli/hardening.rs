@@ -231,6 +231,41 @@ fn issue12_what_cannot_fit_in_memory_is_refused_at_once() {
 }
 
 #[test]
+fn issue12_fid_on_mixed_sizes_says_what_to_do_in_its_own_terms() {
+    let d = tempfile::tempdir().unwrap();
+    let a = d.path().join("a");
+    std::fs::create_dir(&a).unwrap();
+    image::GrayImage::new(28, 28).save(a.join("0.png")).unwrap();
+    image::GrayImage::new(32, 32).save(a.join("1.png")).unwrap();
+    let a = a.to_str().unwrap();
+    let line = fails_with(&["fid", a, a], &["is 32x32", "genlab fid reads each folder at one image size"]);
+    assert!(!line.contains("transform"), "{line}");
+}
+
+/// With the MNIST LeNet missing, a run trains and installs it (configs/mnist-lenet.toml, in full)
+/// before its sample metrics, so a first run on a fresh machine reports them.
+#[test]
+fn issue12_a_missing_lenet_is_trained_and_installed_before_the_sample_metrics() {
+    let d = tempfile::tempdir().unwrap();
+    let weights = d.path().join("fresh-weights");
+    let cfg = write_config(d.path(), SMALL);
+    let o = genlab()
+        .current_dir(d.path())
+        .env("GENLAB_WEIGHTS_DIR", &weights)
+        .args(["run", cfg.to_str().unwrap(), "--set", "train.steps=10"])
+        .args(["--set", "eval.metric_samples=20", "--set", "eval.examples=20"])
+        .output()
+        .unwrap();
+    let err = stderr(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(err.contains("the MNIST LeNet feature network is not installed: training it now"), "{err}");
+    assert!(weights.join("mnist_lenet.safetensors").is_file(), "{err}");
+    assert!(d.path().join("runs/mnist-lenet/report.md").is_file(), "the LeNet's own run directory");
+    let report = std::fs::read_to_string(d.path().join("runs/small/report.md")).unwrap();
+    assert!(report.contains("FID") && !report.contains("Skipped:"), "{report}");
+}
+
+#[test]
 fn issue12_a_file_named_as_idx_gets_the_idx_readers_error() {
     let d = tempfile::tempdir().unwrap();
     let f = d.path().join("train-images-idx3-ubyte");
