@@ -198,6 +198,9 @@ enum WeightsCommand {
         /// The TorchScript file (default: in $GENLAB_WEIGHTS_DIR or ~/.cache/genlab/weights).
         #[arg(long)]
         weights: Option<PathBuf>,
+        /// Replace an existing output file (never the source itself).
+        #[arg(long)]
+        force: bool,
     },
 }
 
@@ -338,9 +341,9 @@ fn run() -> anyhow::Result<ExitCode> {
             println!("{written} images in {}", out.display());
             ExitCode::SUCCESS
         }
-        Command::Weights { command: WeightsCommand::ExportInception { out, weights } } => {
+        Command::Weights { command: WeightsCommand::ExportInception { out, weights, force } } => {
             let source = weights.unwrap_or_else(|| genlab_eval::extract::FeatureNetwork::Inception.default_path());
-            let sha1 = genlab_eval::weights::export_fid_inception(&source, &out)?;
+            let sha1 = genlab_eval::weights::export_fid_inception(&source, &out, force)?;
             println!("{} (sha1 {sha1}), from {}", out.display(), source.display());
             ExitCode::SUCCESS
         }

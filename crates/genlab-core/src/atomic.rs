@@ -80,7 +80,10 @@ pub fn free_space(path: &Path) -> Option<u64> {
     ok.then(|| {
         // SAFETY: statvfs returned 0, so it filled `s`.
         let s = unsafe { s.assume_init() };
-        s.f_bavail as u64 * s.f_frsize as u64
+        // The field types differ between platforms (u32 on some), so widen them explicitly.
+        #[allow(clippy::unnecessary_cast)]
+        let free = s.f_bavail as u64 * s.f_frsize as u64;
+        free
     })
 }
 

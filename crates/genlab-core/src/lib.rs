@@ -5,6 +5,7 @@ pub mod atomic;
 pub mod device;
 pub mod error;
 pub mod events;
+pub mod files;
 pub mod grid;
 pub mod lock;
 pub mod memory;

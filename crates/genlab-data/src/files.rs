@@ -1,29 +1,16 @@
-//! Reading a data file whole without trusting it: only regular files (a device such as `/dev/zero`
-//! or a pipe would be read forever), never more than the memory available (checked against the
-//! file's size before reading, and against the decompressed size while a gzip stream inflates).
+//! Reading a data file whole without trusting it: only regular files, never more than the memory
+//! available ([`genlab_core::files`]), and a gzip stream bounded as it inflates.
 
 use crate::error::{DataError, Result};
 use flate2::read::GzDecoder;
-use genlab_core::memory::{self, Bytes};
+use genlab_core::files;
+use genlab_core::memory::Bytes;
 use std::io::Read;
 use std::path::Path;
 
-/// The most bytes one file may bring into memory: half of what is available (the caller goes on
-/// to build from them), or 1 PiB where that cannot be read.
-fn limit() -> u64 {
-    memory::available().map_or(1 << 50, |b| (b.0 / 2).min(u64::MAX as u128) as u64)
-}
-
 /// Refuses what is not a regular file.
 fn regular(path: &Path) -> Result<u64> {
-    let meta = std::fs::metadata(path).map_err(DataError::io(path))?;
-    if !meta.is_file() {
-        return Err(DataError::Invalid {
-            path: path.to_path_buf(),
-            reason: "not a regular file (a directory, a device or a pipe); expected a data file".into(),
-        });
-    }
-    Ok(meta.len())
+    files::regular_size(path).map_err(DataError::io(path))
 }
 
 /// The first `n` bytes (fewer when the file is shorter) of a regular file, to tell its format.
@@ -40,23 +27,11 @@ pub fn head(path: &Path, n: usize) -> Result<Vec<u8>> {
 
 /// The bytes of a regular file, gunzipped when it starts with the gzip magic bytes.
 pub fn read_maybe_gzip(path: &Path) -> Result<Vec<u8>> {
-    read_within(path, limit())
+    read_within(path, files::read_limit())
 }
 
 fn read_within(path: &Path, limit: u64) -> Result<Vec<u8>> {
-    let too_large = |what: &str, size: u64| DataError::Invalid {
-        path: path.to_path_buf(),
-        reason: format!(
-            "{what} {}, more than the {} this machine can hold now",
-            Bytes(size as u128),
-            Bytes(limit as u128)
-        ),
-    };
-    let size = regular(path)?;
-    if size > limit {
-        return Err(too_large("is", size));
-    }
-    let raw = std::fs::read(path).map_err(DataError::io(path))?;
+    let raw = files::read_regular(path, limit).map_err(DataError::io(path))?;
     if !raw.starts_with(&[0x1f, 0x8b]) {
         return Ok(raw);
     }
@@ -66,7 +41,10 @@ fn read_within(path: &Path, limit: u64) -> Result<Vec<u8>> {
         reason: format!("gzip stream is corrupt or truncated ({e})"),
     })?;
     if out.len() as u64 > limit {
-        return Err(too_large("decompresses to more than", limit));
+        return Err(DataError::Invalid {
+            path: path.to_path_buf(),
+            reason: format!("decompresses to more than the {} this machine can hold now", Bytes(limit as u128)),
+        });
     }
     Ok(out)
 }

@@ -53,11 +53,8 @@ pub fn read_image_folder(root: &Path, color: Color, resize: Option<[usize; 2]>) 
         Color::Gray => 1,
         Color::Rgb => 3,
     };
-    if let Some([h, w]) = resize {
-        // Every image decoded and resized, then the float batches built from them.
-        let needs = genlab_core::memory::Bytes(files.len() as u128 * channels as u128 * h as u128 * w as u128 * 5);
-        genlab_core::memory::check(|| format!("data.transforms resize to {h}x{w} of {} images", files.len()), needs)
-            .map_err(|e| DataError::Config(e.to_string()))?;
+    if let Some(size) = resize {
+        crate::transform::Transform::check_resize_memory(files.len(), channels, size)?;
     }
     let mut pixels = Vec::new();
     let mut size: Option<(u32, u32, PathBuf)> = None;

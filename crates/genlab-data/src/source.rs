@@ -6,7 +6,6 @@ use crate::image_set::ImageSet;
 use crate::text::TextCorpus;
 use crate::toy::ToyDistribution;
 use crate::transform::Transform;
-use genlab_core::memory::Bytes;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -279,10 +278,7 @@ impl DatasetSource {
         };
         Ok(match Transform::resize_of(transforms) {
             Some([h, w]) => {
-                // The resized copy in bytes, and the float batches built from it.
-                let needs = Bytes(set.n as u128 * set.channels as u128 * h as u128 * w as u128 * 5);
-                genlab_core::memory::check(|| format!("data.transforms resize to {h}x{w} of {} images", set.n), needs)
-                    .map_err(|e| DataError::Config(e.to_string()))?;
+                Transform::check_resize_memory(set.n, set.channels, [h, w])?;
                 set.resized(h, w)
             }
             None => set,

@@ -49,6 +49,14 @@ impl Transform {
         Ok(())
     }
 
+    /// Refuses a `resize` of `n` images of `channels` channels to `[h, w]` that cannot fit in
+    /// memory: the resized bytes, and the float batches built from them (about 5 bytes a pixel).
+    pub fn check_resize_memory(n: usize, channels: usize, [h, w]: [usize; 2]) -> crate::Result<()> {
+        let needs = genlab_core::memory::Bytes(n as u128 * channels as u128 * h as u128 * w as u128 * 5);
+        genlab_core::memory::check(|| format!("data.transforms resize to {h}x{w} of {n} images"), needs)
+            .map_err(|e| crate::DataError::Config(e.to_string()))
+    }
+
     /// The size a resize transform in `list` asks for, if any (the last one wins).
     pub fn resize_of(list: &[Transform]) -> Option<[usize; 2]> {
         list.iter().rev().find_map(|t| match t {

@@ -243,6 +243,7 @@ fn collect(v: &Value, path: &str, out: &mut Vec<(String, Value)>) {
 pub fn read_torchscript(path: &Path) -> Result<BTreeMap<String, ScriptTensor>, TorchScriptError> {
     let p = path.display().to_string();
     let archive_err = |reason: String| TorchScriptError::Archive { path: p.clone(), reason };
+    genlab_core::files::regular_size(path).map_err(|e| archive_err(e.to_string()))?;
     let file = std::fs::File::open(path).map_err(|e| archive_err(e.to_string()))?;
     let mut zip =
         zip::ZipArchive::new(file).map_err(|e| archive_err(format!("not a TorchScript zip archive ({e})")))?;

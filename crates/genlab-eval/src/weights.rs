@@ -71,14 +71,21 @@ pub fn load_fid_inception(path: &Path) -> Result<BTreeMap<String, ScriptTensor>,
 
 /// Writes the checked FID Inception weights read from `source` as a safetensors file at `out`
 /// (atomically), recording `source`'s SHA-1 in its header; returns the new file's SHA-1.
-pub fn export_fid_inception(source: &Path, out: &Path) -> Result<String, WeightsError> {
+pub fn export_fid_inception(source: &Path, out: &Path, force: bool) -> Result<String, WeightsError> {
     if out.exists() {
         let same = matches!((source.canonicalize(), out.canonicalize()), (Ok(a), Ok(b)) if a == b);
-        let why = if same { "is the source weights file itself" } else { "exists" };
-        return Err(WeightsError::Refused { path: out.to_path_buf(), reason: format!("{why}; give a new file name") });
+        let refusal = match (same, force) {
+            (true, _) => Some("is the source weights file itself; give a new file name"),
+            (false, false) => Some("exists; give a new file name, or --force to replace it"),
+            (false, true) => None,
+        };
+        if let Some(reason) = refusal {
+            return Err(WeightsError::Refused { path: out.to_path_buf(), reason: reason.into() });
+        }
     }
     let weights = load_fid_inception(source)?;
-    let bytes = std::fs::read(source).map_err(genlab_core::CoreError::io(source))?;
+    let bytes = genlab_core::files::read_regular(source, genlab_core::files::read_limit())
+        .map_err(genlab_core::CoreError::io(source))?;
     let mut tensors = NamedTensors::default();
     for (name, t) in weights {
         tensors.insert(name, HostTensor { shape: t.shape, data: t.data });

@@ -55,7 +55,7 @@ fn safetensors_copy_loads_the_same_network() {
     let pt = weights_dir().join(FID_INCEPTION_FILE);
     let dir = tempfile::tempdir().unwrap();
     let st = dir.path().join("fid_inception.safetensors");
-    export_fid_inception(&pt, &st).unwrap_or_else(|e| panic!("{e}"));
+    export_fid_inception(&pt, &st, false).unwrap_or_else(|e| panic!("{e}"));
     let (a, b) = (load_fid_inception(&pt).unwrap(), load_fid_inception(&st).unwrap());
     assert_eq!(a.len(), b.len());
     for (name, t) in &a {

@@ -5,7 +5,7 @@
 
 use burn::module::Param;
 use burn::nn::conv::{Conv2d, Conv2dConfig, ConvTranspose2d, ConvTranspose2dConfig};
-use burn::nn::{Linear, LinearConfig};
+use burn::nn::{BatchNorm, BatchNormConfig, Linear, LinearConfig};
 use burn::tensor::{Device, TensorData};
 use genlab_core::memory::{self, Bytes, TooLarge};
 use genlab_core::SeededRng;
@@ -84,12 +84,30 @@ pub fn linear(rng: &mut SeededRng, d_in: usize, d_out: usize, device: &Device) -
     l
 }
 
+/// A learned table of `rows` vectors of `dim` entries, initialised N(0, 1) as PyTorch's
+/// `nn.Embedding`.
+pub fn embedding(rng: &mut SeededRng, rows: usize, dim: usize, device: &Device) -> Param<burn::Tensor<2>> {
+    let (rows, dim) = if claim(rows as u128 * dim as u128, || format!("an embedding of {rows} x {dim}")) {
+        (rows, dim)
+    } else {
+        (1, 1)
+    };
+    Param::from_data(TensorData::new(rng.normal_vec(rows * dim), [rows, dim]), device)
+}
+
+/// Batch normalisation over `channels` (scale, shift and the two running statistics).
+pub fn batch_norm(channels: usize, device: &Device) -> BatchNorm {
+    let channels =
+        if claim(4 * channels as u128, || format!("a batch norm of {channels} channels")) { channels } else { 1 };
+    BatchNormConfig::new(channels).init(device)
+}
+
 /// A 2-D convolution; weight `[out, in / groups, kh, kw]`, fan-in `in / groups * kh * kw`.
 pub fn conv2d(rng: &mut SeededRng, config: &Conv2dConfig, device: &Device) -> Conv2d {
     let [c_in, c_out] = config.channels;
     let [kh, kw] = config.kernel_size;
     let fan_in = c_in / config.groups * kh * kw;
-    let params = (c_out * (c_in / config.groups)) as u128 * (kh * kw) as u128 + c_out as u128;
+    let params = c_out as u128 * (c_in / config.groups) as u128 * kh as u128 * kw as u128 + c_out as u128;
     if !claim(params, || format!("a {kh}x{kw} convolution of {c_in} -> {c_out} channels")) {
         return Conv2dConfig::new([1, 1], [1, 1]).init(device);
     }
@@ -107,7 +125,7 @@ pub fn conv_transpose2d(rng: &mut SeededRng, config: &ConvTranspose2dConfig, dev
     let [c_in, c_out] = config.channels;
     let [kh, kw] = config.kernel_size;
     let fan_in = c_out / config.groups * kh * kw;
-    let params = (c_in * (c_out / config.groups)) as u128 * (kh * kw) as u128 + c_out as u128;
+    let params = c_in as u128 * (c_out / config.groups) as u128 * kh as u128 * kw as u128 + c_out as u128;
     if !claim(params, || format!("a {kh}x{kw} transposed convolution of {c_in} -> {c_out} channels")) {
         return ConvTranspose2dConfig::new([1, 1], [1, 1]).init(device);
     }

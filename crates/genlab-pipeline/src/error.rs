@@ -18,4 +18,11 @@ pub enum PipelineError {
     Run(String),
 }
 
+/// A configuration that cannot fit in memory is the user's to change.
+impl From<genlab_core::memory::TooLarge> for PipelineError {
+    fn from(e: genlab_core::memory::TooLarge) -> Self {
+        PipelineError::Config(e.to_string())
+    }
+}
+
 pub type Result<T, E = PipelineError> = std::result::Result<T, E>;

@@ -27,8 +27,9 @@ pub struct EvalContext<'a> {
     /// When the whole command started, for a run that ran every phase.
     pub started: Option<Instant>,
     /// Right after training (`genlab run`): the sample metrics are skipped with a warning when the
-    /// feature network is not installed, rather than failing after training (`genlab eval` fails),
-    /// and a classifier asked to is installed as a feature network (`genlab eval` never reinstalls).
+    /// feature network is missing and cannot be made, rather than failing after training
+    /// (`genlab eval` fails), and a classifier asked to is installed as a feature network
+    /// (`genlab eval` never reinstalls).
     pub after_training: bool,
     pub events: &'a Events,
 }
@@ -116,6 +117,19 @@ pub struct FamilyReport<'a> {
     pub draw: Option<&'a dyn Fn(usize) -> Result<Images>>,
 }
 
+/// A NaN or infinite metric is a broken model or a broken computation, never a result: refused
+/// before `eval.json`, `metrics.jsonl` or the report is written.
+fn refuse_non_finite(metrics: &[(Metric, f64)], step: u64, run_dir: &Path) -> Result<()> {
+    match metrics.iter().find(|(_, v)| !v.is_finite()) {
+        Some((m, v)) => Err(crate::error::PipelineError::Run(format!(
+            "evaluation of step {step} in {}: {} is {v}; eval.json, metrics.jsonl and report.md were left as they were",
+            run_dir.display(),
+            m.describe()
+        ))),
+        None => Ok(()),
+    }
+}
+
 /// Finishes an evaluation: the sample metrics (image generators), `eval.json`, the `metrics.jsonl`
 /// test entry, the goal's verdict and `report.md`. Returns the headline and the verdict.
 pub fn finish_evaluation(
@@ -125,6 +139,8 @@ pub fn finish_evaluation(
     mut ev: Evaluation,
     started: Instant,
 ) -> Result<(String, Option<String>)> {
+    // The family's own numbers first, before any sample metric is computed.
+    refuse_non_finite(&ev.metrics, cx.step, cx.run_dir)?;
     let mut record = ev.record.take();
     let mut samples: Option<SampleMetrics> = None;
     if let (Some(draw), Some(splits)) = (family.draw, splits) {
@@ -144,15 +160,7 @@ pub fn finish_evaluation(
             m.fid, m.kid.mean, m.protocol.samples, m.protocol.features.network
         ));
     }
-    // A NaN is a broken model or a broken computation, never a result: refuse before writing.
-    if let Some((m, _)) = ev.metrics.iter().find(|(_, v)| v.is_nan()) {
-        return Err(crate::error::PipelineError::Run(format!(
-            "evaluation of step {} in {}: {} is NaN; eval.json, metrics.jsonl and report.md were left as they were",
-            cx.step,
-            cx.run_dir.display(),
-            m.describe()
-        )));
-    }
+    refuse_non_finite(&ev.metrics, cx.step, cx.run_dir)?;
     if let Value::Object(o) = &mut record {
         o.insert("step".into(), cx.step.into());
     }
@@ -183,4 +191,20 @@ pub fn finish_evaluation(
         wall_seconds: cx.started.map(|t| t.elapsed().as_secs_f64()),
     })?;
     Ok((ev.summary, goal.map(|g| g.text)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 12: a NaN likelihood was reported as a result ("NLL NaN nats", exit 0).
+    #[test]
+    fn a_non_finite_metric_is_an_error_naming_it() {
+        let run = Path::new("runs/x");
+        assert!(refuse_non_finite(&[(Metric::NllNats, 90.0)], 5, run).is_ok());
+        for v in [f64::NAN, f64::INFINITY] {
+            let err = refuse_non_finite(&[(Metric::Fid, 1.0), (Metric::NllNats, v)], 5, run).unwrap_err().to_string();
+            assert!(err.starts_with("evaluation of step 5 in runs/x: ") && err.contains(&format!(" is {v};")), "{err}");
+        }
+    }
 }

@@ -57,6 +57,9 @@ pub enum OutputKind {
     Nothing,
 }
 
+/// The most images one grid file holds (a 100 x 100 grid); more go to `--format folder`.
+pub const MAX_GRID: usize = 10_000;
+
 /// What a family (as configured) can honour in a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Capabilities {

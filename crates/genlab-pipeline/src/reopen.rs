@@ -6,7 +6,7 @@ use crate::error::{PipelineError, Result};
 use crate::evaluation::EvalContext;
 use crate::experiment::Experiment;
 use crate::family::{Family, Section};
-use crate::generate::{GenerateRequest, Generated, OutputKind, SampleFormat};
+use crate::generate::{GenerateRequest, Generated, OutputKind, SampleFormat, MAX_GRID};
 use crate::run::family_of;
 use crate::run_dir::RunInfo;
 use burn::module::Module;
@@ -79,8 +79,8 @@ pub(crate) fn evaluate_run<F: Family>(target: &RunTarget, section: Section<F::Ne
     let family = target.family::<F>(section);
     let model = target.model(&family)?;
     let data = Data::load(&target.exp)?;
+    crate::run::check_memory(&target.exp, &target.info.facts())?;
     family.check_data(&data)?;
-    crate::run::check_metric_samples(&target.exp, &target.info.facts())?;
     let cx = EvalContext {
         exp: &target.exp,
         info: &target.info,
@@ -108,9 +108,6 @@ pub(crate) fn generate<F: Family>(
     family.generate(&model, request, &target.device, progress.then_some(&*target.events))
 }
 
-/// The most images one grid file holds (a 100 x 100 grid).
-pub const MAX_GRID: usize = 10_000;
-
 /// Refuses a sample count whose samples cannot be held in memory (`-n 100000000`).
 pub(crate) fn check_sample_memory(count: usize, output: OutputKind, shape: [usize; 3]) -> Result<()> {
     let per_sample: u128 = match output {
@@ -119,8 +116,12 @@ pub(crate) fn check_sample_memory(count: usize, output: OutputKind, shape: [usiz
         OutputKind::Points => 16,
         OutputKind::Text | OutputKind::Nothing => 0,
     };
-    genlab_core::memory::check(|| format!("-n {count} ({output:?} samples)"), Bytes(per_sample * count as u128))
-        .map_err(|e| PipelineError::Config(e.to_string()))
+    let what = match output {
+        OutputKind::Images => "images",
+        OutputKind::Points => "points",
+        OutputKind::Text | OutputKind::Nothing => "samples",
+    };
+    Ok(genlab_core::memory::check(|| format!("-n {count} ({what})"), Bytes(per_sample * count as u128))?)
 }
 
 /// Refuses, before anything is generated, an output that would destroy work or mislabel its
@@ -162,9 +163,9 @@ pub fn check_output(out: &Path, format: SampleFormat, output: OutputKind, force:
 /// a `checkpoints` directory beside a `run.json`.
 fn inside_checkpoints(path: &Path) -> Option<PathBuf> {
     let absolute = if path.is_absolute() { path.to_path_buf() } else { std::env::current_dir().ok()?.join(path) };
-    let existing = absolute.ancestors().find(|a| a.exists())?.canonicalize().ok()?;
-    let rest = absolute.strip_prefix(absolute.ancestors().find(|a| a.exists())?).ok()?.to_path_buf();
-    let resolved = existing.join(rest);
+    let existing = absolute.ancestors().find(|a| a.exists())?;
+    let rest = absolute.strip_prefix(existing).ok()?;
+    let resolved = existing.canonicalize().ok()?.join(rest);
     resolved
         .ancestors()
         .find(|a| {

@@ -73,9 +73,9 @@ pub enum Finished {
 pub enum Target {
     /// `base`, or `base-2`, ... when taken; exactly `base` when `exact` (an explicit `--run-dir`).
     Fresh { base: PathBuf, exact: bool },
-    /// An existing run, locked by this command; `overridden` when `--set` changed its experiment
-    /// (written back only once the change has been checked against the checkpoint).
-    Resume { dir: PathBuf, lock: DirLock, overridden: bool },
+    /// An existing run, locked by this command; `rewrite` holds its experiment as changed by
+    /// `--set`, written back only once the change has been checked against the checkpoint.
+    Resume { dir: PathBuf, lock: DirLock, rewrite: Option<String> },
 }
 
 /// `genlab run FILE` (mode Run) and `genlab train FILE` (mode Train).
@@ -99,21 +99,29 @@ pub fn start(file: &Path, opts: &RunOptions, mode: Mode) -> Result<Finished> {
 pub fn resume(run_dir: &Path, opts: &RunOptions) -> Result<Finished> {
     let lock = lock_run(run_dir)?;
     let mut exp = Experiment::load(&run_dir.join("experiment.toml"), &opts.overrides)?;
+    // The file records the experiment as changed by `--set`; `--device` is this command's choice.
+    let rewrite = (!opts.overrides.is_empty()).then(|| exp.to_toml());
     if let Some(d) = opts.device {
         exp.train.device = d;
     }
     let info = RunInfo::load(run_dir)?;
-    let target = Target::Resume { dir: run_dir.to_path_buf(), lock, overridden: !opts.overrides.is_empty() };
+    let target = Target::Resume { dir: run_dir.to_path_buf(), lock, rewrite };
     family_of(&exp)?.execute(&exp, target, info.mode, opts, Instant::now())
 }
 
-/// The sample metrics hold `eval.metric_samples` generated images (floats and 8-bit copies) beside
-/// their features: refused before training when they cannot fit.
-pub(crate) fn check_metric_samples(exp: &Experiment, facts: &crate::data::DataFacts) -> Result<()> {
+/// Refuses, before training, what the data's shape says cannot fit: the sample metrics'
+/// `eval.metric_samples` images (floats and 8-bit copies, beside their features), and a training or
+/// evaluation batch, counted at 8 floats per input value (the batch, its gradient and a few
+/// activations of its size: a floor, not a model's full activation memory).
+pub(crate) fn check_memory(exp: &Experiment, facts: &crate::data::DataFacts) -> Result<()> {
+    use genlab_core::memory::{check, Bytes};
+    let example = facts.shape.iter().product::<usize>() as u128;
     let n = exp.eval.metric_samples as u128;
-    let needs = genlab_core::memory::Bytes(n * (facts.shape.iter().product::<usize>() as u128 * 5 + 4 * 2048));
-    genlab_core::memory::check(|| format!("eval.metric_samples = {n}"), needs)
-        .map_err(|e| PipelineError::Config(e.to_string()))
+    check(|| format!("eval.metric_samples = {n}"), Bytes(n * (example * 5 + 4 * 2048)))?;
+    for (key, batch) in [("train.batch_size", exp.train.batch_size), ("eval.batch_size", exp.eval.batch_size)] {
+        check(|| format!("{key} = {batch}"), Bytes::f32s(batch as u128 * example * 8))?;
+    }
+    Ok(())
 }
 
 /// `family`'s model, refused in one line naming the largest `[model]` key when its parameters
@@ -148,8 +156,8 @@ pub(crate) fn execute<F: Family>(
     let family = F::new(section, exp, &facts);
     // The parameters first: a model too large for memory is the first thing to say.
     let model = init_within_memory(&family, exp, &device)?;
+    check_memory(exp, &facts)?;
     family.check_data(&data)?;
-    check_metric_samples(exp, &facts)?;
     let mut batches = family.batches(&data, exp)?;
     let resume_from = match &target {
         Target::Resume { dir, .. } => {
@@ -164,6 +172,9 @@ pub(crate) fn execute<F: Family>(
         Target::Fresh { .. } => None,
     };
     let mut run = RunDir::open(exp, target, mode, facts, model.num_params(), &*events)?;
+    if let Some(point) = &resume_from {
+        point.set_aside_passed_over()?.iter().for_each(|l| events.message(l));
+    }
     let model = if run.resuming { model } else { family.initialize(model, &data, &device)? };
     // Phase 4: the one trainer, with the family's periodic validation at each evaluation step.
     let eval_device = device.clone().inner();

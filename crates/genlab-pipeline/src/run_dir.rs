@@ -57,7 +57,7 @@ impl RunInfo {
 /// ... Each is claimed by creating it (atomic: two commands never get the same one), so nothing is
 /// ever written into an existing directory. An explicit `--run-dir` (`exact`) that exists is an
 /// error, never a silent `-2`.
-pub fn fresh_run_dir(base: &Path, exact: bool) -> Result<PathBuf> {
+fn claim_run_dir(base: &Path, exact: bool) -> Result<PathBuf> {
     if let Some(parent) = base.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).map_err(genlab_core::CoreError::io(parent))?;
     }
@@ -65,7 +65,7 @@ pub fn fresh_run_dir(base: &Path, exact: bool) -> Result<PathBuf> {
     let mut dir = base.to_path_buf();
     loop {
         match std::fs::create_dir(&dir) {
-            Ok(()) => break,
+            Ok(()) => return Ok(dir),
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && !exact => {
                 dir = PathBuf::from(format!("{}-{i}", base.display()));
                 i += 1;
@@ -74,10 +74,6 @@ pub fn fresh_run_dir(base: &Path, exact: bool) -> Result<PathBuf> {
             Err(e) => return Err(genlab_core::CoreError::io(&dir)(e).into()),
         }
     }
-    for sub in ["checkpoints", "samples", "plots"] {
-        std::fs::create_dir_all(dir.join(sub)).map_err(genlab_core::CoreError::io(dir.join(sub)))?;
-    }
-    Ok(dir)
 }
 
 /// The refusal of an explicit `--run-dir` that exists.
@@ -119,16 +115,19 @@ impl RunDir {
     ) -> Result<Self> {
         let (dir, resuming, lock) = match target {
             Target::Fresh { base, exact } => {
-                let dir = fresh_run_dir(&base, exact)?;
+                let dir = claim_run_dir(&base, exact)?;
                 let lock = DirLock::acquire(&dir, &genlab_core::lock::this_command())
                     .map_err(|e| PipelineError::Run(e.to_string()))?;
+                for sub in ["checkpoints", "samples", "plots"] {
+                    std::fs::create_dir_all(dir.join(sub)).map_err(genlab_core::CoreError::io(dir.join(sub)))?;
+                }
                 genlab_core::atomic::write_atomic(&dir.join("experiment.toml"), exp.to_toml().as_bytes())?;
                 events.message(&format!("run directory: {}", dir.display()));
                 (dir, false, lock)
             }
-            Target::Resume { dir, lock, overridden } => {
-                if overridden {
-                    genlab_core::atomic::write_atomic(&dir.join("experiment.toml"), exp.to_toml().as_bytes())?;
+            Target::Resume { dir, lock, rewrite } => {
+                if let Some(text) = rewrite {
+                    genlab_core::atomic::write_atomic(&dir.join("experiment.toml"), text.as_bytes())?;
                 }
                 (dir, true, lock)
             }

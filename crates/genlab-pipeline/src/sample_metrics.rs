@@ -36,9 +36,11 @@ pub fn load_features(exp: &Experiment, device: &Device) -> std::result::Result<F
 }
 
 /// The sample metrics of the `generate`d images, when `eval.metric_samples` asks for them:
-/// `(metrics, why they were skipped)`; the memorisation figure is pushed onto `figures`. Right
-/// after training a missing feature network skips them with a warning, so the trained model is
-/// not lost; `genlab eval` fails with the message instead.
+/// `(metrics, why they were skipped)`; the memorisation figure is pushed onto `figures`. A missing
+/// MNIST LeNet is trained and installed first (unless `eval.make_features = false`). Right after
+/// training, a feature network still missing (the FID Inception, or a LeNet whose making failed)
+/// skips them with a warning, so the trained model and its report are not lost; `genlab eval`
+/// fails with the message instead.
 pub(crate) fn sample_metrics_if_asked(
     cx: &crate::evaluation::EvalContext<'_>,
     splits: &Splits,
@@ -51,8 +53,14 @@ pub(crate) fn sample_metrics_if_asked(
     let mut loaded = load_features(cx.exp, &cx.device);
     if let Err(WeightsError::MissingLenet { path }) = &loaded {
         if cx.exp.eval.make_features {
-            make_lenet(path, cx.events)?;
-            loaded = load_features(cx.exp, &cx.device);
+            match make_lenet(path, cx.exp.train.device, cx.events) {
+                Ok(()) => loaded = load_features(cx.exp, &cx.device),
+                Err(e) if cx.after_training => {
+                    cx.events.message(&format!("warning: sample metrics skipped: making the MNIST LeNet failed: {e}"));
+                    return Ok((None, Some(format!("making the MNIST LeNet failed: {e}"))));
+                }
+                Err(e) => return Err(e),
+            }
         }
     }
     match loaded {
@@ -80,13 +88,13 @@ const LENET_EXPERIMENT: &str = include_str!("../../../configs/mnist-lenet.toml")
 
 /// Trains the MNIST LeNet from [`LENET_EXPERIMENT`] into a new run directory (`runs/mnist-lenet`,
 /// or `-2`, ...), which installs it at `path`, as `genlab run configs/mnist-lenet.toml` does.
-fn make_lenet(path: &Path, events: &crate::Events) -> Result<()> {
+fn make_lenet(path: &Path, device: genlab_core::DeviceSpec, events: &crate::Events) -> Result<()> {
     events.message(&format!(
         "the MNIST LeNet feature network is not installed: training it now from configs/mnist-lenet.toml (about 2 minutes on 2 cores); it will be installed as {} (eval.make_features = false skips this)",
         path.display()
     ));
     let exp = Experiment::parse(LENET_EXPERIMENT, Path::new("configs/mnist-lenet.toml"), &[])?;
-    let opts = crate::run::RunOptions { events: events.clone(), ..Default::default() };
+    let opts = crate::run::RunOptions { events: events.clone(), device: Some(device), ..Default::default() };
     let target = crate::run::Target::Fresh { base: exp.default_run_dir(), exact: false };
     crate::run::family_of(&exp)?.execute(&exp, target, crate::run::Mode::Run, &opts, std::time::Instant::now())?;
     if !path.is_file() {

@@ -155,15 +155,26 @@ fn prune(root: &Path, keep: usize, latest: &str) -> Result<()> {
 
 /// Reads a checkpoint directory written by [`write_checkpoint`], proving it first: every file the
 /// manifest lists has its recorded length and SHA-256, `trainer.json` names the manifest's step,
-/// and every tensor is finite. Anything else is [`TrainError::Damaged`].
+/// and every tensor is finite. Anything else is [`TrainError::Damaged`]. A checkpoint written
+/// before genlab recorded checksums (no `manifest.json` beside its `trainer.json`) gets the
+/// structure and finiteness checks only (see [`is_unproven`]).
 pub fn read_checkpoint(dir: &Path) -> Result<Checkpoint> {
     let damaged = |reason: String| TrainError::Damaged { path: dir.to_path_buf(), reason };
-    let manifest: Manifest = match std::fs::read(dir.join(MANIFEST)) {
-        Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| damaged(format!("{MANIFEST}: {e}")))?,
+    let manifest: Option<Manifest> = match std::fs::read(dir.join(MANIFEST)) {
+        Ok(bytes) => Some(serde_json::from_slice(&bytes).map_err(|e| damaged(format!("{MANIFEST}: {e}")))?),
+        Err(_) if is_unproven(dir) => None,
         Err(e) => return Err(damaged(format!("{MANIFEST}: {e}"))),
     };
     let read = |name: &str| -> Result<Option<Vec<u8>>> {
-        let Some(sum) = manifest.files.get(name) else { return Ok(None) };
+        let Some(m) = &manifest else {
+            let p = dir.join(name);
+            return if p.is_file() {
+                Ok(Some(std::fs::read(&p).map_err(|e| damaged(format!("{name}: {e}")))?))
+            } else {
+                Ok(None)
+            };
+        };
+        let Some(sum) = m.files.get(name) else { return Ok(None) };
         let bytes = std::fs::read(dir.join(name)).map_err(|e| damaged(format!("{name}: {e}")))?;
         if bytes.len() as u64 != sum.bytes {
             return Err(damaged(format!("{name} has {} bytes, {} were written", bytes.len(), sum.bytes)));
@@ -173,7 +184,7 @@ pub fn read_checkpoint(dir: &Path) -> Result<Checkpoint> {
         }
         Ok(Some(bytes))
     };
-    let required = |name: &str| read(name)?.ok_or_else(|| damaged(format!("{MANIFEST} does not list {name}")));
+    let required = |name: &str| read(name)?.ok_or_else(|| damaged(format!("{name} is missing")));
     let tensors = |name: &str, bytes: Vec<u8>| -> Result<NamedTensors> {
         let t = NamedTensors::from_bytes(&bytes, &dir.join(name)).map_err(|e| damaged(e.to_string()))?;
         if let Some((tensor, _)) = t.0.iter().find(|(_, v)| v.data.iter().any(|x| !x.is_finite())) {
@@ -183,8 +194,8 @@ pub fn read_checkpoint(dir: &Path) -> Result<Checkpoint> {
     };
     let state: TrainerState =
         serde_json::from_slice(&required(STATE)?).map_err(|e| damaged(format!("{STATE}: {e}")))?;
-    if state.step != manifest.step {
-        return Err(damaged(format!("{STATE} is at step {}, the manifest at step {}", state.step, manifest.step)));
+    if let Some(m) = manifest.as_ref().filter(|m| m.step != state.step) {
+        return Err(damaged(format!("{STATE} is at step {}, the manifest at step {}", state.step, m.step)));
     }
     Ok(Checkpoint {
         model: tensors(MODEL, required(MODEL)?)?,
@@ -194,24 +205,71 @@ pub fn read_checkpoint(dir: &Path) -> Result<Checkpoint> {
     })
 }
 
+/// Whether `dir` was written before genlab recorded checksums: a `trainer.json` without a
+/// `manifest.json` (every checkpoint since writes the manifest last, inside its temporary
+/// directory, so a published one always has it).
+pub fn is_unproven(dir: &Path) -> bool {
+    dir.join(STATE).is_file() && !dir.join(MANIFEST).exists()
+}
+
 /// A proven checkpoint to continue from, and the newer ones that failed the proof.
 pub struct IntactCheckpoint {
     pub dir: PathBuf,
     pub checkpoint: Checkpoint,
-    pub passed_over: Vec<TrainError>,
+    /// Each newer checkpoint that failed, with why.
+    pub passed_over: Vec<(PathBuf, TrainError)>,
 }
 
 impl IntactCheckpoint {
-    /// One line per checkpoint passed over, naming the one used instead.
+    /// One line per checkpoint passed over, naming the one used instead, and a note when the one
+    /// used predates checksums.
     pub fn fallback_lines(&self) -> Vec<String> {
-        let used = self.dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        self.passed_over.iter().map(|e| format!("warning: {e}; using {used}, the newest intact checkpoint")).collect()
+        let used = name_of(&self.dir);
+        let mut lines: Vec<String> = self
+            .passed_over
+            .iter()
+            .map(|(_, e)| format!("warning: {e}; using {used}, the newest intact checkpoint"))
+            .collect();
+        if is_unproven(&self.dir) {
+            lines.push(format!(
+                "note: {} was written before genlab recorded checksums (no manifest.json): checked for structure and finite weights only",
+                self.dir.display()
+            ));
+        }
+        lines
     }
 
     /// The file a tensor set of this checkpoint came from, for errors.
     pub fn file(&self, ema: bool) -> PathBuf {
         self.dir.join(if ema { EMA } else { MODEL })
     }
+
+    /// Moves each checkpoint passed over out of the way (`checkpoints/damaged-step-000060`, kept
+    /// for inspection; never pruned, never resumed from) and points `latest` at the one used: for
+    /// a resume, once it is certain to go ahead. Returns a line per checkpoint moved.
+    pub fn set_aside_passed_over(&self) -> Result<Vec<String>> {
+        let Some(root) = self.dir.parent() else { return Ok(vec![]) };
+        let mut lines = vec![];
+        for (dir, _) in &self.passed_over {
+            if !dir.is_dir() {
+                continue;
+            }
+            let mut aside = root.join(format!("damaged-{}", name_of(dir)));
+            let mut i = 2;
+            while aside.exists() {
+                aside = root.join(format!("damaged-{}-{i}", name_of(dir)));
+                i += 1;
+            }
+            std::fs::rename(dir, &aside).map_err(CoreError::io(dir))?;
+            lines.push(format!("moved the damaged checkpoint {} aside as {}", dir.display(), aside.display()));
+        }
+        point_link(&root.join("latest"), &name_of(&self.dir))?;
+        Ok(lines)
+    }
+}
+
+fn name_of(dir: &Path) -> String {
+    dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
 }
 
 /// The checkpoint a run continues from: the one `checkpoints/latest` names if it is intact, else
@@ -233,10 +291,10 @@ pub fn newest_intact_checkpoint(run_dir: &Path) -> Result<Option<IntactCheckpoin
         let dir = root.join(&name);
         match read_checkpoint(&dir) {
             Ok(checkpoint) => return Ok(Some(IntactCheckpoint { dir, checkpoint, passed_over })),
-            Err(e) => passed_over.push(e),
+            Err(e) => passed_over.push((dir, e)),
         }
     }
-    let reasons: Vec<String> = passed_over.iter().map(|e| e.to_string()).collect();
+    let reasons: Vec<String> = passed_over.iter().map(|(_, e)| e.to_string()).collect();
     Err(TrainError::NoIntactCheckpoint { run_dir: run_dir.to_path_buf(), reasons: reasons.join("; ") })
 }
 
@@ -315,7 +373,8 @@ mod tests {
         };
         let nan = |b: &mut Vec<u8>| first_value(b).copy_from_slice(&f32::NAN.to_le_bytes());
         let truncate = |b: &mut Vec<u8>| b.truncate(b.len() - 3);
-        let cases: [(&str, &dyn Fn(&mut Vec<u8>), &str); 3] = [
+        type Case<'a> = (&'a str, &'a dyn Fn(&mut Vec<u8>), &'a str);
+        let cases: [Case; 3] = [
             ("scaled", &scale, "does not match the SHA-256"),
             ("NaN", &nan, "does not match the SHA-256"),
             ("truncated", &truncate, "bytes"),
@@ -354,7 +413,7 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         for s in [100, 200] {
             write_checkpoint(d.path(), &ckpt(s), 3).unwrap();
-            std::fs::remove_file(checkpoints_dir(d.path()).join(step_name(s)).join("manifest.json")).unwrap();
+            damage(d.path(), s, "optim.safetensors", |b| b.truncate(10));
         }
         let err = newest_intact_checkpoint(d.path()).err().unwrap().to_string();
         assert!(
@@ -368,5 +427,35 @@ mod tests {
         assert!(check_continues(60, 60).is_ok());
         let err = check_continues(60, 30).unwrap_err().to_string();
         assert!(err.contains("train.steps = 30") && err.contains("already trained 60 steps"), "{err}");
+    }
+
+    /// A checkpoint from before checksums loads with its structure and weights checked, and says so.
+    #[test]
+    fn a_checkpoint_without_a_manifest_is_checked_without_sums() {
+        let d = tempfile::tempdir().unwrap();
+        write_checkpoint(d.path(), &ckpt(100), 3).unwrap();
+        std::fs::remove_file(checkpoints_dir(d.path()).join("step-000100/manifest.json")).unwrap();
+        let point = newest_intact_checkpoint(d.path()).unwrap().unwrap();
+        assert_eq!(point.checkpoint.model.get("w").unwrap().data, vec![100.0, 1.0]);
+        assert!(point.fallback_lines()[0].contains("written before genlab recorded checksums"));
+        damage(d.path(), 100, "model.safetensors", |b| first_value(b).copy_from_slice(&f32::NAN.to_le_bytes()));
+        let err = newest_intact_checkpoint(d.path()).err().unwrap().to_string();
+        assert!(err.contains("holds a non-finite value"), "{err}");
+    }
+
+    /// A resume that fell back moves the damaged checkpoints aside and points `latest` back.
+    #[test]
+    fn passed_over_checkpoints_are_set_aside() {
+        let d = tempfile::tempdir().unwrap();
+        for s in [100, 200] {
+            write_checkpoint(d.path(), &ckpt(s), 3).unwrap();
+        }
+        damage(d.path(), 200, "trainer.json", |b| b.push(b' '));
+        let point = newest_intact_checkpoint(d.path()).unwrap().unwrap();
+        let lines = point.set_aside_passed_over().unwrap();
+        assert!(lines[0].ends_with("damaged-step-000200"), "{lines:?}");
+        let again = newest_intact_checkpoint(d.path()).unwrap().unwrap();
+        assert!(again.dir.ends_with("step-000100") && again.passed_over.is_empty());
+        assert!(checkpoints_dir(d.path()).join("damaged-step-000200/model.safetensors").is_file());
     }
 }

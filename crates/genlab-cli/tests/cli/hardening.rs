@@ -160,6 +160,8 @@ fn issue12_sample_outputs_never_clobber_or_mislabel() {
 
 /// Runs genlab to completion and returns (exit code, stderr, seconds, peak RSS in bytes), the RSS
 /// of this child alone (wait4), not of the test process.
+// The child is reaped by wait4, which std's `Child` does not know of.
+#[allow(clippy::zombie_processes)]
 fn measured(cmd: &mut Command) -> (Option<i32>, String, f64, u64) {
     let t0 = Instant::now();
     let child = cmd.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::piped()).spawn().unwrap();
@@ -210,15 +212,16 @@ fn issue12_what_cannot_fit_in_memory_is_refused_at_once() {
             vec!["sample", r, "-n", "100000000", "-o", "x.png"],
             "a grid holds at most 10000 images; write more with --format folder",
         ),
-        (
-            vec!["sample", r, "-n", "100000000", "--format", "folder", "-o", "x"],
-            "-n 100000000 (Images samples) needs about",
-        ),
+        (vec!["sample", r, "-n", "100000000", "--format", "folder", "-o", "x"], "-n 100000000 (images) needs about"),
+        (vec!["train", c, "--set", "eval.batch_size=1000000000"], "eval.batch_size = 1000000000 needs about"),
         (vec!["data", "info", "/dev/zero"], "/dev/zero: not a regular file"),
+        (vec!["run", "/dev/zero"], "/dev/zero: cannot read the experiment file: not a regular file"),
+        (vec!["fid", r, r, "--weights", "/dev/zero"], "/dev/zero"),
     ];
     for (args, want) in cases {
         let cwd = tempfile::tempdir().unwrap();
         let (code, err, seconds, rss) = measured(genlab().current_dir(cwd.path()).args(&args));
+        eprintln!("{args:?}: refused in {seconds:.2} s, peak RSS {} MB", rss >> 20);
         assert_eq!(code, Some(1), "{args:?}: {err}");
         assert!(err.contains(want) && !err.contains("panicked"), "{args:?}: {err}");
         if want.contains("needs about") {

@@ -9,21 +9,15 @@
 
 use burn::module::{Module, Param};
 use burn::nn::conv::{Conv2d, Conv2dConfig, ConvTranspose2d, ConvTranspose2dConfig};
-use burn::nn::{BatchNorm, BatchNormConfig, Linear, PaddingConfig2d};
+use burn::nn::{BatchNorm, Linear, PaddingConfig2d};
 use burn::tensor::activation::{leaky_relu, relu};
 use burn::tensor::module::{conv2d, embedding, linear};
 use burn::tensor::ops::ConvOptions;
-use burn::tensor::{Device, Int, TensorData};
+use burn::tensor::{Device, Int};
 use burn::Tensor;
 use genlab_core::SeededRng;
 use genlab_nn::init;
 use genlab_nn::spectral_norm::SpectralNorm;
-
-/// A learned table of `classes` vectors of `dim` entries, initialised N(0, 1) as PyTorch's
-/// `nn.Embedding`.
-fn embedding_table(rng: &mut SeededRng, classes: usize, dim: usize, device: &Device) -> Param<Tensor<2>> {
-    Param::from_data(TensorData::new(rng.normal_vec(classes * dim), [classes, dim]), device)
-}
 
 /// Rows of `table` for `labels`, `[batch, dim]`.
 fn lookup(table: &Param<Tensor<2>>, labels: Tensor<1, Int>) -> Tensor<2> {
@@ -61,7 +55,7 @@ impl Generator {
         device: &Device,
     ) -> Self {
         let start = size >> channels.len();
-        let embed = classes.map(|k| embedding_table(rng, k, latent_dim, device));
+        let embed = classes.map(|k| init::embedding(rng, k, latent_dim, device));
         let z_in = latent_dim * if classes.is_some() { 2 } else { 1 };
         let project = init::linear(rng, z_in, channels[0] * start * start, device);
         let mut ups = Vec::new();
@@ -71,13 +65,13 @@ impl Generator {
             let cfg = ConvTranspose2dConfig::new([ch, out], [4, 4]).with_stride([2, 2]).with_padding([1, 1]);
             ups.push(init::conv_transpose2d(rng, &cfg, device));
             if i + 1 < channels.len() {
-                norms.push(BatchNormConfig::new(out).init(device));
+                norms.push(init::batch_norm(out, device));
             }
         }
         Generator {
             embed,
             project,
-            project_norm: BatchNormConfig::new(channels[0]).init(device),
+            project_norm: init::batch_norm(channels[0], device),
             ups,
             norms,
             latent_dim,
@@ -165,7 +159,7 @@ impl Discriminator {
             conv_sn,
             out: init::linear(rng, features, 1, device),
             out_sn: SnWeights { sn: spectral_norm.then(|| SpectralNorm::new(rng, 1, device)) },
-            embed: classes.map(|k| embedding_table(rng, k, features, device)),
+            embed: classes.map(|k| init::embedding(rng, k, features, device)),
         }
     }
 
@@ -205,6 +199,7 @@ impl Discriminator {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use burn::tensor::TensorData;
     use genlab_core::tensors::{to_f32_vec, NamedTensors};
 
     #[test]

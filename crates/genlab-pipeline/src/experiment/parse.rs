@@ -12,8 +12,16 @@ use std::path::Path;
 impl Experiment {
     /// Reads `path`, applies `overrides` (`key.path=value`), and checks every field.
     pub fn load(path: &Path, overrides: &[String]) -> Result<Experiment, PipelineError> {
-        let text = std::fs::read_to_string(path)
+        // An experiment file is a page of TOML; 16 MiB bounds a wrong path (a device, a dataset).
+        let bytes = genlab_core::files::read_regular(path, 16 << 20)
             .map_err(|e| PipelineError::Config(format!("{}: cannot read the experiment file: {e}", path.display())))?;
+        let text = String::from_utf8(bytes).map_err(|e| {
+            PipelineError::Config(format!(
+                "{}: the experiment file is not UTF-8 text (invalid byte at offset {})",
+                path.display(),
+                e.utf8_error().valid_up_to()
+            ))
+        })?;
         Self::parse(&text, path, overrides)
     }
 

@@ -68,10 +68,10 @@ impl Experiment {
                 return err(key, " = 0: expected at least 1".into());
             }
         }
-        if e.samples > crate::reopen::MAX_GRID {
+        if e.samples > crate::generate::MAX_GRID {
             return err(
                 "eval.samples",
-                format!(" = {}: the sample grid holds at most {}", e.samples, crate::reopen::MAX_GRID),
+                format!(" = {}: the sample grid holds at most {}", e.samples, crate::generate::MAX_GRID),
             );
         }
         if e.metric_samples == 1 || (2..10).contains(&e.metric_samples) {
@@ -154,15 +154,16 @@ pub(crate) fn key_and_message(m: String) -> KeyError {
     (k.to_string(), format!(" {rest}"))
 }
 
-/// A run's name becomes `runs/NAME`, so it must be one plain path component: letters, digits,
-/// `-`, `_` and `.`, not starting with `.` (no `..`, no hidden directory), at most 100 characters.
+/// A run's name becomes `runs/NAME`, so it must be one plain path component: not empty, no `/`
+/// or `\`, no control character, not starting with `.` (no `.`, `..` or hidden directory), at
+/// most 100 bytes. Spaces and any letters are fine (runs named so before still open).
 fn plain_name(name: &str) -> Result<(), &'static str> {
     const WHY: &str =
-        "expected a plain name (letters, digits, '-', '_', '.'; not starting with '.'), as it names runs/NAME";
+        "expected a plain name (one path component: no '/', not starting with '.'), as it names runs/NAME";
     let ok = !name.is_empty()
         && name.len() <= 100
         && !name.starts_with('.')
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+        && !name.chars().any(|c| c == '/' || c == '\\' || c.is_control());
     if ok {
         Ok(())
     } else {

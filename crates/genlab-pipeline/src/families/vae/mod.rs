@@ -147,11 +147,10 @@ impl Family for VaeFamily {
     fn check_data(&self, _: &Data) -> Result<()> {
         let per_sample = self.config.latent_dim as u128 + 16 * self.shape.iter().product::<usize>() as u128;
         let needs = Bytes::f32s(self.iwae_k as u128 * self.eval.batch_size as u128 * per_sample);
-        genlab_core::memory::check(
+        Ok(genlab_core::memory::check(
             || format!("model.iwae_k = {} (with eval.batch_size = {})", self.iwae_k, self.eval.batch_size),
             needs,
-        )
-        .map_err(|e| crate::error::PipelineError::Config(e.to_string()))
+        )?)
     }
 
     fn metrics(_: &Section<VaeConfig, VaeOptions>, _: DataKind) -> Vec<Metric> {
