@@ -3,6 +3,7 @@
 //! `sample`, ...) and an implementation of the trainer's `TrainStep`.
 
 pub mod classifier;
+pub mod diffusion;
 pub mod error;
 pub mod flow;
 pub mod gan;
