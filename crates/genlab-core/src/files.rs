@@ -6,10 +6,15 @@ use crate::memory::{self, Bytes};
 use std::io::{Error, ErrorKind};
 use std::path::Path;
 
-/// The most bytes one file may bring into memory: half of what is available (the caller goes on
-/// to build from them), or 1 PiB where that cannot be read.
+/// The most bytes one file may bring into memory: half of the memory [`budget`](memory::budget)
+/// (the caller goes on to build from them).
 pub fn read_limit() -> u64 {
-    memory::available().map_or(1 << 50, |b| (b.0 / 2).min(u64::MAX as u128) as u64)
+    (memory::budget().0 / 2).min(u64::MAX as u128) as u64
+}
+
+/// The bytes of the regular file `path`, if they fit within [`read_limit`].
+pub fn read_bounded(path: &Path) -> std::io::Result<Vec<u8>> {
+    read_regular(path, read_limit())
 }
 
 /// The size of `path` if it is a regular file; an error saying what it is otherwise.

@@ -12,7 +12,6 @@ use std::path::{Path, PathBuf};
 #[derive(Debug)]
 pub struct DirLock {
     file: File,
-    path: PathBuf,
 }
 
 /// Why a lock was not taken.
@@ -50,11 +49,7 @@ impl DirLock {
         let written =
             file.set_len(0).and_then(|_| file.seek(SeekFrom::Start(0))).and_then(|_| file.write_all(note.as_bytes()));
         written.map_err(CoreError::io(&path))?;
-        Ok(DirLock { file, path })
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
+        Ok(DirLock { file })
     }
 }
 

@@ -70,10 +70,15 @@ impl fmt::Display for TooLarge {
     }
 }
 
-/// Refuses `needs` bytes for `what` when they exceed what is available (or, where that cannot be
-/// read, 1 PiB: a figure only a mistake reaches).
+/// What a job may plan with: [`available`], or 1 PiB where that cannot be read (a figure only a
+/// mistake reaches, so nothing reasonable is refused).
+pub fn budget() -> Bytes {
+    available().unwrap_or(Bytes(1 << 50))
+}
+
+/// Refuses `needs` bytes for `what` when they exceed the [`budget`].
 pub fn check(what: impl FnOnce() -> String, needs: Bytes) -> Result<(), TooLarge> {
-    let available = available().unwrap_or(Bytes(1 << 50));
+    let available = budget();
     if needs > available {
         return Err(TooLarge { what: what(), needs, available });
     }

@@ -106,7 +106,7 @@ impl NamedTensors {
     }
 
     pub fn load(path: &Path) -> Result<Self> {
-        let bytes = crate::files::read_regular(path, crate::files::read_limit()).map_err(CoreError::io(path))?;
+        let bytes = crate::files::read_bounded(path).map_err(CoreError::io(path))?;
         Self::from_bytes(&bytes, path)
     }
 

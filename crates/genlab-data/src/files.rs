@@ -8,14 +8,9 @@ use genlab_core::memory::Bytes;
 use std::io::Read;
 use std::path::Path;
 
-/// Refuses what is not a regular file.
-fn regular(path: &Path) -> Result<u64> {
-    files::regular_size(path).map_err(DataError::io(path))
-}
-
 /// The first `n` bytes (fewer when the file is shorter) of a regular file, to tell its format.
 pub fn head(path: &Path, n: usize) -> Result<Vec<u8>> {
-    regular(path)?;
+    files::regular_size(path).map_err(DataError::io(path))?;
     let mut out = Vec::with_capacity(n);
     std::fs::File::open(path)
         .map_err(DataError::io(path))?

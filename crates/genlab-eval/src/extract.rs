@@ -153,8 +153,8 @@ pub struct InceptionExtractor {
 impl InceptionExtractor {
     pub fn load(path: &Path, device: &Device) -> Result<Self, WeightsError> {
         let weights = load_fid_inception(path)?;
-        let bytes = genlab_core::files::read_regular(path, genlab_core::files::read_limit())
-            .map_err(|_| WeightsError::Missing { path: path.to_path_buf() })?;
+        let bytes =
+            genlab_core::files::read_bounded(path).map_err(|_| WeightsError::Missing { path: path.to_path_buf() })?;
         let source_sha1 = if path.extension().is_some_and(|e| e == "safetensors") {
             NamedTensors::read_metadata(&bytes, path)?.get(SOURCE_SHA1_KEY).cloned()
         } else {

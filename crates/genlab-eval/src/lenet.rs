@@ -78,11 +78,10 @@ pub struct LenetExtractor {
 impl LenetExtractor {
     pub fn load(path: &Path, device: &Device) -> Result<Self, WeightsError> {
         let wrong = |reason: String| WeightsError::NotLenet { path: path.to_path_buf(), reason };
-        let bytes =
-            genlab_core::files::read_regular(path, genlab_core::files::read_limit()).map_err(|e| match e.kind() {
-                std::io::ErrorKind::NotFound => WeightsError::MissingLenet { path: path.to_path_buf() },
-                _ => wrong(format!("cannot read it: {e}")),
-            })?;
+        let bytes = genlab_core::files::read_bounded(path).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => WeightsError::MissingLenet { path: path.to_path_buf() },
+            _ => wrong(format!("cannot read it: {e}")),
+        })?;
         let meta = NamedTensors::read_metadata(&bytes, path).map_err(|e| wrong(e.to_string()))?;
         let card = LenetCard::from_metadata(&meta).map_err(wrong)?;
         let net = card.config.init(LENET_INPUT, card.classes, 0, device).map_err(|e| wrong(e.to_string()))?;

@@ -84,8 +84,7 @@ pub fn export_fid_inception(source: &Path, out: &Path, force: bool) -> Result<St
         }
     }
     let weights = load_fid_inception(source)?;
-    let bytes = genlab_core::files::read_regular(source, genlab_core::files::read_limit())
-        .map_err(genlab_core::CoreError::io(source))?;
+    let bytes = genlab_core::files::read_bounded(source).map_err(genlab_core::CoreError::io(source))?;
     let mut tensors = NamedTensors::default();
     for (name, t) in weights {
         tensors.insert(name, HostTensor { shape: t.shape, data: t.data });

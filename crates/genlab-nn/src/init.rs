@@ -43,7 +43,7 @@ thread_local! {
 /// layer and the whole model's estimate. Without it, `latent_dim = 100000000` aborts the process
 /// in the allocator.
 pub fn within_memory<T>(build: impl FnOnce() -> T) -> Result<T, TooLarge> {
-    let available = memory::available().unwrap_or(Bytes(1 << 50));
+    let available = memory::budget();
     BUDGET.with(|b| *b.borrow_mut() = Some(Budget { available, claimed: 0, refused: None }));
     let built = build();
     let budget = BUDGET.with(|b| b.borrow_mut().take()).expect("the budget was set above");

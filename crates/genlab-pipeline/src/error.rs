@@ -25,4 +25,11 @@ impl From<genlab_core::memory::TooLarge> for PipelineError {
     }
 }
 
+/// Another command holds the run directory (or its lock file cannot be opened).
+impl From<genlab_core::lock::LockError> for PipelineError {
+    fn from(e: genlab_core::lock::LockError) -> Self {
+        PipelineError::Run(e.to_string())
+    }
+}
+
 pub type Result<T, E = PipelineError> = std::result::Result<T, E>;

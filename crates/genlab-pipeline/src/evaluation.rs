@@ -153,14 +153,15 @@ pub fn finish_evaluation(
         samples = m;
     }
     if let Some(m) = &samples {
-        ev.metrics.extend(goal_metrics(m));
+        let sampled = goal_metrics(m);
+        refuse_non_finite(&sampled, cx.step, cx.run_dir)?;
+        ev.metrics.extend(sampled);
         ev.log.extend(m.log_fields());
         ev.summary.push_str(&format!(
             "; FID {:.4}, KID {:.6} ({} samples, {})",
             m.fid, m.kid.mean, m.protocol.samples, m.protocol.features.network
         ));
     }
-    refuse_non_finite(&ev.metrics, cx.step, cx.run_dir)?;
     if let Value::Object(o) = &mut record {
         o.insert("step".into(), cx.step.into());
     }

@@ -70,7 +70,7 @@ impl RunTarget {
 /// weights; returns the headline. Overrides change this evaluation only, not the run's experiment.
 /// The run is locked against other writers while it is evaluated.
 pub fn eval_run(run_dir: &Path, device: Option<DeviceSpec>, overrides: &[String], events: Events) -> Result<String> {
-    let _lock = crate::run_dir::lock_run(run_dir)?;
+    let (_lock, _) = crate::run_dir::lock_run(run_dir)?;
     let target = RunTarget::open(run_dir, device, overrides, events)?;
     family_of(&target.exp)?.evaluate(&target)
 }
@@ -110,16 +110,11 @@ pub(crate) fn generate<F: Family>(
 
 /// Refuses a sample count whose samples cannot be held in memory (`-n 100000000`).
 pub(crate) fn check_sample_memory(count: usize, output: OutputKind, shape: [usize; 3]) -> Result<()> {
-    let per_sample: u128 = match output {
+    let (per_sample, what): (u128, &str) = match output {
         // The generated floats and their 8-bit copy.
-        OutputKind::Images => shape.iter().product::<usize>() as u128 * 5,
-        OutputKind::Points => 16,
-        OutputKind::Text | OutputKind::Nothing => 0,
-    };
-    let what = match output {
-        OutputKind::Images => "images",
-        OutputKind::Points => "points",
-        OutputKind::Text | OutputKind::Nothing => "samples",
+        OutputKind::Images => (shape.iter().product::<usize>() as u128 * 5, "images"),
+        OutputKind::Points => (16, "points"),
+        OutputKind::Text | OutputKind::Nothing => (0, "samples"),
     };
     Ok(genlab_core::memory::check(|| format!("-n {count} ({what})"), Bytes(per_sample * count as u128))?)
 }

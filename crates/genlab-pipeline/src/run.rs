@@ -9,7 +9,7 @@ use crate::experiment::Experiment;
 use crate::family::{Family, PeriodicContext, Section};
 use crate::generate::{GenerateRequest, Generated, Images};
 use crate::registry::{self, unknown_family, Registered};
-use crate::run_dir::{lock_run, run_dir_exists, RunDir, RunInfo};
+use crate::run_dir::{lock_run, run_dir_exists, RunDir};
 use burn::module::Module;
 use burn::tensor::Device;
 use genlab_core::events::Events;
@@ -97,14 +97,13 @@ pub fn start(file: &Path, opts: &RunOptions, mode: Mode) -> Result<Finished> {
 /// steps) are written into the run's `experiment.toml`, once they have been checked against the
 /// checkpoint: a refused resume writes nothing. The run is locked against other writers.
 pub fn resume(run_dir: &Path, opts: &RunOptions) -> Result<Finished> {
-    let lock = lock_run(run_dir)?;
+    let (lock, info) = lock_run(run_dir)?;
     let mut exp = Experiment::load(&run_dir.join("experiment.toml"), &opts.overrides)?;
     // The file records the experiment as changed by `--set`; `--device` is this command's choice.
     let rewrite = (!opts.overrides.is_empty()).then(|| exp.to_toml());
     if let Some(d) = opts.device {
         exp.train.device = d;
     }
-    let info = RunInfo::load(run_dir)?;
     let target = Target::Resume { dir: run_dir.to_path_buf(), lock, rewrite };
     family_of(&exp)?.execute(&exp, target, info.mode, opts, Instant::now())
 }

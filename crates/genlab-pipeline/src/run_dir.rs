@@ -85,11 +85,12 @@ pub(crate) fn run_dir_exists(dir: &Path) -> PipelineError {
     ))
 }
 
-/// Takes `dir`'s writer lock, for a command that writes into an existing run (resume, eval); the
-/// directory must be a run (have `run.json`), so a mistaken path gets no lock file.
-pub(crate) fn lock_run(dir: &Path) -> Result<DirLock> {
-    RunInfo::load(dir)?;
-    DirLock::acquire(dir, &genlab_core::lock::this_command()).map_err(|e| PipelineError::Run(e.to_string()))
+/// Takes `dir`'s writer lock, for a command that writes into an existing run (resume, eval), and
+/// returns it with the run's facts: the directory must be a run (have `run.json`), so a mistaken
+/// path gets no lock file.
+pub(crate) fn lock_run(dir: &Path) -> Result<(DirLock, RunInfo)> {
+    let info = RunInfo::load(dir)?;
+    Ok((DirLock::acquire(dir, &genlab_core::lock::this_command())?, info))
 }
 
 /// A run directory being trained into, with the facts recorded about it; this command holds its
@@ -116,8 +117,7 @@ impl RunDir {
         let (dir, resuming, lock) = match target {
             Target::Fresh { base, exact } => {
                 let dir = claim_run_dir(&base, exact)?;
-                let lock = DirLock::acquire(&dir, &genlab_core::lock::this_command())
-                    .map_err(|e| PipelineError::Run(e.to_string()))?;
+                let lock = DirLock::acquire(&dir, &genlab_core::lock::this_command())?;
                 for sub in ["checkpoints", "samples", "plots"] {
                     std::fs::create_dir_all(dir.join(sub)).map_err(genlab_core::CoreError::io(dir.join(sub)))?;
                 }
