@@ -1,10 +1,11 @@
-"""Side-by-side training-step benchmark (the conv VAE, RealNVP with --model realnvp, DCGAN with --model gan): genlab
+"""Side-by-side training-step benchmark (the conv VAE, RealNVP with --model realnvp, DCGAN with --model gan, the
+diffusion UNet with --model diffusion): genlab
 (flex, and libtorch when built) against PyTorch, interleaved on the same machine, several rounds;
 prints a table of median step times and ratios.
 
 Usage (from the repository root, with PyTorch importable by PYTHON):
     cargo build --release -p genlab-bench
-    PYTHON=/path/to/venv/bin/python python3 bench/compare.py [--model vae|realnvp|gan] [--rounds 5] [--steps 30]
+    PYTHON=/path/to/venv/bin/python python3 bench/compare.py [--model vae|realnvp|gan|diffusion] [--rounds 5] [--steps 30]
 For the libtorch column, also build `target/tch/release/<model>-step` as BENCHMARKS.md describes.
 Not part of the test suite."""
 import argparse
@@ -30,13 +31,14 @@ def main():
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--steps", type=int, default=30)
     ap.add_argument("--warmup", type=int, default=5)
-    ap.add_argument("--model", choices=["vae", "realnvp", "gan"], default="vae")
+    ap.add_argument("--model", choices=["vae", "realnvp", "gan", "diffusion"], default="vae")
     a = ap.parse_args()
     binary, script = f"{a.model}-step", f"bench/{a.model}_step.py"
     title = {
         "vae": "conv VAE training step, batch 128, 28x28",
         "realnvp": "RealNVP training step (configs/mnist-realnvp.toml's flow), batch 64, 28x28",
         "gan": "DCGAN training step, discriminator and generator updates (configs/mnist-dcgan.toml), batch 64, 28x28",
+        "diffusion": "class-conditional DDPM training step (configs/mnist-ddpm.toml's UNet), batch 64, 28x28",
     }[a.model]
     python = os.environ.get("PYTHON", sys.executable)
     steps = ["--warmup", str(a.warmup), "--steps", str(a.steps)]

@@ -146,12 +146,23 @@ struct RequestArgs {
     /// The class a conditional model is asked for (0-based, as the dataset numbers its labels).
     #[arg(long)]
     class: Option<usize>,
-    /// Sampler steps (diffusion).
+    /// The sampler (diffusion): `ddpm`, `ddim` or `dpm-solver++` (the run's `model.sampler` when
+    /// absent).
+    #[arg(long)]
+    sampler: Option<String>,
+    /// Sampler steps (diffusion; the run's `model.sampling_steps` when absent).
     #[arg(long)]
     steps: Option<usize>,
     /// Classifier-free guidance scale (diffusion).
     #[arg(long)]
     guidance: Option<f64>,
+    /// A partial image to complete (diffusion in-painting), with `--mask`.
+    #[arg(long, value_name = "IMAGE.png", requires = "mask")]
+    partial: Option<PathBuf>,
+    /// The in-painting mask, the image's size: white pixels are generated, black ones kept from
+    /// `--partial` (as diffusers' in-painting masks).
+    #[arg(long, value_name = "MASK.png", requires = "partial")]
+    mask: Option<PathBuf>,
     /// A prompt to continue (language models).
     #[arg(long)]
     prompt: Option<String>,
@@ -170,21 +181,26 @@ struct RequestArgs {
 }
 
 impl RequestArgs {
-    fn request(self, count: usize, seed: u64) -> genlab_pipeline::GenerateRequest {
-        genlab_pipeline::GenerateRequest {
+    fn request(self, count: usize, seed: u64) -> genlab_pipeline::Result<genlab_pipeline::GenerateRequest> {
+        let partial = match (&self.partial, &self.mask) {
+            (Some(image), Some(mask)) => Some(genlab_pipeline::generate::PartialInput::from_files(image, mask)?),
+            _ => None,
+        };
+        Ok(genlab_pipeline::GenerateRequest {
             count,
             seed,
             class: self.class,
             temperature: self.temperature,
+            sampler: self.sampler,
             steps: self.steps,
             guidance: self.guidance,
-            partial: None,
+            partial,
             prompt: self.prompt,
             max_tokens: self.max_tokens,
             stop: self.stop,
             top_k: self.top_k,
             top_p: self.top_p,
-        }
+        })
     }
 }
 
@@ -304,7 +320,7 @@ fn run() -> anyhow::Result<ExitCode> {
                 Format::Grid => genlab_pipeline::SampleFormat::Grid,
                 Format::Folder => genlab_pipeline::SampleFormat::Folder,
             };
-            genlab_pipeline::sample_run(&run, &request.request(n, seed), &out, format, force, device, events)?;
+            genlab_pipeline::sample_run(&run, &request.request(n, seed)?, &out, format, force, device, events)?;
             println!("{}", out.display());
             ExitCode::SUCCESS
         }

@@ -3,13 +3,62 @@
 
 use crate::error::{PipelineError, Result};
 use crate::experiment::Experiment;
-use genlab_data::{DataKind, EvalImages, Holdout, ImageBatches, LabelledBatches, Split, Splits, TextSplits, ToyPoints};
+use burn::tensor::{Device, Int};
+use burn::Tensor;
+use genlab_data::{
+    BatchSource, DataKind, EvalImages, Holdout, ImageBatches, LabelledBatches, Split, Splits, TextSplits, ToyPoints,
+};
 
 /// Loaded data, by kind.
 pub enum Data {
     Images(Splits),
     Points(ToyPoints),
     Text(TextSplits),
+}
+
+/// Training batches of images, with their labels for a conditional model (a conditional GAN, a
+/// class-conditional diffusion model): `(images, labels)`.
+pub enum ImageBatchSource {
+    Plain(ImageBatches),
+    Labelled(LabelledBatches),
+}
+
+impl ImageBatchSource {
+    pub fn new(data: &Data, exp: &Experiment, labelled: bool) -> Result<Self> {
+        Ok(if labelled {
+            ImageBatchSource::Labelled(data.labelled_batches(exp)?)
+        } else {
+            ImageBatchSource::Plain(data.image_batches(exp)?)
+        })
+    }
+}
+
+impl BatchSource for ImageBatchSource {
+    type Batch = (Tensor<4>, Option<Tensor<1, Int>>);
+
+    fn next_batch(&mut self, device: &Device) -> Self::Batch {
+        match self {
+            ImageBatchSource::Plain(b) => (b.next_batch(device), None),
+            ImageBatchSource::Labelled(b) => {
+                let (x, y) = b.next_batch(device);
+                (x, Some(y))
+            }
+        }
+    }
+
+    fn state(&self) -> serde_json::Value {
+        match self {
+            ImageBatchSource::Plain(b) => b.state(),
+            ImageBatchSource::Labelled(b) => b.state(),
+        }
+    }
+
+    fn restore(&mut self, state: serde_json::Value) -> std::result::Result<(), String> {
+        match self {
+            ImageBatchSource::Plain(b) => b.restore(state),
+            ImageBatchSource::Labelled(b) => b.restore(state),
+        }
+    }
 }
 
 /// What a run directory records of its data.

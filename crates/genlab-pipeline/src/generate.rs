@@ -23,6 +23,8 @@ pub struct GenerateRequest {
     /// Sampling temperature: a flow's prior standard deviation, a language model's softmax
     /// temperature.
     pub temperature: Option<f64>,
+    /// The sampler, by name (a diffusion model's: `ddpm`, `ddim`, `dpm-solver++`).
+    pub sampler: Option<String>,
     /// Sampler steps (a diffusion model's denoising steps).
     pub steps: Option<usize>,
     /// Classifier-free guidance scale.
@@ -38,12 +40,51 @@ pub struct GenerateRequest {
     pub top_p: Option<f64>,
 }
 
-/// A partial input (inpainting, completion): values in the data's own layout and a mask of the
-/// same length, 1 where the value is given.
+/// A partial image to complete (in-painting): 8-bit pixel values `[channels, height, width]` and
+/// one mask entry per pixel (`height x width`), 1 where the pixel is given and 0 where it is to
+/// be generated.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PartialInput {
+    /// `[channels, height, width]` of `values`.
+    pub shape: [usize; 3],
     pub values: Vec<f32>,
     pub mask: Vec<f32>,
+}
+
+impl PartialInput {
+    /// A partial image and its mask from PNG (or JPEG) files: a gray image gives one channel, any
+    /// other three; in the mask, as in diffusers' in-painting pipelines, white (>= 128) marks the
+    /// pixels to generate and black the pixels to keep.
+    pub fn from_files(image: &Path, mask: &Path) -> Result<PartialInput> {
+        let open = |path: &Path, what: &str| -> Result<image::DynamicImage> {
+            let bytes = genlab_core::files::read_bounded(path)
+                .map_err(|e| PipelineError::Config(format!("{what} {}: cannot read it: {e}", path.display())))?;
+            image::load_from_memory(&bytes).map_err(|e| {
+                PipelineError::Config(format!("{what} {}: not a PNG or JPEG image: {e}", path.display()))
+            })
+        };
+        let picture = open(image, "--partial")?;
+        let stencil = open(mask, "--mask")?;
+        let (w, h) = (picture.width() as usize, picture.height() as usize);
+        if (stencil.width() as usize, stencil.height() as usize) != (w, h) {
+            return Err(PipelineError::Config(format!(
+                "--mask {}: {}x{} pixels, but the image {} is {w}x{h}; expected the same size",
+                mask.display(),
+                stencil.width(),
+                stencil.height(),
+                image.display()
+            )));
+        }
+        let (c, planar) = if picture.color().has_color() {
+            let rgb = picture.to_rgb8();
+            let px = rgb.as_raw();
+            (3, (0..3).flat_map(|ch| (0..w * h).map(move |i| px[3 * i + ch] as f32)).collect::<Vec<f32>>())
+        } else {
+            (1, picture.to_luma8().as_raw().iter().map(|&v| v as f32).collect())
+        };
+        let keep = stencil.to_luma8().as_raw().iter().map(|&v| if v >= 128 { 0.0 } else { 1.0 }).collect();
+        Ok(PartialInput { shape: [c, h, w], values: planar, mask: keep })
+    }
 }
 
 /// What a family generates.
@@ -67,6 +108,7 @@ pub struct Capabilities {
     /// Number of classes a request may ask for.
     pub classes: Option<usize>,
     pub temperature: bool,
+    pub sampler: bool,
     pub steps: bool,
     pub guidance: bool,
     pub partial: bool,
@@ -134,8 +176,13 @@ impl GenerateRequest {
             }
         }
         let unsupported = [
+            (self.sampler.is_some() && !can.sampler, "sampler", "has no samplers to choose from"),
             (self.steps.is_some() && !can.steps, "steps", "has no sampler steps"),
-            (self.guidance.is_some() && !can.guidance, "guidance", "has no classifier-free guidance"),
+            (
+                self.guidance.is_some() && !can.guidance,
+                "guidance",
+                "has no classifier-free guidance here (only a class-conditional model has)",
+            ),
             (self.partial.is_some() && !can.partial, "partial", "cannot complete a partial input"),
             (self.prompt.is_some() && !can.prompt, "prompt", "takes no prompt"),
             (self.max_tokens.is_some() && !can.max_tokens, "max_tokens", "does not generate tokens"),
@@ -147,11 +194,14 @@ impl GenerateRequest {
             return refuse(option, why);
         }
         if let Some(p) = &self.partial {
-            if p.values.len() != p.mask.len() {
+            let [c, h, w] = p.shape;
+            if p.values.len() != c * h * w || p.mask.len() != h * w {
                 return Err(PipelineError::Config(format!(
-                    "partial: {} values but {} mask entries; expected one mask entry per value",
+                    "partial: {} values and {} mask entries for a {c}x{h}x{w} image; expected {} and {}",
                     p.values.len(),
-                    p.mask.len()
+                    p.mask.len(),
+                    c * h * w,
+                    h * w
                 )));
             }
         }

@@ -2,6 +2,7 @@
 //! -> samples -> report), generic over the model families of the registry, with the run
 //! directory, figures and the report.
 
+pub mod classes;
 pub mod data;
 pub mod error;
 pub mod evaluation;

@@ -193,6 +193,6 @@ pub fn sample_run(
             request.count
         )));
     }
-    let generated = family.generate(&target, request, format == SampleFormat::Folder)?;
+    let generated = family.generate(&target, request, true)?;
     generated.write(out, format, family.name())
 }

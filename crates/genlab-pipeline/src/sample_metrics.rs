@@ -50,20 +50,7 @@ pub(crate) fn sample_metrics_if_asked(
     if cx.exp.eval.metric_samples == 0 {
         return Ok((None, None));
     }
-    let mut loaded = load_features(cx.exp, &cx.device);
-    if let Err(WeightsError::MissingLenet { path }) = &loaded {
-        if cx.exp.eval.make_features {
-            match make_lenet(path, cx.exp.train.device, cx.events) {
-                Ok(()) => loaded = load_features(cx.exp, &cx.device),
-                Err(e) if cx.after_training => {
-                    cx.events.message(&format!("warning: sample metrics skipped: making the MNIST LeNet failed: {e}"));
-                    return Ok((None, Some(format!("making the MNIST LeNet failed: {e}"))));
-                }
-                Err(e) => return Err(e),
-            }
-        }
-    }
-    match loaded {
+    match feature_network(cx)? {
         Ok(net) => {
             let (m, fig) = sample_metrics(cx.exp, &net, &generate()?, splits, cx.run_dir, &**cx.events)?;
             cx.events.message(&format!(
@@ -75,9 +62,34 @@ pub(crate) fn sample_metrics_if_asked(
             figures.push(fig);
             Ok((Some(m), None))
         }
+        Err(why) => Ok((None, Some(why))),
+    }
+}
+
+/// The experiment's feature network, a missing MNIST LeNet trained and installed first (unless
+/// `eval.make_features = false`); right after training, a network still missing is `Ok(Err(why))`
+/// with a warning printed (the caller skips what needs it), and an error for `genlab eval`.
+pub(crate) fn feature_network(
+    cx: &crate::evaluation::EvalContext<'_>,
+) -> Result<std::result::Result<FeatureExtractor, String>> {
+    let mut loaded = load_features(cx.exp, &cx.device);
+    if let Err(WeightsError::MissingLenet { path }) = &loaded {
+        if cx.exp.eval.make_features {
+            match make_lenet(path, cx.exp.train.device, cx.events) {
+                Ok(()) => loaded = load_features(cx.exp, &cx.device),
+                Err(e) if cx.after_training => {
+                    cx.events.message(&format!("warning: sample metrics skipped: making the MNIST LeNet failed: {e}"));
+                    return Ok(Err(format!("making the MNIST LeNet failed: {e}")));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    match loaded {
+        Ok(net) => Ok(Ok(net)),
         Err(err @ (WeightsError::Missing { .. } | WeightsError::MissingLenet { .. })) if cx.after_training => {
             cx.events.message(&format!("warning: sample metrics skipped: {err}"));
-            Ok((None, Some(err.to_string())))
+            Ok(Err(err.to_string()))
         }
         Err(err) => Err(PipelineError::Run(err.to_string())),
     }

@@ -1,6 +1,7 @@
 //! The `genlab` binary end to end, as a user runs it: resume after SIGKILL, bad input, sampling.
 //! Regressions are named after the issue that asked for them (`issue2_...`).
 
+mod diffusion;
 mod hardening;
 
 use std::io::Read;
@@ -1013,6 +1014,7 @@ fn issue11_families_prints_the_registry() {
         "vae: ",
         "flow: ",
         "gan: ",
+        "diffusion: ",
         "classifier: ",
         "iwae_k = 100  (family option)",
         "temperature = 1.0  (family option)",
@@ -1026,11 +1028,11 @@ fn issue11_families_prints_the_registry() {
     let o = genlab().args(["families", "flow"]).output().unwrap();
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(out.starts_with("flow: ") && !out.contains("vae: "), "{out}");
-    fails_with(&["families", "diffusion"], &["unknown family \"diffusion\"", "\"vae\", \"flow\", \"gan\""]);
+    fails_with(&["families", "pixelcnn"], &["unknown family \"pixelcnn\"", "\"vae\", \"flow\", \"gan\", \"diffusion\""]);
     let d = tempfile::tempdir().unwrap();
-    let cfg = write_config(d.path(), &SMALL.replace("family = \"vae\"", "family = \"diffusion\""));
+    let cfg = write_config(d.path(), &SMALL.replace("family = \"vae\"", "family = \"pixelcnn\""));
     fails_with(
         &["run", cfg.to_str().unwrap()],
-        &["model.family = \"diffusion\"", "\"vae\", \"flow\", \"gan\"", "genlab families"],
+        &["model.family = \"pixelcnn\"", "\"vae\", \"flow\", \"gan\", \"diffusion\"", "genlab families"],
     );
 }

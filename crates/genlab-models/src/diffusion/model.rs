@@ -173,58 +173,96 @@ impl DiffusionModel {
     }
 
     /// Runs `plan` from `x` (noise at the plan's first level): each step predicts, reads the
-    /// output as x0 (clipped to [-1, 1] when `clip`) and eps, and applies the step's update with
-    /// fresh noise from `rng`. With `known = (image, mask)`, the known pixels (mask 1) are
-    /// re-imposed at each step's next noise level and exactly at the end. `each_step` sees the
-    /// step index, x and the predicted x0 (progress, trajectory figures).
-    #[allow(clippy::too_many_arguments)]
+    /// output as x0 (clipped to [-1, 1] when `opts.clip`) and eps, and applies the step's update
+    /// with fresh noise, each example's from its own stream in `rngs` (so an image does not depend
+    /// on the batch it is drawn in). With `known = (image, mask)`, the known pixels (mask 1) are
+    /// re-imposed at each step's next noise level and exactly at the end; with `opts.jumps` > 1,
+    /// each step is repeated that many times, the result re-noised back to the step's level in
+    /// between (RePaint's resampling, Lugmayr et al. 2022, with jump length 1). `each_step` sees
+    /// the step index, x after the step and the predicted x0 (progress, trajectory figures).
     pub fn sample(
         &self,
         plan: &[Step],
         mut x: Tensor<4>,
         labels: Option<Tensor<1, Int>>,
-        scale: f64,
-        clip: bool,
+        opts: SampleOptions,
         known: Option<(Tensor<4>, Tensor<4>)>,
-        rng: &mut SeededRng,
+        rngs: &mut [SeededRng],
         mut each_step: impl FnMut(usize, &Tensor<4>, &Tensor<4>),
     ) -> Tensor<4> {
-        let device = x.device();
         let dims = x.dims();
-        let len = dims.iter().product::<usize>();
+        assert_eq!(rngs.len(), dims[0], "one noise stream per example");
+        let device = x.device();
+        let len = dims[1..].iter().product::<usize>();
+        let noise = |rngs: &mut [SeededRng]| {
+            let v: Vec<f32> = rngs.iter_mut().flat_map(|r| r.normal_vec(len)).collect();
+            Tensor::<4>::from_data(TensorData::new(v, dims), &device)
+        };
         let d = &self.diffusion;
         let mut prev_x0 = x.zeros_like();
+        let jumps = if known.is_some() { opts.jumps.max(1) } else { 1 };
         for (i, step) in plan.iter().enumerate() {
-            let out = self.predict(x.clone(), step.t, labels.clone(), scale);
-            let a = step.alpha_bar;
-            let (sa, s1) = (a.sqrt() as f32, (1.0 - a).sqrt() as f32);
-            let (x0, eps) = match d.prediction {
-                Prediction::Epsilon => ((x.clone() - out.clone().mul_scalar(s1)).div_scalar(sa), out),
-                Prediction::Sample => (out.clone(), (x.clone() - out.mul_scalar(sa)).div_scalar(s1)),
-                Prediction::V => (
-                    x.clone().mul_scalar(sa) - out.clone().mul_scalar(s1),
-                    x.clone().mul_scalar(s1) + out.mul_scalar(sa),
-                ),
-            };
-            let x0 = if clip { x0.clamp(-1.0, 1.0) } else { x0 };
-            let mut next = x.clone().mul_scalar(step.x_coef as f32)
-                + x0.clone().mul_scalar(step.x0_coef as f32)
-                + eps.mul_scalar(step.eps_coef as f32)
-                + prev_x0.mul_scalar(step.prev_x0_coef as f32);
-            if step.noise_coef > 0.0 {
-                let z = Tensor::from_data(TensorData::new(rng.normal_vec(len), dims), &device);
-                next = next + z.mul_scalar(step.noise_coef as f32);
-            }
-            if let Some((image, mask)) = &known {
-                let level = plan.get(i + 1).map(|s| s.t);
-                let z = Tensor::from_data(TensorData::new(rng.normal_vec(len), dims), &device);
-                next = d.impose_known(next, image.clone(), mask.clone(), level, z);
+            let level = plan.get(i + 1).map(|s| s.t);
+            let mut x0 = x.zeros_like();
+            let mut next = x.clone();
+            for jump in 0..jumps {
+                if jump > 0 {
+                    // Back from the next level to this step's: q(x_t | x_next).
+                    let a_next = plan.get(i + 1).map_or(1.0, |s| s.alpha_bar);
+                    let ratio = step.alpha_bar / a_next;
+                    x = next.clone().mul_scalar(ratio.sqrt() as f32)
+                        + noise(rngs).mul_scalar((1.0 - ratio).max(0.0).sqrt() as f32);
+                }
+                let out = self.predict(x.clone(), step.t, labels.clone(), opts.scale);
+                let a = step.alpha_bar;
+                let (sa, s1) = (a.sqrt() as f32, (1.0 - a).sqrt() as f32);
+                let (pred_x0, eps) = match d.prediction {
+                    Prediction::Epsilon => ((x.clone() - out.clone().mul_scalar(s1)).div_scalar(sa), out),
+                    Prediction::Sample => (out.clone(), (x.clone() - out.mul_scalar(sa)).div_scalar(s1)),
+                    Prediction::V => (
+                        x.clone().mul_scalar(sa) - out.clone().mul_scalar(s1),
+                        x.clone().mul_scalar(s1) + out.mul_scalar(sa),
+                    ),
+                };
+                x0 = if opts.clip { pred_x0.clamp(-1.0, 1.0) } else { pred_x0 };
+                next = x.clone().mul_scalar(step.x_coef as f32)
+                    + x0.clone().mul_scalar(step.x0_coef as f32)
+                    + eps.mul_scalar(step.eps_coef as f32)
+                    + prev_x0.clone().mul_scalar(step.prev_x0_coef as f32);
+                if step.noise_coef > 0.0 {
+                    next = next + noise(rngs).mul_scalar(step.noise_coef as f32);
+                }
+                if let Some((image, mask)) = &known {
+                    let z = if level.is_some() { noise(rngs) } else { next.zeros_like() };
+                    next = d.impose_known(next, image.clone(), mask.clone(), level, z);
+                }
+                if level.is_none() {
+                    break;
+                }
             }
             each_step(i, &next, &x0);
             prev_x0 = x0;
             x = next;
         }
         x
+    }
+}
+
+/// How a sampling loop reads the network.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SampleOptions {
+    /// Classifier-free guidance scale (a conditional model given labels; 1 is the conditional
+    /// prediction alone).
+    pub scale: f64,
+    /// Clip each predicted x0 to [-1, 1] (diffusers' `clip_sample`).
+    pub clip: bool,
+    /// RePaint's resampling: each in-painting step done this many times (1: once).
+    pub jumps: usize,
+}
+
+impl Default for SampleOptions {
+    fn default() -> Self {
+        SampleOptions { scale: 1.0, clip: true, jumps: 1 }
     }
 }
 
@@ -329,23 +367,36 @@ mod tests {
         let plan = Sampler::Ddpm.plan(&m.diffusion.schedule, 20).unwrap();
         let noise = || Tensor::from_data(TensorData::new(SeededRng::new(9).normal_vec(2 * 64), [2, 1, 8, 8]), &d);
         let labels = Some(int_tensor(vec![0, 2], &d));
-        let run = |known: Option<(Tensor<4>, Tensor<4>)>| {
-            to_f32_vec(m.sample(&plan, noise(), labels.clone(), 2.0, true, known, &mut SeededRng::new(1), |_, _, _| {}))
+        let run = |known: Option<(Tensor<4>, Tensor<4>)>, jumps: usize| {
+            let opts = SampleOptions { scale: 2.0, clip: true, jumps };
+            let mut rngs = [SeededRng::new(1), SeededRng::new(2)];
+            to_f32_vec(m.sample(&plan, noise(), labels.clone(), opts, known, &mut rngs, |_, _, _| {}))
         };
-        assert_eq!(run(None), run(None));
+        assert_eq!(run(None, 1), run(None, 1));
         let image: Vec<f32> = (0..128).map(|i| if i % 5 == 0 { 1.0 } else { -0.5 }).collect();
         let mask: Vec<f32> = (0..128).map(|i| if (i % 64) < 32 { 1.0 } else { 0.0 }).collect();
         let known = (
             Tensor::from_data(TensorData::new(image.clone(), [2, 1, 8, 8]), &d),
             Tensor::from_data(TensorData::new(mask.clone(), [2, 1, 8, 8]), &d),
         );
-        let out = run(Some(known));
-        for i in 0..128 {
-            if mask[i] == 1.0 {
-                assert_eq!(out[i], image[i], "pixel {i}");
+        // An image does not depend on the batch it is drawn in.
+        let alone = {
+            let x = noise().slice([0..1, 0..1, 0..8, 0..8]);
+            let mut rngs = [SeededRng::new(1)];
+            let opts = SampleOptions { scale: 2.0, clip: true, jumps: 1 };
+            to_f32_vec(m.sample(&plan, x, Some(int_tensor(vec![0], &d)), opts, None, &mut rngs, |_, _, _| {}))
+        };
+        let both = run(None, 1);
+        assert!(alone.iter().zip(&both[..64]).all(|(a, b)| (a - b).abs() < 1e-4), "{alone:?} {:?}", &both[..64]);
+        for jumps in [1, 3] {
+            let out = run(Some(known.clone()), jumps);
+            for i in 0..128 {
+                if mask[i] == 1.0 {
+                    assert_eq!(out[i], image[i], "pixel {i}, {jumps} jumps");
+                }
             }
+            assert!(out.iter().all(|v| v.is_finite()));
         }
-        assert!(out.iter().all(|v| v.is_finite()));
     }
 
     #[test]

@@ -47,7 +47,7 @@ fn shipped_configs_parse() {
             n += 1;
         }
     }
-    assert!(n >= 9, "{n} configs");
+    assert!(n >= 11, "{n} configs");
 }
 
 const CLASSIFIER: &str = r#"

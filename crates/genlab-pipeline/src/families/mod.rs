@@ -20,6 +20,7 @@ families! {
     vae::VaeFamily,
     flow::FlowFamily,
     gan::GanFamily,
+    diffusion::DiffusionFamily,
     classifier::ClassifierFamily,
     gaussian_mixture::MixtureFamily,
 }

@@ -6,7 +6,7 @@
 
 mod monitor;
 
-use crate::data::{Data, DataFacts};
+use crate::data::{Data, DataFacts, ImageBatchSource};
 use crate::error::Result;
 use crate::evaluation::{CurveSeries, EvalContext, Evaluation, LossCurve};
 use crate::experiment::{key_and_message, Experiment, KeyError};
@@ -20,9 +20,9 @@ use genlab_core::events::EventSink;
 use genlab_core::grid::{save_grid, ImageBatch};
 use genlab_core::tensors::to_f32_vec;
 use genlab_core::SeededRng;
-use genlab_data::{BatchSource, DataKind, ImageBatches, LabelledBatches, Transform};
+use genlab_data::{DataKind, Transform};
 use genlab_eval::lenet::LenetExtractor;
-use genlab_models::gan::{Gan, GanBatch, GanConfig, DISCRIMINATOR, GENERATOR};
+use genlab_models::gan::{Gan, GanConfig, DISCRIMINATOR, GENERATOR};
 use genlab_train::{Optimizer, OptimizerConfig, Optimizers};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -51,40 +51,6 @@ pub struct GanFamily {
     shape: [usize; 3],
     classes: usize,
     exp: Experiment,
-}
-
-/// Training batches: images, with labels for a conditional GAN.
-enum GanBatches {
-    Plain(ImageBatches),
-    Labelled(LabelledBatches),
-}
-
-impl BatchSource for GanBatches {
-    type Batch = GanBatch;
-
-    fn next_batch(&mut self, device: &Device) -> GanBatch {
-        match self {
-            GanBatches::Plain(b) => (b.next_batch(device), None),
-            GanBatches::Labelled(b) => {
-                let (x, y) = b.next_batch(device);
-                (x, Some(y))
-            }
-        }
-    }
-
-    fn state(&self) -> serde_json::Value {
-        match self {
-            GanBatches::Plain(b) => b.state(),
-            GanBatches::Labelled(b) => b.state(),
-        }
-    }
-
-    fn restore(&mut self, state: serde_json::Value) -> std::result::Result<(), String> {
-        match self {
-            GanBatches::Plain(b) => b.restore(state),
-            GanBatches::Labelled(b) => b.restore(state),
-        }
-    }
 }
 
 /// The class of each of `n` samples: cycling through the classes for a conditional GAN.
@@ -201,11 +167,7 @@ impl Family for GanFamily {
     }
 
     fn batches(&self, data: &Data, exp: &Experiment) -> Result<Batches<Gan>> {
-        Ok(Box::new(if self.config.conditional {
-            GanBatches::Labelled(data.labelled_batches(exp)?)
-        } else {
-            GanBatches::Plain(data.image_batches(exp)?)
-        }))
+        Ok(Box::new(ImageBatchSource::new(data, exp, self.config.conditional)?))
     }
 
     fn validation_set(&self, _: &Data, exp: &Experiment, events: &dyn EventSink) -> Result<Self::Validation> {

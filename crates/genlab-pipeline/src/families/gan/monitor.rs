@@ -5,59 +5,15 @@
 use crate::error::Result;
 use crate::evaluation::Evaluation;
 use crate::generate::Images;
-use crate::experiment::Experiment;
 use crate::metric::Metric;
 use genlab_plot::{line_plot, Series};
-use burn::tensor::Device;
-use genlab_data::DatasetName;
-use genlab_eval::lenet::{LenetExtractor, LENET_INPUT, MNIST_LENET_FILE};
-use serde::{Deserialize, Serialize};
 use std::fmt::Write;
 use std::path::{Path, PathBuf};
 
 /// Samples of the monitor at each evaluation step.
 pub(super) const SAMPLES: usize = 1000;
 
-/// What the MNIST LeNet says of generated digits.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ClassStats {
-    pub samples: usize,
-    /// Fraction of samples per predicted class.
-    pub histogram: Vec<f64>,
-    /// Entropy of the histogram, nats (ln 10 = 2.303 for uniform digits); a collapse lowers it.
-    pub entropy: f64,
-    /// The largest class's fraction.
-    pub top_fraction: f64,
-    /// Conditional GANs: the fraction of samples the classifier puts in the class they were asked for.
-    pub conditional_accuracy: Option<f64>,
-}
-
-/// The class statistics of `n` generated images (8-bit `pixels`), asked for `labels` when
-/// conditional.
-pub(super) fn class_stats(net: &LenetExtractor, pixels: &[f32], labels: Option<&[usize]>, n: usize) -> ClassStats {
-    let predicted = net.classify(pixels, n);
-    let k = net.card.classes;
-    let mut counts = vec![0usize; k];
-    predicted.iter().for_each(|&p| counts[p] += 1);
-    let histogram: Vec<f64> = counts.iter().map(|&c| c as f64 / n as f64).collect();
-    let entropy = -histogram.iter().filter(|&&p| p > 0.0).map(|p| p * p.ln()).sum::<f64>();
-    let top_fraction = histogram.iter().copied().fold(0.0, f64::max);
-    let conditional_accuracy =
-        labels.map(|l| l.iter().zip(&predicted).filter(|(a, b)| a == b).count() as f64 / n as f64);
-    ClassStats { samples: n, histogram, entropy, top_fraction, conditional_accuracy }
-}
-
-/// The MNIST LeNet when the data are MNIST digits and the network is installed.
-pub(super) fn network(
-    exp: &Experiment,
-    shape: [usize; 3],
-    device: &Device,
-) -> std::result::Result<LenetExtractor, String> {
-    if exp.data.dataset != genlab_data::DatasetSource::Named(DatasetName::Mnist) || shape != LENET_INPUT {
-        return Err(format!("the MNIST classifier does not know the classes of {}", exp.data.dataset.describe()));
-    }
-    LenetExtractor::load(&genlab_eval::weights::weights_dir().join(MNIST_LENET_FILE), device).map_err(|e| e.to_string())
-}
+pub(super) use crate::classes::{class_stats, network, ClassStats};
 
 /// The monitor's curves during training, when it ran.
 pub(super) fn figure(run_dir: &Path) -> Result<Option<(String, PathBuf)>> {
