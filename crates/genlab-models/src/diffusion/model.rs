@@ -224,7 +224,21 @@ impl DiffusionModel {
                         x.clone().mul_scalar(s1) + out.mul_scalar(sa),
                     ),
                 };
-                x0 = if opts.clip { pred_x0.clamp(-1.0, 1.0) } else { pred_x0 };
+                // A clipped x0 comes with the noise it implies (denoising-diffusion-pytorch's
+                // `rederive_pred_noise`), so DDIM's update stays on one (x0, eps) pair; the
+                // samplers that read x0 alone (DDPM, DPM-Solver++) are unaffected.
+                let (x0_now, eps) = if opts.clip {
+                    let clipped = pred_x0.clamp(-1.0, 1.0);
+                    let eps = if step.eps_coef != 0.0 && s1 > 0.0 {
+                        (x.clone() - clipped.clone().mul_scalar(sa)).div_scalar(s1)
+                    } else {
+                        eps
+                    };
+                    (clipped, eps)
+                } else {
+                    (pred_x0, eps)
+                };
+                x0 = x0_now;
                 next = x.clone().mul_scalar(step.x_coef as f32)
                     + x0.clone().mul_scalar(step.x0_coef as f32)
                     + eps.mul_scalar(step.eps_coef as f32)

@@ -6,7 +6,9 @@
 //!
 //! where `prev_x0` is the previous step's x0 and `z` fresh standard noise. DDPM's ancestral step,
 //! DDIM's and DPM-Solver++(2M)'s are all of this form, so one loop runs them all. When x0 is
-//! clipped (diffusers' `clip_sample`), eps stays the network's, as diffusers' DDIM does by default. Timesteps and
+//! clipped (diffusers' `clip_sample`), the plans' tests keep eps the network's, as diffusers' DDIM
+//! does; the sampling loop (`model.rs`) re-derives eps from the clipped x0, as
+//! denoising-diffusion-pytorch does. Timesteps and
 //! coefficients follow diffusers' `DDPMScheduler`, `DDIMScheduler` ("leading" spacing,
 //! `set_alpha_to_one`) and `DPMSolverMultistepScheduler` (its defaults: "linspace" spacing,
 //! second-order midpoint, first order at the first and the last step, final sigma zero).
