@@ -40,6 +40,9 @@ impl RunArgs {
     }
 }
 
+/// Parsed once per process, so the size of its largest variant (`sample`'s request options) costs
+/// nothing worth boxing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
     /// Every phase: data, model, training, evaluation, samples, report.

@@ -38,14 +38,9 @@ pub fn class_stats(net: &LenetExtractor, pixels: &[f32], labels: Option<&[usize]
 }
 
 /// The MNIST LeNet when the data are MNIST digits and the network is installed.
-pub fn network(
-    exp: &Experiment,
-    shape: [usize; 3],
-    device: &Device,
-) -> std::result::Result<LenetExtractor, String> {
+pub fn network(exp: &Experiment, shape: [usize; 3], device: &Device) -> std::result::Result<LenetExtractor, String> {
     if exp.data.dataset != genlab_data::DatasetSource::Named(DatasetName::Mnist) || shape != LENET_INPUT {
         return Err(format!("the MNIST classifier does not know the classes of {}", exp.data.dataset.describe()));
     }
     LenetExtractor::load(&genlab_eval::weights::weights_dir().join(MNIST_LENET_FILE), device).map_err(|e| e.to_string())
 }
-

@@ -59,9 +59,8 @@ impl PartialInput {
         let open = |path: &Path, what: &str| -> Result<image::DynamicImage> {
             let bytes = genlab_core::files::read_bounded(path)
                 .map_err(|e| PipelineError::Config(format!("{what} {}: cannot read it: {e}", path.display())))?;
-            image::load_from_memory(&bytes).map_err(|e| {
-                PipelineError::Config(format!("{what} {}: not a PNG or JPEG image: {e}", path.display()))
-            })
+            image::load_from_memory(&bytes)
+                .map_err(|e| PipelineError::Config(format!("{what} {}: not a PNG or JPEG image: {e}", path.display())))
         };
         let picture = open(image, "--partial")?;
         let stencil = open(mask, "--mask")?;

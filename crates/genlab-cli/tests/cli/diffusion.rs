@@ -46,14 +46,18 @@ batch_size = 20
 
 /// A 28x28 gray PNG: a bright square on black.
 fn square_png(path: &Path, side: u32) {
-    image::GrayImage::from_fn(side, side, |x, y| image::Luma([if (8..20).contains(&x) && (4..24).contains(&y) { 255 } else { 0 }]))
-        .save(path)
-        .unwrap();
+    image::GrayImage::from_fn(side, side, |x, y| {
+        image::Luma([if (8..20).contains(&x) && (4..24).contains(&y) { 255 } else { 0 }])
+    })
+    .save(path)
+    .unwrap();
 }
 
 /// A mask of the given side: white (generate) in the bottom half, black (keep) above.
 fn bottom_half_mask(path: &Path, side: u32) {
-    image::GrayImage::from_fn(side, side, |_, y| image::Luma([if y >= side / 2 { 255 } else { 0 }])).save(path).unwrap();
+    image::GrayImage::from_fn(side, side, |_, y| image::Luma([if y >= side / 2 { 255 } else { 0 }]))
+        .save(path)
+        .unwrap();
 }
 
 #[test]
@@ -77,7 +81,22 @@ fn issue13_diffusion_resumes_bit_for_bit_samples_and_refuses_bad_requests() {
         let o = genlab().args(args).output().unwrap();
         assert!(o.status.success(), "{args:?}: {}", stderr(&o));
     };
-    ok(&["sample", run, "-n", "4", "--sampler", "ddim", "--steps", "5", "--guidance", "3", "--class", "4", "-o", &out("fours.png")]);
+    ok(&[
+        "sample",
+        run,
+        "-n",
+        "4",
+        "--sampler",
+        "ddim",
+        "--steps",
+        "5",
+        "--guidance",
+        "3",
+        "--class",
+        "4",
+        "-o",
+        &out("fours.png"),
+    ]);
     ok(&["sample", run, "-n", "2", "--sampler", "dpm-solver++", "--steps", "4", "-o", &out("dpm.png")]);
     ok(&["sample", run, "-n", "1", "--sampler", "ddpm", "-o", &out("ddpm.png")]);
     let (image, mask) = (out("partial.png"), out("mask.png"));
@@ -88,25 +107,40 @@ fn issue13_diffusion_resumes_bit_for_bit_samples_and_refuses_bad_requests() {
     // Bad requests: one line each, exit 1, nothing written.
     fails_with(&["sample", run, "--class", "10", "-o", "x.png"], &["class 10", "10 classes"]);
     fails_with(&["sample", run, "--steps", "0", "-o", "x.png"], &["steps 0", "expected 1 to 50"]);
-    fails_with(&["sample", run, "--sampler", "euler", "-o", "x.png"], &["sampler \"euler\"", "ddpm, ddim or dpm-solver++"]);
+    fails_with(
+        &["sample", run, "--sampler", "euler", "-o", "x.png"],
+        &["sampler \"euler\"", "ddpm, ddim or dpm-solver++"],
+    );
     fails_with(&["sample", run, "--guidance=-1", "-o", "x.png"], &["guidance -1", "expected a finite number >= 0"]);
     let small_mask = out("mask20.png");
     bottom_half_mask(Path::new(&small_mask), 20);
-    fails_with(&["sample", run, "--partial", &image, "--mask", &small_mask, "-o", "x.png"], &["--mask", "20x20", "28x28"]);
+    fails_with(
+        &["sample", run, "--partial", &image, "--mask", &small_mask, "-o", "x.png"],
+        &["--mask", "20x20", "28x28"],
+    );
     let (big, big_mask) = (out("big.png"), out("bigmask.png"));
     square_png(Path::new(&big), 32);
     bottom_half_mask(Path::new(&big_mask), 32);
     fails_with(&["sample", run, "--partial", &big, "--mask", &big_mask, "-o", "x.png"], &["partial", "32x32", "28x28"]);
-    fails_with(&["sample", run, "--partial", &out("missing.png"), "--mask", &mask, "-o", "x.png"], &["--partial", "missing.png"]);
+    fails_with(
+        &["sample", run, "--partial", &out("missing.png"), "--mask", &mask, "-o", "x.png"],
+        &["--partial", "missing.png"],
+    );
 
     // An unconditional model takes no guidance and no class.
     let plain = d.path().join("plain");
-    let text = SMALL_DDPM.replace("conditional = true", "conditional = false").replace("guidance = 2.0", "").replace("steps = 30", "steps = 2");
+    let text = SMALL_DDPM
+        .replace("conditional = true", "conditional = false")
+        .replace("guidance = 2.0", "")
+        .replace("steps = 30", "steps = 2");
     let cfg = write_config(d.path(), &text);
     let o = genlab().args(["run", cfg.to_str().unwrap(), "--run-dir", plain.to_str().unwrap()]).output().unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
     let plain = plain.to_str().unwrap();
-    fails_with(&["sample", plain, "--guidance", "3", "-o", "x.png"], &["guidance", "the diffusion family", "class-conditional"]);
+    fails_with(
+        &["sample", plain, "--guidance", "3", "-o", "x.png"],
+        &["guidance", "the diffusion family", "class-conditional"],
+    );
     fails_with(&["sample", plain, "--class", "3", "-o", "x.png"], &["class", "conditional"]);
     ok(&["sample", plain, "-n", "2", "--partial", &image, "--mask", &mask, "-o", &out("plain-completed.png")]);
 }
@@ -116,7 +150,10 @@ fn issue13_bad_diffusion_configs() {
     let d = tempfile::tempdir().unwrap();
     let cases: Vec<(String, Vec<&str>)> = vec![
         (SMALL_DDPM.replace("conditional = true", "conditional = false"), vec!["model.guidance", "conditional"]),
-        (SMALL_DDPM.replace("sampling_steps = 5", "sampling_steps = 0"), vec!["model.sampling_steps", "1 to model.timesteps"]),
+        (
+            SMALL_DDPM.replace("sampling_steps = 5", "sampling_steps = 0"),
+            vec!["model.sampling_steps", "1 to model.timesteps"],
+        ),
         (SMALL_DDPM.replace("sampler = \"ddim\"", "sampler = \"euler\""), vec!["model.sampler", "euler"]),
         (SMALL_DDPM.replace("timesteps = 50", "timesteps = 1"), vec!["model.timesteps"]),
         (SMALL_DDPM.replace("groups = 4", "groups = 3"), vec!["model.groups"]),

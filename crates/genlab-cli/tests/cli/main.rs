@@ -1028,7 +1028,10 @@ fn issue11_families_prints_the_registry() {
     let o = genlab().args(["families", "flow"]).output().unwrap();
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(out.starts_with("flow: ") && !out.contains("vae: "), "{out}");
-    fails_with(&["families", "pixelcnn"], &["unknown family \"pixelcnn\"", "\"vae\", \"flow\", \"gan\", \"diffusion\""]);
+    fails_with(
+        &["families", "pixelcnn"],
+        &["unknown family \"pixelcnn\"", "\"vae\", \"flow\", \"gan\", \"diffusion\""],
+    );
     let d = tempfile::tempdir().unwrap();
     let cfg = write_config(d.path(), &SMALL.replace("family = \"vae\"", "family = \"pixelcnn\""));
     fails_with(

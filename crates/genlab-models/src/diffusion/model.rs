@@ -180,6 +180,7 @@ impl DiffusionModel {
     /// each step is repeated that many times, the result re-noised back to the step's level in
     /// between (RePaint's resampling, Lugmayr et al. 2022, with jump length 1). `each_step` sees
     /// the step index, x after the step and the predicted x0 (progress, trajectory figures).
+    #[allow(clippy::too_many_arguments)]
     pub fn sample(
         &self,
         plan: &[Step],
