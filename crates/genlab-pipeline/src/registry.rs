@@ -230,7 +230,8 @@ pub fn describe(name: Option<&str>) -> crate::error::Result<String> {
             let mut m: Vec<&str> = metrics.iter().map(|m| m.key()).collect();
             if output == OutputKind::Images {
                 let sample: Vec<&str> = metric::SAMPLE_METRICS.iter().map(|m| m.key()).collect();
-                sample_line = format!("and, with eval.metric_samples, {}", sample.join(", "));
+                let and = if m.is_empty() { "" } else { "and, " };
+                sample_line = format!("{and}with eval.metric_samples, {}", sample.join(", "));
                 m.push(&sample_line);
             }
             let output = output.describe();
