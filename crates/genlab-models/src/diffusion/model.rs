@@ -263,6 +263,23 @@ impl DiffusionModel {
     }
 }
 
+impl DiffusionModel {
+    /// The training loss of clean images `x0` noised with `eps` at timesteps `t`, the network given
+    /// `labels`; `rng` draws dropout masks in training (None: validation).
+    pub fn denoising_loss(
+        &self,
+        x0: Tensor<4>,
+        t: &[usize],
+        eps: Tensor<4>,
+        labels: Option<Tensor<1, Int>>,
+        rng: Option<&mut SeededRng>,
+    ) -> Tensor<1> {
+        let noisy = self.diffusion.q_sample(x0.clone(), t, eps.clone());
+        let out = self.unet.forward(noisy, t, labels, rng);
+        self.diffusion.loss(out, x0, t, eps)
+    }
+}
+
 /// How a sampling loop reads the network.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct SampleOptions {
@@ -303,9 +320,7 @@ impl TrainStep for DiffusionModel {
             }
             _ => None,
         };
-        let noisy = self.diffusion.q_sample(x.clone(), &t, eps.clone());
-        let out = self.unet.forward(noisy, &t, labels, Some(ctx.rng));
-        let loss = self.diffusion.loss(out, x, &t, eps);
+        let loss = self.denoising_loss(x, &t, eps, labels, Some(ctx.rng));
         let shown = genlab_core::tensors::to_f32_vec(loss.clone().detach())[0] as f64;
         let model = ctx.optimizers.get(genlab_train::OptimizerKey::MODEL).backward_step(self, loss);
         (model, StepOutput { loss: shown, scalars: vec![] })

@@ -5,7 +5,7 @@
 //! (FID and conditional accuracy against the scale); the denoising trajectory; and the
 //! in-painting test (the top half of evaluation digits given, the completion classified).
 
-use super::{batch_of, draw, step_bar, DiffusionFamily, Known, SamplerName, Sampling, SAMPLE_STREAM};
+use super::{batch_of, draw, draw_samples, step_bar, to_pixel, DiffusionFamily, Known, SamplerName, Sampling};
 use crate::classes;
 use crate::data::Data;
 use crate::error::Result;
@@ -149,18 +149,7 @@ pub(super) fn evaluate(
     let main_labels = f.cycling_labels(n_main);
     let (main, main_seconds) = timed(|| {
         let mut bar = step_bar(Some(&**cx.events), &default, n_main);
-        draw(
-            model,
-            &default,
-            n_main,
-            shape,
-            main_labels.as_deref(),
-            None,
-            (e.seed, SAMPLE_STREAM),
-            device,
-            &mut bar,
-            |_, _, _, _| {},
-        )
+        draw_samples(model, &default, n_main, shape, main_labels.as_deref(), e.seed, device, &mut bar)
     });
     let accuracy = scorer.accuracy(&main, main_labels.as_deref());
     let mut record = serde_json::Map::new();
@@ -211,8 +200,7 @@ pub(super) fn evaluate(
                     cx.events.message(&format!("sampler table: {} on {n} samples", s.describe()));
                     let (px, secs) = timed(|| {
                         let mut bar = step_bar(Some(&**cx.events), &s, n);
-                        let seeds = (e.seed, SAMPLE_STREAM);
-                        draw(model, &s, n, shape, labels.as_deref(), None, seeds, device, &mut bar, |_, _, _, _| {})
+                        draw_samples(model, &s, n, shape, labels.as_deref(), e.seed, device, &mut bar)
                     });
                     (px, secs / n as f64)
                 }
@@ -262,8 +250,7 @@ pub(super) fn evaluate(
                 None => {
                     cx.events.message(&format!("guidance sweep: scale {scale} on {n} samples"));
                     let mut bar = step_bar(Some(&**cx.events), &s, n);
-                    let seeds = (e.seed, SAMPLE_STREAM);
-                    draw(model, &s, n, shape, labels.as_deref(), None, seeds, device, &mut bar, |_, _, _, _| {})
+                    draw_samples(model, &s, n, shape, labels.as_deref(), e.seed, device, &mut bar)
                 }
             };
             let (fid, _) = scorer.fid_kid(&px, n, shape)?;
@@ -412,7 +399,7 @@ fn trajectory(
     for j in 0..n {
         for rows in [&xt, &x0] {
             for k in 0..SNAPSHOTS {
-                pixels.extend(rows[j * SNAPSHOTS + k].iter().map(|v| (((v + 1.0) * 0.5).clamp(0.0, 1.0) * 255.0).round()));
+                pixels.extend(rows[j * SNAPSHOTS + k].iter().copied().map(to_pixel));
             }
         }
     }

@@ -274,9 +274,30 @@ pub(crate) fn draw(
     pixels
 }
 
+/// A value in [-1, 1] as an 8-bit value (clamped).
+fn to_pixel(v: f32) -> f32 {
+    (((v + 1.0) * 0.5).clamp(0.0, 1.0) * 255.0).round()
+}
+
 /// Values in [-1, 1] as 8-bit values.
 fn to_pixels(x: Tensor<4>) -> Vec<f32> {
-    to_f32_vec(x).into_iter().map(|v| (((v + 1.0) * 0.5).clamp(0.0, 1.0) * 255.0).round()).collect()
+    to_f32_vec(x).into_iter().map(to_pixel).collect()
+}
+
+/// `n` images with `s` from the samples' noise of `seed`, classes `labels`, no partial input: the
+/// draws of `genlab sample` and of the evaluation's tables, on `bar`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn draw_samples(
+    model: &DiffusionModel,
+    s: &Sampling,
+    n: usize,
+    shape: [usize; 3],
+    labels: Option<&[usize]>,
+    seed: u64,
+    device: &Device,
+    bar: &mut Progress,
+) -> Vec<f32> {
+    draw(model, s, n, shape, labels, None, (seed, SAMPLE_STREAM), device, bar, |_, _, _, _| {})
 }
 
 /// 8-bit values as a batch in [0, 1], for grids.
@@ -382,9 +403,7 @@ impl DiffusionFamily {
             let eps = Tensor::from_data(TensorData::new(rng.normal_vec((end - start) * len), [end - start, c, h, w]), device);
             let x0 = set.tensor(start, end, device);
             let labels = if self.conditional() { set.labels_tensor(start, end, device) } else { None };
-            let noisy = model.diffusion.q_sample(x0.clone(), &t, eps.clone());
-            let out = model.unet.forward(noisy, &t, labels, None);
-            let loss = to_f32_vec(model.diffusion.loss(out, x0, &t, eps))[0] as f64;
+            let loss = to_f32_vec(model.denoising_loss(x0, &t, eps, labels, None))[0] as f64;
             total += loss * (end - start) as f64;
         }
         total / set.n.max(1) as f64
