@@ -43,6 +43,10 @@ def main():
     python = os.environ.get("PYTHON", sys.executable)
     steps = ["--warmup", str(a.warmup), "--steps", str(a.steps)]
     jobs = [("genlab flex", [os.path.join(ROOT, "target/release", binary), "--device", "flex", *steps], None)]
+    if a.model == "diffusion":
+        # The config's `train.replicas = 2`: the batch split across two replicas on two threads.
+        jobs.append(("genlab flex, 2 replicas",
+                     [os.path.join(ROOT, "target/release", binary), "--device", "flex", "--replicas", "2", *steps], None))
     tch = os.path.join(ROOT, "target/tch/release", binary)
     if os.path.exists(tch):
         env = dict(os.environ)

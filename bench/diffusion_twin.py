@@ -81,7 +81,7 @@ class SelfAttention(nn.Module):
 
 
 class Unet(nn.Module):
-    def __init__(self, base=16, mults=(1, 2, 4), blocks=1, attention=(7,), dropout=0.1, groups=8, classes=10,
+    def __init__(self, base=16, mults=(1, 2, 4), blocks=1, attention=(7,), dropout=0.0, groups=8, classes=10,
                  channels=1, size=28):
         super().__init__()
         emb = 4 * base
@@ -200,7 +200,8 @@ def sample(model, n, classes, steps, scale, seed, device, schedule, prediction, 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--lenet", required=True)
-    ap.add_argument("--steps", type=int, default=1400)
+    ap.add_argument("--steps", type=int, default=2000)
+    ap.add_argument("--dropout", type=float, default=0.0)
     ap.add_argument("--schedule", choices=["linear", "cosine"], default="cosine")
     ap.add_argument("--prediction", choices=["epsilon", "v"], default="v")
     ap.add_argument("--min-snr", type=float, default=5.0, help="min-SNR gamma; 0 for none")
@@ -219,8 +220,8 @@ def main():
     device = "cuda" if torch.cuda.is_available() else "cpu"
     images = torch.from_numpy(read_mnist("train-images-idx3-ubyte.gz").astype(np.float32) / 127.5 - 1)[:, None]
     labels = torch.from_numpy(read_mnist("train-labels-idx1-ubyte.gz").astype(np.int64))
-    model = Unet().to(device)
-    ema = Unet().to(device)
+    model = Unet(dropout=a.dropout).to(device)
+    ema = Unet(dropout=a.dropout).to(device)
     ema.load_state_dict(model.state_dict())
     ema.eval()
     opt = torch.optim.Adam(model.parameters(), lr=a.lr, betas=(0.9, 0.999), eps=1e-8)

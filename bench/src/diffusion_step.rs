@@ -3,7 +3,7 @@
 //! 1,000 steps, v prediction with min-SNR-5 weighting, batch 64 of real MNIST digits in [-1, 1] with their labels
 //! (dropped to the "no class" token with probability 0.1), Adam (lr 2e-4). One step is the
 //! forward pass, the backward pass, the Adam update and reading the loss back to the host.
-//! `diffusion-step [--device flex|libtorch] [--warmup N] [--steps N] [--batch 64]` prints one
+//! `diffusion-step [--device flex|libtorch] [--warmup N] [--steps N] [--batch 64] [--replicas 1]` prints one
 //! RESULT line, the format `bench/diffusion_step.py` prints for PyTorch, so `bench/compare.py
 //! --model diffusion` can interleave them.
 
@@ -39,7 +39,7 @@ fn main() {
             channel_mults: list("--mults", "1,2,4"),
             blocks_per_level: count("--blocks", "1"),
             attention_resolutions: list("--attention", "7"),
-            dropout: arg("--dropout", "0.1").parse().unwrap_or_else(|_| fail("--dropout: expected a probability")),
+            dropout: arg("--dropout", "0.0").parse().unwrap_or_else(|_| fail("--dropout: expected a probability")),
             groups: count("--groups", "8"),
         },
         schedule: BetaSchedule::Cosine,
@@ -47,7 +47,9 @@ fn main() {
         min_snr_gamma: Some(5.0),
         ..Default::default()
     };
-    let mut model = Some(config.init([1, 28, 28], Some(10), 0, &device).unwrap_or_else(|e| fail(&e.to_string())));
+    let mut model = config.init([1, 28, 28], Some(10), 0, &device).unwrap_or_else(|e| fail(&e.to_string()));
+    model.replicas = count("--replicas", "1");
+    let mut model = Some(model);
     let mnist = DatasetSource::Named(DatasetName::Mnist)
         .load_images(Split::Train, &[])
         .unwrap_or_else(|e| fail(&e.to_string()));

@@ -111,6 +111,13 @@ pub trait Family: Sized + 'static {
     /// What this configuration generates.
     fn output(section: &Section<Self::Network, Self::Options>, kind: DataKind) -> OutputKind;
 
+    /// Whether a training step can split its batch across `train.replicas` model replicas on
+    /// their own threads (`genlab_train::replicas`): one optimiser, a loss that is a mean over
+    /// examples, no batch statistics.
+    fn trains_on_replicas() -> bool {
+        false
+    }
+
     /// Whether `[deploy] feature_network` can install a run of this family.
     fn deploys_feature_network() -> bool {
         false

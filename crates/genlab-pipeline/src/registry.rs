@@ -130,6 +130,12 @@ impl<F: Family> Registered for Entry<F> {
         }
         let section = Self::section(exp);
         F::check(&section, exp)?;
+        if exp.train.replicas > 1 && !F::trains_on_replicas() {
+            return Err((
+                "train.replicas".into(),
+                format!(" = {}: the {name} family trains on one thread; expected 1", exp.train.replicas),
+            ));
+        }
         let output = F::output(&section, kind);
         let mut metrics = F::metrics(&section, kind);
         if output == OutputKind::Images && exp.eval.metric_samples > 0 {

@@ -149,9 +149,11 @@ pub fn write_report(r: &ReportInputs<'_>) -> Result<()> {
         t.schedule.kind, t.schedule.warmup, t.schedule.min_ratio
     );
     let _ = writeln!(s, "| clipping / EMA | {:?} / {:?} |", t.clip_grad_norm, t.ema);
+    let replicas =
+        if t.replicas > 1 { format!(", each batch split across {} replicas", t.replicas) } else { String::new() };
     let _ = writeln!(
         s,
-        "| device | {} ({} CPU threads available) |",
+        "| device | {} ({} CPU threads available{replicas}) |",
         t.device,
         std::thread::available_parallelism().map_or(1, |n| n.get())
     );

@@ -143,7 +143,12 @@ impl Optimizer {
 
     /// Updates `module` with the gradients in `grads` that belong to it.
     pub fn step<M: Module>(&mut self, module: M, grads: Gradients) -> M {
-        let mut grads = GradientsParams::from_grads(grads, &module);
+        let grads = GradientsParams::from_grads(grads, &module);
+        self.step_params(module, grads)
+    }
+
+    /// Updates `module` with gradients already keyed by parameter.
+    pub fn step_params<M: Module>(&mut self, module: M, mut grads: GradientsParams) -> M {
         self.updates += 1;
         let clip_scale = match self.clip_grad_norm {
             Some(max) => {

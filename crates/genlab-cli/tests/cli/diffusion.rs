@@ -2,11 +2,12 @@
 //! takes a sampler, steps, guidance, a class and a partial image with its mask, and each bad
 //! request or key is one clear line.
 
-use super::{fails_with, genlab, kill_after_checkpoint, resume_matches, stderr, write_config};
+use super::{fails_with, genlab, kill_after_checkpoint, resume_matches, stderr, write_config, SMALL_GAN};
 use std::path::Path;
 
 /// A class-conditional DDPM small enough to train in seconds: 50 diffusion steps, a two-level
-/// UNet of 8 and 16 channels, no evaluation protocol beyond the grid and the trajectory.
+/// UNet of 8 and 16 channels, each batch split across two replicas, no evaluation protocol beyond
+/// the grid and the trajectory.
 const SMALL_DDPM: &str = r#"
 [problem]
 name = "ddpm"
@@ -32,6 +33,7 @@ inpaint_examples = 0
 [train]
 steps = 30
 batch_size = 16
+replicas = 2
 optimizer = { kind = "adam", lr = 1e-3 }
 ema = 0.99
 log_every = 5
@@ -70,7 +72,8 @@ fn issue13_diffusion_resumes_bit_for_bit_samples_and_refuses_bad_requests() {
     for f in ["samples/samples.png", "samples/step-000020.png", "samples/trajectory.png", "report.md", "eval.json"] {
         assert!(whole.join(f).exists(), "{f} missing");
     }
-    // Timesteps, noise, label dropout and dropout masks all come from the step's seeded stream.
+    // Timesteps, noise, label dropout and each replica's dropout masks all come from the step's
+    // seeded stream.
     let killed = d.path().join("killed");
     let at = kill_after_checkpoint(&cfg, &killed, 10, 30);
     resume_matches(&killed, &whole, at, &["model.safetensors", "ema.safetensors", "optim.safetensors"]);
@@ -160,6 +163,15 @@ fn issue13_bad_diffusion_configs() {
         (
             SMALL_DDPM.replace("transforms = [\"scale_symmetric\"]", "transforms = [\"scale_unit\"]"),
             vec!["data.transforms", "scale_symmetric"],
+        ),
+        (SMALL_DDPM.replace("replicas = 2", "replicas = 0"), vec!["train.replicas", "expected 1 to train.batch_size"]),
+        (
+            SMALL_DDPM.replace("replicas = 2", "replicas = 17"),
+            vec!["train.replicas", "expected 1 to train.batch_size (16)"],
+        ),
+        (
+            SMALL_GAN.replace("batch_size = 16", "batch_size = 16\nreplicas = 2"),
+            vec!["train.replicas", "the gan family trains on one thread"],
         ),
     ];
     for (i, (text, want)) in cases.iter().enumerate() {

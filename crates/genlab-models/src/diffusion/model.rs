@@ -16,7 +16,7 @@ use burn::module::Module;
 use burn::tensor::{Device, Int, TensorData};
 use burn::Tensor;
 use genlab_core::SeededRng;
-use genlab_train::{StepContext, StepOutput, TrainStep};
+use genlab_train::{replicas, StepContext, StepOutput, TrainStep};
 use serde::{Deserialize, Serialize};
 
 /// The network, the schedule, the target and the guidance training.
@@ -85,6 +85,10 @@ pub struct DiffusionModel {
     pub diffusion: Diffusion,
     #[module(skip)]
     pub p_uncond: f64,
+    /// Model replicas a training step's batch is split across, each on its own thread
+    /// (`genlab_train::replicas`); 1 trains on the calling thread.
+    #[module(skip)]
+    pub replicas: usize,
 }
 
 impl DiffusionConfig {
@@ -130,6 +134,7 @@ impl DiffusionConfig {
                 min_snr_gamma: self.min_snr_gamma,
             },
             p_uncond: self.p_uncond,
+            replicas: 1,
         })
     }
 }
@@ -156,20 +161,41 @@ impl DiffusionModel {
         let device = x.device();
         match (labels, self.no_class(n, &device)) {
             (Some(labels), Some(none)) if scale != 1.0 => {
-                let both = self.unet.forward(
+                let both = self.network(
                     Tensor::cat(vec![x.clone(), x], 0),
                     &vec![t; 2 * n],
                     Some(Tensor::cat(vec![labels, none], 0)),
-                    None,
                 );
                 let [_, c, h, w] = both.dims();
                 let cond = both.clone().slice([0..n, 0..c, 0..h, 0..w]);
                 let uncond = both.slice([n..2 * n, 0..c, 0..h, 0..w]);
                 guided(cond, uncond, scale)
             }
-            (Some(labels), _) => self.unet.forward(x, &vec![t; n], Some(labels), None),
-            (None, none) => self.unet.forward(x, &vec![t; n], none, None),
+            (Some(labels), _) => self.network(x, &vec![t; n], Some(labels)),
+            (None, none) => self.network(x, &vec![t; n], none),
         }
+    }
+
+    /// The network in inference on `x` at timesteps `t`, the batch split across `replicas`
+    /// threads (each example's output is its own: the split changes values by rounding at most).
+    fn network(&self, x: Tensor<4>, t: &[usize], labels: Option<Tensor<1, Int>>) -> Tensor<4> {
+        let sizes = replicas::shard_sizes(x.dims()[0], self.replicas);
+        if sizes.len() <= 1 {
+            return self.unet.forward(x, t, labels, None);
+        }
+        let parts: Vec<Tensor<4>> = std::thread::scope(|scope| {
+            let mut start = 0;
+            let mut handles = vec![];
+            for size in sizes {
+                let x = x.clone().narrow(0, start, size);
+                let labels = labels.clone().map(|l| l.narrow(0, start, size));
+                let t = &t[start..start + size];
+                handles.push(scope.spawn(move || self.unet.forward(x, t, labels, None)));
+                start += size;
+            }
+            handles.into_iter().map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e))).collect()
+        });
+        Tensor::cat(parts, 0)
     }
 
     /// Runs `plan` from `x` (noise at the plan's first level): each step predicts, reads the
@@ -320,9 +346,31 @@ impl TrainStep for DiffusionModel {
             }
             _ => None,
         };
-        let loss = self.denoising_loss(x, &t, eps, labels, Some(ctx.rng));
-        let shown = genlab_core::tensors::to_f32_vec(loss.clone().detach())[0] as f64;
-        let model = ctx.optimizers.get(genlab_train::OptimizerKey::MODEL).backward_step(self, loss);
+        let optimizer = ctx.optimizers.get(genlab_train::OptimizerKey::MODEL);
+        if self.replicas <= 1 {
+            let loss = self.denoising_loss(x, &t, eps, labels, Some(ctx.rng));
+            let shown = genlab_core::tensors::to_f32_vec(loss.clone().detach())[0] as f64;
+            let model = optimizer.backward_step(self, loss);
+            return (model, StepOutput { loss: shown, scalars: vec![] });
+        }
+        // Each replica's shard of the batch, with its own dropout stream seeded from the step's.
+        let mut shards = vec![];
+        let mut start = 0;
+        for size in replicas::shard_sizes(n, self.replicas) {
+            let part = (
+                x.clone().narrow(0, start, size),
+                t[start..start + size].to_vec(),
+                eps.clone().narrow(0, start, size),
+                labels.clone().map(|l| l.narrow(0, start, size)),
+                SeededRng::new(ctx.rng.next_u64()),
+            );
+            shards.push((part, size as f64 / n as f64));
+            start += size;
+        }
+        let (grads, shown) = replicas::replicated_gradients(&self, shards, |m: &Self, (x, t, eps, labels, mut rng)| {
+            m.denoising_loss(x, &t, eps, labels, Some(&mut rng))
+        });
+        let model = optimizer.step_params(self, grads);
         (model, StepOutput { loss: shown, scalars: vec![] })
     }
 }
@@ -389,6 +437,55 @@ mod tests {
         assert!(close(m.predict(x.clone(), 40, labels.clone(), 1.0), m.unet.forward(x, &[40; 8], labels, None)));
     }
 
+    /// The denoising loss's gradients with the batch split 3/3/2 across three replicas
+    /// (`genlab_train::replicas`) equal the whole batch's on one model, parameter by parameter.
+    #[test]
+    fn replicas_give_the_whole_batch_gradient() {
+        use burn::optim::GradientsParams;
+        use genlab_core::params::{visit_params, ParamVisitor};
+        let ad = Device::flex().autodiff();
+        let mut c = config();
+        c.unet.dropout = 0.0;
+        let m = c.init([1, 8, 8], Some(3), 0, &ad).unwrap();
+        let (x, labels) = batch(&ad);
+        let t: Vec<usize> = (0..8).map(|i| (i * 13) % 100).collect();
+        let eps: Tensor<4> =
+            Tensor::from_data(TensorData::new(SeededRng::new(5).normal_vec(8 * 64), [8, 1, 8, 8]), &ad);
+        let whole = m.denoising_loss(x.clone(), &t, eps.clone(), labels.clone(), None);
+        let whole_loss = to_f32_vec(whole.clone().detach())[0] as f64;
+        let whole = GradientsParams::from_grads(whole.backward(), &m);
+        let mut shards = vec![];
+        let mut start = 0;
+        for size in replicas::shard_sizes(8, 3) {
+            let part = (
+                x.clone().narrow(0, start, size),
+                t[start..start + size].to_vec(),
+                eps.clone().narrow(0, start, size),
+                labels.clone().map(|l| l.narrow(0, start, size)),
+            );
+            shards.push((part, size as f64 / 8.0));
+            start += size;
+        }
+        let (split, split_loss) = replicas::replicated_gradients(&m, shards, |m: &DiffusionModel, (x, t, e, l)| {
+            m.denoising_loss(x, &t, e, l, None)
+        });
+        assert!((whole_loss - split_loss).abs() < 1e-5 * whole_loss, "{whole_loss} vs {split_loss}");
+        struct Compare<'a>(&'a GradientsParams, &'a GradientsParams, usize);
+        impl ParamVisitor for Compare<'_> {
+            fn visit<const D: usize>(&mut self, path: &str, id: burn::module::ParamId, _: Tensor<D>) {
+                let (a, b) = (to_f32_vec(self.0.get::<D>(id).unwrap()), to_f32_vec(self.1.get::<D>(id).unwrap()));
+                let scale = a.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-6);
+                for (x, y) in a.iter().zip(&b) {
+                    assert!((x - y).abs() <= 1e-4 * scale, "{path}: {x} vs {y}");
+                }
+                self.2 += 1;
+            }
+        }
+        let mut compare = Compare(&whole, &split, 0);
+        visit_params(&m, &mut compare);
+        assert!(compare.2 > 20, "{} parameters compared", compare.2);
+    }
+
     /// Sampling is reproducible from its seed, and in-painting returns the known pixels exactly.
     #[test]
     fn sampling_is_seeded_and_in_painting_keeps_the_known_pixels() {
@@ -418,6 +515,13 @@ mod tests {
         };
         let both = run(None, 1);
         assert!(alone.iter().zip(&both[..64]).all(|(a, b)| (a - b).abs() < 1e-4), "{alone:?} {:?}", &both[..64]);
+        // Nor on the threads its batch is split across.
+        let mut threaded = m.clone();
+        threaded.replicas = 2;
+        let opts = SampleOptions { scale: 2.0, clip: true, jumps: 1 };
+        let mut rngs = [SeededRng::new(1), SeededRng::new(2)];
+        let split = to_f32_vec(threaded.sample(&plan, noise(), labels.clone(), opts, None, &mut rngs, |_, _, _| {}));
+        assert!(split.iter().zip(&both).all(|(a, b)| (a - b).abs() < 1e-4), "{split:?} {both:?}");
         for jumps in [1, 3] {
             let out = run(Some(known.clone()), jumps);
             for i in 0..128 {

@@ -139,6 +139,15 @@ pub struct TrainConfig {
     pub eval_every: Option<u64>,
     #[serde(default = "default_true")]
     pub drop_last: bool,
+    /// Model replicas each batch is split across, each on its own thread, the gradients averaged
+    /// before the one update (data parallelism on one machine; families that support it). The
+    /// result depends on this count, not on the machine's cores.
+    #[serde(default = "default_replicas")]
+    pub replicas: usize,
+}
+
+fn default_replicas() -> usize {
+    1
 }
 
 fn default_log_every() -> u64 {

@@ -19,6 +19,12 @@ impl Experiment {
         if t.batch_size == 0 {
             return err("train.batch_size", " = 0: expected at least 1".into());
         }
+        if t.replicas == 0 || t.replicas > t.batch_size {
+            return err(
+                "train.replicas",
+                format!(" = {}: expected 1 to train.batch_size ({})", t.replicas, t.batch_size),
+            );
+        }
         if t.steps == 0 {
             return err("train.steps", " = 0: expected at least 1".into());
         }

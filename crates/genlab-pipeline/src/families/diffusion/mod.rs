@@ -485,8 +485,14 @@ impl Family for DiffusionFamily {
         Ok(())
     }
 
+    fn trains_on_replicas() -> bool {
+        true
+    }
+
     fn init(&self, seed: u64, device: &Device) -> Result<DiffusionModel> {
-        Ok(self.config.init(self.shape, self.conditional().then_some(self.classes), seed, device)?)
+        let mut model = self.config.init(self.shape, self.conditional().then_some(self.classes), seed, device)?;
+        model.replicas = self.exp.train.replicas;
+        Ok(model)
     }
 
     fn batches(&self, data: &Data, exp: &Experiment) -> Result<Batches<DiffusionModel>> {

@@ -1,0 +1,140 @@
+//! Data parallelism on one machine: PyTorch's `DistributedDataParallel` with threads in place of
+//! processes. A batch is split into shards; each shard's forward and backward pass runs on a replica
+//! of the model (the same weights, its own autodiff graph) on its own thread; the gradients are
+//! averaged, each weighted by its shard's share of the batch, and the optimiser makes one update.
+//! For a loss that is a mean over examples and a model with no batch statistics, that update is the
+//! whole batch's up to float rounding.
+//!
+//! Why: burn's CPU backend keeps one core busy for much of a step (its element-wise and small
+//! operations run on the calling thread), so two replicas on a 2-core machine overlap what one
+//! leaves idle (BENCHMARKS.md, the diffusion step). The result depends on the replica count, never on
+//! the machine's cores: the split and the order of the sum are fixed.
+
+use burn::module::{Module, ModuleVisitor, Param};
+use burn::optim::GradientsParams;
+use burn::Tensor;
+
+/// The sizes of `replicas` contiguous shards of `n` examples, as equal as can be, the larger first
+/// (empty shards are left out).
+pub fn shard_sizes(n: usize, replicas: usize) -> Vec<usize> {
+    let replicas = replicas.max(1);
+    (0..replicas).map(|i| n / replicas + usize::from(i < n % replicas)).filter(|&s| s > 0).collect()
+}
+
+/// Runs `loss_of(replica, shard)` for every shard, each on its own thread with its own replica of
+/// `module`, and returns the gradients of the batch loss, the mean of the shard losses weighted by
+/// `weight` (each shard's share of the batch, summing to 1), with that loss's value.
+pub fn replicated_gradients<M, S>(
+    module: &M,
+    shards: Vec<(S, f64)>,
+    loss_of: impl Fn(&M, S) -> Tensor<1> + Sync,
+) -> (GradientsParams, f64)
+where
+    M: Module,
+    S: Send,
+{
+    let device = module.devices().into_iter().next().expect("a model with parameters");
+    let loss_of = &loss_of;
+    let parts: Vec<(GradientsParams, f64, f64)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = shards
+            .into_iter()
+            .map(|(shard, weight)| {
+                // A fork detaches the parameters and asks for their gradients again: new graph
+                // nodes with the same parameter ids, so each replica's backward pass is its own.
+                let replica = module.clone().fork(&device);
+                scope.spawn(move || {
+                    let loss = loss_of(&replica, shard);
+                    let value = genlab_core::tensors::to_f32_vec(loss.clone().detach())[0] as f64;
+                    let grads = GradientsParams::from_grads(loss.backward(), &replica);
+                    (grads, value, weight)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e))).collect()
+    });
+    let loss = parts.iter().map(|(_, value, weight)| value * weight).sum();
+    let mut sum = WeightedSum { parts, out: GradientsParams::new() };
+    module.visit(&mut sum);
+    (sum.out, loss)
+}
+
+/// Visits every parameter and registers the weighted sum of its gradients, shard by shard in order.
+struct WeightedSum {
+    parts: Vec<(GradientsParams, f64, f64)>,
+    out: GradientsParams,
+}
+
+impl ModuleVisitor for WeightedSum {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        let mut acc: Option<Tensor<D>> = None;
+        for (grads, _, weight) in self.parts.iter_mut() {
+            if let Some(g) = grads.remove::<D>(param.id) {
+                let g = g * *weight;
+                acc = Some(match acc {
+                    Some(a) => a + g,
+                    None => g,
+                });
+            }
+        }
+        if let Some(g) = acc {
+            self.out.register(param.id, g);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::nn::{Linear, LinearConfig};
+    use burn::tensor::Device;
+    use burn::tensor::TensorData;
+    use genlab_core::tensors::to_f32_vec;
+
+    #[test]
+    fn shards_cover_the_batch() {
+        assert_eq!(shard_sizes(32, 2), vec![16, 16]);
+        assert_eq!(shard_sizes(7, 3), vec![3, 2, 2]);
+        assert_eq!(shard_sizes(1, 2), vec![1]);
+        assert_eq!(shard_sizes(5, 1), vec![5]);
+    }
+
+    /// The gradients of a mean loss over a batch split unevenly across three replicas equal those
+    /// of the whole batch on one model, checked against a float64 recomputation of the closed form
+    /// (d/dW of mean (Wx + b)^2).
+    #[test]
+    fn replicas_give_the_whole_batch_gradient() {
+        let device = Device::flex().autodiff();
+        let model: Linear = LinearConfig::new(3, 1).init(&device);
+        let xs: Vec<f32> = (0..21).map(|i| ((i * 7 % 11) as f32 - 5.0) / 4.0).collect();
+        let x: Tensor<2> = Tensor::from_data(TensorData::new(xs.clone(), [7, 3]), &device);
+        let sizes = shard_sizes(7, 3);
+        let mut shards = vec![];
+        let mut start = 0;
+        for &s in &sizes {
+            shards.push((x.clone().narrow(0, start, s), s as f64 / 7.0));
+            start += s;
+        }
+        let (grads, loss) = replicated_gradients(&model, shards, |m: &Linear, x: Tensor<2>| {
+            let y = m.forward(x);
+            y.clone().mul(y).mean()
+        });
+        let w: Vec<f64> = to_f32_vec(model.weight.val()).into_iter().map(f64::from).collect();
+        let b = to_f32_vec(model.bias.as_ref().unwrap().val())[0] as f64;
+        let (mut gw, mut gb, mut l) = ([0.0f64; 3], 0.0f64, 0.0f64);
+        for row in xs.chunks(3) {
+            let y: f64 = row.iter().zip(&w).map(|(&x, w)| x as f64 * w).sum::<f64>() + b;
+            l += y * y / 7.0;
+            gb += 2.0 * y / 7.0;
+            for (g, &x) in gw.iter_mut().zip(row) {
+                *g += 2.0 * y * x as f64 / 7.0;
+            }
+        }
+        let got_w = to_f32_vec(grads.get::<2>(model.weight.id).unwrap());
+        let got_b = to_f32_vec(grads.get::<1>(model.bias.as_ref().unwrap().id).unwrap())[0];
+        for (g, want) in got_w.iter().zip(gw) {
+            assert!((*g as f64 - want).abs() < 1e-5 * (1.0 + want.abs()), "{g} vs {want}");
+        }
+        assert!((got_b as f64 - gb).abs() < 1e-5 * (1.0 + gb.abs()), "{got_b} vs {gb}");
+        assert!((loss - l).abs() < 1e-5 * (1.0 + l), "{loss} vs {l}");
+    }
+}
