@@ -13,12 +13,31 @@
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::optim::GradientsParams;
 use burn::Tensor;
+use std::ops::Range;
 
-/// The sizes of `replicas` contiguous shards of `n` examples, as equal as can be, the larger first
-/// (empty shards are left out).
-pub fn shard_sizes(n: usize, replicas: usize) -> Vec<usize> {
+/// The example ranges of `replicas` contiguous shards of `n` examples, as equal as can be, the
+/// larger first (empty shards are left out).
+pub fn shards(n: usize, replicas: usize) -> Vec<Range<usize>> {
     let replicas = replicas.max(1);
-    (0..replicas).map(|i| n / replicas + usize::from(i < n % replicas)).filter(|&s| s > 0).collect()
+    let mut start = 0;
+    (0..replicas)
+        .map(|i| {
+            let size = n / replicas + usize::from(i < n % replicas);
+            start += size;
+            start - size..start
+        })
+        .filter(|r| !r.is_empty())
+        .collect()
+}
+
+/// `f` of each item, each on its own scoped thread, the results in the items' order (a panic on a
+/// thread is resumed on the caller's).
+pub fn on_threads<T: Send, R: Send>(items: Vec<T>, f: impl Fn(T) -> R + Sync) -> Vec<R> {
+    let f = &f;
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = items.into_iter().map(|item| scope.spawn(move || f(item))).collect();
+        handles.into_iter().map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e))).collect()
+    })
 }
 
 /// Runs `loss_of(replica, shard)` for every shard, each on its own thread with its own replica of
@@ -34,23 +53,15 @@ where
     S: Send,
 {
     let device = module.devices().into_iter().next().expect("a model with parameters");
-    let loss_of = &loss_of;
-    let parts: Vec<(GradientsParams, f64, f64)> = std::thread::scope(|scope| {
-        let handles: Vec<_> = shards
-            .into_iter()
-            .map(|(shard, weight)| {
-                // A fork detaches the parameters and asks for their gradients again: new graph
-                // nodes with the same parameter ids, so each replica's backward pass is its own.
-                let replica = module.clone().fork(&device);
-                scope.spawn(move || {
-                    let loss = loss_of(&replica, shard);
-                    let value = genlab_core::tensors::to_f32_vec(loss.clone().detach())[0] as f64;
-                    let grads = GradientsParams::from_grads(loss.backward(), &replica);
-                    (grads, value, weight)
-                })
-            })
-            .collect();
-        handles.into_iter().map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e))).collect()
+    // A fork detaches the parameters and asks for their gradients again: new graph nodes with the
+    // same parameter ids, so each replica's backward pass is its own.
+    let work: Vec<(M, S, f64)> =
+        shards.into_iter().map(|(shard, weight)| (module.clone().fork(&device), shard, weight)).collect();
+    let parts = on_threads(work, |(replica, shard, weight)| {
+        let loss = loss_of(&replica, shard);
+        let value = genlab_core::tensors::to_f32_vec(loss.clone().detach())[0] as f64;
+        let grads = GradientsParams::from_grads(loss.backward(), &replica);
+        (grads, value, weight)
     });
     let loss = parts.iter().map(|(_, value, weight)| value * weight).sum();
     let mut sum = WeightedSum { parts, out: GradientsParams::new() };
@@ -92,10 +103,10 @@ mod tests {
 
     #[test]
     fn shards_cover_the_batch() {
-        assert_eq!(shard_sizes(32, 2), vec![16, 16]);
-        assert_eq!(shard_sizes(7, 3), vec![3, 2, 2]);
-        assert_eq!(shard_sizes(1, 2), vec![1]);
-        assert_eq!(shard_sizes(5, 1), vec![5]);
+        assert_eq!(shards(32, 2), vec![0..16, 16..32]);
+        assert_eq!(shards(7, 3), vec![0..3, 3..5, 5..7]);
+        assert_eq!(shards(1, 2), vec![0..1]);
+        assert_eq!(shards(5, 1), vec![0..5]);
     }
 
     /// The gradients of a mean loss over a batch split unevenly across three replicas equal those
@@ -107,14 +118,8 @@ mod tests {
         let model: Linear = LinearConfig::new(3, 1).init(&device);
         let xs: Vec<f32> = (0..21).map(|i| ((i * 7 % 11) as f32 - 5.0) / 4.0).collect();
         let x: Tensor<2> = Tensor::from_data(TensorData::new(xs.clone(), [7, 3]), &device);
-        let sizes = shard_sizes(7, 3);
-        let mut shards = vec![];
-        let mut start = 0;
-        for &s in &sizes {
-            shards.push((x.clone().narrow(0, start, s), s as f64 / 7.0));
-            start += s;
-        }
-        let (grads, loss) = replicated_gradients(&model, shards, |m: &Linear, x: Tensor<2>| {
+        let parts = shards(7, 3).into_iter().map(|r| (x.clone().slice(r.clone()), r.len() as f64 / 7.0)).collect();
+        let (grads, loss) = replicated_gradients(&model, parts, |m: &Linear, x: Tensor<2>| {
             let y = m.forward(x);
             y.clone().mul(y).mean()
         });

@@ -179,21 +179,13 @@ impl DiffusionModel {
     /// The network in inference on `x` at timesteps `t`, the batch split across `replicas`
     /// threads (each example's output is its own: the split changes values by rounding at most).
     fn network(&self, x: Tensor<4>, t: &[usize], labels: Option<Tensor<1, Int>>) -> Tensor<4> {
-        let sizes = replicas::shard_sizes(x.dims()[0], self.replicas);
-        if sizes.len() <= 1 {
+        let ranges = replicas::shards(x.dims()[0], self.replicas);
+        if ranges.len() <= 1 {
             return self.unet.forward(x, t, labels, None);
         }
-        let parts: Vec<Tensor<4>> = std::thread::scope(|scope| {
-            let mut start = 0;
-            let mut handles = vec![];
-            for size in sizes {
-                let x = x.clone().narrow(0, start, size);
-                let labels = labels.clone().map(|l| l.narrow(0, start, size));
-                let t = &t[start..start + size];
-                handles.push(scope.spawn(move || self.unet.forward(x, t, labels, None)));
-                start += size;
-            }
-            handles.into_iter().map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e))).collect()
+        let parts = replicas::on_threads(ranges, |r| {
+            let labels = labels.clone().map(|l| l.slice(r.clone()));
+            self.unet.forward(x.clone().slice(r.clone()), &t[r], labels, None)
         });
         Tensor::cat(parts, 0)
     }
@@ -354,19 +346,19 @@ impl TrainStep for DiffusionModel {
             return (model, StepOutput { loss: shown, scalars: vec![] });
         }
         // Each replica's shard of the batch, with its own dropout stream seeded from the step's.
-        let mut shards = vec![];
-        let mut start = 0;
-        for size in replicas::shard_sizes(n, self.replicas) {
-            let part = (
-                x.clone().narrow(0, start, size),
-                t[start..start + size].to_vec(),
-                eps.clone().narrow(0, start, size),
-                labels.clone().map(|l| l.narrow(0, start, size)),
-                SeededRng::new(ctx.rng.next_u64()),
-            );
-            shards.push((part, size as f64 / n as f64));
-            start += size;
-        }
+        let shards = replicas::shards(n, self.replicas)
+            .into_iter()
+            .map(|r| {
+                let part = (
+                    x.clone().slice(r.clone()),
+                    t[r.clone()].to_vec(),
+                    eps.clone().slice(r.clone()),
+                    labels.clone().map(|l| l.slice(r.clone())),
+                    SeededRng::new(ctx.rng.next_u64()),
+                );
+                (part, r.len() as f64 / n as f64)
+            })
+            .collect();
         let (grads, shown) = replicas::replicated_gradients(&self, shards, |m: &Self, (x, t, eps, labels, mut rng)| {
             m.denoising_loss(x, &t, eps, labels, Some(&mut rng))
         });
@@ -454,18 +446,18 @@ mod tests {
         let whole = m.denoising_loss(x.clone(), &t, eps.clone(), labels.clone(), None);
         let whole_loss = to_f32_vec(whole.clone().detach())[0] as f64;
         let whole = GradientsParams::from_grads(whole.backward(), &m);
-        let mut shards = vec![];
-        let mut start = 0;
-        for size in replicas::shard_sizes(8, 3) {
-            let part = (
-                x.clone().narrow(0, start, size),
-                t[start..start + size].to_vec(),
-                eps.clone().narrow(0, start, size),
-                labels.clone().map(|l| l.narrow(0, start, size)),
-            );
-            shards.push((part, size as f64 / 8.0));
-            start += size;
-        }
+        let shards = replicas::shards(8, 3)
+            .into_iter()
+            .map(|r| {
+                let part = (
+                    x.clone().slice(r.clone()),
+                    t[r.clone()].to_vec(),
+                    eps.clone().slice(r.clone()),
+                    labels.clone().map(|l| l.slice(r.clone())),
+                );
+                (part, r.len() as f64 / 8.0)
+            })
+            .collect();
         let (split, split_loss) = replicas::replicated_gradients(&m, shards, |m: &DiffusionModel, (x, t, e, l)| {
             m.denoising_loss(x, &t, e, l, None)
         });
