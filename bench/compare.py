@@ -31,17 +31,21 @@ def main():
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--steps", type=int, default=30)
     ap.add_argument("--warmup", type=int, default=5)
-    ap.add_argument("--model", choices=["vae", "realnvp", "gan", "diffusion"], default="vae")
+    ap.add_argument("--model", choices=["vae", "realnvp", "gan", "diffusion", "gpt"], default="vae")
     a = ap.parse_args()
     binary, script = f"{a.model}-step", f"bench/{a.model}_step.py"
+    extra = []
+    if a.model in ("gpt",):
+        binary, script, extra = "lm-step", "bench/lm_step.py", ["--model", a.model]
     title = {
         "vae": "conv VAE training step, batch 128, 28x28",
         "realnvp": "RealNVP training step (configs/mnist-realnvp.toml's flow), batch 64, 28x28",
         "gan": "DCGAN training step, discriminator and generator updates (configs/mnist-dcgan.toml), batch 64, 28x28",
         "diffusion": "class-conditional DDPM training step (configs/mnist-ddpm.toml's UNet), batch 64, 28x28",
+        "gpt": "GPT training step (configs/shakespeare-gpt.toml: 4x4x128, block 64), batch 12",
     }[a.model]
     python = os.environ.get("PYTHON", sys.executable)
-    steps = ["--warmup", str(a.warmup), "--steps", str(a.steps)]
+    steps = ["--warmup", str(a.warmup), "--steps", str(a.steps), *extra]
     jobs = [("genlab flex", [os.path.join(ROOT, "target/release", binary), "--device", "flex", *steps], None)]
     if a.model == "diffusion":
         # The config's `train.replicas = 2`: the batch split across two replicas on two threads.

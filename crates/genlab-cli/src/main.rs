@@ -77,13 +77,15 @@ enum Command {
     /// can honour.
     Sample {
         run: PathBuf,
-        #[arg(short = 'n', default_value_t = 64)]
-        n: usize,
+        /// How many samples (64 images or points, 1 text by default).
+        #[arg(short = 'n')]
+        n: Option<usize>,
         #[arg(long, default_value_t = 0)]
         seed: u64,
-        /// A PNG file (grid) or a new directory (folder).
-        #[arg(short = 'o', long = "out", default_value = "samples.png")]
-        out: PathBuf,
+        /// A PNG file (grid) or a new directory (folder); `samples.png` by default (`samples.txt`
+        /// for text, which also streams to the terminal as it is generated).
+        #[arg(short = 'o', long = "out")]
+        out: Option<PathBuf>,
         /// `grid`: one file; `folder`: one PNG per sample, for `genlab fid`.
         #[arg(long, default_value = "grid")]
         format: Format,
@@ -181,6 +183,10 @@ struct RequestArgs {
     /// Sample from the smallest set of tokens holding this probability (language models).
     #[arg(long)]
     top_p: Option<f64>,
+    /// Divide the positive logits (multiply the negative ones) of tokens already in the text by
+    /// this (language models; CTRL's penalty, 1 leaves them).
+    #[arg(long)]
+    repetition_penalty: Option<f64>,
 }
 
 impl RequestArgs {
@@ -203,6 +209,7 @@ impl RequestArgs {
             stop: self.stop,
             top_k: self.top_k,
             top_p: self.top_p,
+            repetition_penalty: self.repetition_penalty,
         })
     }
 }
@@ -323,7 +330,8 @@ fn run() -> anyhow::Result<ExitCode> {
                 Format::Grid => genlab_pipeline::SampleFormat::Grid,
                 Format::Folder => genlab_pipeline::SampleFormat::Folder,
             };
-            genlab_pipeline::sample_run(&run, &request.request(n, seed)?, &out, format, force, device, events)?;
+            let out =
+                genlab_pipeline::sample_run(&run, request.request(0, seed)?, n, out, format, force, device, events)?;
             println!("{}", out.display());
             ExitCode::SUCCESS
         }

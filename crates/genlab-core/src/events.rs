@@ -10,6 +10,9 @@ pub trait EventSink: Send + Sync {
     fn message(&self, line: &str);
     /// A progress display for a job of `total` units, starting at `position`.
     fn progress(&self, label: &str, total: u64, position: u64) -> Progress;
+    /// Generated text as it is settled (a language model streaming its output); dropped unless
+    /// the sink shows it.
+    fn text(&self, _chunk: &str) {}
 }
 
 /// A shared sink.
@@ -25,6 +28,13 @@ impl EventSink for Terminal {
     }
     fn progress(&self, label: &str, total: u64, position: u64) -> Progress {
         Progress::new(label, total, position)
+    }
+    /// On stdout, flushed at once, so the text appears as it is generated.
+    fn text(&self, chunk: &str) {
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        let _ = out.write_all(chunk.as_bytes());
+        let _ = out.flush();
     }
 }
 

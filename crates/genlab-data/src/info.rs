@@ -10,7 +10,7 @@ use std::fmt::Write;
 pub fn describe(source: &DatasetSource) -> Result<String> {
     let mut out = String::new();
     if source.kind() == crate::source::DataKind::Text {
-        text_summary(&mut out, &source.load_text()?);
+        text_summary(&mut out, source.load_text()?)?;
         return Ok(out);
     }
     let _ = writeln!(out, "dataset: {}", source.describe());
@@ -59,7 +59,9 @@ fn image_summary(out: &mut String, split: Split, s: &ImageSet) {
     }
 }
 
-fn text_summary(out: &mut String, c: &TextCorpus) {
+/// The corpus and the default split a language model trains on (the last tenth held out), with
+/// the character tokenizer fitted on the training part.
+fn text_summary(out: &mut String, c: TextCorpus) -> Result<()> {
     let _ = writeln!(out, "dataset: text {}", c.name);
     let _ = writeln!(
         out,
@@ -69,6 +71,24 @@ fn text_summary(out: &mut String, c: &TextCorpus) {
         c.text.lines().count(),
         c.vocab.len()
     );
+    let s = c.split(0.1)?;
+    let chars = |t: &str| t.chars().count();
+    let _ = writeln!(
+        out,
+        "split (data.validation = {{ fraction = 0.1 }}, contiguous): training {} characters, validation {} characters (the last tenth)",
+        chars(&s.train_text),
+        chars(&s.eval_text)
+    );
+    let _ = writeln!(
+        out,
+        "tokenizer: {}: vocabulary {}; training {} tokens, validation {} tokens, {} validation characters unseen in training (read as <unk>)",
+        s.tokenizer.describe(),
+        s.tokenizer.vocab_size(),
+        s.train.len(),
+        s.eval.len(),
+        s.eval_unknown
+    );
+    Ok(())
 }
 
 #[cfg(test)]
@@ -83,5 +103,13 @@ mod tests {
         assert!(s.contains("Test: 10000 images"), "{s}");
         assert!(s.contains("0:5923 1:6742"), "{s}");
         assert!(s.contains("pixel range 0..=255"), "{s}");
+    }
+
+    #[test]
+    fn shakespeare_summary_has_the_split_and_the_vocabulary() {
+        let s = describe(&DatasetSource::Named(DatasetName::Shakespeare)).unwrap();
+        assert!(s.contains("5057282 characters"), "{s}");
+        assert!(s.contains("training 4551554 characters, validation 505728 characters"), "{s}");
+        assert!(s.contains("vocabulary 85"), "{s}");
     }
 }

@@ -14,6 +14,7 @@ pub mod loader;
 pub mod source;
 pub mod splits;
 pub mod text;
+pub mod tokenizer;
 pub mod toy;
 pub mod transform;
 
@@ -24,5 +25,6 @@ pub use loader::{BatchLoader, LoaderState};
 pub use source::{data_dir, DataKind, DatasetName, DatasetSource, Split};
 pub use splits::{EvalImages, Holdout, Splits};
 pub use text::{TextCorpus, TextSplits};
+pub use tokenizer::{CharTokenizer, Tokenizer};
 pub use toy::{ToyDistribution, ToyPoints};
 pub use transform::Transform;

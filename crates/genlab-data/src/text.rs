@@ -1,6 +1,7 @@
 //! A text corpus (plain or gzipped UTF-8) with its character vocabulary.
 
 use crate::error::{DataError, Result};
+use crate::tokenizer::{CharTokenizer, Tokenizer};
 use std::path::Path;
 
 #[derive(Debug, Clone)]
@@ -35,34 +36,45 @@ impl TextCorpus {
     }
 }
 
-/// A corpus as character tokens: a training stream and its held-out tail.
+/// A corpus split into a training text and its held-out tail, with the tokenizer fitted on the
+/// training text and both parts as tokens.
 pub struct TextSplits {
     pub name: String,
-    /// The characters, sorted; a token is an index into it.
-    pub vocab: Vec<char>,
+    pub tokenizer: Tokenizer,
+    pub train_text: std::sync::Arc<String>,
+    pub eval_text: std::sync::Arc<String>,
     pub train: std::sync::Arc<Vec<u32>>,
     pub eval: std::sync::Arc<Vec<u32>>,
+    /// Characters of the held-out text the tokenizer does not know (each read as `<unk>`).
+    pub eval_unknown: usize,
 }
 
 impl TextCorpus {
-    /// The tokens with the last `fraction` held out (nanoGPT's contiguous split); fails on a
+    /// The text with the last `fraction` of its characters held out (nanoGPT's contiguous
+    /// split), a character tokenizer fitted on the rest, and both parts encoded; fails on a
     /// corpus of fewer than 2 characters.
     pub fn split(self, fraction: f64) -> Result<TextSplits> {
-        let mut tokens = self.encode();
-        if tokens.len() < 2 {
+        let chars = self.text.chars().count();
+        if chars < 2 {
             return Err(DataError::Config(format!(
-                "{}: {} character(s); a training stream and a held-out tail need at least 2",
-                self.name,
-                tokens.len()
+                "{}: {chars} character(s); a training text and a held-out tail need at least 2",
+                self.name
             )));
         }
-        let held = ((tokens.len() as f64 * fraction).round() as usize).clamp(1, tokens.len() - 1);
-        let eval = tokens.split_off(tokens.len() - held);
+        let held = ((chars as f64 * fraction).round() as usize).clamp(1, chars - 1);
+        let cut = self.text.char_indices().nth(chars - held).map_or(self.text.len(), |(i, _)| i);
+        let (train_text, eval_text) = self.text.split_at(cut);
+        let tokenizer = Tokenizer::Char(CharTokenizer::fit(train_text));
+        let (train, _) = tokenizer.encode_lossy(train_text);
+        let (eval, eval_unknown) = tokenizer.encode_lossy(eval_text);
         Ok(TextSplits {
-            name: self.name,
-            vocab: self.vocab,
-            train: std::sync::Arc::new(tokens),
+            name: self.name.clone(),
+            train_text: std::sync::Arc::new(train_text.to_string()),
+            eval_text: std::sync::Arc::new(eval_text.to_string()),
+            tokenizer,
+            train: std::sync::Arc::new(train),
             eval: std::sync::Arc::new(eval),
+            eval_unknown,
         })
     }
 }
@@ -77,6 +89,16 @@ mod tests {
         assert_eq!(c.text.len(), 5_057_282);
         assert_eq!(c.vocab.len(), 84);
         assert!(c.text.contains("To be, or not to be"));
+    }
+
+    #[test]
+    fn the_split_is_contiguous_and_the_vocabulary_is_the_training_text_s() {
+        let s = TextCorpus::from_text("t", "abcabcabcz".into()).split(0.1).unwrap();
+        assert_eq!((s.train_text.as_str(), s.eval_text.as_str()), ("abcabcabc", "z"));
+        assert_eq!(s.tokenizer.vocab_size(), 4); // a b c <unk>
+        assert_eq!((s.eval.as_slice(), s.eval_unknown), (&[3u32][..], 1));
+        assert_eq!(s.train.len(), 9);
+        assert!(TextCorpus::from_text("t", "a".into()).split(0.1).is_err());
     }
 
     #[test]

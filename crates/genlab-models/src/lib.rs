@@ -8,6 +8,7 @@ pub mod error;
 pub mod flow;
 pub mod gan;
 pub mod gaussian_mixture;
+pub mod lm;
 pub mod vae;
 
 pub use error::ModelError;

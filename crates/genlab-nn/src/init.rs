@@ -95,6 +95,38 @@ pub fn embedding(rng: &mut SeededRng, rows: usize, dim: usize, device: &Device) 
     Param::from_data(TensorData::new(rng.normal_vec(rows * dim), [rows, dim]), device)
 }
 
+/// A fully connected layer `d_in -> d_out` with weights drawn N(0, std^2) and a zero bias (or
+/// none): GPT-2's initialisation as nanoGPT writes it (`normal_(std=0.02)`, `zeros_` bias).
+pub fn normal_linear(rng: &mut SeededRng, d_in: usize, d_out: usize, std: f32, bias: bool, device: &Device) -> Linear {
+    let params = d_in as u128 * d_out as u128 + if bias { d_out as u128 } else { 0 };
+    let (d_in, d_out) =
+        if claim(params, || format!("a linear layer of {d_in} x {d_out}")) { (d_in, d_out) } else { (1, 1) };
+    let mut l = LinearConfig::new(d_in, d_out).with_bias(bias).init(device);
+    let w: Vec<f32> = rng.normal_vec(d_in * d_out).into_iter().map(|v| v * std).collect();
+    l.weight = Param::from_data(TensorData::new(w, [d_in, d_out]), device);
+    if bias {
+        l.bias = Some(Param::from_data(TensorData::new(vec![0.0f32; d_out], [d_out]), device));
+    }
+    l
+}
+
+/// A learned table of `rows` vectors of `dim` entries drawn N(0, std^2).
+pub fn normal_embedding(
+    rng: &mut SeededRng,
+    rows: usize,
+    dim: usize,
+    std: f32,
+    device: &Device,
+) -> Param<burn::Tensor<2>> {
+    let (rows, dim) = if claim(rows as u128 * dim as u128, || format!("an embedding of {rows} x {dim}")) {
+        (rows, dim)
+    } else {
+        (1, 1)
+    };
+    let v: Vec<f32> = rng.normal_vec(rows * dim).into_iter().map(|x| x * std).collect();
+    Param::from_data(TensorData::new(v, [rows, dim]), device)
+}
+
 /// Batch normalisation over `channels` (scale, shift and the two running statistics).
 pub fn batch_norm(channels: usize, device: &Device) -> BatchNorm {
     let channels =

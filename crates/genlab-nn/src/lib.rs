@@ -1,11 +1,15 @@
 //! genlab-nn: layers and probability densities that several model families share.
 
 pub mod actnorm;
+pub mod attention;
 pub mod coupling;
 pub mod distributions;
+pub mod dropout;
 pub mod init;
 pub mod invconv;
 pub mod logit;
+pub mod recurrent;
+pub mod rotary;
 pub mod spectral_norm;
 pub mod squeeze;
 pub mod testing;

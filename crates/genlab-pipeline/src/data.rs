@@ -68,6 +68,8 @@ pub struct DataFacts {
     pub class_names: Vec<String>,
     pub train_examples: usize,
     pub eval_examples: usize,
+    /// How a text run's tokens are read and written.
+    pub tokenizer: Option<genlab_data::Tokenizer>,
 }
 
 impl Data {
@@ -132,18 +134,21 @@ impl Data {
                 class_names: s.train.class_names.clone(),
                 train_examples: s.train_rows.len(),
                 eval_examples: s.eval_rows.len(),
+                tokenizer: None,
             },
             Data::Points(p) => DataFacts {
                 shape: [2, 1, 1],
                 class_names: vec![],
                 train_examples: p.train.len() / 2,
                 eval_examples: p.test.len() / 2,
+                tokenizer: None,
             },
             Data::Text(t) => DataFacts {
-                shape: [1, 1, t.vocab.len()],
+                shape: [1, 1, t.tokenizer.vocab_size()],
                 class_names: vec![],
                 train_examples: t.train.len(),
                 eval_examples: t.eval.len(),
+                tokenizer: Some(t.tokenizer.clone()),
             },
         }
     }
@@ -251,11 +256,11 @@ mod tests {
         exp.data.validation = crate::experiment::Validation { from: None, fraction: Some(0.1) };
         let data = Data::load(&exp).unwrap();
         let t = data.text().unwrap();
-        assert_eq!(t.vocab.len(), 84);
+        assert_eq!(t.tokenizer.vocab_size(), 85);
         assert!((t.eval.len() as f64 / (t.train.len() + t.eval.len()) as f64 - 0.1).abs() < 1e-6);
         let device = genlab_core::DeviceSpec::default().autodiff_device().unwrap();
         let mut batches = TokenBatches::new(t.train.clone(), 32, 16, true, 0).unwrap();
-        let model = Bigram { table: EmbeddingConfig::new(84, 84).init(&device) };
+        let model = Bigram { table: EmbeddingConfig::new(85, 85).init(&device) };
         let dir = tempfile::tempdir().unwrap();
         let trainer = Trainer::new(
             TrainerConfig {

@@ -38,6 +38,10 @@ pub struct GenerateRequest {
     pub stop: Vec<String>,
     pub top_k: Option<usize>,
     pub top_p: Option<f64>,
+    /// Divides a positive logit (multiplies a negative one) of each token already in the text
+    /// (CTRL's repetition penalty); 1 leaves them.
+    #[serde(default)]
+    pub repetition_penalty: Option<f64>,
 }
 
 /// A partial image to complete (in-painting): 8-bit pixel values `[channels, height, width]` and
@@ -116,6 +120,7 @@ pub struct Capabilities {
     pub stop: bool,
     pub top_k: bool,
     pub top_p: bool,
+    pub repetition_penalty: bool,
 }
 
 impl OutputKind {
@@ -188,6 +193,11 @@ impl GenerateRequest {
             (!self.stop.is_empty() && !can.stop, "stop", "does not generate tokens"),
             (self.top_k.is_some() && !can.top_k, "top_k", "has no top-k sampling"),
             (self.top_p.is_some() && !can.top_p, "top_p", "has no top-p sampling"),
+            (
+                self.repetition_penalty.is_some() && !can.repetition_penalty,
+                "repetition_penalty",
+                "does not generate tokens",
+            ),
         ];
         if let Some((_, option, why)) = unsupported.iter().find(|u| u.0) {
             return refuse(option, why);
@@ -206,6 +216,15 @@ impl GenerateRequest {
         }
         if let Some(p) = self.top_p.filter(|p| !(*p > 0.0 && *p <= 1.0)) {
             return Err(PipelineError::Config(format!("top_p {p}: expected a value in (0, 1]")));
+        }
+        if self.top_k == Some(0) {
+            return Err(PipelineError::Config("top_k 0: expected at least 1".into()));
+        }
+        if let Some(r) = self.repetition_penalty.filter(|r| !(*r > 0.0 && r.is_finite())) {
+            return Err(PipelineError::Config(format!("repetition_penalty {r}: expected a positive number")));
+        }
+        if self.max_tokens == Some(0) {
+            return Err(PipelineError::Config("max_tokens 0: expected at least 1".into()));
         }
         Ok(())
     }

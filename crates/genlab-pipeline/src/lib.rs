@@ -10,6 +10,7 @@ pub mod experiment;
 pub mod families;
 pub mod family;
 pub mod generate;
+pub mod language;
 pub mod metric;
 pub mod registry;
 pub mod reopen;

@@ -30,6 +30,11 @@ pub enum Metric {
     ConditionalAccuracy,
     /// The entropy of the generated samples' class histogram, in nats (a collapse lowers it).
     ClassEntropy,
+    /// A language model's validation loss in bits per character of the text (the same unit for
+    /// character and BPE models).
+    BitsPerChar,
+    /// A language model's validation perplexity: exp of the loss in nats per token.
+    Perplexity,
 }
 
 /// The metrics every image generator reports when `eval.metric_samples` asks for them.
@@ -52,6 +57,8 @@ impl Metric {
             Metric::Coverage => "coverage",
             Metric::ConditionalAccuracy => "conditional_accuracy",
             Metric::ClassEntropy => "class_entropy",
+            Metric::BitsPerChar => "bits_per_char",
+            Metric::Perplexity => "perplexity",
         }
     }
 
@@ -70,6 +77,8 @@ impl Metric {
             Metric::Coverage => "coverage of the evaluation split by the samples",
             Metric::ConditionalAccuracy => "fraction of samples classified as the class asked for",
             Metric::ClassEntropy => "entropy of the samples' class histogram (nats)",
+            Metric::BitsPerChar => "validation loss in bits per character",
+            Metric::Perplexity => "validation perplexity (per token)",
         }
     }
 

@@ -173,26 +173,35 @@ fn inside_checkpoints(path: &Path) -> Option<PathBuf> {
 /// `genlab sample RUN -n N --seed S -o OUT [...]`: what `request` asks of the run's latest
 /// weights, written to `out` (a PNG grid or a folder of PNG files; points as CSV or a scatter
 /// plot; text as a file).
+/// `genlab sample`: draws `count` samples (64 images or points, or 1 text, when None) as
+/// `request` asks and writes them to `out` (`samples.png`, or `samples.txt` for text, when None);
+/// returns the path written. Text also streams to `events` as it is generated.
+#[allow(clippy::too_many_arguments)]
 pub fn sample_run(
     run_dir: &Path,
-    request: &GenerateRequest,
-    out: &Path,
+    mut request: GenerateRequest,
+    count: Option<usize>,
+    out: Option<PathBuf>,
     format: SampleFormat,
     force: bool,
     device: Option<DeviceSpec>,
     events: Events,
-) -> Result<()> {
+) -> Result<PathBuf> {
     let target = RunTarget::open(run_dir, device, &[], events)?;
     let family = family_of(&target.exp)?;
     let kind = target.exp.data.dataset.kind();
     let output = family.by_kind().into_iter().find(|(k, ..)| *k == kind).map_or(OutputKind::Nothing, |(.., o)| o);
-    check_output(out, format, output, force, family.name())?;
+    let text = output == OutputKind::Text;
+    request.count = count.unwrap_or(if text { 1 } else { 64 });
+    let out = out.unwrap_or_else(|| PathBuf::from(if text { "samples.txt" } else { "samples.png" }));
+    check_output(&out, format, output, force, family.name())?;
     if format == SampleFormat::Grid && output == OutputKind::Images && request.count > MAX_GRID {
         return Err(PipelineError::Config(format!(
             "-n {}: a grid holds at most {MAX_GRID} images; write more with --format folder",
             request.count
         )));
     }
-    let generated = family.generate(&target, request, true)?;
-    generated.write(out, format, family.name())
+    let generated = family.generate(&target, &request, true)?;
+    generated.write(&out, format, family.name())?;
+    Ok(out)
 }

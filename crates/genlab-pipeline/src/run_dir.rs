@@ -21,6 +21,9 @@ pub struct RunInfo {
     pub parameters: usize,
     pub train_seconds: Option<f64>,
     pub genlab_version: String,
+    /// A text run's tokenizer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokenizer: Option<genlab_data::Tokenizer>,
 }
 
 impl RunInfo {
@@ -49,6 +52,7 @@ impl RunInfo {
             class_names: self.class_names.clone(),
             train_examples: self.train_examples,
             eval_examples: self.eval_examples,
+            tokenizer: self.tokenizer.clone(),
         }
     }
 }
@@ -142,6 +146,7 @@ impl RunDir {
             parameters,
             train_seconds: None,
             genlab_version: env!("CARGO_PKG_VERSION").into(),
+            tokenizer: data.tokenizer,
         };
         if resuming {
             info.train_seconds = RunInfo::load(&dir).ok().and_then(|i| i.train_seconds);

@@ -106,6 +106,9 @@ pub struct Optimizer {
     pub clip_grad_norm: Option<f64>,
     /// Updates taken so far (the `t` of Adam's bias correction).
     pub updates: u64,
+    /// Weight decay only on parameters of rank 2 and more (weight matrices and embeddings), not
+    /// on biases and normalisation gains: nanoGPT's `configure_optimizers` groups.
+    pub decay_matrices_only: bool,
     lr: f64,
     state: HashMap<String, Moments>,
     last_grad_norm: Option<f64>,
@@ -118,10 +121,17 @@ impl Optimizer {
             config,
             clip_grad_norm,
             updates: 0,
+            decay_matrices_only: false,
             lr: config.lr,
             state: HashMap::new(),
             last_grad_norm: None,
         }
+    }
+
+    /// The optimiser with weight decay on matrices only (see `decay_matrices_only`).
+    pub fn decaying_matrices_only(mut self) -> Self {
+        self.decay_matrices_only = true;
+        self
     }
 
     /// The learning rate of the next update.
@@ -166,6 +176,7 @@ impl Optimizer {
             lr: self.lr,
             t: self.updates,
             clip_scale,
+            decay_matrices_only: self.decay_matrices_only,
         };
         map_params(module, &mut mapper)
     }
@@ -276,6 +287,7 @@ struct AdamMapper<'a> {
     lr: f64,
     t: u64,
     clip_scale: f64,
+    decay_matrices_only: bool,
 }
 
 impl ParamMapper for AdamMapper<'_> {
@@ -292,7 +304,7 @@ impl ParamMapper for AdamMapper<'_> {
         if self.clip_scale < 1.0 {
             g = g * self.clip_scale;
         }
-        if c.weight_decay > 0.0 {
+        if c.weight_decay > 0.0 && (D >= 2 || !self.decay_matrices_only) {
             match c.kind {
                 OptimizerKind::Adam => g = g + p.clone() * c.weight_decay,
                 OptimizerKind::Adamw => p = p * (1.0 - self.lr * c.weight_decay),
@@ -407,6 +419,43 @@ mod tests {
             None,
         );
         run(OptimizerConfig { lr: 0.1, ..Default::default() }, Some(0.5));
+    }
+
+    /// With decay on matrices only, the 1-D parameter takes plain Adam steps and the 2-D one
+    /// AdamW's.
+    #[test]
+    fn decay_on_matrices_only_spares_vectors() {
+        let dev = Device::flex().autodiff();
+        let c = OptimizerConfig { kind: OptimizerKind::Adamw, lr: 0.05, weight_decay: 0.3, ..Default::default() };
+        let mut opt = Optimizer::new(OptimizerKey::MODEL, c, None).decaying_matrices_only();
+        let mut p = pair(&dev);
+        for _ in 0..3 {
+            let l = loss(&p);
+            p = opt.backward_step(p, l);
+        }
+        let x0 = [1.0, -2.0, 0.5, 0.25, -1.0, 3.0];
+        let plain = reference(
+            &x0,
+            |x| vec![2.0 * x[0], 2.0 * x[1], x[2] * x[2], x[3] * x[3], x[4] * x[4], x[5] * x[5]],
+            OptimizerConfig { weight_decay: 0.0, ..c },
+            3,
+            None,
+        );
+        let decayed = reference(
+            &x0,
+            |x| vec![2.0 * x[0], 2.0 * x[1], x[2] * x[2], x[3] * x[3], x[4] * x[4], x[5] * x[5]],
+            c,
+            3,
+            None,
+        );
+        let a = genlab_core::tensors::to_f32_vec(p.a.val());
+        let b = genlab_core::tensors::to_f32_vec(p.b.val());
+        for i in 0..2 {
+            assert!((a[i] as f64 - plain[i]).abs() < 1e-5, "{a:?} {plain:?}");
+        }
+        for i in 0..4 {
+            assert!((b[i] as f64 - decayed[2 + i]).abs() < 1e-5, "{b:?} {decayed:?}");
+        }
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 mod diffusion;
 mod hardening;
+mod language;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};

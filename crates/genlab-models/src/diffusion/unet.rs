@@ -23,6 +23,7 @@ use burn::tensor::activation::{silu, softmax};
 use burn::tensor::{Device, Int, TensorData};
 use burn::Tensor;
 use genlab_core::SeededRng;
+use genlab_nn::dropout::dropout;
 use genlab_nn::init;
 use serde::{Deserialize, Serialize};
 
@@ -95,18 +96,6 @@ fn conv1(rng: &mut SeededRng, c_in: usize, c_out: usize, device: &Device) -> Con
 
 fn group_norm(groups: usize, channels: usize, device: &Device) -> GroupNorm {
     GroupNormConfig::new(groups, channels).init(device)
-}
-
-/// Zeroes each value with probability `p` and scales the rest by 1 / (1 - p), with a mask drawn
-/// from `rng`; the identity without a stream (evaluation) or when `p` is 0.
-fn dropout(x: Tensor<4>, p: f64, rng: Option<&mut SeededRng>) -> Tensor<4> {
-    let Some(rng) = rng.filter(|_| p > 0.0) else { return x };
-    let dims = x.dims();
-    let keep = (1.0 / (1.0 - p)) as f32;
-    let mask: Vec<f32> =
-        rng.uniform_vec(dims.iter().product()).into_iter().map(|u| if (u as f64) < p { 0.0 } else { keep }).collect();
-    let mask = Tensor::from_data(TensorData::new(mask, dims), &x.device());
-    x * mask
 }
 
 /// A residual block with the time (and class) embedding added after its first convolution.

@@ -23,4 +23,6 @@ families! {
     diffusion::DiffusionFamily,
     classifier::ClassifierFamily,
     gaussian_mixture::MixtureFamily,
+    gpt::GptFamily,
+    rnn_lm::RnnLmFamily,
 }

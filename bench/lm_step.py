@@ -1,0 +1,71 @@
+"""PyTorch twin of `lm-step`: nanoGPT's GPT (bench/gpt_twin.py's model: 4 layers, 4 heads, width
+128, block 64, no biases, tied head) on the same 12 fixed windows of the vendored Shakespeare's
+training split, AdamW (lr 1e-3, betas 0.9/0.99, weight decay 0.1 on matrices only), gradients
+clipped to norm 1. Prints one RESULT line in the format genlab's `lm-step` prints; with
+`--generate N`, the speed of nanoGPT's `generate` (no KV cache: the whole context each token).
+Not part of CI."""
+import argparse
+import gzip
+import os
+import time
+
+import torch
+import torch.nn.functional as F
+
+from gpt_twin import GPT
+from step_timing import time_loop
+
+BATCH, BLOCK = 12, 64
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--warmup", type=int, default=5)
+    ap.add_argument("--steps", type=int, default=30)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--model", default="gpt")
+    ap.add_argument("--generate", type=int, default=0)
+    a = ap.parse_args()
+    torch.set_num_threads(a.threads)
+    torch.manual_seed(0)
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "data", "shakespeare", "shakespeare.txt.gz")
+    text = gzip.open(path, "rt", encoding="utf-8").read()
+    train_text = text[: len(text) - round(len(text) * 0.1)]
+    chars = sorted(set(train_text))
+    index = {c: i for i, c in enumerate(chars)}
+    train = torch.tensor([index[c] for c in train_text], dtype=torch.long)
+    model = GPT(len(chars) + 1, BLOCK, 4, 4, 128)
+    if a.generate:
+        model.eval()
+        idx = torch.zeros((1, 1), dtype=torch.long)
+        t0 = time.perf_counter()
+        with torch.no_grad():
+            for _ in range(a.generate):
+                logits = model(idx[:, -BLOCK:])[:, -1, :]
+                idx = torch.cat([idx, logits.argmax(-1, keepdim=True)], dim=1)
+        s = time.perf_counter() - t0
+        print(f"GENERATE impl=pytorch-{torch.__version__}-uncached tokens={a.generate} seconds={s:.3f} tokens_per_s={a.generate / s:.1f}")
+        return
+    stride = len(train) // BATCH
+    w = torch.stack([train[b * stride : b * stride + BLOCK + 1] for b in range(BATCH)])
+    params = list(model.parameters())
+    opt = torch.optim.AdamW(
+        [{"params": [p for p in params if p.dim() >= 2], "weight_decay": 0.1},
+         {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}],
+        lr=1e-3, betas=(0.9, 0.99), eps=1e-8,
+    )
+
+    def step():
+        logits = model(w[:, :-1])
+        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), w[:, 1:].reshape(-1))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        return loss.item()
+
+    time_loop(step, a)
+
+
+if __name__ == "__main__":
+    main()
