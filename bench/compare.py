@@ -1,5 +1,5 @@
 """Side-by-side training-step benchmark (the conv VAE, RealNVP with --model realnvp, DCGAN with --model gan, the
-diffusion UNet with --model diffusion): genlab
+diffusion UNet with --model diffusion, the language models with --model gpt and --model lstm): genlab
 (flex, and libtorch when built) against PyTorch, interleaved on the same machine, several rounds;
 prints a table of median step times and ratios.
 
@@ -31,11 +31,11 @@ def main():
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--steps", type=int, default=30)
     ap.add_argument("--warmup", type=int, default=5)
-    ap.add_argument("--model", choices=["vae", "realnvp", "gan", "diffusion", "gpt"], default="vae")
+    ap.add_argument("--model", choices=["vae", "realnvp", "gan", "diffusion", "gpt", "lstm"], default="vae")
     a = ap.parse_args()
     binary, script = f"{a.model}-step", f"bench/{a.model}_step.py"
     extra = []
-    if a.model in ("gpt",):
+    if a.model in ("gpt", "lstm"):
         binary, script, extra = "lm-step", "bench/lm_step.py", ["--model", a.model]
     title = {
         "vae": "conv VAE training step, batch 128, 28x28",
@@ -43,6 +43,7 @@ def main():
         "gan": "DCGAN training step, discriminator and generator updates (configs/mnist-dcgan.toml), batch 64, 28x28",
         "diffusion": "class-conditional DDPM training step (configs/mnist-ddpm.toml's UNet), batch 64, 28x28",
         "gpt": "GPT training step (configs/shakespeare-gpt.toml: 4x4x128, block 64), batch 12",
+        "lstm": "LSTM LM training step (configs/shakespeare-lstm.toml: 2 x 128, block 64), batch 32",
     }[a.model]
     python = os.environ.get("PYTHON", sys.executable)
     steps = ["--warmup", str(a.warmup), "--steps", str(a.steps), *extra]

@@ -1,7 +1,8 @@
-"""PyTorch twin of `lm-step`: nanoGPT's GPT (bench/gpt_twin.py's model: 4 layers, 4 heads, width
-128, block 64, no biases, tied head) on the same 12 fixed windows of the vendored Shakespeare's
-training split, AdamW (lr 1e-3, betas 0.9/0.99, weight decay 0.1 on matrices only), gradients
-clipped to norm 1. Prints one RESULT line in the format genlab's `lm-step` prints; with
+"""PyTorch twin of `lm-step`: `--model gpt`, nanoGPT's GPT (bench/gpt_twin.py's model: 4 layers,
+4 heads, width 128, block 64, no biases, tied head) on the same 12 fixed windows of the vendored
+Shakespeare's training split, AdamW (lr 1e-3, betas 0.9/0.99, weight decay 0.1 on matrices only),
+gradients clipped to norm 1; `--model lstm`, bench/lstm_twin.py's LSTM (embedding 64, two layers of
+128) on 32 such windows, Adam (lr 2e-3), clipped to norm 1. Prints one RESULT line in the format genlab's `lm-step` prints; with
 `--generate N`, the speed of nanoGPT's `generate` (no KV cache: the whole context each token).
 Not part of CI."""
 import argparse
@@ -13,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from gpt_twin import GPT
+from lstm_twin import LstmLm
 from step_timing import time_loop
 
 BATCH, BLOCK = 12, 64
@@ -35,6 +37,8 @@ def main():
     index = {c: i for i, c in enumerate(chars)}
     train = torch.tensor([index[c] for c in train_text], dtype=torch.long)
     model = GPT(len(chars) + 1, BLOCK, 4, 4, 128)
+    if a.model == "lstm":
+        model = LstmLm(len(chars) + 1, 64, 128, 2)
     if a.generate:
         model.eval()
         idx = torch.zeros((1, 1), dtype=torch.long)
@@ -46,14 +50,18 @@ def main():
         s = time.perf_counter() - t0
         print(f"GENERATE impl=pytorch-{torch.__version__}-uncached tokens={a.generate} seconds={s:.3f} tokens_per_s={a.generate / s:.1f}")
         return
-    stride = len(train) // BATCH
-    w = torch.stack([train[b * stride : b * stride + BLOCK + 1] for b in range(BATCH)])
+    batch = 32 if a.model == "lstm" else BATCH
+    stride = len(train) // batch
+    w = torch.stack([train[b * stride : b * stride + BLOCK + 1] for b in range(batch)])
     params = list(model.parameters())
-    opt = torch.optim.AdamW(
-        [{"params": [p for p in params if p.dim() >= 2], "weight_decay": 0.1},
-         {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}],
-        lr=1e-3, betas=(0.9, 0.99), eps=1e-8,
-    )
+    if a.model == "lstm":
+        opt = torch.optim.Adam(params, lr=2e-3, eps=1e-8)
+    else:
+        opt = torch.optim.AdamW(
+            [{"params": [p for p in params if p.dim() >= 2], "weight_decay": 0.1},
+             {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}],
+            lr=1e-3, betas=(0.9, 0.99), eps=1e-8,
+        )
 
     def step():
         logits = model(w[:, :-1])

@@ -187,6 +187,15 @@ struct RequestArgs {
     /// this (language models; CTRL's penalty, 1 leaves them).
     #[arg(long)]
     repetition_penalty: Option<f64>,
+    /// A text to correct (seq2seq).
+    #[arg(long, conflicts_with = "infill")]
+    correct: Option<String>,
+    /// A text with one `<mask>` to fill (seq2seq).
+    #[arg(long)]
+    infill: Option<String>,
+    /// Beams of beam search (seq2seq; 1 is greedy).
+    #[arg(long)]
+    beam: Option<usize>,
 }
 
 impl RequestArgs {
@@ -210,6 +219,9 @@ impl RequestArgs {
             top_k: self.top_k,
             top_p: self.top_p,
             repetition_penalty: self.repetition_penalty,
+            correct: self.correct,
+            infill: self.infill,
+            beam: self.beam,
         })
     }
 }

@@ -71,7 +71,7 @@ fn text_summary(out: &mut String, c: TextCorpus) -> Result<()> {
         c.text.lines().count(),
         c.vocab.len()
     );
-    let s = c.split(0.1)?;
+    let s = c.split(0.1, crate::tokenizer::TokenizerSpec::Char)?;
     let chars = |t: &str| t.chars().count();
     let _ = writeln!(
         out,

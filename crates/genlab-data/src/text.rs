@@ -1,7 +1,7 @@
 //! A text corpus (plain or gzipped UTF-8) with its character vocabulary.
 
 use crate::error::{DataError, Result};
-use crate::tokenizer::{CharTokenizer, Tokenizer};
+use crate::tokenizer::{Tokenizer, TokenizerSpec};
 use std::path::Path;
 
 #[derive(Debug, Clone)]
@@ -51,9 +51,9 @@ pub struct TextSplits {
 
 impl TextCorpus {
     /// The text with the last `fraction` of its characters held out (nanoGPT's contiguous
-    /// split), a character tokenizer fitted on the rest, and both parts encoded; fails on a
+    /// split), the tokenizer `spec` fitted on the rest, and both parts encoded; fails on a
     /// corpus of fewer than 2 characters.
-    pub fn split(self, fraction: f64) -> Result<TextSplits> {
+    pub fn split(self, fraction: f64, spec: TokenizerSpec) -> Result<TextSplits> {
         let chars = self.text.chars().count();
         if chars < 2 {
             return Err(DataError::Config(format!(
@@ -64,7 +64,7 @@ impl TextCorpus {
         let held = ((chars as f64 * fraction).round() as usize).clamp(1, chars - 1);
         let cut = self.text.char_indices().nth(chars - held).map_or(self.text.len(), |(i, _)| i);
         let (train_text, eval_text) = self.text.split_at(cut);
-        let tokenizer = Tokenizer::Char(CharTokenizer::fit(train_text));
+        let tokenizer = spec.fit(train_text)?;
         let (train, _) = tokenizer.encode_lossy(train_text);
         let (eval, eval_unknown) = tokenizer.encode_lossy(eval_text);
         Ok(TextSplits {
@@ -93,12 +93,12 @@ mod tests {
 
     #[test]
     fn the_split_is_contiguous_and_the_vocabulary_is_the_training_text_s() {
-        let s = TextCorpus::from_text("t", "abcabcabcz".into()).split(0.1).unwrap();
+        let s = TextCorpus::from_text("t", "abcabcabcz".into()).split(0.1, TokenizerSpec::Char).unwrap();
         assert_eq!((s.train_text.as_str(), s.eval_text.as_str()), ("abcabcabc", "z"));
         assert_eq!(s.tokenizer.vocab_size(), 4); // a b c <unk>
         assert_eq!((s.eval.as_slice(), s.eval_unknown), (&[3u32][..], 1));
         assert_eq!(s.train.len(), 9);
-        assert!(TextCorpus::from_text("t", "a".into()).split(0.1).is_err());
+        assert!(TextCorpus::from_text("t", "a".into()).split(0.1, TokenizerSpec::Char).is_err());
     }
 
     #[test]

@@ -13,7 +13,7 @@ use genlab_core::SeededRng;
 
 /// The additive causal mask `[1, 1, tq, tk]`: 0 where query `i` may see key `j`, minus infinity
 /// elsewhere. Every row keeps at least its own position, so no softmax row is empty.
-fn causal_mask(tq: usize, tk: usize, device: &burn::tensor::Device) -> Tensor<4> {
+pub fn causal_mask(tq: usize, tk: usize, device: &burn::tensor::Device) -> Tensor<4> {
     let offset = tk - tq;
     let v: Vec<f32> =
         (0..tq).flat_map(|i| (0..tk).map(move |j| if j <= offset + i { 0.0 } else { f32::NEG_INFINITY })).collect();
@@ -39,12 +39,49 @@ pub fn causal_attention_with_dropout(
     p: f64,
     rng: Option<&mut SeededRng>,
 ) -> Tensor<4> {
-    let [_, _, tq, d] = q.dims();
+    let tq = q.dims()[2];
     let tk = k.dims()[2];
     assert!(tk >= tq, "causal attention: {tq} queries should continue {tk} keys");
+    let mask = (tq > 1).then(|| causal_mask(tq, tk, &v.device()));
+    attention(q, k, v, mask, p, rng)
+}
+
+/// softmax(q kᵀ / sqrt(d) + mask) v, with dropout `p` on the weights when `rng` is given; `mask`
+/// is additive and broadcasts to `[batch, heads, tq, tk]` (0 to keep, minus infinity to hide).
+pub fn attention(
+    q: Tensor<4>,
+    k: Tensor<4>,
+    v: Tensor<4>,
+    mask: Option<Tensor<4>>,
+    p: f64,
+    rng: Option<&mut SeededRng>,
+) -> Tensor<4> {
+    let d = q.dims()[3];
     let scores = q.matmul(k.transpose()) * (1.0 / (d as f64).sqrt()); // [b, h, tq, tk]
-    let scores = if tq > 1 { scores + causal_mask(tq, tk, &v.device()) } else { scores };
+    let scores = match mask {
+        Some(m) => scores + m,
+        None => scores,
+    };
     dropout(softmax(scores, 3), p, rng).matmul(v) // [b, h, tq, d]
+}
+
+/// The additive mask `[batch, 1, 1, keys]` hiding the keys whose token is `pad`.
+pub fn padding_mask(tokens: &[i64], batch: usize, pad: i64, device: &burn::tensor::Device) -> Tensor<4> {
+    let keys = tokens.len() / batch.max(1);
+    let v: Vec<f32> = tokens.iter().map(|&t| if t == pad { f32::NEG_INFINITY } else { 0.0 }).collect();
+    Tensor::from_data(TensorData::new(v, [batch, 1, 1, keys]), device)
+}
+
+/// `[batch, t, heads * d]` as `[batch, heads, t, d]`.
+pub fn split_heads(x: Tensor<3>, heads: usize) -> Tensor<4> {
+    let [b, t, w] = x.dims();
+    x.reshape([b, t, heads, w / heads]).swap_dims(1, 2)
+}
+
+/// `[batch, heads, t, d]` as `[batch, t, heads * d]`.
+pub fn merge_heads(x: Tensor<4>) -> Tensor<3> {
+    let [b, h, t, d] = x.dims();
+    x.swap_dims(1, 2).reshape([b, t, h * d])
 }
 
 #[cfg(test)]

@@ -96,7 +96,7 @@ impl Data {
                         d.dataset.describe()
                     )));
                 };
-                Data::Text(corpus.split(f)?)
+                Data::Text(corpus.split(f, d.tokenizer)?)
             }
             DataKind::Sequences => {
                 return Err(PipelineError::Config(format!(

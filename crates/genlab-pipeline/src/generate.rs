@@ -42,6 +42,15 @@ pub struct GenerateRequest {
     /// (CTRL's repetition penalty); 1 leaves them.
     #[serde(default)]
     pub repetition_penalty: Option<f64>,
+    /// A text to correct (a sequence-to-sequence corrector).
+    #[serde(default)]
+    pub correct: Option<String>,
+    /// A text with one `<mask>` to fill.
+    #[serde(default)]
+    pub infill: Option<String>,
+    /// Beams of beam search (1: greedy).
+    #[serde(default)]
+    pub beam: Option<usize>,
 }
 
 /// A partial image to complete (in-painting): 8-bit pixel values `[channels, height, width]` and
@@ -121,6 +130,9 @@ pub struct Capabilities {
     pub top_k: bool,
     pub top_p: bool,
     pub repetition_penalty: bool,
+    pub correct: bool,
+    pub infill: bool,
+    pub beam: bool,
 }
 
 impl OutputKind {
@@ -198,6 +210,9 @@ impl GenerateRequest {
                 "repetition_penalty",
                 "does not generate tokens",
             ),
+            (self.correct.is_some() && !can.correct, "correct", "does not correct text (a seq2seq corrector does)"),
+            (self.infill.is_some() && !can.infill, "infill", "does not fill masked text (a seq2seq model does)"),
+            (self.beam.is_some() && !can.beam, "beam", "has no beam search"),
         ];
         if let Some((_, option, why)) = unsupported.iter().find(|u| u.0) {
             return refuse(option, why);
@@ -216,6 +231,9 @@ impl GenerateRequest {
         }
         if let Some(p) = self.top_p.filter(|p| !(*p > 0.0 && *p <= 1.0)) {
             return Err(PipelineError::Config(format!("top_p {p}: expected a value in (0, 1]")));
+        }
+        if self.beam == Some(0) {
+            return Err(PipelineError::Config("beam 0: expected a beam width of at least 1".into()));
         }
         if self.top_k == Some(0) {
             return Err(PipelineError::Config("top_k 0: expected at least 1".into()));

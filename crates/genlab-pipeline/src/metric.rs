@@ -35,6 +35,10 @@ pub enum Metric {
     BitsPerChar,
     /// A language model's validation perplexity: exp of the loss in nats per token.
     Perplexity,
+    /// A corrector's character error rate on held-out corrupted lines after correction.
+    CharErrorRate,
+    /// The fraction of held-out masked spans filled exactly.
+    InfillExactMatch,
 }
 
 /// The metrics every image generator reports when `eval.metric_samples` asks for them.
@@ -59,6 +63,8 @@ impl Metric {
             Metric::ClassEntropy => "class_entropy",
             Metric::BitsPerChar => "bits_per_char",
             Metric::Perplexity => "perplexity",
+            Metric::CharErrorRate => "char_error_rate",
+            Metric::InfillExactMatch => "infill_exact_match",
         }
     }
 
@@ -79,6 +85,8 @@ impl Metric {
             Metric::ClassEntropy => "entropy of the samples' class histogram (nats)",
             Metric::BitsPerChar => "validation loss in bits per character",
             Metric::Perplexity => "validation perplexity (per token)",
+            Metric::CharErrorRate => "character error rate of held-out corrupted lines after correction",
+            Metric::InfillExactMatch => "fraction of held-out masked spans filled exactly",
         }
     }
 

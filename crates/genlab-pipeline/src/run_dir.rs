@@ -152,6 +152,10 @@ impl RunDir {
             info.train_seconds = RunInfo::load(&dir).ok().and_then(|i| i.train_seconds);
         }
         info.save(&dir)?;
+        // A BPE tokenizer also as Hugging Face's file, which Python's `tokenizers` loads as it is.
+        if let Some(json) = info.tokenizer.as_ref().and_then(|t| t.hf_json()) {
+            genlab_core::atomic::write_atomic(&dir.join("tokenizer.json"), json.as_bytes())?;
+        }
         events.message(&format!(
             "data: {} ({} training, {} evaluation examples of shape {shape:?}); model: {} ({} parameters); device: {}",
             exp.data.dataset.describe(),

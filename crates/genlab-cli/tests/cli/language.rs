@@ -128,3 +128,78 @@ fn issue14_bad_text_data_is_one_line() {
     let cfg = write_config(d.path(), &small_gpt(&short, 0));
     fails_with(&["train", cfg.to_str().unwrap()], &["model.block_size = 0"]);
 }
+
+/// A corrector small enough to train in seconds.
+fn small_corrector(text: &Path) -> String {
+    format!(
+        r#"
+[problem]
+name = "corrector"
+task = "test"
+
+[data]
+dataset = {{ text = "{}" }}
+validation = {{ fraction = 0.1 }}
+
+[model]
+family = "seq2seq"
+encoder_layers = 1
+decoder_layers = 1
+heads = 2
+width = 16
+max_len = 48
+edit_rate = 0.1
+min_line = 10
+max_line = 40
+eval_lines = 30
+
+[train]
+steps = 20
+batch_size = 8
+optimizer = {{ kind = "adamw", lr = 3e-3, weight_decay = 0.1 }}
+log_every = 5
+checkpoint_every = 10
+eval_every = 10
+
+[eval]
+periodic_examples = 10
+"#,
+        text.display()
+    )
+}
+
+#[test]
+fn issue14_seq2seq_corrects_fills_resumes_and_refuses_bad_requests() {
+    let d = tempfile::tempdir().unwrap();
+    let cfg = write_config(d.path(), &small_corrector(&corpus(d.path())));
+    let whole = d.path().join("whole");
+    let o = genlab().args(["run", cfg.to_str().unwrap(), "--run-dir", whole.to_str().unwrap()]).output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let eval: serde_json::Value = serde_json::from_slice(&std::fs::read(whole.join("eval.json")).unwrap()).unwrap();
+    let c = &eval["correction"];
+    assert_eq!(c["lines"], 30);
+    assert!(c["cer_before"].as_f64().unwrap() > 0.0 && c["cer_after"].as_f64().is_some(), "{eval}");
+    assert!(eval["infilling"]["exact_match"].as_f64().is_some());
+
+    let killed = d.path().join("killed");
+    let at = kill_after_checkpoint(&cfg, &killed, 10, 20);
+    resume_matches(&killed, &whole, at, &["model.safetensors", "optim.safetensors"]);
+
+    let run = whole.to_str().unwrap();
+    for args in
+        [vec!["--correct", "Too bee or not too be"], vec!["--infill", "To be or <mask> the question", "--beam", "3"]]
+    {
+        let out = d.path().join(format!("{}.txt", &args[0][2..]));
+        let o = genlab().args(["sample", run, "-o", out.to_str().unwrap()]).args(&args).output().unwrap();
+        assert!(o.status.success(), "{}", stderr(&o));
+        let text = std::fs::read_to_string(&out).unwrap();
+        if args[0] == "--infill" {
+            assert!(text.starts_with("To be or ") && text.trim_end().ends_with(" the question"), "{text:?}");
+        }
+    }
+    fails_with(&["sample", run, "--infill", "To be, or not"], &["--infill", "0 <mask>", "exactly one"]);
+    fails_with(&["sample", run, "--correct", "x", "--beam", "0"], &["beam 0", "at least 1"]);
+    fails_with(&["sample", run, "--correct", "ab\u{2603}"], &["--correct", "U+2603"]);
+    fails_with(&["sample", run, "--prompt", "ROMEO:"], &["prompt", "seq2seq", "takes no prompt"]);
+    fails_with(&["sample", run], &["--correct TEXT or --infill TEXT"]);
+}

@@ -18,7 +18,7 @@ use burn::tensor::activation::gelu;
 use burn::tensor::{Device, Int};
 use burn::Tensor;
 use genlab_core::SeededRng;
-use genlab_nn::attention::causal_attention_with_dropout;
+use genlab_nn::attention::{causal_attention_with_dropout, merge_heads, split_heads};
 use genlab_nn::distributions::categorical_log_prob;
 use genlab_nn::dropout::dropout;
 use genlab_nn::init::{normal_embedding, normal_linear};
@@ -107,14 +107,14 @@ impl GptConfig {
                 return bad(field, "0".into(), "expected at least 1");
             }
         }
-        if self.width == 0 || self.width % self.heads != 0 {
+        if self.width == 0 || !self.width.is_multiple_of(self.heads) {
             return bad(
                 "width",
                 self.width.to_string(),
                 &format!("expected a positive multiple of heads ({})", self.heads),
             );
         }
-        if self.positions == Positions::Rotary && (self.width / self.heads) % 2 != 0 {
+        if self.positions == Positions::Rotary && !(self.width / self.heads).is_multiple_of(2) {
             return bad(
                 "positions",
                 "\"rotary\"".into(),
@@ -145,10 +145,7 @@ impl GptConfig {
                     c_proj: normal_linear(&mut rng, d, d, residual_std, bias, device),
                 },
                 ln_2: norm(device),
-                mlp: Mlp {
-                    c_fc: normal_linear(&mut rng, d, 4 * d, 0.02, bias, device),
-                    c_proj: normal_linear(&mut rng, 4 * d, d, residual_std, bias, device),
-                },
+                mlp: Mlp::new(&mut rng, d, residual_std, bias, device),
             })
             .collect();
         let lm_head = (!self.tie_embeddings).then(|| normal_linear(&mut rng, d, vocab, 0.02, false, device));
@@ -177,6 +174,20 @@ pub struct SelfAttention {
 pub struct Mlp {
     pub c_fc: Linear,
     pub c_proj: Linear,
+}
+
+impl Mlp {
+    /// GPT-2's MLP: `c_proj(gelu(c_fc(x)))`, 4x wide inside.
+    pub fn new(rng: &mut SeededRng, d: usize, residual_std: f32, bias: bool, device: &Device) -> Self {
+        Mlp {
+            c_fc: normal_linear(rng, d, 4 * d, 0.02, bias, device),
+            c_proj: normal_linear(rng, 4 * d, d, residual_std, bias, device),
+        }
+    }
+
+    pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+        self.c_proj.forward(gelu(self.c_fc.forward(x)))
+    }
 }
 
 #[derive(Module, Debug)]
@@ -254,7 +265,7 @@ impl Gpt {
             let slot = cache.as_deref_mut().map(|c| &mut c.layers[i]);
             let h = self.attention(&block.attn, block.ln_1.forward(x.clone()), start, slot, rng.as_deref_mut());
             x = x + h;
-            let h = block.mlp.c_proj.forward(gelu(block.mlp.c_fc.forward(block.ln_2.forward(x.clone()))));
+            let h = block.mlp.forward(block.ln_2.forward(x.clone()));
             x = x + dropout(h, self.dropout, rng.as_deref_mut());
         }
         if let Some(c) = cache {
@@ -278,10 +289,9 @@ impl Gpt {
         slot: Option<&mut Option<(Tensor<4>, Tensor<4>)>>,
         mut rng: Option<&mut SeededRng>,
     ) -> Tensor<3> {
-        let [b, t, d] = x.dims();
-        let (h, hd) = (self.heads, d / self.heads);
+        let d = x.dims()[2];
         let qkv = attn.c_attn.forward(x); // [b, t, 3d]
-        let part = |i: usize| qkv.clone().narrow(2, i * d, d).reshape([b, t, h, hd]).swap_dims(1, 2); // [b, h, t, hd]
+        let part = |i: usize| split_heads(qkv.clone().narrow(2, i * d, d), self.heads); // [b, h, t, d / h]
         let (mut q, mut k, v) = (part(0), part(1), part(2));
         if self.rotary {
             q = rotate(q, start, ROTARY_BASE);
@@ -299,7 +309,7 @@ impl Gpt {
             None => (k, v),
         };
         let y = causal_attention_with_dropout(q, k, v, self.dropout, rng.as_deref_mut()); // [b, h, t, hd]
-        let y = attn.c_proj.forward(y.swap_dims(1, 2).reshape([b, t, d]));
+        let y = attn.c_proj.forward(merge_heads(y));
         dropout(y, self.dropout, rng)
     }
 

@@ -11,6 +11,7 @@
 pub mod gpt;
 pub mod rnn;
 pub mod sampling;
+pub mod seq2seq;
 
 use burn::tensor::{Device, Int, TensorData};
 use burn::Tensor;
@@ -42,6 +43,8 @@ pub struct Generation {
     pub sampling: Sampling,
     /// Generation ends at the first of these strings (which the text leaves out).
     pub stop: Vec<String>,
+    /// Generation ends when this token is drawn (an end-of-sequence token, left out).
+    pub end: Option<u32>,
     pub seed: u64,
 }
 
@@ -50,7 +53,7 @@ pub struct Generation {
 pub enum Finish {
     /// `max_tokens` were generated.
     Length,
-    /// A stop string appeared.
+    /// A stop string appeared, or the end token was drawn.
     Stop,
 }
 
@@ -90,6 +93,10 @@ pub fn generate<M: Autoregressive>(
     let mut finish = Finish::Length;
     for i in 0..g.max_tokens {
         let next = g.sampling.pick(&logits, &history, &mut rng);
+        if Some(next) == g.end {
+            finish = Finish::Stop;
+            break;
+        }
         tokens.push(next);
         history.push(next);
         text = decode(&tokens);

@@ -58,6 +58,9 @@ pub struct DataConfig {
     pub transforms: Vec<Transform>,
     #[serde(default)]
     pub validation: Validation,
+    /// How text becomes tokens (text data only): `"char"` or `{ bpe = { vocab_size = N } }`.
+    #[serde(default)]
+    pub tokenizer: genlab_data::TokenizerSpec,
 }
 
 /// Which examples evaluation uses: the dataset's test split, or a fixed fraction held out of train.

@@ -25,4 +25,5 @@ families! {
     gaussian_mixture::MixtureFamily,
     gpt::GptFamily,
     rnn_lm::RnnLmFamily,
+    seq2seq::Seq2SeqFamily,
 }

@@ -39,7 +39,7 @@ fn cached_and_uncached_generation_agree() {
         let m = tiny(positions, 8).init(13, 1, &dev).unwrap();
         let decode = |t: &[u32]| t.iter().map(|&v| char::from(b'a' + v as u8)).collect::<String>();
         for sampling in [Sampling::greedy(), Sampling { temperature: 1.5, top_p: Some(0.95), ..Default::default() }] {
-            let g = Generation { max_tokens: 40, sampling, stop: vec![], seed: 3 };
+            let g = Generation { max_tokens: 40, sampling, stop: vec![], end: None, seed: 3 };
             let cached = generate(&m, &[1, 2, 3], &g, &decode, &mut |_| {});
             let uncached = generate(&Uncached(&m), &[1, 2, 3], &g, &decode, &mut |_| {});
             assert_eq!(cached.tokens.len(), 40);
@@ -55,7 +55,7 @@ fn streamed_text_is_the_text_and_stop_strings_cut_it() {
     let dev = Device::flex();
     let m = tiny(Positions::Learned, 8).init(5, 2, &dev).unwrap();
     let decode = |t: &[u32]| t.iter().map(|&v| char::from(b'a' + v as u8)).collect::<String>();
-    let g = Generation { max_tokens: 30, sampling: Sampling::default(), stop: vec![], seed: 9 };
+    let g = Generation { max_tokens: 30, sampling: Sampling::default(), stop: vec![], end: None, seed: 9 };
     let mut streamed = String::new();
     let full = generate(&m, &[0], &g, &decode, &mut |s| streamed.push_str(s));
     assert_eq!(streamed, full.text);

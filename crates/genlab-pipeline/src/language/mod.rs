@@ -2,24 +2,22 @@
 //! token stream (nats per token, bits per character, perplexity), the memorisation check of
 //! generated text against the training text, and the sampling request they honour.
 
-use crate::data::{Data, DataFacts};
 use crate::error::{PipelineError, Result};
-use crate::evaluation::{EvalContext, Evaluation, LossCurve};
-use crate::experiment::{Experiment, KeyError};
-use crate::family::{model_error, Batches, Family, FamilyCard, FamilyOptions, PeriodicContext, Section};
-use crate::generate::{Capabilities, GenerateRequest, Generated, OutputKind};
-use crate::metric::Metric;
+use crate::family::{FamilyCard, FamilyOptions};
+use crate::generate::GenerateRequest;
 use burn::module::Module;
 use burn::tensor::{Device, Int, TensorData};
 use burn::Tensor;
-use genlab_core::events::EventSink;
-use genlab_data::{DataKind, TokenBatches, Tokenizer};
+use genlab_data::Tokenizer;
 use genlab_models::lm::sampling::Sampling;
 use genlab_models::lm::{Autoregressive, Generation};
-use genlab_train::{Optimizer, OptimizerKey, Optimizers, TrainStep};
+use genlab_train::TrainStep;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::fmt::Debug;
+
+mod family;
+pub use family::LmFamily;
 
 /// A language model as the pipeline trains, scores and samples it.
 pub trait LanguageModel: Autoregressive + TrainStep<Batch = Tensor<2, Int>> + Module {
@@ -185,7 +183,7 @@ pub fn stream_loss(
 ) -> StreamLoss {
     let starts: Vec<usize> =
         (0..tokens.len().saturating_sub(1)).step_by(block).take(max_windows.unwrap_or(usize::MAX)).collect();
-    let (mut nats, mut count, mut chars) = (0.0f64, 0usize, 0usize);
+    let (mut nats, mut count, mut end) = (0.0f64, 0usize, 1usize);
     // Full windows go in batches; the last, shorter one alone.
     let full: Vec<usize> = starts.iter().copied().filter(|&s| s + block < tokens.len()).collect();
     let mut run = |group: &[usize], len: usize| {
@@ -193,9 +191,7 @@ pub fn stream_loss(
         let lp = log_probs(Tensor::from_data(TensorData::new(v, [group.len(), len]), device));
         nats -= lp.iter().map(|&v| v as f64).sum::<f64>();
         count += lp.len();
-        for &s in group {
-            chars += tokenizer.decode(&tokens[s + 1..s + len]).chars().count();
-        }
+        end = end.max(group.iter().map(|&s| s + len).max().unwrap_or(1));
     };
     for group in full.chunks(batch.max(1)) {
         run(group, block + 1);
@@ -203,6 +199,8 @@ pub fn stream_loss(
     if let Some(&last) = starts.iter().find(|&&s| s + block >= tokens.len()) {
         run(&[last], tokens.len() - last);
     }
+    // The predicted tokens are tokens[1..end], contiguous: their text, decoded whole.
+    let chars = tokenizer.decode(&tokens[1..end]).chars().count();
     StreamLoss {
         nats_per_token: nats / count.max(1) as f64,
         bits_per_char: nats / std::f64::consts::LN_2 / chars.max(1) as f64,
@@ -326,250 +324,6 @@ pub fn memorisation_section(m: &Memorisation, tokens: usize) -> String {
     )
 }
 
-/// Windows scored per forward pass in validation.
-const SCORE_BATCH: usize = 64;
-
-/// A language-model family over network `N`: the data, training, validation, evaluation and
-/// generation every language model shares.
-pub struct LmFamily<N: LmNetwork> {
-    config: N,
-    options: LmOptions,
-    tokenizer: Option<Tokenizer>,
-    exp: Experiment,
-}
-
-impl<N: LmNetwork> LmFamily<N> {
-    fn tokenizer(&self) -> Result<&Tokenizer> {
-        self.tokenizer
-            .as_ref()
-            .ok_or_else(|| PipelineError::Run("the run records no tokenizer (not a text run)".into()))
-    }
-
-    fn loss(&self, m: &N::Model, tokens: &[u32], max_windows: Option<usize>, device: &Device) -> Result<StreamLoss> {
-        let tok = self.tokenizer()?;
-        Ok(stream_loss(tokens, self.config.block_size(), max_windows, SCORE_BATCH, tok, device, |w| {
-            genlab_core::tensors::to_f32_vec(m.token_log_probs(w))
-        }))
-    }
-
-    /// One text after `prompt`, streamed to `on_text`.
-    fn text(&self, m: &N::Model, prompt: &[u32], g: &Generation, on_text: &mut dyn FnMut(&str)) -> Result<String> {
-        let tok = self.tokenizer()?;
-        Ok(genlab_models::lm::generate(m, prompt, g, &|t| tok.decode(t), on_text).text)
-    }
-}
-
-impl<N: LmNetwork> Family for LmFamily<N> {
-    type Network = N;
-    type Options = LmOptions;
-    type Model = N::Model;
-    type Validation = Vec<u32>;
-
-    const CARD: FamilyCard = N::CARD;
-
-    fn check(s: &Section<N, LmOptions>, exp: &Experiment) -> Result<(), KeyError> {
-        s.network.check().map_err(model_error)?;
-        s.options.check()?;
-        if exp.data.validation.fraction.is_none() {
-            return Err((
-                "data.validation".into(),
-                ": a language model holds out the corpus's tail; expected { fraction = 0.1 }".into(),
-            ));
-        }
-        Ok(())
-    }
-
-    fn metrics(_: &Section<N, LmOptions>, _: DataKind) -> Vec<Metric> {
-        vec![Metric::NllNats, Metric::BitsPerChar, Metric::Perplexity]
-    }
-
-    fn output(_: &Section<N, LmOptions>, _: DataKind) -> OutputKind {
-        OutputKind::Text
-    }
-
-    fn new(s: Section<N, LmOptions>, exp: &Experiment, facts: &DataFacts) -> Self {
-        LmFamily { config: s.network, options: s.options, tokenizer: facts.tokenizer.clone(), exp: exp.clone() }
-    }
-
-    fn init(&self, seed: u64, device: &Device) -> Result<N::Model> {
-        Ok(self.config.init(self.tokenizer()?.vocab_size(), seed, device)?)
-    }
-
-    /// Weight decay (AdamW's) on weight matrices and embeddings only, as nanoGPT groups them.
-    fn optimizers(&self, exp: &Experiment) -> Optimizers {
-        let t = &exp.train;
-        Optimizers::new(vec![
-            Optimizer::new(OptimizerKey::MODEL, t.optimizer, t.clip_grad_norm).decaying_matrices_only()
-        ])
-    }
-
-    fn batches(&self, data: &Data, exp: &Experiment) -> Result<Batches<N::Model>> {
-        let t = &exp.train;
-        let text = data.text()?;
-        let block = self.config.block_size();
-        let batches =
-            TokenBatches::new(text.train.clone(), block, t.batch_size, t.drop_last, t.seed).ok_or_else(|| {
-                PipelineError::Config(format!(
-                    "model.block_size = {block}: larger than the training text ({} tokens); expected at most {}",
-                    text.train.len(),
-                    text.train.len().saturating_sub(2)
-                ))
-            })?;
-        if text.eval.len() < 2 {
-            return Err(PipelineError::Config(format!(
-                "data.validation: the held-out text has {} token(s); expected at least 2",
-                text.eval.len()
-            )));
-        }
-        Ok(Box::new(batches))
-    }
-
-    fn validation_set(&self, data: &Data, _: &Experiment, _: &dyn EventSink) -> Result<Vec<u32>> {
-        Ok(data.text()?.eval.to_vec())
-    }
-
-    fn validate(
-        &self,
-        _: u64,
-        m: &N::Model,
-        set: &Vec<u32>,
-        cx: &PeriodicContext<'_>,
-    ) -> Result<Vec<(&'static str, f64)>> {
-        let l = self.loss(m, set, Some(cx.exp.eval.periodic_examples), cx.device)?;
-        Ok(vec![("val_loss", l.nats_per_token), ("val_bpc", l.bits_per_char)])
-    }
-
-    fn evaluate(&self, m: &N::Model, data: &Data, cx: &EvalContext<'_>) -> Result<Evaluation> {
-        let text = data.text()?;
-        cx.events.message("scoring every validation token");
-        let l = self.loss(m, &text.eval, self.exp.eval.examples, &cx.device)?;
-        let ppl = l.perplexity();
-        cx.events.message(&format!(
-            "validation: {:.4} nats per token, {:.4} bits per character, perplexity {ppl:.3} ({} tokens)",
-            l.nats_per_token, l.bits_per_char, l.tokens
-        ));
-        let tok = self.tokenizer()?;
-        let prompt = tok.encode_strict(&self.options.sample_prompt, "model.sample_prompt")?;
-        let prompt = &prompt[prompt.len().saturating_sub(self.config.context().unwrap_or(usize::MAX))..];
-        let seed = self.exp.eval.seed;
-        let mut section = loss_table(&l, &self.exp, cx.step, self.config.block_size());
-        let mut samples = Vec::new();
-        for &t in &self.options.sample_temperatures {
-            let g = Generation {
-                max_tokens: self.options.sample_tokens,
-                sampling: genlab_models::lm::sampling::Sampling { temperature: t, ..Default::default() },
-                stop: vec![],
-                seed,
-            };
-            samples.push((t, self.text(m, prompt, &g, &mut |_| {})?));
-        }
-        section.push_str(&samples_section(&samples, &self.options.sample_prompt));
-        let memo = if self.options.memorisation_tokens > 0 {
-            cx.events.message(&format!(
-                "memorisation: {} tokens at temperature 1 against the training text",
-                self.options.memorisation_tokens
-            ));
-            let g = Generation {
-                max_tokens: self.options.memorisation_tokens,
-                sampling: Default::default(),
-                stop: vec![],
-                seed: seed.wrapping_add(1),
-            };
-            let generated = self.text(m, prompt, &g, &mut |_| {})?;
-            let index = TrainingIndex::new(&text.train_text);
-            let memo = memorisation(&index, &generated, MEMORISATION_WINDOW);
-            section.push_str(&memorisation_section(&memo, self.options.memorisation_tokens));
-            Some(memo)
-        } else {
-            None
-        };
-        std::fs::create_dir_all(cx.run_dir.join("samples"))
-            .map_err(genlab_core::CoreError::io(cx.run_dir.join("samples")))?;
-        let all: String = samples
-            .iter()
-            .map(|(t, s)| format!("=== temperature {t} ===\n{}{s}\n\n", self.options.sample_prompt))
-            .collect();
-        genlab_core::atomic::write_atomic(&cx.run_dir.join("samples/text.txt"), all.as_bytes())?;
-        Ok(Evaluation {
-            metrics: vec![
-                (Metric::NllNats, l.nats_per_token),
-                (Metric::BitsPerChar, l.bits_per_char),
-                (Metric::Perplexity, ppl),
-            ],
-            log: vec![("tokens", l.tokens.into()), ("chars", l.chars.into())],
-            record: serde_json::json!({
-                "validation": { "nats_per_token": l.nats_per_token, "bits_per_char": l.bits_per_char, "perplexity": ppl, "tokens": l.tokens, "chars": l.chars },
-                "samples": samples.iter().map(|(t, s)| serde_json::json!({ "temperature": t, "text": s })).collect::<Vec<_>>(),
-                "memorisation": memo.as_ref().map(|m| serde_json::json!({
-                    "window": m.window, "windows": m.windows, "copied": m.copied, "fraction": m.fraction(), "longest": m.longest, "longest_text": m.longest_text,
-                })),
-            }),
-            section,
-            figures: vec![],
-            summary: format!(
-                "validation loss {:.4} nats per token, {:.4} bits per character, perplexity {ppl:.3}",
-                l.nats_per_token, l.bits_per_char
-            ),
-            drawn: None,
-        })
-    }
-
-    fn describe(&self) -> String {
-        self.config.describe()
-    }
-
-    fn loss_curve(&self) -> LossCurve {
-        LossCurve::train_and_validation("Loss: cross-entropy (nats per token)".into(), "nats", "val_loss", 1.0)
-    }
-
-    fn capabilities(&self) -> Capabilities {
-        Capabilities {
-            temperature: true,
-            prompt: true,
-            max_tokens: true,
-            stop: true,
-            top_k: true,
-            top_p: true,
-            repetition_penalty: true,
-            ..Capabilities::plain(OutputKind::Text)
-        }
-    }
-
-    fn generate(
-        &self,
-        m: &N::Model,
-        r: &GenerateRequest,
-        _: &Device,
-        progress: Option<&dyn EventSink>,
-    ) -> Result<Generated> {
-        let tok = self.tokenizer()?;
-        let prompt = prompt_tokens(r, &self.options, tok, self.config.context())?;
-        let mut texts = Vec::with_capacity(r.count);
-        for i in 0..r.count {
-            let g = Generation {
-                max_tokens: r.max_tokens.unwrap_or(self.options.sample_tokens),
-                sampling: sampling(r, &self.options),
-                stop: r.stop.clone(),
-                seed: r.seed.wrapping_add(i as u64),
-            };
-            let prompt_text = r.prompt.clone().unwrap_or_else(|| self.options.sample_prompt.clone());
-            if let Some(p) = progress {
-                p.text(&prompt_text);
-            }
-            let text = self.text(m, &prompt, &g, &mut |s| {
-                if let Some(p) = progress {
-                    p.text(s)
-                }
-            })?;
-            if let Some(p) = progress {
-                p.text("\n\n");
-            }
-            texts.push(format!("{prompt_text}{text}"));
-        }
-        Ok(Generated::Text(texts))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -580,7 +334,8 @@ mod tests {
         let train = "the quick brown fox jumps over the lazy dog";
         let index = TrainingIndex::new(train);
         assert_eq!(index.longest_prefix(b"brown fox leaps"), "brown fox ".len());
-        assert_eq!(index.longest_prefix(b"zebra"), 0);
+        assert_eq!(index.longest_prefix(b"zebra"), 1); // the "z" of "lazy"
+        assert_eq!(index.longest_prefix(b"#zebra"), 0);
         let m = memorisation(&index, "a quick brown cat", 5);
         // Windows of 5 characters: 13; copied: " quic", "quick", "uick ", "ick b", "ck br", "k bro",
         // " brow", "brown", "rown " (9); the longest copied span is " quick brown ".
@@ -598,7 +353,7 @@ mod tests {
             // A "model" that gives every token log p = -(its id + 1).
             let loss = stream_loss(&tokens, block, None, 3, &tok, &dev, |w| {
                 let [b, len] = w.dims();
-                let v: Vec<i64> = w.into_data().convert::<i64>().to_vec().unwrap();
+                let v: Vec<i64> = w.into_data().convert::<i64>().try_to_vec::<i64>().unwrap();
                 (0..b).flat_map(|r| (1..len).map(move |c| r * len + c)).map(|i| -(v[i] as f32 + 1.0)).collect()
             });
             let want: f64 = tokens[1..].iter().map(|&t| t as f64 + 1.0).sum::<f64>() / 22.0;
