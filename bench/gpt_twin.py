@@ -105,48 +105,40 @@ def score(model, tokens, block, batch=64):
     return nats, count
 
 
-def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--steps", type=int, default=2000)
-    ap.add_argument("--batch", type=int, default=12)
-    ap.add_argument("--block", type=int, default=64)
-    ap.add_argument("--layers", type=int, default=4)
-    ap.add_argument("--heads", type=int, default=4)
-    ap.add_argument("--width", type=int, default=128)
-    ap.add_argument("--lr", type=float, default=1e-3)
-    ap.add_argument("--warmup", type=int, default=100)
-    ap.add_argument("--min-ratio", type=float, default=0.1)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--data", default=os.path.join(os.path.dirname(__file__), "..", "data", "shakespeare", "shakespeare.txt.gz"))
-    a = ap.parse_args()
-    torch.set_num_threads(a.threads)
-    torch.manual_seed(a.seed)
+DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "data", "shakespeare", "shakespeare.txt.gz")
 
-    text = gzip.open(a.data, "rt", encoding="utf-8").read()
+
+def shakespeare_split(path=DATA):
+    """genlab's text split and character tokenizer: the last tenth of the characters held out, the
+    training part's characters (sorted) as tokens, one unknown token after them. Returns the
+    training and held-out texts, the vocabulary size and both parts as token tensors."""
+    text = gzip.open(path, "rt", encoding="utf-8").read()
     held = min(max(round(len(text) * 0.1), 1), len(text) - 1)
     train_text, val_text = text[: len(text) - held], text[len(text) - held :]
     chars = sorted(set(train_text))
     index = {c: i for i, c in enumerate(chars)}
-    unk = len(chars)
     train = torch.tensor([index[c] for c in train_text], dtype=torch.long)
-    val = torch.tensor([index.get(c, unk) for c in val_text], dtype=torch.long)
+    val = torch.tensor([index.get(c, len(chars)) for c in val_text], dtype=torch.long)
+    return train_text, val_text, len(chars) + 1, train, val
 
-    model = GPT(len(chars) + 1, a.block, a.layers, a.heads, a.width)
-    params = [p for p in model.parameters()]
-    decay = [p for p in params if p.dim() >= 2]
-    no_decay = [p for p in params if p.dim() < 2]
-    opt = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": 0.1}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=a.lr, betas=(0.9, 0.99), eps=1e-8,
+
+def matrix_decay_adamw(model, lr):
+    """nanoGPT's AdamW groups: weight decay 0.1 on parameters of rank >= 2 only."""
+    params = list(model.parameters())
+    return torch.optim.AdamW(
+        [{"params": [p for p in params if p.dim() >= 2], "weight_decay": 0.1},
+         {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}],
+        lr=lr, betas=(0.9, 0.99), eps=1e-8,
     )
-    print(f"parameters {sum(p.numel() for p in params)}, vocabulary {len(chars) + 1}, train {len(train)} tokens, validation {len(val)}")
 
+
+def train_and_score(model, opt, train, val, val_text, a):
+    """nanoGPT's loop (random windows, genlab's schedule arithmetic, global-norm clipping to 1),
+    then genlab's scoring of the held-out tokens; prints the result line."""
     t0 = time.time()
     for step in range(1, a.steps + 1):
-        lr = genlab_lr(step, a.steps, a.lr, a.warmup, a.min_ratio)
         for g in opt.param_groups:
-            g["lr"] = lr
+            g["lr"] = genlab_lr(step, a.steps, a.lr, a.warmup, a.min_ratio)
         ix = torch.randint(len(train) - a.block, (a.batch,))
         w = torch.stack([train[i : i + a.block + 1] for i in ix])
         logits = model(w[:, :-1])
@@ -161,12 +153,35 @@ def main():
     model.eval()
     t1 = time.time()
     nats, count = score(model, val, a.block)
-    chars_predicted = len(val_text) - 1
     print(
         f"twin seed {a.seed}: validation {nats / count:.4f} nats per token, "
-        f"{nats / math.log(2) / chars_predicted:.4f} bits per character, perplexity {math.exp(nats / count):.3f} "
+        f"{nats / math.log(2) / (len(val_text) - 1):.4f} bits per character, perplexity {math.exp(nats / count):.3f} "
         f"({count} tokens); training {train_s:.1f} s ({a.steps / train_s:.2f} it/s), scoring {time.time() - t1:.1f} s"
     )
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--steps", type=int, default=2000)
+    ap.add_argument("--batch", type=int, default=12)
+    ap.add_argument("--block", type=int, default=64)
+    ap.add_argument("--layers", type=int, default=4)
+    ap.add_argument("--heads", type=int, default=4)
+    ap.add_argument("--width", type=int, default=128)
+    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--warmup", type=int, default=100)
+    ap.add_argument("--min-ratio", type=float, default=0.1)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--data", default=DATA)
+    a = ap.parse_args()
+    torch.set_num_threads(a.threads)
+    torch.manual_seed(a.seed)
+    _, val_text, vocab, train, val = shakespeare_split(a.data)
+    model = GPT(vocab, a.block, a.layers, a.heads, a.width)
+    opt = matrix_decay_adamw(model, a.lr)
+    print(f"parameters {sum(p.numel() for p in model.parameters())}, vocabulary {vocab}, train {len(train)} tokens, validation {len(val)}")
+    train_and_score(model, opt, train, val, val_text, a)
 
 
 if __name__ == "__main__":

@@ -6,14 +6,12 @@ gradients clipped to norm 1; `--model lstm`, bench/lstm_twin.py's LSTM (embeddin
 `--generate N`, the speed of nanoGPT's `generate` (no KV cache: the whole context each token).
 Not part of CI."""
 import argparse
-import gzip
-import os
 import time
 
 import torch
 import torch.nn.functional as F
 
-from gpt_twin import GPT
+from gpt_twin import GPT, matrix_decay_adamw, shakespeare_split
 from lstm_twin import LstmLm
 from step_timing import time_loop
 
@@ -30,15 +28,10 @@ def main():
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
-    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "data", "shakespeare", "shakespeare.txt.gz")
-    text = gzip.open(path, "rt", encoding="utf-8").read()
-    train_text = text[: len(text) - round(len(text) * 0.1)]
-    chars = sorted(set(train_text))
-    index = {c: i for i, c in enumerate(chars)}
-    train = torch.tensor([index[c] for c in train_text], dtype=torch.long)
-    model = GPT(len(chars) + 1, BLOCK, 4, 4, 128)
+    _, _, vocab, train, _ = shakespeare_split()
+    model = GPT(vocab, BLOCK, 4, 4, 128)
     if a.model == "lstm":
-        model = LstmLm(len(chars) + 1, 64, 128, 2)
+        model = LstmLm(vocab, 64, 128, 2)
     if a.generate:
         model.eval()
         idx = torch.zeros((1, 1), dtype=torch.long)
@@ -54,14 +47,7 @@ def main():
     stride = len(train) // batch
     w = torch.stack([train[b * stride : b * stride + BLOCK + 1] for b in range(batch)])
     params = list(model.parameters())
-    if a.model == "lstm":
-        opt = torch.optim.Adam(params, lr=2e-3, eps=1e-8)
-    else:
-        opt = torch.optim.AdamW(
-            [{"params": [p for p in params if p.dim() >= 2], "weight_decay": 0.1},
-             {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}],
-            lr=1e-3, betas=(0.9, 0.99), eps=1e-8,
-        )
+    opt = torch.optim.Adam(params, lr=2e-3, eps=1e-8) if a.model == "lstm" else matrix_decay_adamw(model, 1e-3)
 
     def step():
         logits = model(w[:, :-1])

@@ -11,7 +11,7 @@ use crate::generate::{Capabilities, GenerateRequest, Generated, OutputKind};
 use crate::metric::Metric;
 use genlab_core::events::EventSink;
 use genlab_data::{DataKind, TokenBatches};
-use genlab_train::{Optimizer, OptimizerKey, Optimizers};
+use genlab_train::Optimizers;
 
 /// Windows scored per forward pass in validation.
 const SCORE_BATCH: usize = 64;
@@ -27,9 +27,7 @@ pub struct LmFamily<N: LmNetwork> {
 
 impl<N: LmNetwork> LmFamily<N> {
     fn tokenizer(&self) -> Result<&Tokenizer> {
-        self.tokenizer
-            .as_ref()
-            .ok_or_else(|| PipelineError::Run("the run records no tokenizer (not a text run)".into()))
+        run_tokenizer(&self.tokenizer)
     }
 
     fn loss(&self, m: &N::Model, tokens: &[u32], max_windows: Option<usize>, device: &Device) -> Result<StreamLoss> {
@@ -84,10 +82,7 @@ impl<N: LmNetwork> Family for LmFamily<N> {
 
     /// Weight decay (AdamW's) on weight matrices and embeddings only, as nanoGPT groups them.
     fn optimizers(&self, exp: &Experiment) -> Optimizers {
-        let t = &exp.train;
-        Optimizers::new(vec![
-            Optimizer::new(OptimizerKey::MODEL, t.optimizer, t.clip_grad_norm).decaying_matrices_only()
-        ])
+        matrix_decay_optimizers(exp)
     }
 
     fn batches(&self, data: &Data, exp: &Experiment) -> Result<Batches<N::Model>> {

@@ -58,6 +58,23 @@ pub trait LmNetwork: Serialize + DeserializeOwned + Clone + Debug + 'static {
     fn describe(&self) -> String;
 }
 
+/// A text run's tokenizer, from the data facts it recorded.
+pub fn run_tokenizer(tokenizer: &Option<Tokenizer>) -> Result<&Tokenizer> {
+    tokenizer.as_ref().ok_or_else(|| PipelineError::Run("the run records no tokenizer (not a text run)".into()))
+}
+
+/// One optimiser with AdamW's weight decay on weight matrices and embeddings only, as nanoGPT's
+/// `configure_optimizers` groups them: the transformer language models'.
+pub fn matrix_decay_optimizers(exp: &crate::experiment::Experiment) -> genlab_train::Optimizers {
+    let t = &exp.train;
+    genlab_train::Optimizers::new(vec![genlab_train::Optimizer::new(
+        genlab_train::OptimizerKey::MODEL,
+        t.optimizer,
+        t.clip_grad_norm,
+    )
+    .decaying_matrices_only()])
+}
+
 /// A language model's own keys in `[model]`: the report's samples and `genlab sample`'s defaults.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

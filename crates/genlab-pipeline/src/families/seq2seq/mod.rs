@@ -22,7 +22,8 @@ use genlab_data::{DataKind, Tokenizer};
 use genlab_models::lm::sampling::Sampling;
 use genlab_models::lm::seq2seq::{beam_search, greedy_batch, Seq2Seq, Seq2SeqConfig, SourceDecoder};
 use genlab_models::lm::{generate, Generation};
-use genlab_train::{Optimizer, OptimizerKey, Optimizers};
+use crate::language::{matrix_decay_optimizers, run_tokenizer};
+use genlab_train::Optimizers;
 use serde::{Deserialize, Serialize};
 use std::fmt::Write;
 use std::sync::Arc;
@@ -95,6 +96,15 @@ struct Specials {
 }
 
 impl Specials {
+    /// A target sequence: BOS, the text's tokens, EOS, cut to `max` tokens.
+    fn target(self, tok: &Tokenizer, text: &str, max: usize) -> Vec<u32> {
+        let mut t = vec![self.bos];
+        t.extend(tok.encode_lossy(text).0);
+        t.push(self.eos);
+        t.truncate(max);
+        t
+    }
+
     fn after(vocab: usize) -> Self {
         let v = vocab as u32;
         Specials { pad: v, bos: v + 1, eos: v + 2, mask: v + 3, fix: v + 4, fill: v + 5 }
@@ -135,7 +145,7 @@ pub fn levenshtein(a: &str, b: &str) -> usize {
 
 impl Seq2SeqFamily {
     fn tokenizer(&self) -> Result<&Tokenizer> {
-        self.tokenizer.as_ref().ok_or_else(|| PipelineError::Run("the run records no tokenizer (not a text run)".into()))
+        run_tokenizer(&self.tokenizer)
     }
 
     fn specials(&self) -> Result<Specials> {
@@ -156,12 +166,8 @@ impl Seq2SeqFamily {
                 }
                 src.extend(ids(part));
             }
-            let mut tgt = vec![sp.bos];
-            tgt.extend(ids(&p.target));
-            tgt.push(sp.eos);
             src.truncate(max);
-            tgt.truncate(max);
-            (src, tgt)
+            (src, sp.target(&tok, &p.target, max))
         }))
     }
 
@@ -214,13 +220,7 @@ impl Seq2SeqFamily {
     fn keep_likelier(&self, m: &Seq2Seq, pairs: &[TextPair], hyps: &[String]) -> Result<Vec<String>> {
         let (enc, sp, tok) = (self.encoder()?, self.specials()?, self.tokenizer()?);
         let device = m.wte.device();
-        let target = |text: &str| {
-            let mut t = vec![sp.bos];
-            t.extend(tok.encode_lossy(text).0);
-            t.push(sp.eos);
-            t.truncate(self.config.max_len);
-            t
-        };
+        let target = |text: &str| sp.target(tok, text, self.config.max_len);
         let mut kept = Vec::with_capacity(pairs.len());
         for (chunk, hs) in pairs.chunks(EVAL_BATCH).zip(hyps.chunks(EVAL_BATCH)) {
             let sources: Vec<Vec<u32>> = chunk.iter().map(|p| enc(p).0).collect();
@@ -315,8 +315,7 @@ impl Family for Seq2SeqFamily {
     }
 
     fn optimizers(&self, exp: &Experiment) -> Optimizers {
-        let t = &exp.train;
-        Optimizers::new(vec![Optimizer::new(OptimizerKey::MODEL, t.optimizer, t.clip_grad_norm).decaying_matrices_only()])
+        matrix_decay_optimizers(exp)
     }
 
     fn batches(&self, data: &Data, exp: &Experiment) -> Result<Batches<Seq2Seq>> {
