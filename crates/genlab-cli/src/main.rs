@@ -97,6 +97,50 @@ enum Command {
         #[arg(long)]
         device: Option<DeviceSpec>,
     },
+    /// Serves runs over HTTP: the generation API under /v1, OpenAI's text endpoints, the OpenAPI
+    /// spec at /openapi.json, /metrics and a web page at /. Models are named by their run
+    /// directories; SIGTERM lets the requests in progress finish, then exits.
+    Serve {
+        /// Run directories (each with a checkpoint).
+        #[arg(required = true)]
+        runs: Vec<PathBuf>,
+        /// Where to listen (loopback unless told otherwise; port 0 picks a free one).
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        addr: std::net::SocketAddr,
+        /// A file holding the key `/v1` asks for as `Authorization: Bearer KEY`.
+        #[arg(long, value_name = "FILE")]
+        api_key_file: Option<PathBuf>,
+        /// Let pages from this origin call the API (CORS; repeatable). Off by default.
+        #[arg(long = "cors-origin", value_name = "ORIGIN")]
+        cors_origins: Vec<String>,
+        /// The most requests one model answers together (1: no batching).
+        #[arg(long, default_value_t = 16)]
+        max_batch: usize,
+        /// How long, in milliseconds, a batch waits for more requests.
+        #[arg(long, default_value_t = 5)]
+        max_wait_ms: u64,
+        /// The most requests waiting for one model; more answer 429.
+        #[arg(long, default_value_t = 256)]
+        queue: usize,
+        /// The most samples one request draws.
+        #[arg(long, default_value_t = 64)]
+        max_count: usize,
+        /// The most denoising steps one request asks.
+        #[arg(long, default_value_t = 1000)]
+        max_steps: usize,
+        /// The most tokens one completion generates.
+        #[arg(long, default_value_t = 1024)]
+        max_tokens: usize,
+        /// The largest request body, in bytes.
+        #[arg(long, default_value_t = 1 << 20)]
+        max_body: usize,
+        /// Seconds a request may take, its wait in the queue included.
+        #[arg(long, default_value_t = 60.0)]
+        timeout: f64,
+        /// The most requests in progress at once; more answer 429.
+        #[arg(long, default_value_t = 256)]
+        max_concurrent: usize,
+    },
     /// The model families: each one's data, `[model]` keys with their defaults, metrics, and what
     /// it generates.
     Families {
@@ -222,6 +266,7 @@ impl RequestArgs {
             correct: self.correct,
             infill: self.infill,
             beam: self.beam,
+            latents: None,
         })
     }
 }
@@ -345,6 +390,81 @@ fn run() -> anyhow::Result<ExitCode> {
             let out =
                 genlab_pipeline::sample_run(&run, request.request(0, seed)?, n, out, format, force, device, events)?;
             println!("{}", out.display());
+            ExitCode::SUCCESS
+        }
+        Command::Serve {
+            runs,
+            addr,
+            api_key_file,
+            cors_origins,
+            max_batch,
+            max_wait_ms,
+            queue,
+            max_count,
+            max_steps,
+            max_tokens,
+            max_body,
+            timeout,
+            max_concurrent,
+        } => {
+            let positive = |name: &str, v: usize| {
+                if v == 0 {
+                    anyhow::bail!("--{name} 0: expected at least 1")
+                }
+                Ok(())
+            };
+            for (name, v) in [
+                ("max-batch", max_batch),
+                ("queue", queue),
+                ("max-count", max_count),
+                ("max-steps", max_steps),
+                ("max-tokens", max_tokens),
+                ("max-body", max_body),
+                ("max-concurrent", max_concurrent),
+            ] {
+                positive(name, v)?;
+            }
+            if !(timeout > 0.0 && timeout.is_finite()) {
+                anyhow::bail!("--timeout {timeout}: expected a positive number of seconds");
+            }
+            let api_key = match api_key_file {
+                None => None,
+                Some(f) => {
+                    let key = std::fs::read_to_string(&f)
+                        .with_context(|| format!("--api-key-file {}: cannot read it", f.display()))?;
+                    let key = key.trim().to_string();
+                    if key.is_empty() || key.contains(char::is_whitespace) {
+                        anyhow::bail!("--api-key-file {}: expected one key with no spaces", f.display());
+                    }
+                    Some(key)
+                }
+            };
+            let options = genlab_serve::ServeOptions {
+                addr,
+                api_key,
+                cors_origins,
+                batching: genlab_serve::worker::Batching {
+                    max_batch,
+                    max_wait: std::time::Duration::from_millis(max_wait_ms),
+                    queue,
+                },
+                limits: genlab_serve::Limits {
+                    max_count,
+                    max_steps,
+                    max_tokens,
+                    max_body,
+                    timeout: std::time::Duration::from_secs_f64(timeout),
+                    max_concurrent,
+                    ..Default::default()
+                },
+            };
+            genlab_serve::serve_blocking(runs, options, |a| {
+                use std::io::Write;
+                println!("genlab serve: listening on http://{a}");
+                let _ = std::io::stdout().flush();
+            })
+            .map_err(anyhow::Error::msg)?;
+            eprintln!("genlab serve: stopped");
             ExitCode::SUCCESS
         }
         Command::Families { name } => {

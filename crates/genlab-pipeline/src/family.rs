@@ -168,6 +168,13 @@ pub trait Family: Sized + 'static {
     /// What a request may ask of this run's model.
     fn capabilities(&self) -> Capabilities;
 
+    /// The latent vectors a request with `seed` decodes (`count x latent` values), for a family
+    /// whose capabilities give a latent size: the server interpolates between seeds with them and
+    /// merges concurrent requests into one batch.
+    fn latents(&self, _seed: u64, _count: usize) -> Option<Vec<f32>> {
+        None
+    }
+
     /// Generates what `request` asks (checked against [`Family::capabilities`] by the caller).
     fn generate(
         &self,

@@ -51,6 +51,10 @@ pub struct GenerateRequest {
     /// Beams of beam search (1: greedy).
     #[serde(default)]
     pub beam: Option<usize>,
+    /// The latent vectors to decode, `count x latent` values row by row (a model with a latent
+    /// prior: a VAE, a GAN); without them the seed draws them.
+    #[serde(default)]
+    pub latents: Option<Vec<f32>>,
 }
 
 /// A partial image to complete (in-painting): 8-bit pixel values `[channels, height, width]` and
@@ -69,22 +73,39 @@ impl PartialInput {
     /// other three; in the mask, as in diffusers' in-painting pipelines, white (>= 128) marks the
     /// pixels to generate and black the pixels to keep.
     pub fn from_files(image: &Path, mask: &Path) -> Result<PartialInput> {
-        let open = |path: &Path, what: &str| -> Result<image::DynamicImage> {
-            let bytes = genlab_core::files::read_bounded(path)
-                .map_err(|e| PipelineError::Config(format!("{what} {}: cannot read it: {e}", path.display())))?;
-            image::load_from_memory(&bytes)
-                .map_err(|e| PipelineError::Config(format!("{what} {}: not a PNG or JPEG image: {e}", path.display())))
+        let read = |path: &Path, what: &str| -> Result<Vec<u8>> {
+            genlab_core::files::read_bounded(path)
+                .map_err(|e| PipelineError::Config(format!("{what} {}: cannot read it: {e}", path.display())))
         };
-        let picture = open(image, "--partial")?;
-        let stencil = open(mask, "--mask")?;
+        let (image_name, mask_name) = (format!("--partial {}", image.display()), format!("--mask {}", mask.display()));
+        Self::from_bytes(&read(image, "--partial")?, &read(mask, "--mask")?, &image_name, &mask_name)
+    }
+
+    /// A partial image and its mask from the bytes of PNG (or JPEG) files, as
+    /// [`PartialInput::from_files`] reads them; refusals name `image_name` or `mask_name`.
+    pub fn from_bytes(image: &[u8], mask: &[u8], image_name: &str, mask_name: &str) -> Result<PartialInput> {
+        let open = |bytes: &[u8], what: &str| -> Result<image::DynamicImage> {
+            let format = image::guess_format(bytes)
+                .map_err(|e| PipelineError::Config(format!("{what}: not a PNG or JPEG image: {e}")))?;
+            if !matches!(format, image::ImageFormat::Png | image::ImageFormat::Jpeg) {
+                return Err(PipelineError::Config(format!("{what}: a {format:?} image; expected PNG or JPEG")));
+            }
+            let mut reader = image::ImageReader::with_format(std::io::Cursor::new(bytes), format);
+            let mut limits = image::Limits::default();
+            limits.max_image_width = Some(4096);
+            limits.max_image_height = Some(4096);
+            limits.max_alloc = Some(256 << 20);
+            reader.limits(limits);
+            reader.decode().map_err(|e| PipelineError::Config(format!("{what}: not a PNG or JPEG image: {e}")))
+        };
+        let picture = open(image, image_name)?;
+        let stencil = open(mask, mask_name)?;
         let (w, h) = (picture.width() as usize, picture.height() as usize);
         if (stencil.width() as usize, stencil.height() as usize) != (w, h) {
             return Err(PipelineError::Config(format!(
-                "--mask {}: {}x{} pixels, but the image {} is {w}x{h}; expected the same size",
-                mask.display(),
+                "{mask_name}: {}x{} pixels, but the image {image_name} is {w}x{h}; expected the same size",
                 stencil.width(),
                 stencil.height(),
-                image.display()
             )));
         }
         let (c, planar) = if picture.color().has_color() {
@@ -133,6 +154,8 @@ pub struct Capabilities {
     pub correct: bool,
     pub infill: bool,
     pub beam: bool,
+    /// The size of the latent vector a request may give (a VAE's or GAN's prior).
+    pub latent: Option<usize>,
 }
 
 impl OutputKind {
@@ -213,6 +236,7 @@ impl GenerateRequest {
             (self.correct.is_some() && !can.correct, "correct", "does not correct text (a seq2seq corrector does)"),
             (self.infill.is_some() && !can.infill, "infill", "does not fill masked text (a seq2seq model does)"),
             (self.beam.is_some() && !can.beam, "beam", "has no beam search"),
+            (self.latents.is_some() && can.latent.is_none(), "latents", "has no latent vectors to give"),
         ];
         if let Some((_, option, why)) = unsupported.iter().find(|u| u.0) {
             return refuse(option, why);
@@ -227,6 +251,19 @@ impl GenerateRequest {
                     c * h * w,
                     h * w
                 )));
+            }
+        }
+        if let (Some(z), Some(d)) = (&self.latents, can.latent) {
+            if z.len() != self.count * d {
+                return Err(PipelineError::Config(format!(
+                    "latents: {} values for {} samples of a {d}-dimensional latent; expected {}",
+                    z.len(),
+                    self.count,
+                    self.count * d
+                )));
+            }
+            if let Some(v) = z.iter().find(|v| !v.is_finite()) {
+                return Err(PipelineError::Config(format!("latents: {v}: expected finite numbers")));
             }
         }
         if let Some(p) = self.top_p.filter(|p| !(*p > 0.0 && *p <= 1.0)) {

@@ -18,6 +18,7 @@ pub mod report;
 pub mod run;
 pub mod run_dir;
 pub mod sample_metrics;
+pub mod serving;
 
 pub use error::{PipelineError, Result};
 pub use experiment::Experiment;

@@ -43,6 +43,8 @@ pub trait Registered: Sync {
     ) -> Result<Finished>;
     fn evaluate(&self, target: &RunTarget) -> Result<String>;
     fn generate(&self, target: &RunTarget, request: &GenerateRequest, progress: bool) -> Result<Generated>;
+    /// The run's model, loaded to serve many requests.
+    fn load(&self, target: RunTarget) -> Result<Box<dyn crate::serving::Loaded>>;
 }
 
 /// The registry's entry of family `F`.
@@ -203,6 +205,11 @@ impl<F: Family> Registered for Entry<F> {
 
     fn generate(&self, target: &RunTarget, request: &GenerateRequest, progress: bool) -> Result<Generated> {
         crate::reopen::generate::<F>(target, Self::section(&target.exp), request, progress)
+    }
+
+    fn load(&self, target: RunTarget) -> Result<Box<dyn crate::serving::Loaded>> {
+        let section = Self::section(&target.exp);
+        crate::serving::load_family::<F>(target, section)
     }
 }
 

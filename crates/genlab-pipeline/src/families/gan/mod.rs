@@ -15,6 +15,7 @@ use crate::generate::{Capabilities, GenerateRequest, Generated, Images, OutputKi
 use crate::generate::draw_pixels;
 use crate::metric::Metric;
 use burn::tensor::Device;
+use burn::tensor::{Int, TensorData};
 use burn::Tensor;
 use genlab_core::events::EventSink;
 use genlab_core::grid::{save_grid, ImageBatch};
@@ -254,7 +255,11 @@ impl Family for GanFamily {
 
     fn capabilities(&self) -> Capabilities {
         let classes = self.config.conditional.then_some(self.classes);
-        Capabilities { classes, ..Capabilities::plain(OutputKind::Images) }
+        Capabilities { classes, latent: Some(self.config.latent_dim), ..Capabilities::plain(OutputKind::Images) }
+    }
+
+    fn latents(&self, seed: u64, count: usize) -> Option<Vec<f32>> {
+        Some(SeededRng::stream(seed, SAMPLE_STREAM).normal_vec(count * self.config.latent_dim))
     }
 
     fn generate(
@@ -268,7 +273,18 @@ impl Family for GanFamily {
             Some(c) => Some(vec![c; r.count]),
             None => cycling_labels(gan, r.count),
         };
-        let pixels = sample_pixels(gan, r.count, labels.as_deref(), r.seed, device, progress);
+        let pixels = match &r.latents {
+            None => sample_pixels(gan, r.count, labels.as_deref(), r.seed, device, progress),
+            Some(z) => draw_pixels(r.count, progress, |start, k| {
+                let d = self.config.latent_dim;
+                let z = Tensor::from_data(TensorData::new(z[start * d..(start + k) * d].to_vec(), [k, d]), device);
+                let y = labels.as_ref().map(|l| {
+                    let v: Vec<i64> = l[start..start + k].iter().map(|&c| c as i64).collect();
+                    Tensor::<1, Int>::from_data(TensorData::new(v, [k]), device)
+                });
+                host(gan.generator.forward(z, y))
+            }),
+        };
         let description = describe_samples(r.class, gan.conditional());
         Ok(Generated::Images(Images { pixels, n: r.count, shape: self.shape, description, seed: r.seed }))
     }

@@ -16,6 +16,7 @@ use crate::generate::draw_pixels;
 use genlab_data::EvalImages;
 use crate::metric::Metric;
 use burn::tensor::Device;
+use burn::tensor::TensorData;
 use burn::Tensor;
 use genlab_core::events::EventSink;
 use genlab_core::grid::ImageBatch;
@@ -265,7 +266,11 @@ impl Family for VaeFamily {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities::plain(OutputKind::Images)
+        Capabilities { latent: Some(self.config.latent_dim), ..Capabilities::plain(OutputKind::Images) }
+    }
+
+    fn latents(&self, seed: u64, count: usize) -> Option<Vec<f32>> {
+        Some(SeededRng::stream(seed, SAMPLE_STREAM).normal_vec(count * self.config.latent_dim))
     }
 
     fn generate(
@@ -275,9 +280,12 @@ impl Family for VaeFamily {
         device: &Device,
         progress: Option<&dyn EventSink>,
     ) -> Result<Generated> {
-        let mut rng = SeededRng::stream(r.seed, SAMPLE_STREAM);
-        let pixels =
-            draw_pixels(r.count, progress, |_, k| host_images(vae.sample(k, &mut rng, device), self.symmetric));
+        let d = self.config.latent_dim;
+        let z = r.latents.clone().or_else(|| self.latents(r.seed, r.count)).unwrap_or_default();
+        let pixels = draw_pixels(r.count, progress, |start, k| {
+            let z = Tensor::from_data(TensorData::new(z[start * d..(start + k) * d].to_vec(), [k, d]), device);
+            host_images(vae.decode_mean(z), self.symmetric)
+        });
         Ok(Generated::Images(Images {
             pixels,
             n: r.count,

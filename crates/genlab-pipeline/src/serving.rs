@@ -1,0 +1,226 @@
+//! A finished run loaded once to answer many generation requests (`genlab serve`). The model stays
+//! in memory; each request is checked as `genlab sample` checks it, against the family's
+//! capabilities; concurrent requests are answered together by [`generate_batch`], which merges
+//! requests that differ only in seed, count and latents into one forward pass where the family
+//! decodes latent vectors.
+
+use crate::data::Data;
+use crate::error::{PipelineError, Result};
+use crate::family::{Family, Section};
+use crate::generate::{Capabilities, GenerateRequest, Generated, Images, OutputKind};
+use crate::reopen::RunTarget;
+use crate::run::family_of;
+use genlab_core::events::{EventSink, Events};
+use genlab_core::DeviceSpec;
+use std::path::Path;
+use std::sync::{Arc, OnceLock};
+
+/// What a loaded model is and can do, for the server's model list and its checks.
+#[derive(Debug, Clone)]
+pub struct ModelCard {
+    /// The run directory's name.
+    pub name: String,
+    pub family: &'static str,
+    pub capabilities: Capabilities,
+    /// `[channels, height, width]` of an image model's samples.
+    pub shape: [usize; 3],
+    /// The names of the run's classes (a conditional model's class picker).
+    pub class_names: Vec<String>,
+    /// The training step of the loaded weights.
+    pub step: u64,
+    /// Whether the weights are the EMA copy.
+    pub ema: bool,
+    /// A text model's tokenizer (to count tokens).
+    pub tokenizer: Option<Arc<genlab_data::Tokenizer>>,
+}
+
+/// A run's model held in memory. It is not shared between threads: the server gives each model
+/// one worker thread that owns it.
+pub trait Loaded {
+    fn card(&self) -> &ModelCard;
+
+    /// Generates what `request` asks, after checking it; text streams to `stream` as it is made.
+    fn generate(&self, request: &GenerateRequest, stream: Option<&dyn EventSink>) -> Result<Generated>;
+
+    /// The latent vectors a request with `seed` decodes (`count x latent` values), for a model
+    /// with a latent prior.
+    fn latents(&self, seed: u64, count: usize) -> Option<Vec<f32>>;
+
+    /// The first `count` images of the run's evaluation split as 8-bit values (the in-painting
+    /// canvas's test images), read from the data once.
+    fn examples(&self, count: usize) -> Result<Images>;
+}
+
+/// Opens `run_dir`'s latest intact checkpoint (the EMA weights when kept) and loads its model.
+pub fn load(run_dir: &Path, device: Option<DeviceSpec>) -> Result<Box<dyn Loaded>> {
+    let events: Events = Arc::new(Quiet);
+    let target = RunTarget::open(run_dir, device, &[], events)?;
+    family_of(&target.exp)?.load(target)
+}
+
+/// A sink that drops progress: a server reports through its own metrics.
+struct Quiet;
+
+impl EventSink for Quiet {
+    fn message(&self, _: &str) {}
+    fn progress(&self, _: &str, _: u64, _: u64) -> genlab_core::progress::Progress {
+        genlab_core::progress::Progress::hidden()
+    }
+}
+
+/// A loaded run of family `F`.
+pub(crate) struct LoadedRun<F: Family> {
+    family: F,
+    model: F::Model,
+    target: RunTarget,
+    card: ModelCard,
+    data: OnceLock<std::result::Result<Data, String>>,
+}
+
+pub(crate) fn load_family<F: Family>(
+    target: RunTarget,
+    section: Section<F::Network, F::Options>,
+) -> Result<Box<dyn Loaded>> {
+    let family = F::new(section, &target.exp, &target.info.facts());
+    let model = target.load(crate::run::init_within_memory(&family, &target.exp, &target.device)?)?;
+    let name = target
+        .run_dir
+        .canonicalize()
+        .ok()
+        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .unwrap_or_else(|| target.run_dir.display().to_string());
+    let card = ModelCard {
+        name,
+        family: F::CARD.name,
+        capabilities: family.capabilities(),
+        shape: target.info.data_shape,
+        class_names: target.info.class_names.clone(),
+        step: target.checkpoint.state.step,
+        ema: target.checkpoint.ema.is_some(),
+        tokenizer: target.info.tokenizer.clone().map(Arc::new),
+    };
+    Ok(Box::new(LoadedRun { family, model, target, card, data: OnceLock::new() }))
+}
+
+impl<F: Family> Loaded for LoadedRun<F> {
+    fn card(&self) -> &ModelCard {
+        &self.card
+    }
+
+    fn generate(&self, request: &GenerateRequest, stream: Option<&dyn EventSink>) -> Result<Generated> {
+        request.check(F::CARD.name, &self.card.capabilities)?;
+        crate::reopen::check_sample_memory(request.count, self.card.capabilities.output(), self.card.shape)?;
+        self.family.generate(&self.model, request, &self.target.device, stream)
+    }
+
+    fn latents(&self, seed: u64, count: usize) -> Option<Vec<f32>> {
+        self.card.capabilities.latent.and(self.family.latents(seed, count))
+    }
+
+    fn examples(&self, count: usize) -> Result<Images> {
+        if self.card.capabilities.output() != OutputKind::Images {
+            return Err(PipelineError::Config(format!(
+                "examples: the {} family generates {}, not images",
+                F::CARD.name,
+                self.card.capabilities.output().describe()
+            )));
+        }
+        let data = self.data.get_or_init(|| Data::load(&self.target.exp).map_err(|e| e.to_string()));
+        let splits = data.as_ref().map_err(|e| PipelineError::Run(e.clone()))?.images()?;
+        let [c, h, w] = self.card.shape;
+        let set = if (splits.eval.channels, splits.eval.height, splits.eval.width) == (c, h, w) {
+            None
+        } else {
+            Some(splits.eval.resized(h, w))
+        };
+        let set = set.as_ref().unwrap_or(&splits.eval);
+        if set.channels != c {
+            return Err(PipelineError::Run(format!(
+                "examples: the data has {} channels, the model {c}",
+                set.channels
+            )));
+        }
+        let n = count.min(splits.eval_rows.len());
+        let len = c * h * w;
+        let pixels =
+            splits.eval_rows[..n].iter().flat_map(|&r| set.pixels[r * len..(r + 1) * len].iter().map(|&v| v as f32)).collect();
+        Ok(Images { pixels, n, shape: [c, h, w], description: "evaluation images".into(), seed: 0 })
+    }
+}
+
+/// Whether two requests differ only in what [`generate_batch`] merges: seed, count and latents.
+fn mergeable(a: &GenerateRequest, b: &GenerateRequest) -> bool {
+    let strip = |r: &GenerateRequest| GenerateRequest { count: 0, seed: 0, latents: None, ..r.clone() };
+    strip(a) == strip(b)
+}
+
+/// Answers `requests` together. Where the model decodes latents (a VAE, a GAN), requests that
+/// differ only in seed, count and latents are merged into one request of their latents (each
+/// seed's own, so every answer is the one it gets alone) and split again; a conditional model's
+/// requests merge only when they name their class. Others run one after another. A request's
+/// failure is its own.
+pub fn generate_batch(model: &dyn Loaded, requests: &[GenerateRequest]) -> Vec<Result<Generated>> {
+    let card = model.card();
+    let mut answers: Vec<Option<Result<Generated>>> = requests.iter().map(|_| None).collect();
+    let merges = |r: &GenerateRequest| {
+        card.capabilities.latent.is_some()
+            && r.partial.is_none()
+            && (r.class.is_some() || card.capabilities.classes.is_none())
+            && r.check(card.family, &card.capabilities).is_ok()
+    };
+    let mut done = vec![false; requests.len()];
+    for i in 0..requests.len() {
+        if done[i] {
+            continue;
+        }
+        done[i] = true;
+        let mut group = vec![i];
+        if merges(&requests[i]) {
+            for j in i + 1..requests.len() {
+                if !done[j] && merges(&requests[j]) && mergeable(&requests[i], &requests[j]) {
+                    done[j] = true;
+                    group.push(j);
+                }
+            }
+        }
+        if group.len() == 1 {
+            answers[i] = Some(model.generate(&requests[i], None));
+            continue;
+        }
+        let drawn: Option<Vec<Vec<f32>>> = group
+            .iter()
+            .map(|&g| requests[g].latents.clone().or_else(|| model.latents(requests[g].seed, requests[g].count)))
+            .collect();
+        let Some(drawn) = drawn else {
+            for &g in &group {
+                answers[g] = Some(model.generate(&requests[g], None));
+            }
+            continue;
+        };
+        let latents = drawn.concat();
+        let count = group.iter().map(|&g| requests[g].count).sum();
+        let merged = GenerateRequest { count, seed: 0, latents: Some(latents), ..requests[i].clone() };
+        match model.generate(&merged, None) {
+            Ok(Generated::Images(all)) => {
+                let len: usize = all.shape.iter().product();
+                let mut at = 0;
+                for &g in &group {
+                    let r = &requests[g];
+                    let pixels = all.pixels[at * len..(at + r.count) * len].to_vec();
+                    at += r.count;
+                    let description = all.description.clone();
+                    answers[g] =
+                        Some(Ok(Generated::Images(Images { pixels, n: r.count, shape: all.shape, description, seed: r.seed })));
+                }
+            }
+            other => {
+                // Not images (no family merges anything else), or a failure: each alone.
+                drop(other);
+                for &g in &group {
+                    answers[g] = Some(model.generate(&requests[g], None));
+                }
+            }
+        }
+    }
+    answers.into_iter().map(|a| a.expect("every request is answered")).collect()
+}

@@ -1,0 +1,103 @@
+//! `/metrics` in Prometheus' text exposition format: requests by route and status, request
+//! latency and batch size histograms, and each model's queue depth.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::Mutex;
+
+/// Upper bounds of the latency histogram, in seconds.
+const LATENCY_BUCKETS: [f64; 12] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
+/// Upper bounds of the batch size histogram.
+const BATCH_BUCKETS: [f64; 8] = [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0];
+
+#[derive(Default)]
+struct Histogram {
+    counts: Vec<u64>,
+    sum: f64,
+    count: u64,
+}
+
+impl Histogram {
+    fn observe(&mut self, bounds: &[f64], v: f64) {
+        if self.counts.is_empty() {
+            self.counts = vec![0; bounds.len()];
+        }
+        for (c, b) in self.counts.iter_mut().zip(bounds) {
+            if v <= *b {
+                *c += 1;
+            }
+        }
+        self.sum += v;
+        self.count += 1;
+    }
+
+    fn write(&self, out: &mut String, name: &str, labels: &str, bounds: &[f64]) {
+        for (c, b) in self.counts.iter().zip(bounds) {
+            let _ = writeln!(out, "{name}_bucket{{{labels},le=\"{b}\"}} {c}");
+        }
+        let _ = writeln!(out, "{name}_bucket{{{labels},le=\"+Inf\"}} {}", self.count);
+        let _ = writeln!(out, "{name}_sum{{{labels}}} {}", self.sum);
+        let _ = writeln!(out, "{name}_count{{{labels}}} {}", self.count);
+    }
+}
+
+#[derive(Default)]
+struct State {
+    requests: BTreeMap<(String, u16), u64>,
+    latency: BTreeMap<String, Histogram>,
+    batches: BTreeMap<String, Histogram>,
+    queue: BTreeMap<String, usize>,
+}
+
+/// The server's counters.
+#[derive(Default)]
+pub struct Metrics(Mutex<State>);
+
+impl Metrics {
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A request to `route` answered `status` after `seconds`.
+    pub fn request(&self, route: &str, status: u16, seconds: f64) {
+        let mut s = self.state();
+        *s.requests.entry((route.to_string(), status)).or_default() += 1;
+        s.latency.entry(route.to_string()).or_default().observe(&LATENCY_BUCKETS, seconds);
+    }
+
+    /// `model` answered `size` requests together.
+    pub fn batch(&self, model: &str, size: usize) {
+        self.state().batches.entry(model.to_string()).or_default().observe(&BATCH_BUCKETS, size as f64);
+    }
+
+    pub fn queue_depth(&self, model: &str, depth: usize) {
+        self.state().queue.insert(model.to_string(), depth);
+    }
+
+    /// The exposition text.
+    pub fn render(&self) -> String {
+        let s = self.state();
+        let mut out = String::new();
+        out.push_str("# HELP genlab_requests_total HTTP requests answered, by route and status code.\n");
+        out.push_str("# TYPE genlab_requests_total counter\n");
+        for ((route, status), n) in &s.requests {
+            let _ = writeln!(out, "genlab_requests_total{{route=\"{route}\",status=\"{status}\"}} {n}");
+        }
+        out.push_str("# HELP genlab_request_duration_seconds Time from a request's arrival to its answer's head.\n");
+        out.push_str("# TYPE genlab_request_duration_seconds histogram\n");
+        for (route, h) in &s.latency {
+            h.write(&mut out, "genlab_request_duration_seconds", &format!("route=\"{route}\""), &LATENCY_BUCKETS);
+        }
+        out.push_str("# HELP genlab_batch_size Generation requests a model answered together.\n");
+        out.push_str("# TYPE genlab_batch_size histogram\n");
+        for (model, h) in &s.batches {
+            h.write(&mut out, "genlab_batch_size", &format!("model=\"{model}\""), &BATCH_BUCKETS);
+        }
+        out.push_str("# HELP genlab_queue_depth Requests waiting for a model's worker.\n");
+        out.push_str("# TYPE genlab_queue_depth gauge\n");
+        for (model, d) in &s.queue {
+            let _ = writeln!(out, "genlab_queue_depth{{model=\"{model}\"}} {d}");
+        }
+        out
+    }
+}
