@@ -135,15 +135,14 @@ impl<F: Family> Loaded for LoadedRun<F> {
         };
         let set = set.as_ref().unwrap_or(&splits.eval);
         if set.channels != c {
-            return Err(PipelineError::Run(format!(
-                "examples: the data has {} channels, the model {c}",
-                set.channels
-            )));
+            return Err(PipelineError::Run(format!("examples: the data has {} channels, the model {c}", set.channels)));
         }
         let n = count.min(splits.eval_rows.len());
         let len = c * h * w;
-        let pixels =
-            splits.eval_rows[..n].iter().flat_map(|&r| set.pixels[r * len..(r + 1) * len].iter().map(|&v| v as f32)).collect();
+        let pixels = splits.eval_rows[..n]
+            .iter()
+            .flat_map(|&r| set.pixels[r * len..(r + 1) * len].iter().map(|&v| v as f32))
+            .collect();
         Ok(Images { pixels, n, shape: [c, h, w], description: "evaluation images".into(), seed: 0 })
     }
 }
@@ -209,8 +208,13 @@ pub fn generate_batch(model: &dyn Loaded, requests: &[GenerateRequest]) -> Vec<R
                     let pixels = all.pixels[at * len..(at + r.count) * len].to_vec();
                     at += r.count;
                     let description = all.description.clone();
-                    answers[g] =
-                        Some(Ok(Generated::Images(Images { pixels, n: r.count, shape: all.shape, description, seed: r.seed })));
+                    answers[g] = Some(Ok(Generated::Images(Images {
+                        pixels,
+                        n: r.count,
+                        shape: all.shape,
+                        description,
+                        seed: r.seed,
+                    })));
                 }
             }
             other => {

@@ -10,7 +10,7 @@ use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use base64::Engine;
-use genlab_pipeline::generate::{Capabilities, Generated, GenerateRequest, Images, OutputKind, PartialInput};
+use genlab_pipeline::generate::{Capabilities, GenerateRequest, Generated, Images, OutputKind, PartialInput};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::time::Instant;
@@ -175,6 +175,7 @@ pub struct Endpoint {
 /// `GET /v1/models/{model}/examples`: the query.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ExamplesQuery {
     /// Images to return (at most 64).
     #[param(minimum = 1, maximum = 64)]
@@ -325,7 +326,10 @@ pub async fn examples(
         return Err(ApiError::invalid("count", format!("count {count}: expected 1 to 64")));
     }
     if m.card.capabilities.output() != OutputKind::Images {
-        return Err(ApiError::invalid("model", format!("model \"{model}\": generates {}, not images", m.card.capabilities.output().describe())));
+        return Err(ApiError::invalid(
+            "model",
+            format!("model \"{model}\": generates {}, not images", m.card.capabilities.output().describe()),
+        ));
     }
     let (reply, rx) = oneshot::channel();
     s.submit(m, Job::Examples { count, reply })?;
@@ -336,7 +340,7 @@ pub async fn examples(
 /// A failed job as its answer.
 pub fn failure(f: Failure) -> ApiError {
     match f {
-        Failure::Refused(m) => ApiError::from_pipeline(genlab_pipeline::PipelineError::Config(m)),
+        Failure::Refused(m) => ApiError::refused(&m),
         Failure::Failed(m) => ApiError::internal(m),
     }
 }
@@ -364,12 +368,21 @@ pub async fn generate(State(s): State<Arc<AppState>>, Body(body): Body<GenerateB
     let mut body = body;
     if let Some(z) = &body.latents {
         if z.len() != body.count && body.count != 1 {
-            return Err(ApiError::invalid("latents", format!("latents: {} vectors for count {}; expected as many", z.len(), body.count)));
+            return Err(ApiError::invalid(
+                "latents",
+                format!("latents: {} vectors for count {}; expected as many", z.len(), body.count),
+            ));
         }
         body.count = z.len();
     }
     s.limits.check_count(body.count, "count")?;
     s.limits.check_steps(body.steps)?;
+    if body.partial.is_some() && !can.partial {
+        return Err(ApiError::invalid(
+            "partial",
+            format!("partial: the {} family cannot complete a partial input", m.card.family),
+        ));
+    }
     let seed = body.seed.unwrap_or_else(|| s.next_seed());
     body.seed = Some(seed);
     let request = GenerateRequest {
@@ -463,12 +476,18 @@ pub fn slerp(a: &[f32], b: &[f32], t: f64) -> Vec<f32> {
               (status = 408, description = "Not answered within the server's timeout", body = ErrorBody),
               (status = 413, description = "The body is over the limit", body = ErrorBody),
               (status = 429, description = "The model's queue is full; see Retry-After", body = ErrorBody)))]
-pub async fn corrections(State(s): State<Arc<AppState>>, Body(body): Body<CorrectionBody>) -> ApiResult<Json<CorrectionResponse>> {
+pub async fn corrections(
+    State(s): State<Arc<AppState>>,
+    Body(body): Body<CorrectionBody>,
+) -> ApiResult<Json<CorrectionResponse>> {
     let m = s.model(&body.model)?;
     if !m.card.capabilities.correct {
         return Err(ApiError::invalid(
             "model",
-            format!("model \"{}\": the {} family does not correct text (a seq2seq corrector does)", body.model, m.card.family),
+            format!(
+                "model \"{}\": the {} family does not correct text (a seq2seq corrector does)",
+                body.model, m.card.family
+            ),
         ));
     }
     s.limits.check_chars(&body.input, "input")?;
@@ -477,9 +496,23 @@ pub async fn corrections(State(s): State<Arc<AppState>>, Body(body): Body<Correc
         Task::Correct => (Some(body.input.clone()), None),
         Task::Infill => (None, Some(body.input.clone())),
     };
-    let request = GenerateRequest { correct, infill, beam: body.beam, temperature: body.temperature, ..GenerateRequest::new(1, seed) };
-    check(m, &request)?;
-    let output = match s.generate(m, request).await? {
+    let request = GenerateRequest {
+        correct,
+        infill,
+        beam: body.beam,
+        temperature: body.temperature,
+        ..GenerateRequest::new(1, seed)
+    };
+    // The model names the text by its request field (`correct`, `infill`): here it is `input`.
+    let as_input = |mut e: ApiError| {
+        if let Some(p) = e.param.as_deref().filter(|p| matches!(*p, "correct" | "infill")) {
+            e.message = e.message.replacen(p, "input", 1);
+            e.param = Some("input".into());
+        }
+        e
+    };
+    check(m, &request).map_err(as_input)?;
+    let output = match s.generate(m, request).await.map_err(as_input)? {
         Generated::Text(t) => t.into_iter().next().unwrap_or_default(),
         _ => return Err(ApiError::internal("the model answered with no text")),
     };
@@ -530,8 +563,14 @@ fn grid_png(im: &Images) -> Vec<u8> {
     let cols = (im.n as f64).sqrt().ceil() as usize;
     let (w, h, rgb) = genlab_core::grid::grid_rgb(&batch, cols.max(1));
     let mut out = Vec::new();
-    image::ImageEncoder::write_image(image::codecs::png::PngEncoder::new(&mut out), &rgb, w, h, image::ExtendedColorType::Rgb8)
-        .expect("a grid encodes as PNG");
+    image::ImageEncoder::write_image(
+        image::codecs::png::PngEncoder::new(&mut out),
+        &rgb,
+        w,
+        h,
+        image::ExtendedColorType::Rgb8,
+    )
+    .expect("a grid encodes as PNG");
     out
 }
 
@@ -577,7 +616,9 @@ fn respond(body: &GenerateBody, generated: Generated, latents: Option<Vec<Vec<f3
 impl AppState {
     /// The model named `name`, or 404.
     pub fn model(&self, name: &str) -> ApiResult<&ModelHandle> {
-        self.models.get(name).ok_or_else(|| ApiError::unknown_model(name, &self.models.keys().cloned().collect::<Vec<_>>()))
+        self.models
+            .get(name)
+            .ok_or_else(|| ApiError::unknown_model(name, &self.models.keys().cloned().collect::<Vec<_>>()))
     }
 
     /// Queues `job` on `m`, or 429 when its queue is full.
@@ -585,7 +626,13 @@ impl AppState {
         let r = m.submit(job);
         self.metrics.queue_depth(&m.card.name, m.depth());
         r.map_err(|_| {
-            ApiError::busy(&format!("model \"{}\": its queue of {} requests is full; try again later", m.card.name, self.batching.queue), 1)
+            ApiError::busy(
+                &format!(
+                    "model \"{}\": its queue of {} requests is full; try again later",
+                    m.card.name, self.batching.queue
+                ),
+                1,
+            )
         })
     }
 
@@ -607,9 +654,10 @@ impl AppState {
 
     async fn endpoint_latent(&self, m: &ModelHandle, e: &Endpoint, field: &str, dim: usize) -> ApiResult<Vec<f32>> {
         match (e.seed, &e.latent) {
-            (Some(_), Some(_)) | (None, None) => {
-                Err(ApiError::invalid(field, format!("{field}: expected either a seed or a latent, not both or neither")))
-            }
+            (Some(_), Some(_)) | (None, None) => Err(ApiError::invalid(
+                field,
+                format!("{field}: expected either a seed or a latent, not both or neither"),
+            )),
             (None, Some(z)) if z.len() != dim || z.iter().any(|v| !v.is_finite()) => Err(ApiError::invalid(
                 &format!("{field}.latent"),
                 format!("{field}.latent: {} values; expected {dim} finite numbers", z.len()),

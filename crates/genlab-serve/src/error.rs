@@ -112,7 +112,13 @@ impl ApiError {
     /// A pipeline refusal ("temperature: the vae family has no sampling temperature"): its first
     /// word names the field.
     pub fn from_pipeline(e: genlab_pipeline::PipelineError) -> Self {
-        let message = e.to_string();
+        Self::refused(&e.to_string())
+    }
+
+    /// A model's refusal, whose first word names the field (the command line's `--correct` is
+    /// the API's `correct`).
+    pub fn refused(message: &str) -> Self {
+        let message = message.strip_prefix("--").unwrap_or(message).to_string();
         let param = message.split([':', ' ']).next().filter(|w| !w.is_empty()).map(str::to_string);
         ApiError { status: StatusCode::BAD_REQUEST, param, message, code: "invalid_value", retry_after: None }
     }
@@ -132,7 +138,12 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = ErrorBody {
-            error: ErrorDetail { kind: self.kind().into(), message: self.message, param: self.param, code: self.code.into() },
+            error: ErrorDetail {
+                kind: self.kind().into(),
+                message: self.message,
+                param: self.param,
+                code: self.code.into(),
+            },
         };
         let mut r = (self.status, axum::Json(body)).into_response();
         if let Some(s) = self.retry_after {

@@ -147,13 +147,20 @@ impl AppState {
 }
 
 /// Loads each run (its worker thread, its queue), refusing two runs of one name.
-pub fn load_models(runs: &[PathBuf], options: &ServeOptions, metrics: &Arc<Metrics>) -> Result<BTreeMap<String, ModelHandle>, String> {
+pub fn load_models(
+    runs: &[PathBuf],
+    options: &ServeOptions,
+    metrics: &Arc<Metrics>,
+) -> Result<BTreeMap<String, ModelHandle>, String> {
     let mut models = BTreeMap::new();
     for run in runs {
         let handle = worker::start(run.clone(), options.batching, metrics.clone())?;
         let name = handle.card.name.clone();
         if models.contains_key(&name) {
-            return Err(format!("{}: a second run named \"{name}\"; models are named by their run directory", run.display()));
+            return Err(format!(
+                "{}: a second run named \"{name}\"; models are named by their run directory",
+                run.display()
+            ));
         }
         models.insert(name, handle);
     }
@@ -242,8 +249,10 @@ async fn guard(State(s): State<Arc<AppState>>, req: Request, next: Next) -> Resp
     let started = Instant::now();
     let route = req.extensions().get::<MatchedPath>().map_or("unmatched".to_string(), |p| p.as_str().to_string());
     let response = match s.in_flight.clone().try_acquire_owned() {
-        Err(_) => ApiError::busy(&format!("the server is answering {} requests; try again later", s.limits.max_concurrent), 1)
-            .into_response(),
+        Err(_) => {
+            ApiError::busy(&format!("the server is answering {} requests; try again later", s.limits.max_concurrent), 1)
+                .into_response()
+        }
         Ok(permit) => {
             if route.starts_with("/v1") && !authorized(&s, &req) {
                 ApiError::unauthorized().into_response()

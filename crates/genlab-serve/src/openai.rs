@@ -233,7 +233,10 @@ impl AppState {
         if ask.max_tokens == 0 || ask.max_tokens > self.limits.max_tokens {
             return Err(ApiError::invalid(
                 "max_tokens",
-                format!("max_tokens {}: expected 1 to {}, this server's --max-tokens", ask.max_tokens, self.limits.max_tokens),
+                format!(
+                    "max_tokens {}: expected 1 to {}, this server's --max-tokens",
+                    ask.max_tokens, self.limits.max_tokens
+                ),
             ));
         }
         if let Some(t) = ask.temperature.filter(|t| !(0.0..=2.0).contains(t)) {
@@ -309,7 +312,9 @@ impl ChatBody {
         if self.messages.is_empty() {
             return Err(ApiError::invalid("messages", "messages: expected at least one message"));
         }
-        if let Some(m) = self.messages.iter().find(|m| !matches!(m.role.as_str(), "system" | "user" | "assistant" | "developer")) {
+        if let Some(m) =
+            self.messages.iter().find(|m| !matches!(m.role.as_str(), "system" | "user" | "assistant" | "developer"))
+        {
             return Err(ApiError::invalid(
                 "messages",
                 format!("messages: role \"{}\": expected system, developer, user or assistant", m.role),
@@ -492,7 +497,9 @@ fn stream(s: &AppState, m: &ModelHandle, ask: TextAsk, id: String, chat: bool) -
                     None => {
                         let answer = match st.reply.take() {
                             Some(rx) => rx.await.unwrap_or_else(|_| {
-                                Err(Failure::Refused("timeout: the request was not started within the server's timeout".into()))
+                                Err(Failure::Refused(
+                                    "timeout: the request was not started within the server's timeout".into(),
+                                ))
                             }),
                             None => Err(Failure::Failed("no answer".into())),
                         };
@@ -547,7 +554,12 @@ impl Streaming {
                 object: "chat.completion.chunk",
                 created: self.created,
                 model: self.model.clone(),
-                choices: vec![ChunkChoice { index: 0, delta: Delta { role, content: text }, logprobs: None, finish_reason: reason }],
+                choices: vec![ChunkChoice {
+                    index: 0,
+                    delta: Delta { role, content: text },
+                    logprobs: None,
+                    finish_reason: reason,
+                }],
                 usage,
                 system_fingerprint: fingerprint,
             };
@@ -558,7 +570,12 @@ impl Streaming {
                 object: "text_completion".into(),
                 created: self.created,
                 model: self.model.clone(),
-                choices: vec![CompletionChoice { text: text.unwrap_or_default(), index: 0, logprobs: None, finish_reason: reason }],
+                choices: vec![CompletionChoice {
+                    text: text.unwrap_or_default(),
+                    index: 0,
+                    logprobs: None,
+                    finish_reason: reason,
+                }],
                 usage,
                 system_fingerprint: fingerprint,
             };

@@ -5,7 +5,7 @@
 //! one generation fails that job alone.
 
 use crate::metrics::Metrics;
-use genlab_pipeline::generate::{Generated, GenerateRequest, Images};
+use genlab_pipeline::generate::{GenerateRequest, Generated, Images};
 use genlab_pipeline::serving::{generate_batch, Loaded, ModelCard};
 use genlab_pipeline::EventSink;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -34,12 +34,12 @@ pub enum Failure {
     Failed(String),
 }
 
+/// A request the server checked can still be refused by the model (a character outside its
+/// vocabulary, a partial image of the wrong size): every error a loaded model returns is about
+/// the request; only a panic is the server's failure.
 impl From<genlab_pipeline::PipelineError> for Failure {
     fn from(e: genlab_pipeline::PipelineError) -> Self {
-        match e {
-            genlab_pipeline::PipelineError::Config(m) => Failure::Refused(m),
-            other => Failure::Failed(other.to_string()),
-        }
+        Failure::Refused(e.to_string())
     }
 }
 
@@ -47,11 +47,27 @@ pub type Answer = Result<Generated, Failure>;
 
 /// What a worker is asked to do.
 pub enum Job {
-    Generate { request: GenerateRequest, deadline: Instant, reply: oneshot::Sender<Answer> },
+    Generate {
+        request: GenerateRequest,
+        deadline: Instant,
+        reply: oneshot::Sender<Answer>,
+    },
     /// Text generation whose pieces go to `chunks` as they are made.
-    Stream { request: GenerateRequest, deadline: Instant, chunks: mpsc::UnboundedSender<String>, reply: oneshot::Sender<Answer> },
-    Latents { seed: u64, count: usize, reply: oneshot::Sender<Option<Vec<f32>>> },
-    Examples { count: usize, reply: oneshot::Sender<Result<Images, Failure>> },
+    Stream {
+        request: GenerateRequest,
+        deadline: Instant,
+        chunks: mpsc::UnboundedSender<String>,
+        reply: oneshot::Sender<Answer>,
+    },
+    Latents {
+        seed: u64,
+        count: usize,
+        reply: oneshot::Sender<Option<Vec<f32>>>,
+    },
+    Examples {
+        count: usize,
+        reply: oneshot::Sender<Result<Images, Failure>>,
+    },
 }
 
 /// A model's queue, as the handlers hold it.

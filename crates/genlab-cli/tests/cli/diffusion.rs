@@ -8,7 +8,7 @@ use std::path::Path;
 /// A class-conditional DDPM small enough to train in seconds: 50 diffusion steps, a two-level
 /// UNet of 8 and 16 channels, each batch split across two replicas, no evaluation protocol beyond
 /// the grid and the trajectory.
-const SMALL_DDPM: &str = r#"
+pub(super) const SMALL_DDPM: &str = r#"
 [problem]
 name = "ddpm"
 task = "test"

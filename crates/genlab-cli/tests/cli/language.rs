@@ -7,7 +7,7 @@ use std::path::Path;
 
 /// A GPT small enough to train in seconds on `text`, with dropout so the resume test covers the
 /// seeded dropout masks.
-fn small_gpt(text: &Path, block: usize) -> String {
+pub(super) fn small_gpt(text: &Path, block: usize) -> String {
     format!(
         r#"
 [problem]
@@ -47,7 +47,7 @@ periodic_examples = 20
 }
 
 /// A few thousand characters of verse: the vendored corpus's first lines.
-fn corpus(dir: &Path) -> std::path::PathBuf {
+pub(super) fn corpus(dir: &Path) -> std::path::PathBuf {
     let text =
         genlab_data::TextCorpus::read(&genlab_data::source::data_dir().join("shakespeare/shakespeare.txt.gz")).unwrap();
     let p = dir.join("verse.txt");
@@ -130,7 +130,7 @@ fn issue14_bad_text_data_is_one_line() {
 }
 
 /// A corrector small enough to train in seconds.
-fn small_corrector(text: &Path) -> String {
+pub(super) fn small_corrector(text: &Path) -> String {
     format!(
         r#"
 [problem]

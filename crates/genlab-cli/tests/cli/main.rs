@@ -4,6 +4,7 @@
 mod diffusion;
 mod hardening;
 mod language;
+mod serve;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
