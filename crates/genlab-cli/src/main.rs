@@ -140,6 +140,9 @@ enum Command {
         /// The most requests in progress at once; more answer 429.
         #[arg(long, default_value_t = 256)]
         max_concurrent: usize,
+        /// The most open connections; more wait to be accepted.
+        #[arg(long, default_value_t = 1024)]
+        max_connections: usize,
     },
     /// The model families: each one's data, `[model]` keys with their defaults, metrics, and what
     /// it generates.
@@ -406,6 +409,7 @@ fn run() -> anyhow::Result<ExitCode> {
             max_body,
             timeout,
             max_concurrent,
+            max_connections,
         } => {
             let positive = |name: &str, v: usize| {
                 if v == 0 {
@@ -421,6 +425,7 @@ fn run() -> anyhow::Result<ExitCode> {
                 ("max-tokens", max_tokens),
                 ("max-body", max_body),
                 ("max-concurrent", max_concurrent),
+                ("max-connections", max_connections),
             ] {
                 positive(name, v)?;
             }
@@ -455,6 +460,7 @@ fn run() -> anyhow::Result<ExitCode> {
                     max_body,
                     timeout: std::time::Duration::from_secs_f64(timeout),
                     max_concurrent,
+                    max_connections,
                     ..Default::default()
                 },
             };

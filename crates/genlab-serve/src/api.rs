@@ -623,17 +623,15 @@ impl AppState {
 
     /// Queues `job` on `m`, or 429 when its queue is full.
     pub fn submit(&self, m: &ModelHandle, job: Job) -> ApiResult<()> {
-        let r = m.submit(job);
+        let queued = m.submit(job);
         self.metrics.queue_depth(&m.card.name, m.depth());
-        r.map_err(|_| {
-            ApiError::busy(
-                &format!(
-                    "model \"{}\": its queue of {} requests is full; try again later",
-                    m.card.name, self.batching.queue
-                ),
-                1,
-            )
-        })
+        if queued {
+            return Ok(());
+        }
+        let name = &m.card.name;
+        let message =
+            format!("model \"{name}\": its queue of {} requests is full; try again later", self.batching.queue);
+        Err(ApiError::busy(&message, 1))
     }
 
     /// The answer on `rx` within the server's timeout, or 408.
@@ -669,5 +667,34 @@ impl AppState {
                 self.wait(rx).await?.ok_or_else(|| ApiError::internal("the model drew no latent"))
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slerp_keeps_the_ends_and_the_norm_between_orthogonal_unit_vectors() {
+        let (a, b) = (vec![1.0f32, 0.0, 0.0], vec![0.0f32, 1.0, 0.0]);
+        assert_eq!(slerp(&a, &b, 0.0), a);
+        assert_eq!(slerp(&a, &b, 1.0).iter().map(|v| v.round()).collect::<Vec<_>>(), b);
+        let mid = slerp(&a, &b, 0.5);
+        let h = std::f64::consts::FRAC_1_SQRT_2 as f32;
+        assert!((mid[0] - h).abs() < 1e-6 && (mid[1] - h).abs() < 1e-6 && mid[2] == 0.0, "{mid:?}");
+        // Parallel vectors fall back to a straight line.
+        assert_eq!(slerp(&a, &a, 0.3), a);
+    }
+
+    #[test]
+    fn a_png_round_trips_gray_and_rgb() {
+        let gray: Vec<f32> = (0..6).map(|v| v as f32 * 40.0).collect();
+        let back = image::load_from_memory(&png(&gray, [1, 2, 3])).unwrap().to_luma8();
+        assert_eq!((back.width(), back.height()), (3, 2));
+        assert_eq!(back.as_raw().iter().map(|&v| v as f32).collect::<Vec<_>>(), gray);
+        // Planar [c, h, w] in, interleaved RGB pixels out.
+        let rgb: Vec<f32> = vec![10.0, 20.0, 30.0, 40.0, 50.0, 60.0];
+        let back = image::load_from_memory(&png(&rgb, [3, 1, 2])).unwrap().to_rgb8();
+        assert_eq!(back.as_raw(), &[10, 30, 50, 20, 40, 60]);
     }
 }

@@ -58,3 +58,45 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     de.end().map_err(|e| ApiError::bad_body(format!("the body is not one JSON value: {e}")))?;
     Ok(value)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Deserialize;
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Outer {
+        model: String,
+        inner: Option<Inner>,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Inner {
+        count: usize,
+    }
+
+    fn refusal(body: &str) -> (Option<String>, String) {
+        let e = parse::<Outer>(body.as_bytes()).unwrap_err();
+        (e.param, e.message)
+    }
+
+    #[test]
+    fn each_refusal_names_the_field() {
+        assert_eq!(refusal(r#"{"model": "a", "colour": 1}"#).0.as_deref(), Some("colour"));
+        assert_eq!(refusal(r#"{"inner": {"count": 1}}"#).0.as_deref(), Some("model"));
+        assert_eq!(refusal(r#"{"model": "a", "inner": {}}"#).0.as_deref(), Some("inner.count"));
+        assert_eq!(refusal(r#"{"model": "a", "inner": {"count": -1}}"#).0.as_deref(), Some("inner.count"));
+        assert_eq!(refusal(r#"{"model": "a", "inner": {"count": 1, "x": 2}}"#).0.as_deref(), Some("inner.x"));
+        let (param, message) = refusal(r#"{"model": "a""#);
+        assert_eq!(param, None);
+        assert!(message.starts_with("the body is not JSON"), "{message}");
+        let (param, message) = refusal(r#"{"model": "a"} {}"#);
+        assert_eq!(param, None);
+        assert!(message.contains("not one JSON value"), "{message}");
+        assert!(parse::<Outer>(br#"{"model": "a", "inner": {"count": 3}}"#).is_ok());
+    }
+}

@@ -7,6 +7,7 @@
 
 pub mod api;
 pub mod body;
+pub mod conn;
 pub mod error;
 pub mod metrics;
 pub mod openai;
@@ -49,6 +50,8 @@ pub struct Limits {
     pub timeout: Duration,
     /// The most requests in progress at once; more answer 429.
     pub max_concurrent: usize,
+    /// The most open connections; more wait to be accepted.
+    pub max_connections: usize,
 }
 
 impl Default for Limits {
@@ -61,6 +64,7 @@ impl Default for Limits {
             max_body: 1 << 20,
             timeout: Duration::from_secs(60),
             max_concurrent: 256,
+            max_connections: 1024,
         }
     }
 }
@@ -253,14 +257,11 @@ async fn guard(State(s): State<Arc<AppState>>, req: Request, next: Next) -> Resp
             ApiError::busy(&format!("the server is answering {} requests; try again later", s.limits.max_concurrent), 1)
                 .into_response()
         }
-        Ok(permit) => {
+        Ok(_permit) => {
             if route.starts_with("/v1") && !authorized(&s, &req) {
                 ApiError::unauthorized().into_response()
             } else {
-                let mut r = next.run(req).await;
-                // A stream holds its permit until it ends.
-                r.extensions_mut().insert(Arc::new(permit));
-                r
+                next.run(req).await
             }
         }
     };
@@ -334,7 +335,7 @@ pub async fn serve(runs: Vec<PathBuf>, options: ServeOptions, ready: impl FnOnce
     let addr = listener.local_addr().map_err(|e| format!("--addr {}: {e}", options.addr))?;
     ready(addr);
     let draining = state.clone();
-    axum::serve(listener, app)
+    axum::serve(conn::Limited::new(listener, options.limits.max_connections), app)
         .with_graceful_shutdown(async move {
             shutdown_signal().await;
             draining.draining.store(true, Ordering::SeqCst);

@@ -101,3 +101,32 @@ impl Metrics {
         out
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histograms_are_cumulative_with_sum_and_count() {
+        let m = Metrics::default();
+        m.batch("vae", 1);
+        m.batch("vae", 3);
+        m.batch("vae", 16);
+        m.request("/v1/generate", 200, 0.02);
+        m.request("/v1/generate", 429, 0.001);
+        let text = m.render();
+        for line in [
+            r#"genlab_batch_size_bucket{model="vae",le="1"} 1"#,
+            r#"genlab_batch_size_bucket{model="vae",le="4"} 2"#,
+            r#"genlab_batch_size_bucket{model="vae",le="16"} 3"#,
+            r#"genlab_batch_size_bucket{model="vae",le="+Inf"} 3"#,
+            r#"genlab_batch_size_sum{model="vae"} 20"#,
+            r#"genlab_batch_size_count{model="vae"} 3"#,
+            r#"genlab_requests_total{route="/v1/generate",status="429"} 1"#,
+            r#"genlab_request_duration_seconds_bucket{route="/v1/generate",le="0.005"} 1"#,
+            r#"genlab_request_duration_seconds_bucket{route="/v1/generate",le="0.025"} 2"#,
+        ] {
+            assert!(text.lines().any(|l| l == line), "missing {line} in\n{text}");
+        }
+    }
+}

@@ -11,7 +11,7 @@ use genlab_pipeline::EventSink;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
@@ -78,14 +78,14 @@ pub struct ModelHandle {
 }
 
 impl ModelHandle {
-    /// Queues `job`; `Err` when the queue is full (or the worker is gone).
-    pub fn submit(&self, job: Job) -> Result<(), ()> {
+    /// Queues `job`; false when the queue is full (or the worker is gone).
+    pub fn submit(&self, job: Job) -> bool {
         self.depth.fetch_add(1, Ordering::SeqCst);
         match self.sender.try_send(job) {
-            Ok(()) => Ok(()),
+            Ok(()) => true,
             Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
                 self.depth.fetch_sub(1, Ordering::SeqCst);
-                Err(())
+                false
             }
         }
     }
@@ -160,10 +160,7 @@ impl Worker {
         }
         let job = match wait {
             None => self.receiver.recv().ok(),
-            Some(d) => match self.receiver.recv_timeout(d) {
-                Ok(j) => Some(j),
-                Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => None,
-            },
+            Some(d) => self.receiver.recv_timeout(d).ok(),
         };
         if job.is_some() {
             self.depth.fetch_sub(1, Ordering::SeqCst);
