@@ -631,7 +631,7 @@ impl AppState {
         let name = &m.card.name;
         let message =
             format!("model \"{name}\": its queue of {} requests is full; try again later", self.batching.queue);
-        Err(ApiError::busy(&message, 1))
+        Err(ApiError::busy("queue_full", &message, 1))
     }
 
     /// The answer on `rx` within the server's timeout, or 408.

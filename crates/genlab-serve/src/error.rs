@@ -89,8 +89,10 @@ impl ApiError {
         )
     }
 
-    pub fn busy(what: &str, retry_after: u64) -> Self {
-        let mut e = Self::new(StatusCode::TOO_MANY_REQUESTS, "queue_full", None, what.to_string());
+    /// 429: `code` is `queue_full` (a model's queue) or `too_many_requests` (the server's bound
+    /// on requests in progress).
+    pub fn busy(code: &'static str, what: &str, retry_after: u64) -> Self {
+        let mut e = Self::new(StatusCode::TOO_MANY_REQUESTS, code, None, what.to_string());
         e.retry_after = Some(retry_after);
         e
     }

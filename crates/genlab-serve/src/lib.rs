@@ -253,10 +253,12 @@ async fn guard(State(s): State<Arc<AppState>>, req: Request, next: Next) -> Resp
     let started = Instant::now();
     let route = req.extensions().get::<MatchedPath>().map_or("unmatched".to_string(), |p| p.as_str().to_string());
     let response = match s.in_flight.clone().try_acquire_owned() {
-        Err(_) => {
-            ApiError::busy(&format!("the server is answering {} requests; try again later", s.limits.max_concurrent), 1)
-                .into_response()
-        }
+        Err(_) => ApiError::busy(
+            "too_many_requests",
+            &format!("the server is answering {} requests; try again later", s.limits.max_concurrent),
+            1,
+        )
+        .into_response(),
         Ok(_permit) => {
             if route.starts_with("/v1") && !authorized(&s, &req) {
                 ApiError::unauthorized().into_response()

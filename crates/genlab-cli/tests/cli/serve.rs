@@ -501,6 +501,53 @@ fn issue15_bad_requests_answer_4xx_naming_the_field() {
 }
 
 #[test]
+fn issue15_connection_and_concurrency_bounds_and_cors() {
+    // Requests in progress beyond --max-concurrent answer 429 at once.
+    let server = Server::start(&["--max-concurrent", "1"]);
+    let addr = server.addr;
+    let slow = std::thread::spawn(move || {
+        http(
+            addr,
+            "POST",
+            "/v1/generate",
+            Some(br#"{"model": "ddpm", "count": 32, "steps": 50, "sampler": "ddpm"}"#),
+            &[],
+        )
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let busy = server.get("/healthz");
+    assert_eq!(busy.error(429)["code"], "too_many_requests");
+    assert_eq!(busy.header("retry-after"), Some("1"));
+    assert_eq!(slow.join().unwrap().status, 200);
+    assert_eq!(server.get("/healthz").status, 200);
+
+    // Connections beyond --max-connections wait to be accepted, and are served once one closes.
+    let server = Server::start(&["--max-connections", "1"]);
+    let first = TcpStream::connect(server.addr).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let mut second = TcpStream::connect(server.addr).unwrap();
+    second.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
+    second
+        .write_all(format!("GET /healthz HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n", server.addr).as_bytes())
+        .unwrap();
+    let mut buf = [0u8; 64];
+    assert!(second.read(&mut buf).is_err(), "the second connection waits while the first is open");
+    drop(first);
+    second.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut head = String::new();
+    second.read_to_string(&mut head).unwrap();
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+
+    // CORS: no header unless an origin is allowed.
+    let preflight = [("Origin", "http://page.test"), ("Access-Control-Request-Method", "POST")];
+    let closed = http(server.addr, "OPTIONS", "/v1/generate", None, &preflight);
+    assert_eq!(closed.header("access-control-allow-origin"), None);
+    let open = Server::start(&["--cors-origin", "http://page.test"]);
+    let allowed = http(open.addr, "OPTIONS", "/v1/generate", None, &preflight);
+    assert_eq!(allowed.header("access-control-allow-origin"), Some("http://page.test"));
+}
+
+#[test]
 fn issue15_sigterm_lets_requests_in_progress_finish() {
     let mut server = Server::start(&[]);
     let addr = server.addr;
