@@ -270,6 +270,7 @@ impl RequestArgs {
             infill: self.infill,
             beam: self.beam,
             latents: None,
+            seeds: None,
         })
     }
 }

@@ -55,6 +55,10 @@ pub struct GenerateRequest {
     /// prior: a VAE, a GAN); without them the seed draws them.
     #[serde(default)]
     pub latents: Option<Vec<f32>>,
+    /// Requests merged into this one (the server's batching): each `(seed, count)` draws its
+    /// images as a request of that seed and count alone would; the counts sum to `count`.
+    #[serde(default)]
+    pub seeds: Option<Vec<(u64, usize)>>,
 }
 
 /// A partial image to complete (in-painting): 8-bit pixel values `[channels, height, width]` and
@@ -156,6 +160,9 @@ pub struct Capabilities {
     pub beam: bool,
     /// The size of the latent vector a request may give (a VAE's or GAN's prior).
     pub latent: Option<usize>,
+    /// Whether a request may carry `seeds`, parts drawn each from its own seed (a diffusion
+    /// model's per-image noise streams).
+    pub seed_parts: bool,
 }
 
 impl OutputKind {
@@ -237,6 +244,7 @@ impl GenerateRequest {
             (self.infill.is_some() && !can.infill, "infill", "does not fill masked text (a seq2seq model does)"),
             (self.beam.is_some() && !can.beam, "beam", "has no beam search"),
             (self.latents.is_some() && can.latent.is_none(), "latents", "has no latent vectors to give"),
+            (self.seeds.is_some() && !can.seed_parts, "seeds", "draws no images from seed parts"),
         ];
         if let Some((_, option, why)) = unsupported.iter().find(|u| u.0) {
             return refuse(option, why);
@@ -265,6 +273,13 @@ impl GenerateRequest {
             if let Some(v) = z.iter().find(|v| !v.is_finite()) {
                 return Err(PipelineError::Config(format!("latents: {v}: expected finite numbers")));
             }
+        }
+        if let Some(parts) = self.seeds.as_ref().filter(|p| p.iter().map(|x| x.1).sum::<usize>() != self.count) {
+            return Err(PipelineError::Config(format!(
+                "seeds: {} images in the parts; expected count {}",
+                parts.iter().map(|x| x.1).sum::<usize>(),
+                self.count
+            )));
         }
         if let Some(p) = self.top_p.filter(|p| !(*p > 0.0 && *p <= 1.0)) {
             return Err(PipelineError::Config(format!("top_p {p}: expected a value in (0, 1]")));

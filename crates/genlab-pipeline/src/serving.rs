@@ -149,21 +149,23 @@ impl<F: Family> Loaded for LoadedRun<F> {
 
 /// Whether two requests differ only in what [`generate_batch`] merges: seed, count and latents.
 fn mergeable(a: &GenerateRequest, b: &GenerateRequest) -> bool {
-    let strip = |r: &GenerateRequest| GenerateRequest { count: 0, seed: 0, latents: None, ..r.clone() };
+    let strip = |r: &GenerateRequest| GenerateRequest { count: 0, seed: 0, latents: None, seeds: None, ..r.clone() };
     strip(a) == strip(b)
 }
 
-/// Answers `requests` together. Where the model decodes latents (a VAE, a GAN), requests that
-/// differ only in seed, count and latents are merged into one request of their latents (each
-/// seed's own, so every answer is the one it gets alone) and split again; a conditional model's
-/// requests merge only when they name their class. Others run one after another. A request's
-/// failure is its own.
+/// Answers `requests` together. Requests that differ only in seed, count and latents are merged
+/// into one forward pass and split again: where the model decodes latents (a VAE, a GAN), as one
+/// request of their latents (each seed's own); where it draws each image from its own noise
+/// stream (diffusion), as one request of seed parts. Either way every answer is the one its
+/// request gets alone. A conditional model's requests merge only when they name their class.
+/// Others (text) run one after another. A request's failure is its own.
 pub fn generate_batch(model: &dyn Loaded, requests: &[GenerateRequest]) -> Vec<Result<Generated>> {
     let card = model.card();
     let mut answers: Vec<Option<Result<Generated>>> = requests.iter().map(|_| None).collect();
+    let can = &card.capabilities;
     let merges = |r: &GenerateRequest| {
-        card.capabilities.latent.is_some()
-            && r.partial.is_none()
+        (can.latent.is_some() || can.seed_parts)
+            && r.seeds.is_none()
             && (r.class.is_some() || card.capabilities.classes.is_none())
             && r.check(card.family, &card.capabilities).is_ok()
     };
@@ -186,19 +188,25 @@ pub fn generate_batch(model: &dyn Loaded, requests: &[GenerateRequest]) -> Vec<R
             answers[i] = Some(model.generate(&requests[i], None));
             continue;
         }
-        let drawn: Option<Vec<Vec<f32>>> = group
-            .iter()
-            .map(|&g| requests[g].latents.clone().or_else(|| model.latents(requests[g].seed, requests[g].count)))
-            .collect();
-        let Some(drawn) = drawn else {
+        let count = group.iter().map(|&g| requests[g].count).sum();
+        let merged = if can.latent.is_some() {
+            // Each request's latents, given or drawn from its seed, decoded in one batch.
+            let drawn: Option<Vec<Vec<f32>>> = group
+                .iter()
+                .map(|&g| requests[g].latents.clone().or_else(|| model.latents(requests[g].seed, requests[g].count)))
+                .collect();
+            drawn.map(|z| GenerateRequest { count, seed: 0, latents: Some(z.concat()), ..requests[i].clone() })
+        } else {
+            // One batch of images, each drawn from its own request's seed.
+            let seeds = group.iter().map(|&g| (requests[g].seed, requests[g].count)).collect();
+            Some(GenerateRequest { count, seed: 0, seeds: Some(seeds), ..requests[i].clone() })
+        };
+        let Some(merged) = merged else {
             for &g in &group {
                 answers[g] = Some(model.generate(&requests[g], None));
             }
             continue;
         };
-        let latents = drawn.concat();
-        let count = group.iter().map(|&g| requests[g].count).sum();
-        let merged = GenerateRequest { count, seed: 0, latents: Some(latents), ..requests[i].clone() };
         match model.generate(&merged, None) {
             Ok(Generated::Images(all)) => {
                 let len: usize = all.shape.iter().product();

@@ -300,14 +300,22 @@ fn issue15_api_serves_every_family_and_its_seeds_reproduce() {
 fn issue15_concurrent_requests_are_batched_and_each_answer_is_its_own() {
     let alone = Server::start(&["--max-batch", "1"]);
     let batched = Server::start(&["--max-batch", "16", "--max-wait-ms", "200"]);
-    let body = |seed: u64| serde_json::json!({"model": "gan", "count": 1 + (seed % 3), "seed": seed, "class": 2});
-    let want: Vec<serde_json::Value> = (0..8).map(|s| alone.json("/v1/generate", body(s))["images"].clone()).collect();
+    // A GAN merges latents; a diffusion model merges per-image noise streams.
+    let bodies: Vec<serde_json::Value> = (0..8)
+        .map(|s| serde_json::json!({"model": "gan", "count": 1 + (s % 3), "seed": s, "class": 2}))
+        .chain(
+            (0..6)
+                .map(|s| serde_json::json!({"model": "ddpm", "count": 1 + (s % 2), "seed": s, "class": 5, "steps": 3})),
+        )
+        .collect();
+    let want: Vec<serde_json::Value> =
+        bodies.iter().map(|b| alone.json("/v1/generate", b.clone())["images"].clone()).collect();
     let addr = batched.addr;
     let got: Vec<serde_json::Value> = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..8)
-            .map(|s| {
-                scope
-                    .spawn(move || http(addr, "POST", "/v1/generate", Some(body(s).to_string().as_bytes()), &[]).json())
+        let handles: Vec<_> = bodies
+            .iter()
+            .map(|b| {
+                scope.spawn(move || http(addr, "POST", "/v1/generate", Some(b.to_string().as_bytes()), &[]).json())
             })
             .collect();
         handles.into_iter().map(|h| h.join().unwrap()["images"].clone()).collect()
@@ -317,10 +325,11 @@ fn issue15_concurrent_requests_are_batched_and_each_answer_is_its_own() {
     let value = |name: &str| -> f64 {
         metrics.lines().find(|l| l.starts_with(name)).and_then(|l| l.rsplit(' ').next()).unwrap().parse().unwrap()
     };
-    let batches = value(r#"genlab_batch_size_count{model="gan"}"#);
-    let requests = value(r#"genlab_batch_size_sum{model="gan"}"#);
-    assert_eq!(requests, 8.0);
-    assert!(batches < 8.0, "8 concurrent requests in {batches} batches: {metrics}");
+    for (model, requests) in [("gan", 8.0), ("ddpm", 6.0)] {
+        let batches = value(&format!("genlab_batch_size_count{{model=\"{model}\"}}"));
+        assert_eq!(value(&format!("genlab_batch_size_sum{{model=\"{model}\"}}")), requests);
+        assert!(batches < requests, "{requests} concurrent {model} requests in {batches} batches: {metrics}");
+    }
 }
 
 #[test]

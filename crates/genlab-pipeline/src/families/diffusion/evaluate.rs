@@ -381,7 +381,7 @@ fn trajectory(
         f.shape,
         labels.as_deref(),
         None,
-        (cx.exp.eval.seed, super::FIXED_STREAM),
+        (&[(cx.exp.eval.seed, n)], super::FIXED_STREAM),
         &cx.device,
         &mut Progress::hidden(),
         |_, i, x, pred| {
@@ -436,7 +436,7 @@ fn inpainting(
     let run = |labels: Option<&[usize]>, what: &str| {
         cx.events.message(&format!("in-painting: {n} top halves, {what}"));
         let mut bar = step_bar(Some(&**cx.events), s, n);
-        draw(model, s, n, f.shape, labels, Some(&known), (cx.exp.eval.seed, INPAINT_STREAM), &cx.device, &mut bar, |_, _, _, _| {})
+        draw(model, s, n, f.shape, labels, Some(&known), (&[(cx.exp.eval.seed, n)], INPAINT_STREAM), &cx.device, &mut bar, |_, _, _, _| {})
     };
     let rate = |px: &[f32]| classes::class_stats(net, px, Some(&labels), n).conditional_accuracy.unwrap_or(0.0);
     let without = run(None, "no class given");

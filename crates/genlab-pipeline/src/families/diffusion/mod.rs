@@ -241,18 +241,22 @@ pub(crate) fn draw(
     shape: [usize; 3],
     labels: Option<&[usize]>,
     known: Option<&Known>,
-    (seed, stream): (u64, u64),
+    (seeds, stream): (&[(u64, usize)], u64),
     device: &Device,
     bar: &mut Progress,
     mut watch: impl FnMut(usize, usize, &Tensor<4>, &Tensor<4>),
 ) -> Vec<f32> {
     let [c, h, w] = shape;
     let len = c * h * w;
+    // Each image's noise stream: image j of the part of seed s draws as image j of a request of
+    // seed s alone, so merged requests draw what each draws alone.
+    let origin: Vec<(u64, usize)> = seeds.iter().flat_map(|&(seed, count)| (0..count).map(move |j| (seed, j))).collect();
+    assert_eq!(origin.len(), n, "the seed parts cover the images");
     let mut pixels = Vec::with_capacity(n * len);
     let per_chunk = s.plan.len() as u64;
     for start in (0..n).step_by(CHUNK) {
         let k = CHUNK.min(n - start);
-        let mut rngs: Vec<SeededRng> = (start..start + k).map(|i| image_rng(seed, stream, i)).collect();
+        let mut rngs: Vec<SeededRng> = origin[start..start + k].iter().map(|&(seed, j)| image_rng(seed, stream, j)).collect();
         let x: Vec<f32> = rngs.iter_mut().flat_map(|r| r.normal_vec(len)).collect();
         let x = Tensor::from_data(TensorData::new(x, [k, c, h, w]), device);
         let labels = labels.map(|l| {
@@ -297,7 +301,7 @@ pub(crate) fn draw_samples(
     device: &Device,
     bar: &mut Progress,
 ) -> Vec<f32> {
-    draw(model, s, n, shape, labels, None, (seed, SAMPLE_STREAM), device, bar, |_, _, _, _| {})
+    draw(model, s, n, shape, labels, None, (&[(seed, n)], SAMPLE_STREAM), device, bar, |_, _, _, _| {})
 }
 
 /// 8-bit values as a batch in [0, 1], for grids.
@@ -379,7 +383,7 @@ impl DiffusionFamily {
             self.shape,
             labels.as_deref(),
             None,
-            (seed, FIXED_STREAM),
+            (&[(seed, n)], FIXED_STREAM),
             device,
             &mut Progress::hidden(),
             |_, _, _, _| {},
@@ -553,6 +557,7 @@ impl Family for DiffusionFamily {
             steps: true,
             guidance: self.conditional(),
             partial: true,
+            seed_parts: true,
             ..Capabilities::plain(OutputKind::Images)
         }
     }
@@ -570,6 +575,7 @@ impl Family for DiffusionFamily {
             Some(c) => Some(vec![c; r.count]),
             None => self.cycling_labels(r.count),
         };
+        let seeds = r.seeds.clone().unwrap_or_else(|| vec![(r.seed, r.count)]);
         let mut bar = step_bar(progress, &s, r.count);
         let pixels = draw(
             model,
@@ -578,7 +584,7 @@ impl Family for DiffusionFamily {
             self.shape,
             labels.as_deref(),
             known.as_ref(),
-            (r.seed, SAMPLE_STREAM),
+            (&seeds, SAMPLE_STREAM),
             device,
             &mut bar,
             |_, _, _, _| {},
