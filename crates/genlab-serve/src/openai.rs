@@ -271,7 +271,15 @@ impl AppState {
             Generated::Text(t) => t,
             _ => return Err(ApiError::internal("the model answered with no text")),
         };
-        Ok(texts.into_iter().map(|t| finished(m, ask, strip_prompt(&t, &ask.prompt))).collect())
+        let tokenizer = m.card.tokenizer.as_deref();
+        Ok(texts
+            .into_iter()
+            .map(|t| {
+                let completion = strip_prompt(&t, &ask.prompt);
+                let (reason, usage) = finished(tokenizer, ask, &completion);
+                (completion, reason, usage)
+            })
+            .collect())
     }
 }
 
@@ -279,14 +287,14 @@ fn strip_prompt(text: &str, prompt: &str) -> String {
     text.strip_prefix(prompt).unwrap_or(text).to_string()
 }
 
-/// A completion with its finish reason and token counts: `length` when it used `max_tokens`.
-fn finished(m: &ModelHandle, ask: &TextAsk, completion: String) -> (String, String, Usage) {
-    let count = |t: &str| m.card.tokenizer.as_ref().map_or(t.chars().count(), |k| k.encode_lossy(t).0.len());
-    let completion_tokens = count(&completion);
+/// A completion's finish reason and token counts: `length` when it used `max_tokens` (counted by
+/// the model's tokenizer; a character model without one counts characters).
+fn finished(tokenizer: Option<&genlab_data::Tokenizer>, ask: &TextAsk, completion: &str) -> (String, Usage) {
+    let count = |t: &str| tokenizer.map_or(t.chars().count(), |k| k.encode_lossy(t).0.len());
+    let completion_tokens = count(completion);
     let prompt_tokens = count(&ask.prompt);
     let reason = if completion_tokens >= ask.max_tokens { "length" } else { "stop" };
-    let usage = Usage { prompt_tokens, completion_tokens, total_tokens: prompt_tokens + completion_tokens };
-    (completion, reason.to_string(), usage)
+    (reason.into(), Usage { prompt_tokens, completion_tokens, total_tokens: prompt_tokens + completion_tokens })
 }
 
 impl CompletionBody {
@@ -448,11 +456,9 @@ struct Streaming {
     chat: bool,
     first: bool,
     ask: TextAsk,
-    card: ModelHandleCard,
+    /// The model's tokenizer, to count tokens.
+    tokenizer: Option<Arc<genlab_data::Tokenizer>>,
 }
-
-/// What a stream needs of its model to count tokens.
-struct ModelHandleCard(Option<Arc<genlab_data::Tokenizer>>);
 
 fn stream(s: &AppState, m: &ModelHandle, ask: TextAsk, id: String, chat: bool) -> ApiResult<Response> {
     let request = s.text_ask(&ask, m)?;
@@ -471,7 +477,7 @@ fn stream(s: &AppState, m: &ModelHandle, ask: TextAsk, id: String, chat: bool) -
         created: now(),
         chat,
         first: true,
-        card: ModelHandleCard(m.card.tokenizer.clone()),
+        tokenizer: m.card.tokenizer.clone(),
         ask,
     };
     let events = futures_util::stream::unfold(st, |mut st| async move {
@@ -506,7 +512,7 @@ fn stream(s: &AppState, m: &ModelHandle, ask: TextAsk, id: String, chat: bool) -
                         st.phase = Phase::Finish(match answer {
                             Ok(Generated::Text(t)) => {
                                 let completion = strip_prompt(t.first().map_or("", String::as_str), &st.ask.prompt);
-                                Ok(st.finish(completion))
+                                Ok(finished(st.tokenizer.as_deref(), &st.ask, &completion))
                             }
                             Ok(_) => Err(ApiError::internal("the model answered with no text")),
                             Err(f) => Err(crate::api::failure(f)),
@@ -536,14 +542,6 @@ fn stream(s: &AppState, m: &ModelHandle, ask: TextAsk, id: String, chat: bool) -
 }
 
 impl Streaming {
-    fn finish(&self, completion: String) -> (String, Usage) {
-        let count = |t: &str| self.card.0.as_ref().map_or(t.chars().count(), |k| k.encode_lossy(t).0.len());
-        let completion_tokens = count(&completion);
-        let prompt_tokens = count(&self.ask.prompt);
-        let reason = if completion_tokens >= self.ask.max_tokens { "length" } else { "stop" };
-        (reason.into(), Usage { prompt_tokens, completion_tokens, total_tokens: prompt_tokens + completion_tokens })
-    }
-
     /// One chunk event: a piece of text, or the last one with the finish reason.
     fn chunk(&mut self, text: Option<String>, reason: Option<String>, usage: Option<Usage>) -> Event {
         let fingerprint = format!("seed-{}", self.ask.seed);

@@ -509,21 +509,20 @@ fn issue15_bad_requests_answer_4xx_naming_the_field() {
     assert_eq!(hurried.json("/v1/generate", serde_json::json!({"model": "vae"}))["count"], 1);
 }
 
+/// A diffusion request of `count` images that takes seconds, on its own thread, 300 ms under way.
+fn slow_request(addr: SocketAddr, count: usize) -> std::thread::JoinHandle<Answer> {
+    let body = format!(r#"{{"model": "ddpm", "count": {count}, "steps": 50, "sampler": "ddpm"}}"#);
+    let slow = std::thread::spawn(move || http(addr, "POST", "/v1/generate", Some(body.as_bytes()), &[]));
+    std::thread::sleep(Duration::from_millis(300));
+    slow
+}
+
 #[test]
 fn issue15_connection_and_concurrency_bounds_and_cors() {
     // Requests in progress beyond --max-concurrent answer 429 at once.
     let server = Server::start(&["--max-concurrent", "1"]);
     let addr = server.addr;
-    let slow = std::thread::spawn(move || {
-        http(
-            addr,
-            "POST",
-            "/v1/generate",
-            Some(br#"{"model": "ddpm", "count": 32, "steps": 50, "sampler": "ddpm"}"#),
-            &[],
-        )
-    });
-    std::thread::sleep(Duration::from_millis(300));
+    let slow = slow_request(addr, 32);
     let busy = server.get("/healthz");
     assert_eq!(busy.error(429)["code"], "too_many_requests");
     assert_eq!(busy.header("retry-after"), Some("1"));
@@ -560,16 +559,7 @@ fn issue15_connection_and_concurrency_bounds_and_cors() {
 fn issue15_sigterm_lets_requests_in_progress_finish() {
     let mut server = Server::start(&[]);
     let addr = server.addr;
-    let slow = std::thread::spawn(move || {
-        http(
-            addr,
-            "POST",
-            "/v1/generate",
-            Some(br#"{"model": "ddpm", "count": 64, "steps": 50, "sampler": "ddpm"}"#),
-            &[],
-        )
-    });
-    std::thread::sleep(Duration::from_millis(300));
+    let slow = slow_request(addr, 64);
     assert_eq!(unsafe { libc::kill(server.child.id() as i32, libc::SIGTERM) }, 0);
     let answer = slow.join().unwrap();
     assert_eq!(answer.status, 200, "the request in progress is answered: {}", answer.text());
