@@ -6,6 +6,7 @@
 #   3. resident memory of the batching server after its first 1,000 requests and after 10,000.
 # Prints one table row per phase (p50/p95/p99 latency, throughput, errors).
 #   bench/serve_load.sh IMAGE_RUN TEXT_RUN [GENERATE_REQUESTS] [STREAMS]
+# EXTRA adds fields to each generate request: EXTRA='"steps": 10, "class": 3' for a diffusion run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 image_run=$1
@@ -16,6 +17,7 @@ genlab=target/release/genlab
 [ -x "$genlab" ] || cargo build --release -p genlab-cli
 command -v wrk >/dev/null || { echo "wrk is not installed (apt-get install wrk)" >&2; exit 1; }
 image_model=$(basename "$(realpath "$image_run")")
+extra=${EXTRA:+, $EXTRA}
 text_model=$(basename "$(realpath "$text_run")")
 tmp=$(mktemp -d)
 pid=""
@@ -30,6 +32,13 @@ start() {
   done
   url=$(sed -n 's/.*listening on //p' "$tmp/out")
   [ -n "$url" ] || { cat "$tmp/err" >&2; exit 1; }
+}
+
+batches() { # the mean batch size of the image model so far
+  curl -s "$url/metrics" | awk -v m="model=\"$image_model\"" '
+    index($0, "genlab_batch_size_sum{" m "}") == 1 { s = $2 }
+    index($0, "genlab_batch_size_count{" m "}") == 1 { c = $2 }
+    END { if (c > 0) printf "mean batch %.2f requests (%d batches)\n", s / c, c }'
 }
 
 stop() {
@@ -55,16 +64,17 @@ rss_mb() { echo $(( $(ps -o rss= -p "$pid") / 1024 )); }
 echo "# $(date -u +%F) $(nproc) cores; image model $image_model, text model $text_model"
 for batch in 16 1; do
   start --max-batch "$batch"
-  load "generate max_batch=$batch" "$generate" 64 /v1/generate "{\"model\": \"$image_model\", \"seed\": %d}"
+  load "generate max_batch=$batch" "$generate" 64 /v1/generate "{\"model\": \"$image_model\", \"seed\": %d$extra}"
+  batches
   stop
 done
 start
 load "streamed completions" "$streams" 16 /v1/completions "{\"model\": \"$text_model\", \"prompt\": \"ROMEO:\", \"max_tokens\": 64, \"seed\": %d, \"stream\": true}"
 stop
 start
-load "memory warm-up" 1000 64 /v1/generate "{\"model\": \"$image_model\", \"seed\": %d}"
+load "memory warm-up" 1000 64 /v1/generate "{\"model\": \"$image_model\", \"seed\": %d$extra}"
 first=$(rss_mb)
-load "memory run" 9000 64 /v1/generate "{\"model\": \"$image_model\", \"seed\": %d}"
+load "memory run" 9000 64 /v1/generate "{\"model\": \"$image_model\", \"seed\": %d$extra}"
 after=$(rss_mb)
 echo "resident memory: ${first} MB after 1,000 requests, ${after} MB after 10,000 ($(( (after - first) * 100 / first ))% change)"
 stop

@@ -557,10 +557,9 @@ pub fn png(pixels: &[f32], [c, h, w]: [usize; 3]) -> Vec<u8> {
     out
 }
 
-/// The images side by side in rows of `ceil(sqrt(n))`, 2 pixels apart, as one PNG.
-fn grid_png(im: &Images) -> Vec<u8> {
+/// The images side by side in rows of `cols`, 2 pixels apart, as one PNG.
+fn grid_png(im: &Images, cols: usize) -> Vec<u8> {
     let batch = im.batch();
-    let cols = (im.n as f64).sqrt().ceil() as usize;
     let (w, h, rgb) = genlab_core::grid::grid_rgb(&batch, cols.max(1));
     let mut out = Vec::new();
     image::ImageEncoder::write_image(
@@ -576,6 +575,8 @@ fn grid_png(im: &Images) -> Vec<u8> {
 
 fn respond(body: &GenerateBody, generated: Generated, latents: Option<Vec<Vec<f32>>>) -> ApiResult<Response> {
     let seed = body.seed.unwrap_or(0);
+    // An interpolation is one strip; other samples a square grid.
+    let strip = latents.is_some();
     let mut response = GenerateResponse {
         model: body.model.clone(),
         seed,
@@ -590,7 +591,8 @@ fn respond(body: &GenerateBody, generated: Generated, latents: Option<Vec<Vec<f3
     match generated {
         Generated::Images(im) => {
             if body.format == Format::Png {
-                let bytes = if im.n == 1 { png(&im.pixels, im.shape) } else { grid_png(&im) };
+                let cols = if strip { im.n } else { (im.n as f64).sqrt().ceil() as usize };
+                let bytes = if im.n == 1 { png(&im.pixels, im.shape) } else { grid_png(&im, cols) };
                 let mut r = ([(header::CONTENT_TYPE, "image/png")], bytes).into_response();
                 r.headers_mut().insert("x-genlab-seed", HeaderValue::from(seed));
                 return Ok(r);
