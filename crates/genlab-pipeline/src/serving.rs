@@ -51,21 +51,11 @@ pub trait Loaded {
     fn examples(&self, count: usize) -> Result<Images>;
 }
 
-/// Opens `run_dir`'s latest intact checkpoint (the EMA weights when kept) and loads its model.
-pub fn load(run_dir: &Path, device: Option<DeviceSpec>) -> Result<Box<dyn Loaded>> {
-    let events: Events = Arc::new(Quiet);
+/// Opens `run_dir`'s latest intact checkpoint (the EMA weights when kept) and loads its model;
+/// `events` hears which checkpoint was passed over, if any.
+pub fn load(run_dir: &Path, device: Option<DeviceSpec>, events: Events) -> Result<Box<dyn Loaded>> {
     let target = RunTarget::open(run_dir, device, &[], events)?;
     family_of(&target.exp)?.load(target)
-}
-
-/// A sink that drops progress: a server reports through its own metrics.
-struct Quiet;
-
-impl EventSink for Quiet {
-    fn message(&self, _: &str) {}
-    fn progress(&self, _: &str, _: u64, _: u64) -> genlab_core::progress::Progress {
-        genlab_core::progress::Progress::hidden()
-    }
 }
 
 /// A loaded run of family `F`.

@@ -97,6 +97,7 @@ impl ModelHandle {
 
 /// Loads `run` on a new thread and starts its worker there; returns once the model is loaded.
 pub fn start(run: PathBuf, batching: Batching, metrics: Arc<Metrics>) -> Result<ModelHandle, String> {
+    let shown = run.display().to_string();
     let (sender, receiver) = sync_channel::<Job>(batching.queue);
     let (loaded_tx, loaded_rx) = std::sync::mpsc::channel();
     let depth = Arc::new(AtomicUsize::new(0));
@@ -104,7 +105,8 @@ pub fn start(run: PathBuf, batching: Batching, metrics: Arc<Metrics>) -> Result<
     std::thread::Builder::new()
         .name(format!("model {}", run.display()))
         .spawn(move || {
-            let model = match genlab_pipeline::serving::load(&run, None) {
+            // A damaged newest checkpoint is named on stderr, as `genlab sample` names it.
+            let model = match genlab_pipeline::serving::load(&run, None, Arc::new(genlab_pipeline::Terminal)) {
                 Ok(m) => m,
                 Err(e) => {
                     let _ = loaded_tx.send(Err(format!("{}: {e}", run.display())));
@@ -115,7 +117,7 @@ pub fn start(run: PathBuf, batching: Batching, metrics: Arc<Metrics>) -> Result<
             Worker { model, receiver, batching, depth: worker_depth, metrics, pending: None }.run();
         })
         .map_err(|e| format!("cannot start a thread: {e}"))?;
-    let card = loaded_rx.recv().map_err(|_| format!("the worker loading {} stopped", "the run"))??;
+    let card = loaded_rx.recv().map_err(|_| format!("{shown}: the thread loading it stopped"))??;
     Ok(ModelHandle { card, sender, depth })
 }
 
