@@ -7,6 +7,7 @@
 # Prints one table row per phase (p50/p95/p99 latency, throughput, errors).
 #   bench/serve_load.sh IMAGE_RUN TEXT_RUN [GENERATE_REQUESTS] [STREAMS]
 # EXTRA adds fields to each generate request: EXTRA='"steps": 10, "class": 3' for a diffusion run.
+# STREAMS=0 skips the streams; MEMORY=0 skips the memory phase.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 image_run=$1
@@ -68,9 +69,12 @@ for batch in 16 1; do
   batches
   stop
 done
-start
-load "streamed completions" "$streams" 16 /v1/completions "{\"model\": \"$text_model\", \"prompt\": \"ROMEO:\", \"max_tokens\": 64, \"seed\": %d, \"stream\": true}"
-stop
+if [ "$streams" -gt 0 ]; then
+  start
+  load "streamed completions" "$streams" 16 /v1/completions "{\"model\": \"$text_model\", \"prompt\": \"ROMEO:\", \"max_tokens\": 64, \"seed\": %d, \"stream\": true}"
+  stop
+fi
+[ "${MEMORY:-1}" = 0 ] && exit 0
 start
 load "memory warm-up" 1000 64 /v1/generate "{\"model\": \"$image_model\", \"seed\": %d$extra}"
 first=$(rss_mb)
