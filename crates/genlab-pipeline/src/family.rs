@@ -175,6 +175,19 @@ pub trait Family: Sized + 'static {
         None
     }
 
+    /// Up to `k` principal directions of the latent codes the model's encoder gives `data`'s
+    /// evaluation images (a VAE), largest variance first: each a unit vector with its standard
+    /// deviation. None for a family without an encoder.
+    fn latent_directions(
+        &self,
+        _model: &Self::Model,
+        _data: &Data,
+        _k: usize,
+        _device: &Device,
+    ) -> Result<Option<Vec<(Vec<f32>, f32)>>> {
+        Ok(None)
+    }
+
     /// Generates what `request` asks (checked against [`Family::capabilities`] by the caller).
     fn generate(
         &self,

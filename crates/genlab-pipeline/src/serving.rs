@@ -49,6 +49,10 @@ pub trait Loaded {
     /// The first `count` images of the run's evaluation split as 8-bit values (the in-painting
     /// canvas's test images), read from the data once.
     fn examples(&self, count: usize) -> Result<Images>;
+
+    /// Up to `k` principal directions of the model's latent codes of its evaluation images (a
+    /// VAE), each a unit vector with its standard deviation; None without an encoder.
+    fn directions(&self, k: usize) -> Result<Option<Vec<(Vec<f32>, f32)>>>;
 }
 
 /// Opens `run_dir`'s latest intact checkpoint (the EMA weights when kept) and loads its model;
@@ -107,6 +111,13 @@ impl<F: Family> Loaded for LoadedRun<F> {
         self.card.capabilities.latent.and(self.family.latents(seed, count))
     }
 
+    fn directions(&self, k: usize) -> Result<Option<Vec<(Vec<f32>, f32)>>> {
+        if self.card.capabilities.latent.is_none() {
+            return Ok(None);
+        }
+        self.family.latent_directions(&self.model, self.data()?, k, &self.target.device)
+    }
+
     fn examples(&self, count: usize) -> Result<Images> {
         if self.card.capabilities.output() != OutputKind::Images {
             return Err(PipelineError::Config(format!(
@@ -115,8 +126,7 @@ impl<F: Family> Loaded for LoadedRun<F> {
                 self.card.capabilities.output().describe()
             )));
         }
-        let data = self.data.get_or_init(|| Data::load(&self.target.exp).map_err(|e| e.to_string()));
-        let splits = data.as_ref().map_err(|e| PipelineError::Run(e.clone()))?.images()?;
+        let splits = self.data()?.images()?;
         let [c, h, w] = self.card.shape;
         let set = if (splits.eval.channels, splits.eval.height, splits.eval.width) == (c, h, w) {
             None
@@ -135,6 +145,56 @@ impl<F: Family> Loaded for LoadedRun<F> {
             .collect();
         Ok(Images { pixels, n, shape: [c, h, w], description: "evaluation images".into(), seed: 0 })
     }
+}
+
+impl<F: Family> LoadedRun<F> {
+    /// The run's data, read on first use.
+    fn data(&self) -> Result<&Data> {
+        let data = self.data.get_or_init(|| Data::load(&self.target.exp).map_err(|e| e.to_string()));
+        data.as_ref().map_err(|e| PipelineError::Run(e.clone()))
+    }
+}
+
+/// The `k` leading principal directions of `rows` (`n x d` values, row by row), largest variance
+/// first: each a unit vector with its standard deviation. Power iteration with deflation on the
+/// covariance, in float64.
+pub fn principal_directions(rows: &[f32], d: usize, k: usize) -> Vec<(Vec<f32>, f32)> {
+    let n = rows.len() / d.max(1);
+    if n < 2 || d == 0 {
+        return Vec::new();
+    }
+    let mean: Vec<f64> = (0..d).map(|j| (0..n).map(|i| rows[i * d + j] as f64).sum::<f64>() / n as f64).collect();
+    let mut cov = vec![0.0f64; d * d];
+    for i in 0..n {
+        let x: Vec<f64> = (0..d).map(|j| rows[i * d + j] as f64 - mean[j]).collect();
+        for a in 0..d {
+            for b in 0..d {
+                cov[a * d + b] += x[a] * x[b] / (n - 1) as f64;
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for start in 0..k.min(d) {
+        // A start vector that is not orthogonal to the leading direction, almost surely.
+        let mut v: Vec<f64> = (0..d).map(|j| 1.0 + ((j + start) % 7) as f64 * 0.1).collect();
+        let mut value = 0.0;
+        for _ in 0..500 {
+            let w: Vec<f64> = (0..d).map(|a| (0..d).map(|b| cov[a * d + b] * v[b]).sum()).collect();
+            let norm = w.iter().map(|x| x * x).sum::<f64>().sqrt();
+            if norm < 1e-12 {
+                break;
+            }
+            value = norm;
+            v = w.iter().map(|x| x / norm).collect();
+        }
+        for a in 0..d {
+            for b in 0..d {
+                cov[a * d + b] -= value * v[a] * v[b];
+            }
+        }
+        out.push((v.iter().map(|&x| x as f32).collect(), value.sqrt() as f32));
+    }
+    out
 }
 
 /// Whether two requests differ only in what [`generate_batch`] merges: seed, count and latents.
@@ -225,4 +285,33 @@ pub fn generate_batch(model: &dyn Loaded, requests: &[GenerateRequest]) -> Vec<R
         }
     }
     answers.into_iter().map(|a| a.expect("every request is answered")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn principal_directions_of_a_known_covariance() {
+        // Points on a stretched, rotated ellipse: standard deviations 3 along (1, 1)/sqrt 2 and 1
+        // along (1, -1)/sqrt 2, from a fixed grid of angles.
+        let h = std::f64::consts::FRAC_1_SQRT_2;
+        let rows: Vec<f32> = (0..360)
+            .flat_map(|i| {
+                let t = (i as f64).to_radians();
+                let (a, b) = (3.0 * 2f64.sqrt() * t.cos(), 2f64.sqrt() * t.sin());
+                [(h * a + h * b) as f32, (h * a - h * b) as f32]
+            })
+            .collect();
+        let dirs = principal_directions(&rows, 2, 2);
+        let (first, s0) = &dirs[0];
+        let (second, s1) = &dirs[1];
+        // sqrt(n / (n - 1)) from the unbiased covariance.
+        let bias = (360.0f64 / 359.0).sqrt() as f32;
+        assert!((s0 - 3.0 * bias).abs() < 1e-3 && (s1 - bias).abs() < 1e-3, "{s0} {s1}");
+        assert!((first[0].abs() - h as f32).abs() < 1e-4 && (first[0] - first[1]).abs() < 1e-4, "{first:?}");
+        assert!((second[0] + second[1]).abs() < 1e-4, "{second:?}");
+        let dot: f32 = first.iter().zip(second).map(|(a, b)| a * b).sum();
+        assert!(dot.abs() < 1e-4);
+    }
 }

@@ -112,17 +112,25 @@ async function generate() {
 }
 const generateSoon = debounce(generate, 60);
 
+// Latent sliders: for a model with an encoder (a VAE), steps along the principal directions of
+// its latent codes, in standard deviations; otherwise the first coordinates of the latent itself.
+// Either way they start from the latent the seed draws.
+let directions = null;
+
 async function setupLatents() {
-  const dims = Math.min(current.latent_dim, 8);
   const seed = +$("seed").value;
   const answer = await call("/v1/interpolate", { model: current.id, from: { seed }, to: { seed }, steps: 2 }, "latent-base");
   if (!answer) return;
   latentBase = answer.latents[0];
+  const r = await fetch("/v1/models/" + encodeURIComponent(current.id) + "/directions?count=8", { headers: headers() });
+  directions = r.ok ? await r.json() : null;
+  const dims = directions ? directions.directions.length : Math.min(current.latent_dim, 8);
   $("latent-sliders").replaceChildren(...Array.from({ length: dims }, (_, i) => {
     const label = document.createElement("label");
-    label.textContent = "z" + i + " ";
+    label.textContent = (directions ? "pc" + (i + 1) : "z" + i) + " ";
     const input = document.createElement("input");
-    Object.assign(input, { type: "range", min: -3, max: 3, step: 0.1, value: latentBase[i].toFixed(1), id: "z" + i });
+    const value = directions ? 0 : latentBase[i].toFixed(1);
+    Object.assign(input, { type: "range", min: -3, max: 3, step: 0.1, value, id: "z" + i });
     input.addEventListener("input", decodeSoon);
     label.append(input);
     return label;
@@ -133,7 +141,11 @@ async function setupLatents() {
 async function decode() {
   if (!latentBase) return;
   const z = latentBase.slice();
-  for (let i = 0; i < Math.min(current.latent_dim, 8); i++) z[i] = +$("z" + i).value;
+  const sliders = $("latent-sliders").querySelectorAll("input");
+  sliders.forEach((input, i) => {
+    if (directions) directions.directions[i].forEach((v, j) => (z[j] += +input.value * directions.std[i] * v));
+    else z[i] = +input.value;
+  });
   const body = { model: current.id, latents: [z] };
   if (has("class") && $("class").value !== "") body.class = +$("class").value;
   const answer = await call("/v1/generate", body, "decode");

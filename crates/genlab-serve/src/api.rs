@@ -191,6 +191,16 @@ pub struct Examples {
     pub images: Vec<String>,
 }
 
+/// Principal directions of a model's latent codes.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Directions {
+    pub model: String,
+    /// Unit vectors, largest variance first.
+    pub directions: Vec<Vec<f32>>,
+    /// The codes' standard deviation along each.
+    pub std: Vec<f32>,
+}
+
 /// `POST /v1/corrections`: a sequence-to-sequence model corrects a text or fills its `<mask>`.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -335,6 +345,37 @@ pub async fn examples(
     s.submit(m, Job::Examples { count, reply })?;
     let images = s.wait(rx).await?.map_err(failure)?;
     Ok(Json(Examples { model, shape: images.shape.to_vec(), images: pngs(&images) }))
+}
+
+#[utoipa::path(get, path = "/v1/models/{model}/directions", tag = "models",
+    params(("model" = String, Path, description = "A model with an encoder (a VAE)"), ExamplesQuery),
+    responses((status = 200, description = "The leading principal directions of the latent codes of the model's evaluation images (its first 1,000)", body = Directions),
+              (status = 400, description = "The model has no encoder, or a bad count", body = ErrorBody),
+              (status = 401, description = "A key is required", body = ErrorBody),
+              (status = 404, description = "No such model", body = ErrorBody),
+              (status = 408, description = "Not answered in time", body = ErrorBody),
+              (status = 429, description = "The model's queue is full", body = ErrorBody)))]
+pub async fn directions(
+    State(s): State<Arc<AppState>>,
+    Path(model): Path<String>,
+    query: Result<Query<ExamplesQuery>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult<Json<Directions>> {
+    let Query(q) = query.map_err(|e| ApiError::invalid("count", format!("count: {}", e.body_text())))?;
+    let m = s.model(&model)?;
+    let count = q.count.unwrap_or(8);
+    if !(1..=64).contains(&count) {
+        return Err(ApiError::invalid("count", format!("count {count}: expected 1 to 64")));
+    }
+    let (reply, rx) = oneshot::channel();
+    s.submit(m, Job::Directions { count, reply })?;
+    let Some(found) = s.wait(rx).await?.map_err(failure)? else {
+        return Err(ApiError::invalid(
+            "model",
+            format!("model \"{model}\": the {} family has no encoder to find latent directions with", m.card.family),
+        ));
+    };
+    let (directions, std) = found.into_iter().unzip();
+    Ok(Json(Directions { model, directions, std }))
 }
 
 /// A failed job as its answer.

@@ -180,7 +180,7 @@ pub fn state(models: BTreeMap<String, ModelHandle>, options: &ServeOptions, metr
 #[openapi(
     info(title = "genlab", description = "Generation from genlab's trained runs: images, points and text; OpenAI-compatible text endpoints."),
     paths(
-        api::list_models, api::get_model, api::examples, api::generate, api::interpolate, api::corrections,
+        api::list_models, api::get_model, api::examples, api::directions, api::generate, api::interpolate, api::corrections,
         openai::completions, openai::chat_completions, healthz, readyz, metrics_text
     ),
     components(schemas(ErrorBody)),
@@ -280,6 +280,7 @@ pub fn router(state: Arc<AppState>, cors_origins: &[String]) -> Router {
         .route("/v1/models", get(api::list_models))
         .route("/v1/models/{model}", get(api::get_model))
         .route("/v1/models/{model}/examples", get(api::examples))
+        .route("/v1/models/{model}/directions", get(api::directions))
         .route("/v1/generate", post(api::generate))
         .route("/v1/interpolate", post(api::interpolate))
         .route("/v1/corrections", post(api::corrections))

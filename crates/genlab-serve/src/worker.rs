@@ -68,6 +68,11 @@ pub enum Job {
         count: usize,
         reply: oneshot::Sender<Result<Images, Failure>>,
     },
+    /// Principal directions of the latent codes (a VAE).
+    Directions {
+        count: usize,
+        reply: oneshot::Sender<Result<Option<Vec<(Vec<f32>, f32)>>, Failure>>,
+    },
 }
 
 /// A model's queue, as the handlers hold it.
@@ -187,6 +192,10 @@ impl Worker {
                 Job::Latents { seed, count, reply } => {
                     let model = &self.model;
                     let _ = reply.send(guarded(|| Ok(model.latents(seed, count))).unwrap_or(None));
+                }
+                Job::Directions { count, reply } => {
+                    let model = &self.model;
+                    let _ = reply.send(guarded(|| Ok(model.directions(count)?)));
                 }
                 Job::Examples { count, reply } => {
                     let model = &self.model;

@@ -228,6 +228,20 @@ fn issue15_api_serves_every_family_and_its_seeds_reproduce() {
     let decoded = server.json("/v1/generate", serde_json::json!({"model": "gan", "latents": [z], "class": 4}));
     assert_eq!(decoded["images"][0], line["images"][2]);
 
+    // A VAE's latent codes have principal directions: orthonormal, their spreads in decreasing order.
+    let pcs = server.get("/v1/models/vae/directions?count=3").json();
+    let dirs: Vec<Vec<f64>> = serde_json::from_value(pcs["directions"].clone()).unwrap();
+    let spread: Vec<f64> = serde_json::from_value(pcs["std"].clone()).unwrap();
+    assert_eq!((dirs.len(), dirs[0].len()), (3, 4));
+    for i in 0..3 {
+        for j in 0..3 {
+            let dot: f64 = dirs[i].iter().zip(&dirs[j]).map(|(a, b)| a * b).sum();
+            assert!((dot - if i == j { 1.0 } else { 0.0 }).abs() < 1e-3, "directions {i} and {j}: {dot}");
+        }
+    }
+    assert!(spread[0] >= spread[1] && spread[1] >= spread[2] && spread[2] > 0.0, "{spread:?}");
+    assert_eq!(server.get("/v1/models/gan/directions").error(400)["param"], "model");
+
     // PNG out: one image, or a grid, with the seed in a header.
     let png = server.post("/v1/generate", r#"{"model": "gan", "count": 4, "seed": 9, "class": 1, "format": "png"}"#);
     assert_eq!((png.status, png.header("content-type")), (200, Some("image/png")));
@@ -647,7 +661,7 @@ fn issue15_the_page_in_a_real_browser() {
     let out = artefacts();
     let o = Command::new("node")
         .arg(clients_dir().join("page.cjs"))
-        .args([&server.url(), out.to_str().unwrap(), "gan", "ddpm", "gpt", "corrector"])
+        .args([&server.url(), out.to_str().unwrap(), "gan", "ddpm", "gpt", "corrector", "vae"])
         .env("NODE_PATH", &modules)
         .output()
         .unwrap();

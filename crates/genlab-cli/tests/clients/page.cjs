@@ -1,11 +1,11 @@
 // The web page in a real browser: Playwright (npm playwright-core) driving Debian's chromium,
 // headless. Run by crates/genlab-cli/tests/cli/serve.rs against a live `genlab serve`:
-//   node page.cjs BASE_URL OUT_DIR IMAGE_MODEL INPAINT_MODEL TEXT_MODEL CORRECT_MODEL
+//   node page.cjs BASE_URL OUT_DIR IMAGE_MODEL INPAINT_MODEL TEXT_MODEL CORRECT_MODEL [VAE_MODEL]
 // Each step throws (exit 1) when the page does not do what it should; screenshots go to OUT_DIR.
 "use strict";
 const { chromium } = require("playwright-core");
 
-const [base, out, imageModel, inpaintModel, textModel, correctModel] = process.argv.slice(2);
+const [base, out, imageModel, inpaintModel, textModel, correctModel, vaeModel] = process.argv.slice(2);
 const step = (name) => console.log("page: " + name);
 
 async function main() {
@@ -54,6 +54,18 @@ async function main() {
     await page.waitForFunction(() => document.querySelectorAll("#strip img").length === 8);
     step("latent slider and interpolation strip");
     await page.screenshot({ path: out + "/page-images.png", fullPage: true });
+
+    // A VAE's sliders move along the principal directions of its latent codes.
+    if (vaeModel) {
+      await page.goto(base + "/?model=" + vaeModel);
+      await page.waitForSelector("#latent-image img");
+      const label = await page.textContent("#latent-sliders label");
+      if (!label.startsWith("pc1")) throw new Error("the VAE's first slider is " + label + ", not pc1");
+      const start = await page.getAttribute("#latent-image img", "src");
+      await page.locator("#z0").fill("3");
+      await page.waitForFunction((src) => document.querySelector("#latent-image img").src !== src, start);
+      step("a principal-direction slider changed the VAE's image");
+    }
 
     // In-painting: pick a test image, mask its bottom half, get completions.
     await page.goto(base + "/?model=" + inpaintModel);

@@ -33,6 +33,8 @@ use std::fmt::Write;
 const IWAE_STREAM: u64 = 0x1a3e;
 /// The prior samples' stream.
 const SAMPLE_STREAM: u64 = 0x5a3e;
+/// Evaluation images whose latent codes give the principal directions.
+const DIRECTION_EXAMPLES: usize = 1000;
 
 /// The VAE's own keys in `[model]`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -57,6 +59,8 @@ pub struct VaeFamily {
     shape: [usize; 3],
     symmetric: bool,
     eval: crate::experiment::EvalConfig,
+    /// The data's transforms, for the evaluation images the latent directions read.
+    transforms: Vec<Transform>,
 }
 
 /// Test-set likelihood numbers, with the protocol that produced them.
@@ -169,6 +173,7 @@ impl Family for VaeFamily {
             shape: facts.shape,
             symmetric: exp.symmetric(),
             eval: exp.eval.clone(),
+            transforms: exp.data.transforms.clone(),
         }
     }
 
@@ -267,6 +272,14 @@ impl Family for VaeFamily {
 
     fn capabilities(&self) -> Capabilities {
         Capabilities { latent: Some(self.config.latent_dim), ..Capabilities::plain(OutputKind::Images) }
+    }
+
+    fn latent_directions(&self, vae: &Vae, data: &Data, k: usize, device: &Device) -> Result<Option<Vec<(Vec<f32>, f32)>>> {
+        // The posterior means of the first 1,000 evaluation images, as the space the decoder sees.
+        let set = data.images()?.eval_images(Some(DIRECTION_EXAMPLES), &self.transforms, self.eval.seed);
+        let (mu, _) = vae.encoder.forward(set.tensor(0, set.n, device)); // [n, latent]
+        let codes = to_f32_vec(mu);
+        Ok(Some(crate::serving::principal_directions(&codes, self.config.latent_dim, k)))
     }
 
     fn latents(&self, seed: u64, count: usize) -> Option<Vec<f32>> {
