@@ -184,7 +184,7 @@ pub trait Family: Sized + 'static {
         _data: &Data,
         _k: usize,
         _device: &Device,
-    ) -> Result<Option<Vec<(Vec<f32>, f32)>>> {
+    ) -> Result<Option<Vec<crate::serving::Direction>>> {
         Ok(None)
     }
 

@@ -52,7 +52,7 @@ pub trait Loaded {
 
     /// Up to `k` principal directions of the model's latent codes of its evaluation images (a
     /// VAE), each a unit vector with its standard deviation; None without an encoder.
-    fn directions(&self, k: usize) -> Result<Option<Vec<(Vec<f32>, f32)>>>;
+    fn directions(&self, k: usize) -> Result<Option<Vec<Direction>>>;
 }
 
 /// Opens `run_dir`'s latest intact checkpoint (the EMA weights when kept) and loads its model;
@@ -111,7 +111,7 @@ impl<F: Family> Loaded for LoadedRun<F> {
         self.card.capabilities.latent.and(self.family.latents(seed, count))
     }
 
-    fn directions(&self, k: usize) -> Result<Option<Vec<(Vec<f32>, f32)>>> {
+    fn directions(&self, k: usize) -> Result<Option<Vec<Direction>>> {
         if self.card.capabilities.latent.is_none() {
             return Ok(None);
         }
@@ -155,10 +155,17 @@ impl<F: Family> LoadedRun<F> {
     }
 }
 
+/// A principal direction of latent codes: a unit vector and the codes' standard deviation along it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Direction {
+    pub unit: Vec<f32>,
+    pub std: f32,
+}
+
 /// The `k` leading principal directions of `rows` (`n x d` values, row by row), largest variance
 /// first: each a unit vector with its standard deviation. Power iteration with deflation on the
 /// covariance, in float64.
-pub fn principal_directions(rows: &[f32], d: usize, k: usize) -> Vec<(Vec<f32>, f32)> {
+pub fn principal_directions(rows: &[f32], d: usize, k: usize) -> Vec<Direction> {
     let n = rows.len() / d.max(1);
     if n < 2 || d == 0 {
         return Vec::new();
@@ -192,7 +199,7 @@ pub fn principal_directions(rows: &[f32], d: usize, k: usize) -> Vec<(Vec<f32>, 
                 cov[a * d + b] -= value * v[a] * v[b];
             }
         }
-        out.push((v.iter().map(|&x| x as f32).collect(), value.sqrt() as f32));
+        out.push(Direction { unit: v.iter().map(|&x| x as f32).collect(), std: value.sqrt() as f32 });
     }
     out
 }
@@ -304,8 +311,8 @@ mod tests {
             })
             .collect();
         let dirs = principal_directions(&rows, 2, 2);
-        let (first, s0) = &dirs[0];
-        let (second, s1) = &dirs[1];
+        let (first, s0) = (&dirs[0].unit, dirs[0].std);
+        let (second, s1) = (&dirs[1].unit, dirs[1].std);
         // sqrt(n / (n - 1)) from the unbiased covariance.
         let bias = (360.0f64 / 359.0).sqrt() as f32;
         assert!((s0 - 3.0 * bias).abs() < 1e-3 && (s1 - bias).abs() < 1e-3, "{s0} {s1}");

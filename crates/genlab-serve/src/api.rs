@@ -374,7 +374,7 @@ pub async fn directions(
             format!("model \"{model}\": the {} family has no encoder to find latent directions with", m.card.family),
         ));
     };
-    let (directions, std) = found.into_iter().unzip();
+    let (directions, std) = found.into_iter().map(|d| (d.unit, d.std)).unzip();
     Ok(Json(Directions { model, directions, std }))
 }
 

@@ -71,7 +71,7 @@ pub enum Job {
     /// Principal directions of the latent codes (a VAE).
     Directions {
         count: usize,
-        reply: oneshot::Sender<Result<Option<Vec<(Vec<f32>, f32)>>, Failure>>,
+        reply: oneshot::Sender<Result<Option<Vec<genlab_pipeline::serving::Direction>>, Failure>>,
     },
 }
 

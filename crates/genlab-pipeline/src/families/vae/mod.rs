@@ -274,7 +274,7 @@ impl Family for VaeFamily {
         Capabilities { latent: Some(self.config.latent_dim), ..Capabilities::plain(OutputKind::Images) }
     }
 
-    fn latent_directions(&self, vae: &Vae, data: &Data, k: usize, device: &Device) -> Result<Option<Vec<(Vec<f32>, f32)>>> {
+    fn latent_directions(&self, vae: &Vae, data: &Data, k: usize, device: &Device) -> Result<Option<Vec<crate::serving::Direction>>> {
         // The posterior means of the first 1,000 evaluation images, as the space the decoder sees.
         let set = data.images()?.eval_images(Some(DIRECTION_EXAMPLES), &self.transforms, self.eval.seed);
         let (mu, _) = vae.encoder.forward(set.tensor(0, set.n, device)); // [n, latent]
