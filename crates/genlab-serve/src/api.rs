@@ -329,12 +329,8 @@ pub async fn examples(
     Path(model): Path<String>,
     query: Result<Query<ExamplesQuery>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult<Json<Examples>> {
-    let Query(q) = query.map_err(|e| ApiError::invalid("count", format!("count: {}", e.body_text())))?;
+    let count = query_count(query)?;
     let m = s.model(&model)?;
-    let count = q.count.unwrap_or(8);
-    if !(1..=64).contains(&count) {
-        return Err(ApiError::invalid("count", format!("count {count}: expected 1 to 64")));
-    }
     if m.card.capabilities.output() != OutputKind::Images {
         return Err(ApiError::invalid(
             "model",
@@ -360,12 +356,8 @@ pub async fn directions(
     Path(model): Path<String>,
     query: Result<Query<ExamplesQuery>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult<Json<Directions>> {
-    let Query(q) = query.map_err(|e| ApiError::invalid("count", format!("count: {}", e.body_text())))?;
+    let count = query_count(query)?;
     let m = s.model(&model)?;
-    let count = q.count.unwrap_or(8);
-    if !(1..=64).contains(&count) {
-        return Err(ApiError::invalid("count", format!("count {count}: expected 1 to 64")));
-    }
     let (reply, rx) = oneshot::channel();
     s.submit(m, Job::Directions { count, reply })?;
     let Some(found) = s.wait(rx).await?.map_err(failure)? else {
@@ -376,6 +368,16 @@ pub async fn directions(
     };
     let (directions, std) = found.into_iter().map(|d| (d.unit, d.std)).unzip();
     Ok(Json(Directions { model, directions, std }))
+}
+
+/// The `count` of an examples or directions query: 8 when absent, 1 to 64.
+fn query_count(query: Result<Query<ExamplesQuery>, axum::extract::rejection::QueryRejection>) -> ApiResult<usize> {
+    let Query(q) = query.map_err(|e| ApiError::invalid("count", format!("count: {}", e.body_text())))?;
+    let count = q.count.unwrap_or(8);
+    if !(1..=64).contains(&count) {
+        return Err(ApiError::invalid("count", format!("count {count}: expected 1 to 64")));
+    }
+    Ok(count)
 }
 
 /// A failed job as its answer.
