@@ -174,10 +174,15 @@ impl Gan {
 
     /// `n` samples in [-1, 1]; `labels` (one per sample) ask a conditional generator for classes.
     pub fn sample(&self, n: usize, labels: Option<&[usize]>, rng: &mut SeededRng, device: &Device) -> Tensor<4> {
-        let z = self.noise(n, rng, device);
+        self.decode(self.noise(n, rng, device), labels, device)
+    }
+
+    /// The images of latents `z` `[n, latent_dim]`, in [-1, 1]; `labels` (one per sample) ask a
+    /// conditional generator for classes.
+    pub fn decode(&self, z: Tensor<2>, labels: Option<&[usize]>, device: &Device) -> Tensor<4> {
         let y = labels.map(|l| {
             let v: Vec<i64> = l.iter().map(|&c| c as i64).collect();
-            Tensor::<1, Int>::from_data(TensorData::new(v, [n]), device)
+            Tensor::<1, Int>::from_data(TensorData::new(v, [l.len()]), device)
         });
         self.generator.forward(z, y)
     }

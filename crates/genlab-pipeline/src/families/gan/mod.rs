@@ -15,7 +15,7 @@ use crate::generate::{Capabilities, GenerateRequest, Generated, Images, OutputKi
 use crate::generate::draw_pixels;
 use crate::metric::Metric;
 use burn::tensor::Device;
-use burn::tensor::{Int, TensorData};
+use burn::tensor::TensorData;
 use burn::Tensor;
 use genlab_core::events::EventSink;
 use genlab_core::grid::{save_grid, ImageBatch};
@@ -273,18 +273,13 @@ impl Family for GanFamily {
             Some(c) => Some(vec![c; r.count]),
             None => cycling_labels(gan, r.count),
         };
-        let pixels = match &r.latents {
-            None => sample_pixels(gan, r.count, labels.as_deref(), r.seed, device, progress),
-            Some(z) => draw_pixels(r.count, progress, |start, k| {
-                let d = self.config.latent_dim;
-                let z = Tensor::from_data(TensorData::new(z[start * d..(start + k) * d].to_vec(), [k, d]), device);
-                let y = labels.as_ref().map(|l| {
-                    let v: Vec<i64> = l[start..start + k].iter().map(|&c| c as i64).collect();
-                    Tensor::<1, Int>::from_data(TensorData::new(v, [k]), device)
-                });
-                host(gan.generator.forward(z, y))
-            }),
-        };
+        // The seed's latents are the noise `sample_pixels` draws from the same stream.
+        let d = self.config.latent_dim;
+        let z = r.latents.clone().or_else(|| self.latents(r.seed, r.count)).unwrap_or_default();
+        let pixels = draw_pixels(r.count, progress, |start, k| {
+            let z = Tensor::from_data(TensorData::new(z[start * d..(start + k) * d].to_vec(), [k, d]), device);
+            host(gan.decode(z, labels.as_ref().map(|l| &l[start..start + k]), device))
+        });
         let description = describe_samples(r.class, gan.conditional());
         Ok(Generated::Images(Images { pixels, n: r.count, shape: self.shape, description, seed: r.seed }))
     }
