@@ -176,8 +176,8 @@ pub trait Family: Sized + 'static {
     }
 
     /// Up to `k` principal directions of the latent codes the model's encoder gives `data`'s
-    /// evaluation images (a VAE), largest variance first: each a unit vector with its standard
-    /// deviation. None for a family without an encoder.
+    /// evaluation images, largest variance first: each a unit vector with its standard deviation.
+    /// Asked only of a family whose capabilities say `directions` (a VAE); None otherwise.
     fn latent_directions(
         &self,
         _model: &Self::Model,

@@ -160,6 +160,8 @@ pub struct Capabilities {
     pub beam: bool,
     /// The size of the latent vector a request may give (a VAE's or GAN's prior).
     pub latent: Option<usize>,
+    /// Whether the model has an encoder whose latent codes give principal directions (a VAE).
+    pub directions: bool,
     /// Whether a request may carry `seeds`, parts drawn each from its own seed (a diffusion
     /// model's per-image noise streams).
     pub seed_parts: bool,

@@ -112,7 +112,8 @@ impl<F: Family> Loaded for LoadedRun<F> {
     }
 
     fn directions(&self, k: usize) -> Result<Option<Vec<Direction>>> {
-        if self.card.capabilities.latent.is_none() {
+        // Checked before the data is read: a model without an encoder has nothing to read it for.
+        if !self.card.capabilities.directions {
             return Ok(None);
         }
         self.family.latent_directions(&self.model, self.data()?, k, &self.target.device)
@@ -126,16 +127,15 @@ impl<F: Family> Loaded for LoadedRun<F> {
                 self.card.capabilities.output().describe()
             )));
         }
+        // The loader already gives the images the run's shape (its resize transform applied).
         let splits = self.data()?.images()?;
+        let set = &splits.eval;
         let [c, h, w] = self.card.shape;
-        let set = if (splits.eval.channels, splits.eval.height, splits.eval.width) == (c, h, w) {
-            None
-        } else {
-            Some(splits.eval.resized(h, w))
-        };
-        let set = set.as_ref().unwrap_or(&splits.eval);
-        if set.channels != c {
-            return Err(PipelineError::Run(format!("examples: the data has {} channels, the model {c}", set.channels)));
+        if [set.channels, set.height, set.width] != self.card.shape {
+            return Err(PipelineError::Run(format!(
+                "examples: the data's images are {}x{}x{}, the run's {c}x{h}x{w}; was the data changed?",
+                set.channels, set.height, set.width
+            )));
         }
         let n = count.min(splits.eval_rows.len());
         let len = c * h * w;
@@ -220,12 +220,16 @@ pub fn generate_batch(model: &dyn Loaded, requests: &[GenerateRequest]) -> Vec<R
     let card = model.card();
     let mut answers: Vec<Option<Result<Generated>>> = requests.iter().map(|_| None).collect();
     let can = &card.capabilities;
-    let merges = |r: &GenerateRequest| {
-        (can.latent.is_some() || can.seed_parts)
-            && r.seeds.is_none()
-            && (r.class.is_some() || card.capabilities.classes.is_none())
-            && r.check(card.family, &card.capabilities).is_ok()
-    };
+    // Each request checked once: a request the model would refuse is answered (refused) alone.
+    let merges: Vec<bool> = requests
+        .iter()
+        .map(|r| {
+            (can.latent.is_some() || can.seed_parts)
+                && r.seeds.is_none()
+                && (r.class.is_some() || can.classes.is_none())
+                && r.check(card.family, can).is_ok()
+        })
+        .collect();
     let mut done = vec![false; requests.len()];
     for i in 0..requests.len() {
         if done[i] {
@@ -233,9 +237,9 @@ pub fn generate_batch(model: &dyn Loaded, requests: &[GenerateRequest]) -> Vec<R
         }
         done[i] = true;
         let mut group = vec![i];
-        if merges(&requests[i]) {
+        if merges[i] {
             for j in i + 1..requests.len() {
-                if !done[j] && merges(&requests[j]) && mergeable(&requests[i], &requests[j]) {
+                if !done[j] && merges[j] && mergeable(&requests[i], &requests[j]) {
                     done[j] = true;
                     group.push(j);
                 }

@@ -122,8 +122,9 @@ async function setupLatents() {
   const answer = await call("/v1/interpolate", { model: current.id, from: { seed }, to: { seed }, steps: 2 }, "latent-base");
   if (!answer) return;
   latentBase = answer.latents[0];
-  const r = await fetch("/v1/models/" + encodeURIComponent(current.id) + "/directions?count=8", { headers: headers() });
-  directions = r.ok ? await r.json() : null;
+  directions = has("directions")
+    ? await call("/v1/models/" + encodeURIComponent(current.id) + "/directions?count=8", undefined, "directions")
+    : null;
   const dims = directions ? directions.directions.length : Math.min(current.latent_dim, 8);
   $("latent-sliders").replaceChildren(...Array.from({ length: dims }, (_, i) => {
     const label = document.createElement("label");

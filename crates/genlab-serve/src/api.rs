@@ -258,6 +258,7 @@ pub fn options(c: &Capabilities) -> Vec<String> {
         (c.guidance, "guidance"),
         (c.partial, "partial"),
         (c.latent.is_some(), "latents"),
+        (c.directions, "directions"),
         (c.prompt, "prompt"),
         (c.max_tokens, "max_tokens"),
         (c.stop, "stop"),
@@ -358,14 +359,18 @@ pub async fn directions(
 ) -> ApiResult<Json<Directions>> {
     let count = query_count(query)?;
     let m = s.model(&model)?;
-    let (reply, rx) = oneshot::channel();
-    s.submit(m, Job::Directions { count, reply })?;
-    let Some(found) = s.wait(rx).await?.map_err(failure)? else {
-        return Err(ApiError::invalid(
+    let no_encoder = || {
+        ApiError::invalid(
             "model",
             format!("model \"{model}\": the {} family has no encoder to find latent directions with", m.card.family),
-        ));
+        )
     };
+    if !m.card.capabilities.directions {
+        return Err(no_encoder());
+    }
+    let (reply, rx) = oneshot::channel();
+    s.submit(m, Job::Directions { count, reply })?;
+    let found = s.wait(rx).await?.map_err(failure)?.ok_or_else(no_encoder)?;
     let (directions, std) = found.into_iter().map(|d| (d.unit, d.std)).unzip();
     Ok(Json(Directions { model, directions, std }))
 }
@@ -614,9 +619,7 @@ impl AppState {
 
     /// Queues `job` on `m`, or 429 when its queue is full.
     pub fn submit(&self, m: &ModelHandle, job: Job) -> ApiResult<()> {
-        let queued = m.submit(job);
-        self.metrics.queue_depth(&m.card.name, m.depth());
-        if queued {
+        if m.submit(job) {
             return Ok(());
         }
         let name = &m.card.name;

@@ -1,5 +1,6 @@
 //! `/metrics` in Prometheus' text exposition format: requests by route and status, request
-//! latency and batch size histograms, and each model's queue depth.
+//! latency and batch size histograms, and each model's queue depth (read from the queues when
+//! the text is made).
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -46,7 +47,6 @@ struct State {
     requests: BTreeMap<(String, u16), u64>,
     latency: BTreeMap<String, Histogram>,
     batches: BTreeMap<String, Histogram>,
-    queue: BTreeMap<String, usize>,
 }
 
 /// The server's counters.
@@ -70,12 +70,8 @@ impl Metrics {
         self.state().batches.entry(model.to_string()).or_default().observe(&BATCH_BUCKETS, size as f64);
     }
 
-    pub fn queue_depth(&self, model: &str, depth: usize) {
-        self.state().queue.insert(model.to_string(), depth);
-    }
-
-    /// The exposition text.
-    pub fn render(&self) -> String {
+    /// The exposition text, with each model's queue depth as `depths` gives it.
+    pub fn render(&self, depths: &[(&str, usize)]) -> String {
         let s = self.state();
         let mut out = String::new();
         out.push_str("# HELP genlab_requests_total HTTP requests answered, by route and status code.\n");
@@ -95,7 +91,7 @@ impl Metrics {
         }
         out.push_str("# HELP genlab_queue_depth Requests waiting for a model's worker.\n");
         out.push_str("# TYPE genlab_queue_depth gauge\n");
-        for (model, d) in &s.queue {
+        for (model, d) in depths {
             let _ = writeln!(out, "genlab_queue_depth{{model=\"{model}\"}} {d}");
         }
         out
@@ -114,7 +110,7 @@ mod tests {
         m.batch("vae", 16);
         m.request("/v1/generate", 200, 0.02);
         m.request("/v1/generate", 429, 0.001);
-        let text = m.render();
+        let text = m.render(&[("vae", 2)]);
         for line in [
             r#"genlab_batch_size_bucket{model="vae",le="1"} 1"#,
             r#"genlab_batch_size_bucket{model="vae",le="4"} 2"#,
@@ -125,6 +121,7 @@ mod tests {
             r#"genlab_requests_total{route="/v1/generate",status="429"} 1"#,
             r#"genlab_request_duration_seconds_bucket{route="/v1/generate",le="0.005"} 1"#,
             r#"genlab_request_duration_seconds_bucket{route="/v1/generate",le="0.025"} 2"#,
+            r#"genlab_queue_depth{model="vae"} 2"#,
         ] {
             assert!(text.lines().any(|l| l == line), "missing {line} in\n{text}");
         }

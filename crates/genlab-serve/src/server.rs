@@ -118,6 +118,8 @@ impl Default for ServeOptions {
 /// What every handler shares.
 pub struct AppState {
     pub models: BTreeMap<String, ModelHandle>,
+    /// `/openapi.json`, made once for these models.
+    pub spec: serde_json::Value,
     pub limits: Limits,
     pub batching: Batching,
     pub metrics: Arc<Metrics>,
@@ -164,6 +166,7 @@ pub fn load_models(
 pub fn state(models: BTreeMap<String, ModelHandle>, options: &ServeOptions, metrics: Arc<Metrics>) -> Arc<AppState> {
     let clock = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
     Arc::new(AppState {
+        spec: openapi(models.keys()),
         models,
         limits: options.limits,
         batching: options.batching,
@@ -190,10 +193,10 @@ pub struct ApiDoc;
 
 /// The spec as served: the generated one, with this server's model names as the `model` field's
 /// choices.
-pub fn openapi(s: &AppState) -> utoipa::openapi::OpenApi {
+pub fn openapi<'a>(models: impl Iterator<Item = &'a String>) -> serde_json::Value {
     let mut doc = ApiDoc::openapi();
     doc.info.version = env!("CARGO_PKG_VERSION").into();
-    let names: Vec<serde_json::Value> = s.models.keys().map(|k| serde_json::Value::String(k.clone())).collect();
+    let names: Vec<serde_json::Value> = models.map(|k| serde_json::Value::String(k.clone())).collect();
     let mut value = serde_json::to_value(&doc).expect("the spec serialises");
     if let Some(schemas) = value.pointer_mut("/components/schemas").and_then(|v| v.as_object_mut()) {
         for name in ["GenerateBody", "InterpolateBody", "CorrectionBody", "CompletionBody", "ChatBody"] {
@@ -202,7 +205,7 @@ pub fn openapi(s: &AppState) -> utoipa::openapi::OpenApi {
             }
         }
     }
-    serde_json::from_value(value).expect("the spec reads back")
+    value
 }
 
 #[utoipa::path(get, path = "/healthz", tag = "operations",
@@ -224,14 +227,12 @@ async fn readyz(State(s): State<Arc<AppState>>) -> Response {
 #[utoipa::path(get, path = "/metrics", tag = "operations",
     responses((status = 200, description = "Prometheus text format", body = String, content_type = "text/plain")))]
 async fn metrics_text(State(s): State<Arc<AppState>>) -> Response {
-    for m in s.models.values() {
-        s.metrics.queue_depth(&m.card.name, m.depth());
-    }
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], s.metrics.render()).into_response()
+    let depths: Vec<(&str, usize)> = s.models.values().map(|m| (m.card.name.as_str(), m.depth())).collect();
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], s.metrics.render(&depths)).into_response()
 }
 
 async fn openapi_json(State(s): State<Arc<AppState>>) -> Response {
-    let mut r = Json(openapi(&s)).into_response();
+    let mut r = Json(&s.spec).into_response();
     r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     r
 }

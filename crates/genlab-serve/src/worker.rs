@@ -171,7 +171,6 @@ impl Worker {
         };
         if job.is_some() {
             self.depth.fetch_sub(1, Ordering::SeqCst);
-            self.metrics.queue_depth(&self.model.card().name, self.depth.load(Ordering::SeqCst));
         }
         job
     }

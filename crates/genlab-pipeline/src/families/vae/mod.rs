@@ -271,7 +271,7 @@ impl Family for VaeFamily {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities { latent: Some(self.config.latent_dim), ..Capabilities::plain(OutputKind::Images) }
+        Capabilities { latent: Some(self.config.latent_dim), directions: true, ..Capabilities::plain(OutputKind::Images) }
     }
 
     fn latent_directions(&self, vae: &Vae, data: &Data, k: usize, device: &Device) -> Result<Option<Vec<crate::serving::Direction>>> {
