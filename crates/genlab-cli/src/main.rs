@@ -97,6 +97,33 @@ enum Command {
         #[arg(long)]
         device: Option<DeviceSpec>,
     },
+    /// Tunes the experiment's hyperparameters: the `[tune]` section's search space, sampler
+    /// (random, grid, TPE), pruner (median, ASHA) and budget. The study is an Optuna study in
+    /// SQLite (`STUDY_DIR/study.db`) or in PostgreSQL (`--storage postgresql://...`, shared by
+    /// workers on several machines); each trial is a run directory under `STUDY_DIR/trials/`.
+    /// Ctrl-C stops it: running trials keep their checkpoints and are run again next time.
+    Tune {
+        /// The experiment file with a [tune] section.
+        file: PathBuf,
+        /// The study database (SQLAlchemy URL, as Optuna takes it): sqlite:///FILE or
+        /// postgresql://USER@HOST:PORT/DATABASE.
+        #[arg(long)]
+        storage: Option<String>,
+        /// The study's name (default: [tune] study, else the problem's name).
+        #[arg(long)]
+        study: Option<String>,
+        /// The study directory (default: runs/STUDY).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Trials run at once by this process (default: [tune] workers).
+        #[arg(long)]
+        workers: Option<u32>,
+        /// The study's trial budget (default: [tune] trials).
+        #[arg(long)]
+        trials: Option<u32>,
+        #[arg(long)]
+        device: Option<DeviceSpec>,
+    },
     /// Serves runs over HTTP: the generation API under /v1, OpenAI's text endpoints, the OpenAPI
     /// spec at /openapi.json, /metrics and a web page at /. Models are named by their run
     /// directories; SIGTERM lets the requests in progress finish, then exits.
@@ -473,6 +500,42 @@ fn run() -> anyhow::Result<ExitCode> {
             .map_err(anyhow::Error::msg)?;
             eprintln!("genlab serve: stopped");
             ExitCode::SUCCESS
+        }
+        Command::Tune { file, storage, study, dir, workers, trials, device } => {
+            let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let flag = stop.clone();
+            ctrlc::set_handler(move || {
+                if flag.swap(true, std::sync::atomic::Ordering::SeqCst) {
+                    eprintln!("\nsecond interrupt: exiting; running trials are failed and run again by the next worker");
+                    std::process::exit(130);
+                }
+                eprintln!("\ninterrupted: running trials stop at their next step with a checkpoint");
+            })
+            .context("installing the Ctrl-C handler")?;
+            let opts = genlab_pipeline::tune::TuneOptions {
+                storage,
+                study,
+                workers,
+                trials,
+                study_dir: dir,
+                device,
+                events: events.clone(),
+                stop: stop.clone(),
+            };
+            let s = genlab_pipeline::tune::tune(&file, &opts)?;
+            match s.best {
+                Some((n, v)) => println!("best trial {n}: {v}"),
+                None => println!("no trial completed"),
+            }
+            if let Some(p) = &s.best_experiment {
+                println!("best experiment: {}", p.display());
+            }
+            println!("study directory: {} (report.md)", s.study_dir.display());
+            if stop.load(std::sync::atomic::Ordering::SeqCst) {
+                ExitCode::from(130)
+            } else {
+                ExitCode::SUCCESS
+            }
         }
         Command::Families { name } => {
             print!("{}", genlab_pipeline::registry::describe(name.as_deref())?);

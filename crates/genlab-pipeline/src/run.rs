@@ -35,7 +35,13 @@ pub struct RunOptions {
     /// Set it to stop training at the next step with a checkpoint, as Ctrl-C does in the CLI (for
     /// a server or a tuner that trains); without it, the process-wide Ctrl-C flag is read.
     pub stop: Option<Arc<AtomicBool>>,
+    /// Called with each periodic validation's values (a tuner's pruner); returning true stops
+    /// training at once with a checkpoint, as the stop flag does.
+    pub on_validation: Option<ValidationHook>,
 }
+
+/// See [`RunOptions::on_validation`].
+pub type ValidationHook = Arc<dyn Fn(u64, &[(String, f64)]) -> bool + Send + Sync>;
 
 impl Default for RunOptions {
     fn default() -> Self {
@@ -45,6 +51,7 @@ impl Default for RunOptions {
             overrides: vec![],
             events: genlab_core::events::terminal(),
             stop: None,
+            on_validation: None,
         }
     }
 }
@@ -194,15 +201,25 @@ pub(crate) fn execute<F: Family>(
         &run.dir,
     )
     .with_events(events.clone());
-    let trainer = match &opts.stop {
+    // A validation hook stops training through the stop flag, so it needs one.
+    let stop = opts.stop.clone().or_else(|| opts.on_validation.as_ref().map(|_| Arc::new(AtomicBool::new(false))));
+    let trainer = match &stop {
         Some(flag) => trainer.with_stop_flag(flag.clone()),
         None => trainer,
     };
     let outcome = trainer.fit(model, family.optimizers(exp), &mut batches, resume_from, &device, |step, m| {
-        family
+        let values: Vec<(String, f64)> = family
             .validate(step, m, &set, &periodic)
-            .map_err(|err| genlab_train::TrainError::Eval { step, reason: err.to_string() })
-            .map(|v| v.into_iter().map(|(k, x)| (k.to_string(), x)).collect())
+            .map_err(|err| genlab_train::TrainError::Eval { step, reason: err.to_string() })?
+            .into_iter()
+            .map(|(k, x)| (k.to_string(), x))
+            .collect();
+        if let (Some(hook), Some(flag)) = (&opts.on_validation, &stop) {
+            if hook(step, &values) {
+                flag.store(true, std::sync::atomic::Ordering::SeqCst);
+            }
+        }
+        Ok(values)
     })?;
     let model = match outcome {
         TrainOutcome::Interrupted { step, checkpoint } => {

@@ -298,3 +298,49 @@ mod tests {
         assert!(image::open(&q).is_ok());
     }
 }
+
+/// One axis of [`parallel_coordinates`]: its name and the labels of its low and high ends.
+pub struct Axis<'a> {
+    pub name: &'a str,
+    pub low: String,
+    pub high: String,
+}
+
+/// Parallel coordinates: one polyline per trial across the parameter axes (each value scaled to
+/// [0, 1] on its axis), coloured from the best objective (dark blue) to the worst (yellow); the
+/// last axis is the objective itself.
+pub fn parallel_coordinates(path: &Path, title: &str, axes: &[Axis<'_>], lines: &[(Vec<f64>, f64)]) -> Result<()> {
+    if axes.is_empty() || lines.is_empty() {
+        return Ok(());
+    }
+    let n = axes.len();
+    let width = (160 * n as u32).clamp(640, 1600);
+    draw_png(path, (width, 560), |root| {
+        let mut chart = ChartBuilder::on(root)
+            .caption(title, ("sans-serif", 22))
+            .margin(24)
+            .x_label_area_size(56)
+            .y_label_area_size(10)
+            .build_cartesian_2d(-0.1..(n as f64 - 0.9), -0.08..1.08)
+            .map_err(|e| e.to_string())?;
+        for i in 0..n {
+            let x = i as f64;
+            chart.draw_series(LineSeries::new(vec![(x, 0.0), (x, 1.0)], BLACK.stroke_width(1))).map_err(|e| e.to_string())?;
+        }
+        for (pts, rank) in lines {
+            // rank in [0, 1]: 0 the best.
+            let t = rank.clamp(0.0, 1.0);
+            let color = RGBColor((30.0 + 220.0 * t) as u8, (40.0 + 180.0 * t) as u8, (140.0 - 110.0 * t) as u8);
+            let poly: Vec<(f64, f64)> = pts.iter().enumerate().map(|(i, &y)| (i as f64, y)).collect();
+            chart.draw_series(LineSeries::new(poly, color.mix(0.75).stroke_width(2))).map_err(|e| e.to_string())?;
+        }
+        let font = ("sans-serif", 14).into_font();
+        for (i, a) in axes.iter().enumerate() {
+            let x = i as f64;
+            for (y, s) in [(1.06, a.high.as_str()), (-0.02, a.low.as_str()), (-0.065, a.name)] {
+                chart.draw_series(std::iter::once(Text::new(s.to_string(), (x, y), font.clone()))).map_err(|e| e.to_string())?;
+            }
+        }
+        Ok(())
+    })
+}

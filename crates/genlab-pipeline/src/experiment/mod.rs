@@ -28,6 +28,10 @@ pub struct Experiment {
     pub train: TrainConfig,
     pub eval: EvalConfig,
     pub deploy: DeployConfig,
+    /// Phase 5, `[tune]`: read by `genlab tune`, ignored by a run (and never written into a run's
+    /// resolved experiment, so a trial's `experiment.toml` runs on its own).
+    #[serde(skip)]
+    pub tune: Option<genlab_tune::TuneConfig>,
 }
 
 /// Phase 1: what is asked, and how success is judged.

@@ -52,6 +52,10 @@ impl Experiment {
                 )))
             }
         };
+        let tune: Option<genlab_tune::TuneConfig> = match table.remove("tune") {
+            None => None,
+            Some(t) => Some(typed(t, "tune.", |p| at(locate(text, p)))?),
+        };
         let known = registry::names_quoted();
         let family = match model.remove("family") {
             None => {
@@ -83,6 +87,7 @@ impl Experiment {
             train: exp.train,
             eval: exp.eval.unwrap_or_default(),
             deploy: exp.deploy.unwrap_or_default(),
+            tune,
         };
         e.validate()
             .and_then(|()| entry.validate(&e))
