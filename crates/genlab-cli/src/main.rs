@@ -506,7 +506,9 @@ fn run() -> anyhow::Result<ExitCode> {
             let flag = stop.clone();
             ctrlc::set_handler(move || {
                 if flag.swap(true, std::sync::atomic::Ordering::SeqCst) {
-                    eprintln!("\nsecond interrupt: exiting; running trials are failed and run again by the next worker");
+                    eprintln!(
+                        "\nsecond interrupt: exiting; running trials are failed and run again by the next worker"
+                    );
                     std::process::exit(130);
                 }
                 eprintln!("\ninterrupted: running trials stop at their next step with a checkpoint");

@@ -325,7 +325,9 @@ pub fn parallel_coordinates(path: &Path, title: &str, axes: &[Axis<'_>], lines: 
             .map_err(|e| e.to_string())?;
         for i in 0..n {
             let x = i as f64;
-            chart.draw_series(LineSeries::new(vec![(x, 0.0), (x, 1.0)], BLACK.stroke_width(1))).map_err(|e| e.to_string())?;
+            chart
+                .draw_series(LineSeries::new(vec![(x, 0.0), (x, 1.0)], BLACK.stroke_width(1)))
+                .map_err(|e| e.to_string())?;
         }
         for (pts, rank) in lines {
             // rank in [0, 1]: 0 the best.
@@ -338,7 +340,9 @@ pub fn parallel_coordinates(path: &Path, title: &str, axes: &[Axis<'_>], lines: 
         for (i, a) in axes.iter().enumerate() {
             let x = i as f64;
             for (y, s) in [(1.06, a.high.as_str()), (-0.02, a.low.as_str()), (-0.065, a.name)] {
-                chart.draw_series(std::iter::once(Text::new(s.to_string(), (x, y), font.clone()))).map_err(|e| e.to_string())?;
+                chart
+                    .draw_series(std::iter::once(Text::new(s.to_string(), (x, y), font.clone())))
+                    .map_err(|e| e.to_string())?;
             }
         }
         Ok(())

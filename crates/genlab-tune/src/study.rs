@@ -425,6 +425,11 @@ impl Worker<'_> {
             }
         }
         let trials = st.trials(self.study.id)?;
+        // A pruned trial's last reported value says where it stopped.
+        let note = match (state, trials.iter().find(|t| t.id == id).and_then(Trial::last_step)) {
+            (TrialState::Pruned, Some((step, v))) if recorded => Some(format!("at step {step}: {v:.6}")),
+            _ => note,
+        };
         (self.on_event)(&Event::Finished {
             number,
             state: if recorded { state } else { TrialState::Fail },

@@ -5,6 +5,7 @@ mod diffusion;
 mod hardening;
 mod language;
 mod serve;
+mod tune;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};

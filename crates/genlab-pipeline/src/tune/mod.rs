@@ -89,9 +89,9 @@ pub fn tune(file: &Path, opts: &TuneOptions) -> Result<TuneSummary> {
         Some(l) => format!("{}:{l}", file.display()),
         None => file.display().to_string(),
     };
-    let mut table: toml::Table = text
-        .parse()
-        .map_err(|e: toml::de::Error| PipelineError::Config(format!("{}: TOML syntax: {}", file.display(), e.message().trim())))?;
+    let mut table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
+        PipelineError::Config(format!("{}: TOML syntax: {}", file.display(), e.message().trim()))
+    })?;
     let cfg: TuneConfig = match table.remove("tune") {
         Some(t) => typed(t, "tune.", at)?,
         None => return Err(PipelineError::Config(format!("{}: no [tune] section: nothing to tune", file.display()))),
@@ -117,7 +117,10 @@ pub fn tune(file: &Path, opts: &TuneOptions) -> Result<TuneSummary> {
                 _ => None,
             });
             let direction = o.as_ref().and_then(|o| o.direction).or(from_goal).ok_or_else(|| {
-                PipelineError::Config(format!("{}: tune.objective.direction: missing for {metric}: expected \"minimize\" or \"maximize\"", at("tune.objective")))
+                PipelineError::Config(format!(
+                    "{}: tune.objective.direction: missing for {metric}: expected \"minimize\" or \"maximize\"",
+                    at("tune.objective")
+                ))
             })?;
             let name = cfg.study.clone().unwrap_or_else(|| exp.problem.name.clone());
             (Target::Training { metric }, direction, name)
@@ -125,9 +128,13 @@ pub fn tune(file: &Path, opts: &TuneOptions) -> Result<TuneSummary> {
     };
     let name = opts.study.clone().unwrap_or(name);
     let study_dir = opts.study_dir.clone().unwrap_or_else(|| PathBuf::from("runs").join(&name));
+    let storage = opts.storage.clone().unwrap_or_else(|| format!("sqlite:///{}", study_dir.join("study.db").display()));
+    genlab_tune::storage::db::Location::parse(&storage).map_err(tune_err)?;
+    // The outermost directory this command makes, taken back if the study is refused.
+    let created =
+        study_dir.ancestors().take_while(|a| !a.as_os_str().is_empty() && !a.exists()).last().map(Path::to_path_buf);
     std::fs::create_dir_all(study_dir.join("trials"))
         .map_err(|e| PipelineError::Run(format!("{}: cannot create the study directory: {e}", study_dir.display())))?;
-    let storage = opts.storage.clone().unwrap_or_else(|| format!("sqlite:///{}", study_dir.join("study.db").display()));
     let spec = StudySpec {
         name: name.clone(),
         storage: storage.clone(),
@@ -142,6 +149,14 @@ pub fn tune(file: &Path, opts: &TuneOptions) -> Result<TuneSummary> {
         heartbeat: Duration::from_secs_f64(cfg.heartbeat_seconds),
         grace: Duration::from_secs_f64(cfg.grace_seconds()),
     };
+    // The study first: a database that cannot be reached, or a study made for another direction
+    // or space, is refused before anything runs (and a directory made for it is taken back).
+    if let Err(e) = genlab_tune::study::open_study(&spec) {
+        if let Some(dir) = created {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+        return Err(tune_err(e));
+    }
     let events = opts.events.clone();
     events.message(&format!(
         "genlab tune: study {name} in {storage}; {} worker(s), budget {}, sampler {}, pruner {}",
@@ -155,7 +170,13 @@ pub fn tune(file: &Path, opts: &TuneOptions) -> Result<TuneSummary> {
     let trials = match &target {
         Target::Benchmark(b) => genlab_tune::optimize(&spec, &BenchmarkObjective(*b), opts.stop.clone(), &on_event),
         Target::Training { metric, .. } => {
-            let objective = TrainingObjective { file: file.to_path_buf(), metric: metric.clone(), study_dir: study_dir.clone(), device: opts.device, stop: opts.stop.clone() };
+            let objective = TrainingObjective {
+                file: file.to_path_buf(),
+                metric: metric.clone(),
+                study_dir: study_dir.clone(),
+                device: opts.device,
+                stop: opts.stop.clone(),
+            };
             genlab_tune::optimize(&spec, &objective, opts.stop.clone(), &on_event)
         }
     }
@@ -168,7 +189,8 @@ pub fn tune(file: &Path, opts: &TuneOptions) -> Result<TuneSummary> {
             let dst = study_dir.join("best.toml");
             match std::fs::read(&src) {
                 Ok(bytes) => {
-                    let header = format!("# The best trial ({n}) of study {name}: its resolved experiment, ready to run.\n");
+                    let header =
+                        format!("# The best trial ({n}) of study {name}: its resolved experiment, ready to run.\n");
                     genlab_core::atomic::write_atomic(&dst, &[header.as_bytes(), &bytes].concat())?;
                     Some(dst)
                 }
@@ -204,7 +226,9 @@ fn pruner_name(spec: &StudySpec) -> String {
     match spec.pruner {
         genlab_tune::pruner::PrunerConfig::None => "none".into(),
         genlab_tune::pruner::PrunerConfig::Median { .. } => "median".into(),
-        genlab_tune::pruner::PrunerConfig::Asha { reduction_factor, .. } => format!("ASHA (reduction factor {reduction_factor})"),
+        genlab_tune::pruner::PrunerConfig::Asha { reduction_factor, .. } => {
+            format!("ASHA (reduction factor {reduction_factor})")
+        }
     }
 }
 
@@ -259,7 +283,8 @@ impl Objective for TrainingObjective {
         let last = Arc::new(Mutex::new(None::<f64>));
         let failure = Arc::new(Mutex::new(None::<String>));
         let hook = {
-            let (trial, metric, last, failure, stop) = (trial.clone(), self.metric.clone(), last.clone(), failure.clone(), self.stop.clone());
+            let (trial, metric, last, failure, stop) =
+                (trial.clone(), self.metric.clone(), last.clone(), failure.clone(), self.stop.clone());
             move |step: u64, values: &[(String, f64)]| -> bool {
                 if stop.load(Ordering::SeqCst) {
                     return true;
@@ -349,7 +374,10 @@ impl LiveTable {
         let total = spec.trials.map(u64::from).unwrap_or(0);
         let bar = events.progress("tune", total, 0);
         let t = LiveTable { events, bar: Mutex::new(bar), finished: AtomicU64::new(0) };
-        t.line(&format!("{:>6}  {:<9} {:>14}  {:>20}  {:>8}  params", "trial", "state", metric, "best (trial)", "seconds"));
+        t.line(&format!(
+            "{:>6}  {:<9} {:>14}  {:>20}  {:>8}  params",
+            "trial", "state", metric, "best (trial)", "seconds"
+        ));
         t
     }
 
@@ -366,20 +394,32 @@ impl LiveTable {
         match e {
             Event::Started { number, params, retry_of } => {
                 let again = retry_of.map_or(String::new(), |n| format!(" (trial {n} again)"));
-                self.line(&format!("{number:>6}  {:<9} {:>14}  {:>20}  {:>8}  {}{again}", "running", "", "", "", params_text(params)));
+                self.line(&format!(
+                    "{number:>6}  {:<9} {:>14}  {:>20}  {:>8}  {}{again}",
+                    "running",
+                    "",
+                    "",
+                    "",
+                    params_text(params)
+                ));
             }
             Event::Finished { number, state, value, best, seconds, note } => {
                 let n = self.finished.fetch_add(1, Ordering::SeqCst) + 1;
                 let value = value.map_or("-".into(), |v| format!("{v:.6}"));
                 let best = best.map_or("-".into(), |(n, v)| format!("{v:.6} ({n})"));
                 let note = note.as_ref().map_or(String::new(), |n| format!("  {n}"));
-                self.line(&format!("{number:>6}  {:<9} {value:>14}  {best:>20}  {seconds:>8.1}{note}", state.as_str().to_lowercase()));
+                self.line(&format!(
+                    "{number:>6}  {:<9} {value:>14}  {best:>20}  {seconds:>8.1}{note}",
+                    state.as_str().to_lowercase()
+                ));
                 self.bar.lock().expect("lock").update(n, &format!("best {best}"));
             }
             Event::Requeued { failed, number } => {
                 self.line(&format!("trial {failed}'s worker stopped beating: failed, and its parameters queued again as trial {number}"));
             }
-            Event::Waiting { running } => self.line(&format!("budget taken: waiting for {running} running trial(s) of the study")),
+            Event::Waiting { running } => {
+                self.line(&format!("budget taken: waiting for {running} running trial(s) of the study"))
+            }
         }
     }
 

@@ -15,7 +15,8 @@ pub(super) fn write(s: &TuneSummary, spec: &StudySpec, metric: &str, experiment_
     let plots = s.study_dir.join("plots");
     std::fs::create_dir_all(&plots).map_err(|e| PipelineError::Run(format!("{}: {e}", plots.display())))?;
     let dir = spec.direction;
-    let complete: Vec<_> = s.trials.iter().filter(|t| t.state == TrialState::Complete && t.value.is_some_and(f64::is_finite)).collect();
+    let complete: Vec<_> =
+        s.trials.iter().filter(|t| t.state == TrialState::Complete && t.value.is_some_and(f64::is_finite)).collect();
 
     // Optimisation history: each complete trial's value and the best so far.
     let mut best_so_far = vec![];
@@ -59,12 +60,15 @@ pub(super) fn write(s: &TuneSummary, spec: &StudySpec, metric: &str, experiment_
             let (low, high) = match d {
                 Distribution::Float { low, high, .. } => (format!("{low}"), format!("{high}")),
                 Distribution::Int { low, high, .. } => (format!("{low}"), format!("{high}")),
-                Distribution::Categorical { choices } => (choices[0].json.to_string(), choices[choices.len() - 1].json.to_string()),
+                Distribution::Categorical { choices } => {
+                    (choices[0].json.to_string(), choices[choices.len() - 1].json.to_string())
+                }
             };
             Axis { name: name.rsplit('.').next().unwrap_or(name), low, high }
         })
         .collect();
-    let (vlo, vhi) = complete.iter().filter_map(|t| t.value).fold((f64::MAX, f64::MIN), |(a, b), v| (a.min(v), b.max(v)));
+    let (vlo, vhi) =
+        complete.iter().filter_map(|t| t.value).fold((f64::MAX, f64::MIN), |(a, b), v| (a.min(v), b.max(v)));
     axes.push(Axis { name: metric, low: format!("{vlo:.4}"), high: format!("{vhi:.4}") });
     let mut ranked: Vec<_> = complete.clone();
     ranked.sort_by(|a, b| dir.loss(a.value.expect("value")).total_cmp(&dir.loss(b.value.expect("value"))));
@@ -72,7 +76,12 @@ pub(super) fn write(s: &TuneSummary, spec: &StudySpec, metric: &str, experiment_
         .iter()
         .enumerate()
         .map(|(rank, t)| {
-            let mut pts: Vec<f64> = spec.space.params.iter().map(|(name, d)| t.params.get(name).map_or(0.5, |(x, _)| scaled(d, *x))).collect();
+            let mut pts: Vec<f64> = spec
+                .space
+                .params
+                .iter()
+                .map(|(name, d)| t.params.get(name).map_or(0.5, |(x, _)| scaled(d, *x)))
+                .collect();
             let v = t.value.expect("value");
             pts.push(if vhi > vlo { (v - vlo) / (vhi - vlo) } else { 0.5 });
             (pts, rank as f64 / (ranked.len().max(2) - 1) as f64)
@@ -109,7 +118,11 @@ pub(super) fn write(s: &TuneSummary, spec: &StudySpec, metric: &str, experiment_
                 }
             }
             if let Some(p) = &s.best_experiment {
-                let _ = writeln!(r, "\nIts experiment, ready to run: [`best.toml`](best.toml) (`genlab run {}`).", p.display());
+                let _ = writeln!(
+                    r,
+                    "\nIts experiment, ready to run: [`best.toml`](best.toml) (`genlab run {}`).",
+                    p.display()
+                );
             }
         }
         None => {
@@ -143,9 +156,17 @@ pub(super) fn write(s: &TuneSummary, spec: &StudySpec, metric: &str, experiment_
     let _ = writeln!(r, "## Parallel coordinates\n\n![parallel](plots/parallel.png)\n");
     let _ = writeln!(r, "## Trials\n\n| trial | state | {metric} | last step | seconds | parameters | run |\n|---|---|---|---|---|---|---|");
     for t in &s.trials {
-        let params: Vec<String> = t.params.iter().map(|(k, (x, d))| format!("{}={}", k.rsplit('.').next().unwrap_or(k), d.to_external(*x))).collect();
+        let params: Vec<String> = t
+            .params
+            .iter()
+            .map(|(k, (x, d))| format!("{}={}", k.rsplit('.').next().unwrap_or(k), d.to_external(*x)))
+            .collect();
         let run = trial_dir(&s.study_dir, t.number);
-        let link = if run.is_dir() { format!("[trials/trial-{:04}](trials/trial-{:04}/report.md)", t.number, t.number) } else { "elsewhere".into() };
+        let link = if run.is_dir() {
+            format!("[trials/trial-{:04}](trials/trial-{:04}/report.md)", t.number, t.number)
+        } else {
+            "elsewhere".into()
+        };
         let again = t.retries().map_or(String::new(), |n| format!(" (trial {n} again)"));
         let _ = writeln!(
             r,
