@@ -267,38 +267,6 @@ pub fn density_figure(
     )
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn tick_labels_keep_enough_decimals_to_differ() {
-        // A cross-entropy curve between 0 and 0.45 (ticks 0.05 apart) needs 2 decimals; a VAE loss
-        // over 90..600 needs none beyond the one kept.
-        assert_eq!(tick_decimals(0.45), 2);
-        assert_eq!(tick_decimals(510.0), 0);
-        assert_eq!(tick_decimals(5.0), 1);
-        assert_eq!(tick_decimals(0.0), 1);
-        assert_eq!(tick_decimals(f64::NAN), 1);
-    }
-
-    #[test]
-    fn plots_are_png_files_with_ink() {
-        let d = tempfile::tempdir().unwrap();
-        let p = d.path().join("loss.png");
-        let s = Series { name: "train", points: (1..200).map(|i| (i as f64, 500.0 / i as f64 + 90.0)).collect() };
-        line_plot(&p, "loss", "nats", &[s]).unwrap();
-        let img = image::open(&p).unwrap().to_rgb8();
-        assert_eq!(img.dimensions(), (900, 520));
-        let dark = img.pixels().filter(|px| px.0.iter().all(|&c| c < 100)).count();
-        assert!(dark > 500, "axes and text should be drawn ({dark} dark pixels)");
-        let q = d.path().join("latent.png");
-        let pts: Vec<(f32, f32, u32)> = (0..300).map(|i| ((i as f32).sin(), (i as f32 * 0.7).cos(), i % 3)).collect();
-        scatter_by_class(&q, "latent", &pts, &["a".into(), "b".into(), "c".into()]).unwrap();
-        assert!(image::open(&q).is_ok());
-    }
-}
-
 /// One axis of [`parallel_coordinates`]: its name and the labels of its low and high ends.
 pub struct Axis<'a> {
     pub name: &'a str,
@@ -347,4 +315,36 @@ pub fn parallel_coordinates(path: &Path, title: &str, axes: &[Axis<'_>], lines: 
         }
         Ok(())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tick_labels_keep_enough_decimals_to_differ() {
+        // A cross-entropy curve between 0 and 0.45 (ticks 0.05 apart) needs 2 decimals; a VAE loss
+        // over 90..600 needs none beyond the one kept.
+        assert_eq!(tick_decimals(0.45), 2);
+        assert_eq!(tick_decimals(510.0), 0);
+        assert_eq!(tick_decimals(5.0), 1);
+        assert_eq!(tick_decimals(0.0), 1);
+        assert_eq!(tick_decimals(f64::NAN), 1);
+    }
+
+    #[test]
+    fn plots_are_png_files_with_ink() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("loss.png");
+        let s = Series { name: "train", points: (1..200).map(|i| (i as f64, 500.0 / i as f64 + 90.0)).collect() };
+        line_plot(&p, "loss", "nats", &[s]).unwrap();
+        let img = image::open(&p).unwrap().to_rgb8();
+        assert_eq!(img.dimensions(), (900, 520));
+        let dark = img.pixels().filter(|px| px.0.iter().all(|&c| c < 100)).count();
+        assert!(dark > 500, "axes and text should be drawn ({dark} dark pixels)");
+        let q = d.path().join("latent.png");
+        let pts: Vec<(f32, f32, u32)> = (0..300).map(|i| ((i as f32).sin(), (i as f32 * 0.7).cos(), i % 3)).collect();
+        scatter_by_class(&q, "latent", &pts, &["a".into(), "b".into(), "c".into()]).unwrap();
+        assert!(image::open(&q).is_ok());
+    }
 }

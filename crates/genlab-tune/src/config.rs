@@ -107,7 +107,7 @@ impl TuneConfig {
         if self.trials == Some(0) {
             return Err(("tune.trials".into(), " = 0: expected at least 1".into()));
         }
-        if let Some(t) = self.timeout_minutes.filter(|t| !(*t > 0.0)) {
+        if let Some(t) = self.timeout_minutes.filter(|t| t.is_nan() || *t <= 0.0) {
             return Err(("tune.timeout_minutes".into(), format!(" = {t}: expected a positive number of minutes")));
         }
         let grid = self.sampler == SamplerConfig::Grid;
@@ -120,13 +120,13 @@ impl TuneConfig {
                 ": missing: give a trial budget (trials = N) and/or timeout_minutes".into(),
             ));
         }
-        if !(self.heartbeat_seconds > 0.0) {
+        if self.heartbeat_seconds.is_nan() || self.heartbeat_seconds <= 0.0 {
             return Err((
                 "tune.heartbeat_seconds".into(),
                 format!(" = {}: expected a positive number", self.heartbeat_seconds),
             ));
         }
-        if let Some(g) = self.grace_seconds.filter(|g| !(*g > self.heartbeat_seconds)) {
+        if let Some(g) = self.grace_seconds.filter(|g| g.is_nan() || *g <= self.heartbeat_seconds) {
             return Err((
                 "tune.grace_seconds".into(),
                 format!(" = {g}: expected more than heartbeat_seconds = {}", self.heartbeat_seconds),
