@@ -273,18 +273,11 @@ impl Worker<'_> {
         if let Some(w) = trials.iter().find(|t| t.state == TrialState::Waiting) {
             if st.start_waiting(w.id)? {
                 let values = self.fixed_values(w, &trials)?;
-                // Parameters an enqueued trial did not fix are recorded as drawn.
-                for (((name, d), &x), fixed) in self.spec.space.params.iter().zip(&values).zip(self.fixed_mask(w)) {
-                    if !fixed {
-                        st.db().execute(
-                            "INSERT INTO trial_params (trial_id, param_name, param_value, distribution_json) VALUES (?, ?, ?, ?)",
-                            &[
-                                crate::storage::db::Cell::Int(w.id),
-                                crate::storage::db::Cell::Text(name.clone()),
-                                crate::storage::db::Cell::Float(x),
-                                crate::storage::db::Cell::Text(d.to_json()),
-                            ],
-                        )?;
+                // An enqueued trial's values (`fixed_params`) and the ones drawn for what it left
+                // open are recorded as its parameters; a re-queued trial has them already.
+                for ((name, d), &x) in self.spec.space.params.iter().zip(&values) {
+                    if !w.params.contains_key(name) {
+                        st.add_param(w.id, name, x, d)?;
                     }
                 }
                 return Ok(Claim::Run { id: w.id, number: w.number, values, retry_of: w.retries() });
@@ -310,17 +303,6 @@ impl Worker<'_> {
             }
         }
         Ok(if running > 0 { Claim::Wait(running) } else { Claim::Done })
-    }
-
-    /// Which parameters of a waiting trial were fixed (stored as params or `fixed_params`).
-    fn fixed_mask(&self, w: &Trial) -> Vec<bool> {
-        let fixed = w.system_attrs.get("fixed_params").and_then(Json::as_object);
-        self.spec
-            .space
-            .params
-            .iter()
-            .map(|(n, _)| w.params.contains_key(n) || fixed.is_some_and(|f| f.contains_key(n)))
-            .collect()
     }
 
     /// A waiting trial's values: its stored parameters, else its `fixed_params` (an Optuna

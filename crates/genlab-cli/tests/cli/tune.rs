@@ -150,6 +150,8 @@ fn issue16_genlab_continues_an_optuna_study() {
     let d = tempfile::tempdir().unwrap();
     let url = sqlite_url(&d.path().join("optuna.db"));
     optuna(&["create", &url, "theirs", "5"]);
+    // A trial Optuna queued (`enqueue_trial`) is the first genlab runs, with Optuna's values.
+    optuna(&["enqueue", &url, "theirs"]);
     let cfg = write(d.path(), "b.toml", &branin_study("trials = 12"));
     tune(&[cfg.to_str().unwrap(), "--storage", &url, "--study", "theirs"], d.path());
     let dump = same_as_optuna(&url, "theirs", genlab_tune::Direction::Minimize);
@@ -159,6 +161,9 @@ fn issue16_genlab_continues_an_optuna_study() {
         t[..5].iter().all(|t| t["user_attrs"]["worker"] == "optuna")
             && t[5..].iter().all(|t| t["user_attrs"].get("worker").is_none())
     );
+    assert_eq!(t[5]["params"]["x0"], std::f64::consts::PI);
+    assert!((t[5]["value"].as_f64().unwrap() - 0.397887357729738).abs() < 1e-5, "{}", t[5]);
+    assert_eq!(dump["best"]["number"], 5);
 }
 
 #[test]

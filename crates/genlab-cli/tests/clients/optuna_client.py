@@ -5,6 +5,7 @@ dump     prints the study as Optuna sees it (JSON): direction, best trial, and e
 add N    an Optuna worker: loads the study and adds N Branin trials with Optuna's TPE
          (x0 in [-5, 10], x1 in [0, 15], as genlab's built-in benchmark), marked user_attr worker=optuna.
 create N creates the study (minimize) and runs N such trials, for genlab to continue.
+enqueue  queues a trial at Branin's minimum (pi, 2.275) with `study.enqueue_trial`, for genlab to run.
 """
 import json
 import math
@@ -38,6 +39,9 @@ def main():
     elif command == "add":
         study = optuna.load_study(study_name=name, storage=storage, sampler=optuna.samplers.TPESampler(seed=1))
         study.optimize(branin, n_trials=int(sys.argv[4]))
+    elif command == "enqueue":
+        study = optuna.load_study(study_name=name, storage=storage)
+        study.enqueue_trial({"x0": math.pi, "x1": 2.275})
     elif command == "dump":
         study = optuna.load_study(study_name=name, storage=storage)
         try:

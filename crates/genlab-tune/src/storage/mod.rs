@@ -183,9 +183,14 @@ impl Storage {
     }
 
     pub fn set_study_system_attr(&mut self, study: i64, key: &str, value: &Json) -> Result<()> {
+        self.set_attr("study_system_attributes", "study_id", study, key, value)
+    }
+
+    /// Sets `key` of the owner `id` in an attribute table (Optuna's `value_json`).
+    fn set_attr(&mut self, table: &str, owner: &str, id: i64, key: &str, value: &Json) -> Result<()> {
         self.db.execute(
-            "INSERT INTO study_system_attributes (study_id, \"key\", value_json) VALUES (?, ?, ?) ON CONFLICT (study_id, \"key\") DO UPDATE SET value_json = excluded.value_json",
-            &[Cell::Int(study), Cell::Text(key.into()), Cell::Text(value.to_string())],
+            &format!("INSERT INTO {table} ({owner}, \"key\", value_json) VALUES (?, ?, ?) ON CONFLICT ({owner}, \"key\") DO UPDATE SET value_json = excluded.value_json"),
+            &[Cell::Int(id), Cell::Text(key.into()), Cell::Text(value.to_string())],
         )?;
         Ok(())
     }
@@ -284,10 +289,7 @@ impl Storage {
             .unwrap_or(0);
         self.db.execute("UPDATE trials SET number = ? WHERE trial_id = ?", &[Cell::Int(number), Cell::Int(id)])?;
         for (name, value, dist) in params {
-            self.db.execute(
-                "INSERT INTO trial_params (trial_id, param_name, param_value, distribution_json) VALUES (?, ?, ?, ?)",
-                &[Cell::Int(id), Cell::Text(name.clone()), Cell::Float(*value), Cell::Text(dist.to_json())],
-            )?;
+            self.add_param(id, name, *value, dist)?;
         }
         for (k, v) in system_attrs {
             self.set_trial_system_attr(id, k, v)?;
@@ -298,18 +300,36 @@ impl Storage {
         Ok((id, number))
     }
 
+    /// Records a parameter's internal value and distribution (`trial.suggest_*`).
+    pub fn add_param(&mut self, trial: i64, name: &str, value: f64, dist: &Distribution) -> Result<()> {
+        self.db.execute(
+            "INSERT INTO trial_params (trial_id, param_name, param_value, distribution_json) VALUES (?, ?, ?, ?)",
+            &[Cell::Int(trial), Cell::Text(name.into()), Cell::Float(value), Cell::Text(dist.to_json())],
+        )?;
+        Ok(())
+    }
+
     /// WAITING -> RUNNING; false when another worker took it first.
     pub fn start_waiting(&mut self, trial: i64) -> Result<bool> {
+        let started = self.transition(trial, TrialState::Waiting, TrialState::Running, "datetime_start")?;
+        if started {
+            self.heartbeat(trial)?;
+        }
+        Ok(started)
+    }
+
+    /// Moves a trial from state `from` to `to`, stamping `time_column`; false (nothing written)
+    /// when the trial was not in `from`, because another worker moved it first.
+    fn transition(&mut self, trial: i64, from: TrialState, to: TrialState, time_column: &str) -> Result<bool> {
         let n = self.db.execute(
             &format!(
-                "UPDATE trials SET state = 'RUNNING', datetime_start = {} WHERE trial_id = ? AND state = 'WAITING'",
-                self.db.now_local()
+                "UPDATE trials SET state = '{}', {time_column} = {} WHERE trial_id = ? AND state = '{}'",
+                to.as_str(),
+                self.db.now_local(),
+                from.as_str()
             ),
             &[Cell::Int(trial)],
         )?;
-        if n == 1 {
-            self.heartbeat(trial)?;
-        }
         Ok(n == 1)
     }
 
@@ -338,19 +358,11 @@ impl Storage {
     }
 
     pub fn set_trial_system_attr(&mut self, trial: i64, key: &str, value: &Json) -> Result<()> {
-        self.db.execute(
-            "INSERT INTO trial_system_attributes (trial_id, \"key\", value_json) VALUES (?, ?, ?) ON CONFLICT (trial_id, \"key\") DO UPDATE SET value_json = excluded.value_json",
-            &[Cell::Int(trial), Cell::Text(key.into()), Cell::Text(value.to_string())],
-        )?;
-        Ok(())
+        self.set_attr("trial_system_attributes", "trial_id", trial, key, value)
     }
 
     pub fn set_trial_user_attr(&mut self, trial: i64, key: &str, value: &Json) -> Result<()> {
-        self.db.execute(
-            "INSERT INTO trial_user_attributes (trial_id, \"key\", value_json) VALUES (?, ?, ?) ON CONFLICT (trial_id, \"key\") DO UPDATE SET value_json = excluded.value_json",
-            &[Cell::Int(trial), Cell::Text(key.into()), Cell::Text(value.to_string())],
-        )?;
-        Ok(())
+        self.set_attr("trial_user_attributes", "trial_id", trial, key, value)
     }
 
     /// Ends a running trial; false (and nothing written) when it is no longer running, because
@@ -358,15 +370,7 @@ impl Storage {
     pub fn finish(&mut self, trial: i64, state: TrialState, value: Option<f64>) -> Result<bool> {
         self.db.begin_locked()?;
         let done = (|| {
-            let n = self.db.execute(
-                &format!(
-                    "UPDATE trials SET state = '{}', datetime_complete = {} WHERE trial_id = ? AND state = 'RUNNING'",
-                    state.as_str(),
-                    self.db.now_local()
-                ),
-                &[Cell::Int(trial)],
-            )?;
-            if n != 1 {
+            if !self.transition(trial, TrialState::Running, state, "datetime_complete")? {
                 return Ok(false);
             }
             if let Some(v) = value {
@@ -395,14 +399,7 @@ impl Storage {
 
     /// RUNNING -> FAIL for a stale trial (under the lock); false when it had already moved on.
     pub fn fail_running(&mut self, trial: i64) -> Result<bool> {
-        let n = self.db.execute(
-            &format!(
-                "UPDATE trials SET state = 'FAIL', datetime_complete = {} WHERE trial_id = ? AND state = 'RUNNING'",
-                self.db.now_local()
-            ),
-            &[Cell::Int(trial)],
-        )?;
-        Ok(n == 1)
+        self.transition(trial, TrialState::Running, TrialState::Fail, "datetime_complete")
     }
 }
 
