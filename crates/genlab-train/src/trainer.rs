@@ -261,7 +261,8 @@ impl Trainer {
             }
             // Checkpoint before evaluating, so a failing evaluation cannot cost the checkpoint.
             let interrupted = self.stop_requested();
-            if step % cfg.checkpoint_every == 0 || step == cfg.steps || interrupted {
+            let saved = step % cfg.checkpoint_every == 0 || step == cfg.steps || interrupted;
+            if saved {
                 if !all_finite(&model) {
                     progress.finish();
                     return Err(TrainError::NonFinite {
@@ -299,6 +300,15 @@ impl Trainer {
                         self.events.message(&line);
                     }
                     log.log(entry)?;
+                }
+                // A stop the evaluation asked for (a tuner's pruner) takes effect at this step.
+                if step < cfg.steps && self.stop_requested() {
+                    let dir = match (&last_ckpt, saved) {
+                        (Some(dir), true) => dir.clone(),
+                        _ => checkpoint(&model, &ema, &optimizers, source, &rng, step, elapsed)?,
+                    };
+                    progress.finish();
+                    return Ok(TrainOutcome::Interrupted { step, checkpoint: dir });
                 }
             }
         }

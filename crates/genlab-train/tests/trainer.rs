@@ -236,6 +236,52 @@ fn interrupted_mid_schedule_resumes_bit_for_bit() {
     assert_eq!(read(whole.path()).optim, read(split.path()).optim, "optimiser state");
 }
 
+/// A stop asked for by the evaluation (a tuner's pruner) takes effect at the evaluated step, off
+/// the checkpoint cadence, with that step's checkpoint; resuming from it continues bit for bit.
+#[test]
+fn a_stop_from_the_evaluation_takes_effect_at_that_step() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let cfg = TrainerConfig { eval_every: Some(7), ..config(30) };
+    let dev = Device::flex().autodiff();
+    let whole = tempfile::tempdir().unwrap();
+    let TrainOutcome::Finished { model: a, .. } = Trainer::new(cfg.clone(), whole.path())
+        .fit(nets(&dev), optimizers(), &mut Targets { i: 0 }, None, &dev, |_, _| Ok(vec![("v".into(), 1.0)]))
+        .unwrap()
+    else {
+        panic!()
+    };
+    let split = tempfile::tempdir().unwrap();
+    let flag = Arc::new(AtomicBool::new(false));
+    let pruner = flag.clone();
+    let outcome = Trainer::new(cfg.clone(), split.path())
+        .with_stop_flag(flag)
+        .fit(nets(&dev), optimizers(), &mut Targets { i: 0 }, None, &dev, move |step, _| {
+            if step == 14 {
+                pruner.store(true, Ordering::SeqCst);
+            }
+            Ok(vec![("v".into(), 1.0)])
+        })
+        .unwrap();
+    match outcome {
+        TrainOutcome::Interrupted { step, checkpoint } => {
+            assert_eq!(step, 14);
+            assert!(checkpoint.ends_with("step-000014"), "{}", checkpoint.display());
+        }
+        TrainOutcome::Finished { .. } => panic!("should stop at step 14"),
+    }
+    let TrainOutcome::Finished { model: b, .. } = Trainer::new(cfg, split.path())
+        .with_stop_flag(Arc::new(AtomicBool::new(false)))
+        .fit(nets(&dev), optimizers(), &mut Targets { i: 0 }, resume(split.path()), &dev, |_, _| {
+            Ok(vec![("v".into(), 1.0)])
+        })
+        .unwrap()
+    else {
+        panic!()
+    };
+    assert_eq!(a.generator.w.val().to_data(), b.generator.w.val().to_data());
+}
+
 #[test]
 fn non_finite_loss_names_the_step_and_keeps_the_checkpoint() {
     struct Blows;

@@ -216,9 +216,10 @@ fn sampler_name(spec: &StudySpec) -> String {
     match spec.sampler {
         genlab_tune::sampler::SamplerConfig::Random => "random".into(),
         genlab_tune::sampler::SamplerConfig::Grid => "grid".into(),
-        genlab_tune::sampler::SamplerConfig::Tpe { multivariate, .. } => {
-            format!("TPE ({})", if multivariate { "multivariate" } else { "univariate" })
-        }
+        genlab_tune::sampler::SamplerConfig::Tpe { multivariate, startup, candidates, .. } => format!(
+            "TPE ({}, {startup} random startup trials, {candidates} candidates)",
+            if multivariate { "multivariate" } else { "univariate" }
+        ),
     }
 }
 

@@ -95,7 +95,7 @@ pub(super) fn write(s: &TuneSummary, spec: &StudySpec, metric: &str, experiment_
     let _ = writeln!(r, "# Study {}\n", s.study);
     let _ = writeln!(
         r,
-        "{} trials: {} complete, {} pruned, {} failed{}. Objective: {} `{metric}`. Sampler: {:?}. Pruner: {:?}. Storage: `{}`.\n",
+        "{} trials: {} complete, {} pruned, {} failed{}. Objective: {} `{metric}`. Sampler: {}. Pruner: {}. Storage: `{}`.\n",
         s.trials.len(),
         count(TrialState::Complete),
         count(TrialState::Pruned),
@@ -105,8 +105,8 @@ pub(super) fn write(s: &TuneSummary, spec: &StudySpec, metric: &str, experiment_
             n => format!(", {n} running or waiting"),
         },
         dir.as_str().to_lowercase(),
-        spec.sampler,
-        spec.pruner,
+        super::sampler_name(spec),
+        super::pruner_name(spec),
         s.storage
     );
     match s.best {
