@@ -107,8 +107,11 @@ impl TuneConfig {
         if self.trials == Some(0) {
             return Err(("tune.trials".into(), " = 0: expected at least 1".into()));
         }
-        if let Some(t) = self.timeout_minutes.filter(|t| t.is_nan() || *t <= 0.0) {
-            return Err(("tune.timeout_minutes".into(), format!(" = {t}: expected a positive number of minutes")));
+        if let Some(t) = self.timeout_minutes.filter(|t| !t.is_finite() || *t <= 0.0 || *t > 525_600.0) {
+            return Err((
+                "tune.timeout_minutes".into(),
+                format!(" = {t}: expected a positive number of minutes, at most a year (525600)"),
+            ));
         }
         let grid = self.sampler == SamplerConfig::Grid;
         if grid {
@@ -120,16 +123,20 @@ impl TuneConfig {
                 ": missing: give a trial budget (trials = N) and/or timeout_minutes".into(),
             ));
         }
-        if self.heartbeat_seconds.is_nan() || self.heartbeat_seconds <= 0.0 {
+        if !self.heartbeat_seconds.is_finite() || self.heartbeat_seconds <= 0.0 || self.heartbeat_seconds > 3600.0 {
             return Err((
                 "tune.heartbeat_seconds".into(),
-                format!(" = {}: expected a positive number", self.heartbeat_seconds),
+                format!(" = {}: expected a positive number of seconds, at most 3600", self.heartbeat_seconds),
             ));
         }
-        if let Some(g) = self.grace_seconds.filter(|g| g.is_nan() || *g <= self.heartbeat_seconds) {
+        if let Some(g) = self.grace_seconds.filter(|g| !g.is_finite() || *g <= self.heartbeat_seconds || *g > 86_400.0)
+        {
             return Err((
                 "tune.grace_seconds".into(),
-                format!(" = {g}: expected more than heartbeat_seconds = {}", self.heartbeat_seconds),
+                format!(
+                    " = {g}: expected more than heartbeat_seconds = {} and at most a day (86400)",
+                    self.heartbeat_seconds
+                ),
             ));
         }
         if let SamplerConfig::Tpe { candidates: 0, .. } = self.sampler {

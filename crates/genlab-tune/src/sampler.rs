@@ -7,7 +7,7 @@
 use crate::error::{Result, TuneError};
 use crate::space::{Distribution, SearchSpace};
 use crate::tpe::{self, TpeSettings};
-use crate::trial::{Direction, Trial, TrialState};
+use crate::trial::{Direction, Trial};
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -95,21 +95,20 @@ pub fn random_value<R: Rng>(d: &Distribution, rng: &mut R) -> f64 {
 /// The grid of a space whose distributions are all discrete: the values of each parameter, and
 /// the number of points. Continuous parameters are refused, naming the key.
 pub fn grid_of(space: &SearchSpace) -> Result<(Vec<Vec<f64>>, usize)> {
-    let mut axes = vec![];
-    let mut size: usize = 1;
+    let mut size: u128 = 1;
     for (name, d) in &space.params {
-        let axis = d.grid().ok_or_else(|| {
+        let n = d.grid_len().ok_or_else(|| {
             TuneError::Config(format!(
                 "tune.space.{name}: the grid sampler needs discrete values: give it a step, or choices"
             ))
         })?;
-        size = size.saturating_mul(axis.len());
-        axes.push(axis);
+        size = size.saturating_mul(n);
     }
     if size > 1_000_000 {
         return Err(TuneError::Config(format!("tune.sampler: the grid has {size} points; at most 1,000,000")));
     }
-    Ok((axes, size))
+    let axes = space.params.iter().map(|(_, d)| d.grid().expect("counted as discrete above")).collect();
+    Ok((axes, size as usize))
 }
 
 /// Grid point `id`, the last parameter varying fastest (`itertools.product` order).
@@ -147,11 +146,12 @@ pub fn propose(
         SamplerConfig::Grid => {
             let (axes, size) = grid_of(space)?;
             let grid = grid_json(space, &axes);
-            // A point is taken once any live trial holds it; a failed trial's point is retried
-            // through its re-queued copy, which carries the same grid id.
+            // A point is taken once any trial holds it, failed ones included (as Optuna's
+            // GridSampler counts them): a dead worker's point runs again through its re-queued
+            // copy, which carries the same grid id, and a point that fails is not retried forever.
             let mut taken = vec![false; size];
             for t in trials {
-                if t.state == TrialState::Fail || t.system_attrs.get("search_space") != Some(&grid) {
+                if t.system_attrs.get("search_space") != Some(&grid) {
                     continue;
                 }
                 if let Some(id) = t.system_attrs.get("grid_id").and_then(Json::as_u64).filter(|&i| (i as usize) < size)
@@ -194,6 +194,7 @@ fn is_single(d: &Distribution) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::trial::TrialState;
 
     fn space(text: &str) -> SearchSpace {
         SearchSpace::from_toml(&text.parse::<toml::Table>().expect("toml")).expect("space")
@@ -282,9 +283,9 @@ mod tests {
             });
         }
         assert_eq!(propose(&SamplerConfig::Grid, &s, &trials, Direction::Minimize, 0, 6).expect("ok"), None);
-        // A failed trial frees its point, unless a re-queued copy (same grid id) holds it.
+        // A failed trial keeps its point: the grid ends rather than retrying a failing point.
         trials[2].state = TrialState::Fail;
-        assert!(propose(&SamplerConfig::Grid, &s, &trials, Direction::Minimize, 0, 6).expect("ok").is_some());
+        assert_eq!(propose(&SamplerConfig::Grid, &s, &trials, Direction::Minimize, 0, 6).expect("ok"), None);
         let e = grid_of(&space("x = { float = [0, 1] }")).expect_err("continuous").to_string();
         assert!(e.contains("tune.space.x"), "{e}");
     }

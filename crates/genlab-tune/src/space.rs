@@ -147,6 +147,11 @@ impl Distribution {
                         number(s).filter(|s| *s > 0.0).ok_or_else(|| format!(".step = {s}: expected a number > 0"))?,
                     ),
                 };
+                // As Optuna: a range that is not a whole number of steps ends at the last step.
+                let high = match step {
+                    Some(q) if !log => low + ((high - low) / q + 1e-9).floor() * q,
+                    _ => high,
+                };
                 Distribution::Float { low, high, log, step }
             }
             (None, Some((a, b))) => {
@@ -161,6 +166,7 @@ impl Distribution {
                         .filter(|s| *s > 0)
                         .ok_or_else(|| format!(".step = {s}: expected an integer > 0"))?,
                 };
+                let high = if high >= low { low + (high - low) / step * step } else { high };
                 Distribution::Int { low, high, log, step }
             }
             (Some(_), Some(_)) => return Err(": give one of float = [...] or int = [...], not both".into()),
@@ -309,7 +315,22 @@ impl Distribution {
         }
     }
 
-    /// The grid of a discrete distribution (internal values), or `None` for a continuous one.
+    /// How many values a discrete distribution has (`None` for a continuous one).
+    pub fn grid_len(&self) -> Option<u128> {
+        match *self {
+            Distribution::Float { low, high, step: Some(step), .. } => {
+                Some(((high - low) / step + 1e-9).floor() as u128 + 1)
+            }
+            Distribution::Float { step: None, .. } => None,
+            Distribution::Int { low, high, step, .. } => {
+                Some(((high as i128 - low as i128) / step as i128) as u128 + 1)
+            }
+            Distribution::Categorical { ref choices } => Some(choices.len() as u128),
+        }
+    }
+
+    /// The grid of a discrete distribution (internal values), or `None` for a continuous one;
+    /// check [`Distribution::grid_len`] first, this lists every value.
     pub fn grid(&self) -> Option<Vec<f64>> {
         match *self {
             Distribution::Float { low, high, step: Some(step), .. } => {
@@ -382,6 +403,11 @@ mod tests {
         assert_eq!(d.grid().expect("discrete"), vec![0.0, 0.25, 0.5, 0.75, 1.0]);
         let i = Distribution::Int { low: 8, high: 64, log: false, step: 8 };
         assert_eq!(i.grid().expect("discrete").len(), 8);
+        assert_eq!(i.grid_len(), Some(8));
         assert!(i.contains(16.0) && !i.contains(12.0));
+        // Ranges that are not whole steps end at the last step, as Optuna adjusts them.
+        let s = parse("a = { int = [8, 60], step = 8 }\nb = { float = [0.0, 1.1], step = 0.25 }").expect("space");
+        assert_eq!(s.params[0].1, Distribution::Int { low: 8, high: 56, log: false, step: 8 });
+        assert_eq!(s.params[1].1, Distribution::Float { low: 0.0, high: 1.0, log: false, step: Some(0.25) });
     }
 }

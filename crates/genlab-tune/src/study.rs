@@ -13,7 +13,6 @@ use crate::space::SearchSpace;
 use crate::storage::{Storage, StudyRecord};
 use crate::trial::{Direction, Trial, TrialState};
 use serde_json::Value as Json;
-use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -111,7 +110,12 @@ impl TrialRun {
             return Ok(false);
         }
         let trials = st.trials(self.study.id)?;
-        let Some(me) = trials.iter().find(|t| t.id == self.id) else { return Ok(false) };
+        let Some(me) = trials.iter().find(|t| t.id == self.id) else { return Ok(true) };
+        // Failed as stale by another worker (its heartbeat missed the grace period): stop; its
+        // re-queued copy runs instead.
+        if me.state != TrialState::Running {
+            return Ok(true);
+        }
         let verdict = self.spec.pruner.judge(me, &trials, self.spec.direction);
         for (k, v) in &verdict.record {
             st.set_trial_system_attr(self.id, k, v)?;
@@ -194,9 +198,10 @@ fn space_difference(theirs: &Json, ours: &Json) -> String {
     a.keys().find(|k| !b.contains_key(*k)).map_or("differs".into(), |k| format!("it has {k}, this run does not"))
 }
 
-/// Numbers of trials that a re-queued trial stands in for: they do not count against the budget.
-fn retried(trials: &[Trial]) -> BTreeSet<i64> {
-    trials.iter().filter_map(Trial::retries).collect()
+/// Trials in the budget: each re-queued copy stands in for the failed trial it retries, so the
+/// failed one does not count (Optuna's longer retry chains included: each retry replaces one).
+fn counted(trials: &[Trial]) -> usize {
+    trials.len() - trials.iter().filter(|t| t.retries().is_some()).count()
 }
 
 /// The best complete trial.
@@ -212,7 +217,17 @@ pub fn best(trials: &[Trial], direction: Direction) -> Option<(i64, f64)> {
 }
 
 enum Claim {
-    Run { id: i64, number: i64, values: Vec<f64>, retry_of: Option<i64> },
+    Run {
+        id: i64,
+        number: i64,
+        values: Vec<f64>,
+        retry_of: Option<i64>,
+    },
+    /// A waiting trial that could not run (its enqueued values are outside the space): failed.
+    Refused {
+        number: i64,
+        why: String,
+    },
     Wait(usize),
     Done,
 }
@@ -232,12 +247,14 @@ impl Worker<'_> {
 
     /// Fails running trials that stopped beating and re-queues each once.
     fn reap(&self, st: &mut Storage) -> Result<()> {
-        let stale = st.stale_trials(self.study.id, self.spec.grace.as_secs_f64())?;
-        if stale.is_empty() {
+        let grace = self.spec.grace.as_secs_f64();
+        if st.stale_trials(self.study.id, grace)?.is_empty() {
             return Ok(());
         }
         st.db().begin_locked()?;
         let done = (|| {
+            // Again under the lock: a heartbeat may have come in meanwhile.
+            let stale = st.stale_trials(self.study.id, grace)?;
             let mut events = vec![];
             let trials = st.trials(self.study.id)?;
             for id in stale {
@@ -272,7 +289,16 @@ impl Worker<'_> {
         }
         if let Some(w) = trials.iter().find(|t| t.state == TrialState::Waiting) {
             if st.start_waiting(w.id)? {
-                let values = self.fixed_values(w, &trials)?;
+                let values = match self.fixed_values(w, &trials) {
+                    Ok(v) => v,
+                    Err(e) => {
+                        // An enqueued value outside the space fails that trial, not the worker.
+                        let why = e.to_string();
+                        st.fail_running(w.id)?;
+                        st.set_trial_user_attr(w.id, "genlab:failure", &Json::String(why.clone()))?;
+                        return Ok(Claim::Refused { number: w.number, why });
+                    }
+                };
                 // An enqueued trial's values (`fixed_params`) and the ones drawn for what it left
                 // open are recorded as its parameters; a re-queued trial has them already.
                 for ((name, d), &x) in self.spec.space.params.iter().zip(&values) {
@@ -283,7 +309,7 @@ impl Worker<'_> {
                 return Ok(Claim::Run { id: w.id, number: w.number, values, retry_of: w.retries() });
             }
         }
-        let used = trials.len() - retried(&trials).len();
+        let used = counted(&trials);
         let room = self.spec.trials.is_none_or(|n| used < n as usize);
         if room {
             let number = trials.len() as i64;
@@ -362,18 +388,24 @@ impl Worker<'_> {
         let beating = AtomicBool::new(true);
         let outcome = std::thread::scope(|s| {
             // The heartbeat has its own connection, so a long query elsewhere never delays it.
-            let beat = s.spawn(|| -> Result<()> {
-                let mut hb = Storage::open(&self.spec.storage)?;
+            // A failed beat (the database busy or unreachable a moment) is tried again at the
+            // next tick, on a fresh connection, rather than given up.
+            let beat = s.spawn(|| {
+                let mut hb: Option<Storage> = None;
                 let tick = Duration::from_millis(100);
                 let mut last = Instant::now();
                 while beating.load(Ordering::SeqCst) {
                     if last.elapsed() >= self.spec.heartbeat {
-                        hb.heartbeat(id)?;
-                        last = Instant::now();
+                        if hb.is_none() {
+                            hb = Storage::open(&self.spec.storage).ok();
+                        }
+                        match hb.as_mut().map(|h| h.heartbeat(id)) {
+                            Some(Ok(())) => last = Instant::now(),
+                            _ => hb = None,
+                        }
                     }
                     std::thread::sleep(tick);
                 }
-                Ok(())
             });
             let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| objective.run(&run)))
                 .unwrap_or_else(|p| Outcome::Failed(panic_text(&p)));
@@ -383,10 +415,18 @@ impl Worker<'_> {
         });
         let mut st = st.lock().expect("the storage lock should not be poisoned");
         let interrupted = outcome == Outcome::Interrupted;
+        let last = st
+            .trials(self.study.id)?
+            .iter()
+            .find(|t| t.id == id)
+            .and_then(Trial::last_step)
+            .map(|(_, v)| v)
+            .filter(|v| v.is_finite());
         let (state, value, note) = match outcome {
             Outcome::Complete(v) if v.is_nan() => (TrialState::Fail, None, Some("the objective is NaN".to_string())),
             Outcome::Complete(v) => (TrialState::Complete, Some(v), None),
-            Outcome::Pruned => (TrialState::Pruned, None, None),
+            // As Optuna: a pruned trial's value is its last intermediate value.
+            Outcome::Pruned => (TrialState::Pruned, last, None),
             Outcome::Failed(why) => (TrialState::Fail, None, Some(why)),
             Outcome::Interrupted => (TrialState::Fail, None, Some("interrupted".into())),
         };
@@ -437,6 +477,14 @@ impl Worker<'_> {
                     said_waiting = None;
                     self.run_one(&st, objective, (id, number, values, retry_of))?
                 }
+                Claim::Refused { number, why } => (self.on_event)(&Event::Finished {
+                    number,
+                    state: TrialState::Fail,
+                    value: None,
+                    best: None,
+                    seconds: 0.0,
+                    note: Some(why),
+                }),
                 Claim::Wait(running) => {
                     if said_waiting != Some(running) {
                         (self.on_event)(&Event::Waiting { running });

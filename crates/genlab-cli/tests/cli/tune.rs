@@ -323,6 +323,14 @@ fn issue16_bad_tune_input_is_one_line_and_leaves_the_study_alone() {
             bad("sampler.toml", &base.replace("trials = 2", "trials = 2\nsampler = { kind = \"annealing\" }")),
             vec!["tune.sampler", "annealing"],
         ),
+        (
+            bad("beat.toml", &base.replace("trials = 2", "trials = 2\nheartbeat_seconds = inf")),
+            vec!["tune.heartbeat_seconds = inf", "at most 3600"],
+        ),
+        (
+            bad("grid.toml", &base.replace("trials = 2", "trials = 2\nsampler = { kind = \"grid\" }")),
+            vec!["tune.space.train.optimizer.lr", "the grid sampler needs discrete values"],
+        ),
     ];
     for (cfg, want) in &cases {
         fails_with(&["tune", cfg.to_str().unwrap()], want);

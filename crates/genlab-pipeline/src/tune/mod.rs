@@ -241,13 +241,11 @@ pub(crate) fn trial_dir(study_dir: &Path, number: i64) -> PathBuf {
 /// unknown key or a value of the wrong type is found before any trial starts.
 fn check_space(file: &Path, text: &str, space: &genlab_tune::space::SearchSpace) -> Result<()> {
     for (name, d) in &space.params {
-        let first = d.grid().map_or_else(
-            || match d {
-                genlab_tune::space::Distribution::Float { low, .. } => *low,
-                _ => 0.0,
-            },
-            |g| g[0],
-        );
+        let first = match d {
+            genlab_tune::space::Distribution::Float { low, .. } => *low,
+            genlab_tune::space::Distribution::Int { low, .. } => *low as f64,
+            genlab_tune::space::Distribution::Categorical { .. } => 0.0,
+        };
         let value = toml_text(&d.to_toml(first));
         Experiment::parse(text, file, &[format!("{name}={value}")]).map_err(|e| {
             let inner = e.to_string();

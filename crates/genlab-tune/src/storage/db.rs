@@ -219,19 +219,21 @@ impl Db {
         let _ = self.batch("ROLLBACK");
     }
 
-    /// The current local time, as Optuna records `datetime_start` (`datetime.now()`).
-    pub fn now_local(&self) -> &'static str {
+    /// Now in UTC, as Optuna (5.0) records `datetime_start` and `datetime_complete` (naive UTC).
+    pub fn now_utc(&self) -> &'static str {
         match self {
-            Db::Sqlite(_) => "strftime('%Y-%m-%d %H:%M:%f000', 'now', 'localtime')",
-            Db::Postgres(_) => "LOCALTIMESTAMP",
+            Db::Sqlite(_) => "strftime('%Y-%m-%d %H:%M:%f000', 'now')",
+            Db::Postgres(_) => "CAST(clock_timestamp() AT TIME ZONE 'UTC' AS TIMESTAMP)",
         }
     }
 
-    /// The database's clock, as Optuna records heartbeats (`func.now()`).
+    /// The database's clock as Optuna records heartbeats (`func.now()`: UTC on SQLite, the
+    /// session's time zone on PostgreSQL), read when the statement runs, not when its
+    /// transaction began (a worker may have waited for the lock).
     pub fn now_db(&self) -> &'static str {
         match self {
             Db::Sqlite(_) => "strftime('%Y-%m-%d %H:%M:%f000', 'now')",
-            Db::Postgres(_) => "LOCALTIMESTAMP",
+            Db::Postgres(_) => "CAST(clock_timestamp() AS TIMESTAMP)",
         }
     }
 
@@ -239,7 +241,9 @@ impl Db {
     pub fn age_seconds(&self, column: &str) -> String {
         match self {
             Db::Sqlite(_) => format!("((julianday('now') - julianday({column})) * 86400.0)"),
-            Db::Postgres(_) => format!("CAST(EXTRACT(EPOCH FROM (LOCALTIMESTAMP - {column})) AS DOUBLE PRECISION)"),
+            Db::Postgres(_) => format!(
+                "CAST(EXTRACT(EPOCH FROM (CAST(clock_timestamp() AS TIMESTAMP) - {column})) AS DOUBLE PRECISION)"
+            ),
         }
     }
 }

@@ -274,7 +274,7 @@ impl Storage {
         params: &[(String, f64, Distribution)],
         system_attrs: &[(String, Json)],
     ) -> Result<(i64, i64)> {
-        let start = if state == TrialState::Running { self.db.now_local() } else { "NULL" };
+        let start = if state == TrialState::Running { self.db.now_utc() } else { "NULL" };
         let id = self.db.query(
             &format!("INSERT INTO trials (number, study_id, state, datetime_start) VALUES (NULL, ?, '{}', {start}) RETURNING trial_id", state.as_str()),
             &[Cell::Int(study)],
@@ -325,7 +325,7 @@ impl Storage {
             &format!(
                 "UPDATE trials SET state = '{}', {time_column} = {} WHERE trial_id = ? AND state = '{}'",
                 to.as_str(),
-                self.db.now_local(),
+                self.db.now_utc(),
                 from.as_str()
             ),
             &[Cell::Int(trial)],
