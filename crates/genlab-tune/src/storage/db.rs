@@ -205,14 +205,24 @@ impl Db {
     /// trial and counting the budget happen under it, so two workers never take one grid point
     /// or overrun the budget.
     pub fn begin_locked(&mut self) -> Result<()> {
-        match self {
+        let begun = match self {
             Db::Sqlite(_) => self.batch("BEGIN IMMEDIATE"),
             Db::Postgres(_) => self.batch("BEGIN; SELECT pg_advisory_xact_lock(7146231)"),
+        };
+        // PostgreSQL may have begun before the lock failed: leave no transaction open.
+        if begun.is_err() {
+            self.rollback();
         }
+        begun
     }
 
+    /// Commits; a failed commit is rolled back, so the connection stays usable.
     pub fn commit(&mut self) -> Result<()> {
-        self.batch("COMMIT")
+        let done = self.batch("COMMIT");
+        if done.is_err() {
+            self.rollback();
+        }
+        done
     }
 
     pub fn rollback(&mut self) {
