@@ -102,11 +102,11 @@ pub fn line_plot(path: &Path, title: &str, y_label: &str, series: &[Series<'_>])
             let color = Palette99::pick(i).to_rgba();
             let pts: Vec<(f64, f64)> = s.points.iter().copied().filter(|p| p.1 >= y0 && p.1 <= y1).collect();
             let style = ShapeStyle::from(&color).stroke_width(2);
-            chart
-                .draw_series(LineSeries::new(pts.clone(), style))
-                .map_err(|e| e.to_string())?
-                .label(s.name)
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], style));
+            let drawn = chart.draw_series(LineSeries::new(pts.clone(), style)).map_err(|e| e.to_string())?;
+            // A series without a name is drawn but left out of the legend.
+            if !s.name.is_empty() {
+                drawn.label(s.name).legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], style));
+            }
             if pts.len() <= 30 {
                 chart.draw_series(pts.iter().map(|&p| Circle::new(p, 4, color.filled()))).map_err(|e| e.to_string())?;
             }
@@ -289,7 +289,7 @@ pub fn parallel_coordinates(path: &Path, title: &str, axes: &[Axis<'_>], lines: 
             .margin(24)
             .x_label_area_size(56)
             .y_label_area_size(10)
-            .build_cartesian_2d(-0.1..(n as f64 - 0.9), -0.08..1.08)
+            .build_cartesian_2d(-0.1..(n as f64 - 0.7), -0.08..1.08)
             .map_err(|e| e.to_string())?;
         for i in 0..n {
             let x = i as f64;

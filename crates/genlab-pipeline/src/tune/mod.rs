@@ -226,10 +226,13 @@ fn sampler_name(spec: &StudySpec) -> String {
 fn pruner_name(spec: &StudySpec) -> String {
     match spec.pruner {
         genlab_tune::pruner::PrunerConfig::None => "none".into(),
-        genlab_tune::pruner::PrunerConfig::Median { .. } => "median".into(),
-        genlab_tune::pruner::PrunerConfig::Asha { reduction_factor, .. } => {
-            format!("ASHA (reduction factor {reduction_factor})")
+        genlab_tune::pruner::PrunerConfig::Median { startup, warmup } => {
+            format!("median (after {startup} complete trials, from step {warmup})")
         }
+        genlab_tune::pruner::PrunerConfig::Asha { reduction_factor, min_resource, .. } => format!(
+            "ASHA (reduction factor {reduction_factor}, first rung at {})",
+            min_resource.map_or("1/100 of the longest complete trial".into(), |r| format!("step {r}"))
+        ),
     }
 }
 

@@ -39,17 +39,23 @@ pub(super) fn write(s: &TuneSummary, spec: &StudySpec, metric: &str, experiment_
     // x is the trial number here; the shared line plot labels it "step".
 
     // Intermediate values (what the pruner saw), one line per trial.
-    let names: Vec<String> = s.trials.iter().map(|t| format!("trial {} ({})", t.number, state_word(t.state))).collect();
+    // Complete trials are named in the legend; pruned ones are drawn unnamed, so 48 trials still
+    // leave the plot readable.
+    let names: Vec<String> = s
+        .trials
+        .iter()
+        .map(|t| if t.state == TrialState::Complete { format!("trial {}", t.number) } else { String::new() })
+        .collect();
     let curves: Vec<Series<'_>> = s
         .trials
         .iter()
         .zip(&names)
         .filter(|(t, _)| !t.intermediate.is_empty())
-        .take(40)
+        .take(100)
         .map(|(t, name)| Series { name, points: t.intermediate.iter().map(|(k, v)| (*k as f64, *v)).collect() })
         .collect();
     let intermediate = plots.join("intermediate.png");
-    line_plot(&intermediate, &format!("intermediate values ({metric} at each validation)"), metric, &curves)?;
+    line_plot(&intermediate, &format!("{metric} at each validation (pruned trials unnamed)"), metric, &curves)?;
 
     // Parallel coordinates over the parameters, then the objective.
     let mut axes: Vec<Axis<'_>> = spec
