@@ -201,12 +201,9 @@ pub(crate) fn execute<F: Family>(
         &run.dir,
     )
     .with_events(events.clone());
-    // A validation hook stops training through the stop flag, so it needs one.
-    let stop = opts.stop.clone().or_else(|| opts.on_validation.as_ref().map(|_| Arc::new(AtomicBool::new(false))));
-    let trainer = match &stop {
-        Some(flag) => trainer.with_stop_flag(flag.clone()),
-        None => trainer,
-    };
+    // A validation hook stops training through a stop flag of its own, beside the caller's.
+    let asked = opts.on_validation.as_ref().map(|_| Arc::new(AtomicBool::new(false)));
+    let trainer = opts.stop.iter().chain(&asked).fold(trainer, |t, flag| t.with_stop_flag(flag.clone()));
     let outcome = trainer.fit(model, family.optimizers(exp), &mut batches, resume_from, &device, |step, m| {
         let values: Vec<(String, f64)> = family
             .validate(step, m, &set, &periodic)
@@ -214,7 +211,7 @@ pub(crate) fn execute<F: Family>(
             .into_iter()
             .map(|(k, x)| (k.to_string(), x))
             .collect();
-        if let (Some(hook), Some(flag)) = (&opts.on_validation, &stop) {
+        if let (Some(hook), Some(flag)) = (&opts.on_validation, &asked) {
             if hook(step, &values) {
                 flag.store(true, std::sync::atomic::Ordering::SeqCst);
             }

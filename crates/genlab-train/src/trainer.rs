@@ -113,15 +113,16 @@ impl Drop for TrainingSpan {
 pub struct Trainer {
     pub config: TrainerConfig,
     pub run_dir: PathBuf,
-    /// A stop request of this trainer's own; without one, the process-wide flag that the Ctrl-C
-    /// handler sets (once a program has installed it, see [`install_interrupt_handler`]) stops it.
-    stop: Option<Arc<AtomicBool>>,
+    /// Stop requests of this trainer's own (any one set stops it); without any, the process-wide
+    /// flag that the Ctrl-C handler sets (once a program has installed it, see
+    /// [`install_interrupt_handler`]) stops it.
+    stops: Vec<Arc<AtomicBool>>,
     events: Events,
 }
 
 impl Trainer {
     pub fn new(config: TrainerConfig, run_dir: &Path) -> Self {
-        Trainer { config, run_dir: run_dir.to_path_buf(), stop: None, events: genlab_core::events::terminal() }
+        Trainer { config, run_dir: run_dir.to_path_buf(), stops: vec![], events: genlab_core::events::terminal() }
     }
 
     /// Sends the progress bar and the evaluation lines to `events` instead of the terminal.
@@ -130,18 +131,19 @@ impl Trainer {
         self
     }
 
-    /// Gives this trainer its own stop flag: setting it checkpoints and stops as Ctrl-C does (for a
-    /// server that trains, and for tests that run trainers side by side in one process).
+    /// Gives this trainer a stop flag of its own: setting it checkpoints and stops as Ctrl-C does
+    /// (for a server that trains, for tests that run trainers side by side in one process, and
+    /// beside a caller's flag, for a tuner's pruner). Any of its flags stops it.
     pub fn with_stop_flag(mut self, flag: Arc<AtomicBool>) -> Self {
-        self.stop = Some(flag);
+        self.stops.push(flag);
         self
     }
 
     fn stop_requested(&self) -> bool {
-        match &self.stop {
-            Some(f) => f.load(Ordering::SeqCst),
-            None => INTERRUPTED.load(Ordering::SeqCst),
+        if self.stops.is_empty() {
+            return INTERRUPTED.load(Ordering::SeqCst);
         }
+        self.stops.iter().any(|f| f.load(Ordering::SeqCst))
     }
 
     /// Trains `model` from step 0, or from `resume` (see
@@ -188,7 +190,7 @@ impl Trainer {
         if cfg.log_every == 0 || cfg.checkpoint_every == 0 || cfg.eval_every == Some(0) {
             return Err(TrainError::Config("log_every, checkpoint_every and eval_every must be at least 1".into()));
         }
-        if self.stop.is_none() {
+        if self.stops.is_empty() {
             INTERRUPTED.store(false, Ordering::SeqCst);
         }
         let _span = TrainingSpan::enter();

@@ -332,17 +332,12 @@ impl Distribution {
     /// The grid of a discrete distribution (internal values), or `None` for a continuous one;
     /// check [`Distribution::grid_len`] first, this lists every value.
     pub fn grid(&self) -> Option<Vec<f64>> {
-        match *self {
-            Distribution::Float { low, high, step: Some(step), .. } => {
-                let n = ((high - low) / step + 1e-9).floor() as usize;
-                Some((0..=n).map(|k| low + k as f64 * step).collect())
-            }
-            Distribution::Float { step: None, .. } => None,
-            Distribution::Int { low, high, step, .. } => {
-                Some((low..=high).step_by(step as usize).map(|v| v as f64).collect())
-            }
-            Distribution::Categorical { ref choices } => Some((0..choices.len()).map(|i| i as f64).collect()),
-        }
+        let n = self.grid_len()? as usize;
+        Some(match *self {
+            Distribution::Float { low, step: Some(step), .. } => (0..n).map(|k| low + k as f64 * step).collect(),
+            Distribution::Int { low, step, .. } => (0..n as i64).map(|k| (low + k * step) as f64).collect(),
+            _ => (0..n).map(|i| i as f64).collect(),
+        })
     }
 }
 

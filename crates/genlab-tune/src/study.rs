@@ -251,8 +251,7 @@ impl Worker<'_> {
         if st.stale_trials(self.study.id, grace)?.is_empty() {
             return Ok(());
         }
-        st.db().begin_locked()?;
-        let done = (|| {
+        let events = st.locked(|st| {
             // Again under the lock: a heartbeat may have come in meanwhile.
             let stale = st.stale_trials(self.study.id, grace)?;
             let mut events = vec![];
@@ -268,17 +267,16 @@ impl Worker<'_> {
                 }
             }
             Ok(events)
-        })();
-        for e in st.finish_locked(done)? {
+        })?;
+        for e in events {
             (self.on_event)(&e);
         }
         Ok(())
     }
 
+    /// Takes the next trial, under the database's lock.
     fn claim(&self, st: &mut Storage) -> Result<Claim> {
-        st.db().begin_locked()?;
-        let c = self.claim_locked(st);
-        st.finish_locked(c)
+        st.locked(|st| self.claim_locked(st))
     }
 
     fn claim_locked(&self, st: &mut Storage) -> Result<Claim> {
@@ -334,10 +332,21 @@ impl Worker<'_> {
     /// A waiting trial's values: its stored parameters, else its `fixed_params` (an Optuna
     /// `enqueue_trial`), the rest drawn by the sampler.
     fn fixed_values(&self, w: &Trial, trials: &[Trial]) -> Result<Vec<f64>> {
-        let drawn =
-            propose(&self.spec.sampler, &self.spec.space, trials, self.spec.direction, self.spec.seed, w.number)?
-                .map(|p| p.values);
         let fixed = w.system_attrs.get("fixed_params").and_then(Json::as_object);
+        // The sampler runs only for what is left open (a re-queued trial has every value).
+        let open = self
+            .spec
+            .space
+            .params
+            .iter()
+            .any(|(n, _)| !w.params.contains_key(n) && !fixed.is_some_and(|f| f.contains_key(n)));
+        let drawn = match open {
+            true => {
+                propose(&self.spec.sampler, &self.spec.space, trials, self.spec.direction, self.spec.seed, w.number)?
+                    .map(|p| p.values)
+            }
+            false => None,
+        };
         self.spec
             .space
             .params
@@ -415,13 +424,11 @@ impl Worker<'_> {
         });
         let mut st = st.lock().expect("the storage lock should not be poisoned");
         let interrupted = outcome == Outcome::Interrupted;
-        let last = st
-            .trials(self.study.id)?
-            .iter()
-            .find(|t| t.id == id)
-            .and_then(Trial::last_step)
-            .map(|(_, v)| v)
-            .filter(|v| v.is_finite());
+        // The trial as it ran (its parameters, attributes and reports do not change as it ends).
+        let before = st.trials(self.study.id)?;
+        let me = before.iter().find(|t| t.id == id);
+        let last_step = me.and_then(Trial::last_step);
+        let last = last_step.map(|(_, v)| v).filter(|v| v.is_finite());
         let (state, value, note) = match outcome {
             Outcome::Complete(v) if v.is_nan() => (TrialState::Fail, None, Some("the objective is NaN".to_string())),
             Outcome::Complete(v) => (TrialState::Complete, Some(v), None),
@@ -436,19 +443,14 @@ impl Worker<'_> {
         }
         let note =
             if recorded { note } else { Some("another worker had failed it as stale; its result was dropped".into()) };
-        if recorded && interrupted {
-            let trials = st.trials(self.study.id)?;
-            if let Some(t) = trials.iter().find(|t| t.id == id) {
-                st.db().begin_locked()?;
-                let n = requeue(&mut st, self.study.id, t);
-                if let Some(n) = st.finish_locked(n)? {
-                    (self.on_event)(&Event::Requeued { failed: number, number: n });
-                }
+        if let (true, true, Some(t)) = (recorded, interrupted, me) {
+            if let Some(n) = st.locked(|st| requeue(st, self.study.id, t))? {
+                (self.on_event)(&Event::Requeued { failed: number, number: n });
             }
         }
         let trials = st.trials(self.study.id)?;
         // A pruned trial's last reported value says where it stopped.
-        let note = match (state, trials.iter().find(|t| t.id == id).and_then(Trial::last_step)) {
+        let note = match (state, last_step) {
             (TrialState::Pruned, Some((step, v))) if recorded => Some(format!("at step {step}: {v:.6}")),
             _ => note,
         };
@@ -524,15 +526,17 @@ fn requeue(st: &mut Storage, study: i64, t: &Trial) -> Result<Option<i64>> {
     Ok(Some(number))
 }
 
-/// Runs the study with `spec.workers` workers in this process until the budget is spent (or the
-/// grid exhausted, or the time is up, or `stop` is set), then returns the study's trials.
+/// Runs the study opened by [`open_study`] with `spec.workers` workers in this process until
+/// the budget is spent (or the grid exhausted, or the time is up, or `stop` is set), then returns
+/// the study's trials.
 pub fn optimize(
     spec: &StudySpec,
+    opened: (Storage, StudyRecord),
     objective: &dyn Objective,
     stop: Arc<AtomicBool>,
     on_event: &(dyn Fn(&Event) + Sync),
 ) -> Result<Vec<Trial>> {
-    let (mut st, study) = open_study(spec)?;
+    let (mut st, study) = opened;
     let spec = &Arc::new(spec.clone());
     let started = Instant::now();
     let errors: Vec<TuneError> = std::thread::scope(|s| {

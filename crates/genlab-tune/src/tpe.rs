@@ -135,33 +135,11 @@ impl ParzenEstimator {
     pub fn sample<R: Rng>(&self, rng: &mut R, n: usize) -> Vec<Vec<f64>> {
         (0..n)
             .map(|_| {
-                let u: f64 = rng.gen();
-                let mut acc = 0.0;
-                let mut k = self.weights.len() - 1;
-                for (i, w) in self.weights.iter().enumerate() {
-                    acc += w;
-                    if u < acc {
-                        k = i;
-                        break;
-                    }
-                }
+                let k = pick(&self.weights, rng.gen());
                 self.dims
                     .iter()
                     .map(|d| match d {
-                        Dim::Categorical { weights } => {
-                            let row = &weights[k];
-                            let u: f64 = rng.gen();
-                            let mut acc = 0.0;
-                            let mut pick = row.len() - 1;
-                            for (i, p) in row.iter().enumerate() {
-                                acc += p;
-                                if u < acc {
-                                    pick = i;
-                                    break;
-                                }
-                            }
-                            pick as f64
-                        }
+                        Dim::Categorical { weights } => pick(&weights[k], rng.gen()) as f64,
                         Dim::Numerical { mu, sigma, low, high, adapted_low, adapted_high, log, step } => {
                             let (m, s) = (mu[k], sigma[k]);
                             let q: f64 = rng.gen();
@@ -210,6 +188,19 @@ impl ParzenEstimator {
         let max = if max == f64::NEG_INFINITY { 0.0 } else { max };
         per_component.iter().map(|v| (v - max).exp()).sum::<f64>().ln() + max
     }
+}
+
+/// The index `u` (uniform in [0, 1)) lands on in the cumulative `probabilities` (the last when
+/// rounding leaves their sum short of `u`).
+fn pick(probabilities: &[f64], u: f64) -> usize {
+    let mut acc = 0.0;
+    for (i, p) in probabilities.iter().enumerate() {
+        acc += p;
+        if u < acc {
+            return i;
+        }
+    }
+    probabilities.len() - 1
 }
 
 /// Kernel widths: the larger gap to a sorted neighbour (the bounds stand in at the ends), the end

@@ -104,7 +104,7 @@ pub fn tune(file: &Path, opts: &TuneOptions) -> Result<TuneSummary> {
             (Target::Benchmark(b), Direction::Minimize, cfg.study.clone().unwrap_or(stem))
         }
         None => {
-            let exp = Experiment::load(file, &[])?;
+            let exp = Experiment::parse(&text, file, &[])?;
             check_space(file, &text, &space)?;
             let goal = exp.problem.goal;
             let o = cfg.objective.clone();
@@ -151,12 +151,15 @@ pub fn tune(file: &Path, opts: &TuneOptions) -> Result<TuneSummary> {
     };
     // The study first: a database that cannot be reached, or a study made for another direction
     // or space, is refused before anything runs (and a directory made for it is taken back).
-    if let Err(e) = genlab_tune::study::open_study(&spec) {
-        if let Some(dir) = created {
-            let _ = std::fs::remove_dir_all(dir);
+    let opened = match genlab_tune::study::open_study(&spec) {
+        Ok(opened) => opened,
+        Err(e) => {
+            if let Some(dir) = created {
+                let _ = std::fs::remove_dir_all(dir);
+            }
+            return Err(tune_err(e));
         }
-        return Err(tune_err(e));
-    }
+    };
     let events = opts.events.clone();
     events.message(&format!(
         "genlab tune: study {name} in {storage}; {} worker(s), budget {}, sampler {}, pruner {}",
@@ -168,7 +171,9 @@ pub fn tune(file: &Path, opts: &TuneOptions) -> Result<TuneSummary> {
     let table = LiveTable::new(events.clone(), &spec, &metric_name(&target));
     let on_event = |e: &Event| table.show(e);
     let trials = match &target {
-        Target::Benchmark(b) => genlab_tune::optimize(&spec, &BenchmarkObjective(*b), opts.stop.clone(), &on_event),
+        Target::Benchmark(b) => {
+            genlab_tune::optimize(&spec, opened, &BenchmarkObjective(*b), opts.stop.clone(), &on_event)
+        }
         Target::Training { metric, .. } => {
             let objective = TrainingObjective {
                 file: file.to_path_buf(),
@@ -177,7 +182,7 @@ pub fn tune(file: &Path, opts: &TuneOptions) -> Result<TuneSummary> {
                 device: opts.device,
                 stop: opts.stop.clone(),
             };
-            genlab_tune::optimize(&spec, &objective, opts.stop.clone(), &on_event)
+            genlab_tune::optimize(&spec, opened, &objective, opts.stop.clone(), &on_event)
         }
     }
     .map_err(tune_err)?;
@@ -307,27 +312,11 @@ impl Objective for TrainingObjective {
             device: self.device,
             overrides,
             events: Arc::new(Collected::default()),
-            stop: Some(Arc::new(AtomicBool::new(false))),
+            // Ctrl-C stops every trial at its next step, with a checkpoint.
+            stop: Some(self.stop.clone()),
             on_validation: Some(Arc::new(hook)),
         };
-        // Ctrl-C reaches a trial through the hook (at its next validation) and this flag.
-        let watch = opts.stop.clone().expect("set above");
-        let outer = self.stop.clone();
-        let done = Arc::new(AtomicBool::new(false));
-        let watcher = {
-            let done = done.clone();
-            std::thread::spawn(move || {
-                while !done.load(Ordering::SeqCst) {
-                    if outer.load(Ordering::SeqCst) {
-                        watch.store(true, Ordering::SeqCst);
-                    }
-                    std::thread::sleep(Duration::from_millis(100));
-                }
-            })
-        };
         let result = start(&self.file, &opts, Mode::Run);
-        done.store(true, Ordering::SeqCst);
-        let _ = watcher.join();
         if let Some(why) = failure.lock().expect("lock").take() {
             return Outcome::Failed(why);
         }

@@ -68,15 +68,7 @@ impl Storage {
 
     fn ensure_schema(&mut self) -> Result<()> {
         if !self.has_tables()? {
-            self.db.begin_locked()?;
-            let made = self.create_schema();
-            match made {
-                Ok(()) => self.db.commit()?,
-                Err(e) => {
-                    self.db.rollback();
-                    return Err(e);
-                }
-            }
+            self.locked(Storage::create_schema)?;
         }
         let revision = self.db.query("SELECT version_num FROM alembic_version", &[])?;
         let version = self.db.query("SELECT schema_version, library_version FROM version_info", &[])?;
@@ -137,18 +129,17 @@ impl Storage {
 
     /// Creates the study (under the lock, so two workers starting together make one).
     pub fn create_study(&mut self, name: &str, direction: Direction) -> Result<StudyRecord> {
-        self.db.begin_locked()?;
-        let made = (|| {
-            if let Some(s) = self.find_study(name)? {
+        self.locked(|st| {
+            if let Some(s) = st.find_study(name)? {
                 return Ok(s);
             }
-            let id = self
+            let id = st
                 .db
                 .query("INSERT INTO studies (study_name) VALUES (?) RETURNING study_id", &[Cell::Text(name.into())])?
                 [0][0]
                 .int()
                 .expect("study_id should be an integer");
-            self.db.execute(
+            st.db.execute(
                 &format!(
                     "INSERT INTO study_directions (direction, study_id, objective) VALUES ('{}', ?, 0)",
                     direction.as_str()
@@ -156,13 +147,14 @@ impl Storage {
                 &[Cell::Int(id)],
             )?;
             Ok(StudyRecord { id, direction })
-        })();
-        self.finish_locked(made)
+        })
     }
 
-    /// Commits a locked section that succeeded, rolls back one that failed.
-    pub fn finish_locked<T>(&mut self, r: Result<T>) -> Result<T> {
-        match r {
+    /// Runs `f` in a transaction that holds the study database's write lock
+    /// ([`Db::begin_locked`]): committed when `f` succeeds, rolled back when it fails.
+    pub fn locked<T>(&mut self, f: impl FnOnce(&mut Storage) -> Result<T>) -> Result<T> {
+        self.db.begin_locked()?;
+        match f(self) {
             Ok(v) => {
                 self.db.commit()?;
                 Ok(v)
@@ -368,21 +360,19 @@ impl Storage {
     /// Ends a running trial; false (and nothing written) when it is no longer running, because
     /// another worker failed it as stale.
     pub fn finish(&mut self, trial: i64, state: TrialState, value: Option<f64>) -> Result<bool> {
-        self.db.begin_locked()?;
-        let done = (|| {
-            if !self.transition(trial, TrialState::Running, state, "datetime_complete")? {
+        self.locked(|st| {
+            if !st.transition(trial, TrialState::Running, state, "datetime_complete")? {
                 return Ok(false);
             }
             if let Some(v) = value {
                 let (v, kind) = typed(v, false);
-                self.db.execute(
+                st.db.execute(
                     &format!("INSERT INTO trial_values (trial_id, objective, value, value_type) VALUES (?, 0, {v}, '{kind}')"),
                     &[Cell::Int(trial)],
                 )?;
             }
             Ok(true)
-        })();
-        self.finish_locked(done)
+        })
     }
 
     /// Running trials of the study whose last heartbeat is older than `grace_s` seconds.
