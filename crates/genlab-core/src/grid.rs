@@ -26,6 +26,20 @@ impl ImageBatch {
     }
 }
 
+/// Rows of `cols` images of `a` alternating with the same images of `b` (originals over their
+/// reconstructions); whole rows only, so a row of `a` always sits over its row of `b`.
+pub fn alternate_rows(a: &ImageBatch, b: &ImageBatch, cols: usize) -> ImageBatch {
+    let len = a.channels * a.height * a.width;
+    let rows = a.n.min(b.n) / cols.max(1);
+    let mut data = Vec::with_capacity(2 * rows * cols * len);
+    for row in 0..rows {
+        let (s, e) = (row * cols * len, (row + 1) * cols * len);
+        data.extend_from_slice(&a.data[s..e]);
+        data.extend_from_slice(&b.data[s..e]);
+    }
+    ImageBatch::new(data, 2 * rows * cols, a.channels, a.height, a.width)
+}
+
 /// Lays the images out `ncols` to a row and returns RGB pixels (`width * height * 3`).
 pub fn grid_rgb(batch: &ImageBatch, ncols: usize) -> (u32, u32, Vec<u8>) {
     const PAD: usize = 2;

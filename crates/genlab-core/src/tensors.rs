@@ -32,6 +32,11 @@ pub fn to_f32_vec<const D: usize>(t: Tensor<D>) -> Vec<f32> {
     t.into_data().convert::<f32>().try_to_vec::<f32>().expect("a tensor converted to f32 should read back as f32")
 }
 
+/// The elements of an integer tensor, in row-major order.
+pub fn to_i64_vec<const D: usize>(t: Tensor<D, burn::tensor::Int>) -> Vec<i64> {
+    t.into_data().convert::<i64>().try_to_vec::<i64>().expect("an int tensor converted to i64 should read back as i64")
+}
+
 /// Tensors by name, sorted, as stored in one safetensors file.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct NamedTensors(pub BTreeMap<String, HostTensor>);

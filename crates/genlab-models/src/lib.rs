@@ -8,7 +8,9 @@ pub mod error;
 pub mod flow;
 pub mod gan;
 pub mod gaussian_mixture;
+pub mod hybrid;
 pub mod lm;
 pub mod vae;
+pub mod vqvae;
 
 pub use error::ModelError;

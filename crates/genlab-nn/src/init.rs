@@ -60,7 +60,7 @@ pub fn within_memory<T>(build: impl FnOnce() -> T) -> Result<T, TooLarge> {
 /// Counts `params` against the budget; false when they do not fit (the caller then builds a 1 x 1
 /// stand-in that [`within_memory`] discards, without claiming again). Always true outside
 /// `within_memory`.
-fn claim(params: u128, layer: impl FnOnce() -> String) -> bool {
+pub(crate) fn claim(params: u128, layer: impl FnOnce() -> String) -> bool {
     BUDGET.with(|b| {
         let mut b = b.borrow_mut();
         let Some(b) = b.as_mut() else { return true };

@@ -2,6 +2,7 @@
 
 pub mod actnorm;
 pub mod attention;
+pub mod codebook;
 pub mod coupling;
 pub mod distributions;
 pub mod dropout;

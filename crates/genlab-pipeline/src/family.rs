@@ -100,6 +100,10 @@ pub trait Family: Sized + 'static {
 
     const CARD: FamilyCard;
 
+    /// The family a second-stage family builds on (`[stage1]` names a finished run of it); None
+    /// for a family that trains on its data alone.
+    const STAGE1: Option<&'static str> = None;
+
     /// Checks of the family's section, and of the shared sections as they bear on this family
     /// (the data kind is checked against [`FamilyCard::data`] before).
     fn check(section: &Section<Self::Network, Self::Options>, exp: &Experiment) -> Result<(), KeyError>;

@@ -19,6 +19,7 @@ pub mod run;
 pub mod run_dir;
 pub mod sample_metrics;
 pub mod serving;
+mod stages;
 pub mod tune;
 
 pub use error::{PipelineError, Result};

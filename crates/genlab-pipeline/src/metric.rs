@@ -39,6 +39,13 @@ pub enum Metric {
     CharErrorRate,
     /// The fraction of held-out masked spans filled exactly.
     InfillExactMatch,
+    /// An autoencoder's mean squared reconstruction error per pixel on the evaluation split (in
+    /// the data's units after its transforms).
+    ReconstructionMse,
+    /// The perplexity of the codes a vector quantiser gives the evaluation split.
+    CodebookPerplexity,
+    /// The fraction of a codebook's codes that no evaluation vector is assigned to.
+    DeadCodeFraction,
 }
 
 /// The metrics every image generator reports when `eval.metric_samples` asks for them.
@@ -65,6 +72,9 @@ impl Metric {
             Metric::Perplexity => "perplexity",
             Metric::CharErrorRate => "char_error_rate",
             Metric::InfillExactMatch => "infill_exact_match",
+            Metric::ReconstructionMse => "reconstruction_mse",
+            Metric::CodebookPerplexity => "codebook_perplexity",
+            Metric::DeadCodeFraction => "dead_code_fraction",
         }
     }
 
@@ -87,6 +97,9 @@ impl Metric {
             Metric::Perplexity => "validation perplexity (per token)",
             Metric::CharErrorRate => "character error rate of held-out corrupted lines after correction",
             Metric::InfillExactMatch => "fraction of held-out masked spans filled exactly",
+            Metric::ReconstructionMse => "reconstruction error on the evaluation split (MSE per pixel)",
+            Metric::CodebookPerplexity => "perplexity of the evaluation split's codes",
+            Metric::DeadCodeFraction => "fraction of codes unused by the evaluation split",
         }
     }
 

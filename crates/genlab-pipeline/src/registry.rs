@@ -62,10 +62,9 @@ impl<F> Default for Entry<F> {
     }
 }
 
-impl<F: Family> Entry<F> {
-    fn section(exp: &Experiment) -> Section<F::Network, F::Options> {
-        split(&exp.model.fields)
-    }
+/// The family section of an experiment that names family `F`.
+pub(crate) fn section_of<F: Family>(exp: &Experiment) -> Section<F::Network, F::Options> {
+    split(&exp.model.fields)
 }
 
 /// `[model]`'s keys parted into the family's options and the network's keys.
@@ -130,7 +129,24 @@ impl<F: Family> Registered for Entry<F> {
                 ),
             ));
         }
-        let section = Self::section(exp);
+        match (F::STAGE1, &exp.stage1) {
+            (Some(first), None) => {
+                return Err((
+                    "stage1".into(),
+                    format!(
+                        ": missing; the {name} family trains on a finished {first} run: name it in [stage1] with run = \"runs/NAME\" or experiment = \"FILE.toml\""
+                    ),
+                ))
+            }
+            (None, Some(_)) => {
+                return Err((
+                    "stage1".into(),
+                    format!(": the {name} family trains on its data alone; only a second-stage family (vqvae_prior) reads [stage1]"),
+                ))
+            }
+            _ => {}
+        }
+        let section = section_of::<F>(exp);
         F::check(&section, exp)?;
         if exp.train.replicas > 1 && !F::trains_on_replicas() {
             return Err((
@@ -196,19 +212,19 @@ impl<F: Family> Registered for Entry<F> {
         opts: &RunOptions,
         started: Instant,
     ) -> Result<Finished> {
-        crate::run::execute::<F>(exp, Self::section(exp), target, mode, opts, started)
+        crate::run::execute::<F>(exp, section_of::<F>(exp), target, mode, opts, started)
     }
 
     fn evaluate(&self, target: &RunTarget) -> Result<String> {
-        crate::reopen::evaluate_run::<F>(target, Self::section(&target.exp))
+        crate::reopen::evaluate_run::<F>(target, section_of::<F>(&target.exp))
     }
 
     fn generate(&self, target: &RunTarget, request: &GenerateRequest, progress: bool) -> Result<Generated> {
-        crate::reopen::generate::<F>(target, Self::section(&target.exp), request, progress)
+        crate::reopen::generate::<F>(target, section_of::<F>(&target.exp), request, progress)
     }
 
     fn load(&self, target: RunTarget) -> Result<Box<dyn crate::serving::Loaded>> {
-        let section = Self::section(&target.exp);
+        let section = section_of::<F>(&target.exp);
         crate::serving::load_family::<F>(target, section)
     }
 }

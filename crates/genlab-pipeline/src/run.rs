@@ -91,6 +91,9 @@ pub fn start(file: &Path, opts: &RunOptions, mode: Mode) -> Result<Finished> {
     if let Some(d) = opts.device {
         exp.train.device = d;
     }
+    if let Some(stopped) = crate::stages::resolve(&mut exp, file, opts)? {
+        return Ok(stopped);
+    }
     let target = match &opts.run_dir {
         Some(dir) if dir.exists() => return Err(run_dir_exists(dir)),
         Some(dir) => Target::Fresh { base: dir.clone(), exact: true },

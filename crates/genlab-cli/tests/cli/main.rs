@@ -3,6 +3,7 @@
 
 mod diffusion;
 mod hardening;
+mod hybrid;
 mod language;
 mod serve;
 mod tune;

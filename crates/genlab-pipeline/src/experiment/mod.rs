@@ -28,10 +28,26 @@ pub struct Experiment {
     pub train: TrainConfig,
     pub eval: EvalConfig,
     pub deploy: DeployConfig,
+    /// The finished run a second-stage family builds on (a VQ-VAE under its prior).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stage1: Option<StageConfig>,
     /// Phase 5, `[tune]`: read by `genlab tune`, ignored by a run (and never written into a run's
     /// resolved experiment, so a trial's `experiment.toml` runs on its own).
     #[serde(skip)]
     pub tune: Option<genlab_tune::TuneConfig>,
+}
+
+/// `[stage1]`: the earlier stage of a two-stage experiment, as a finished run directory or as an
+/// experiment file to run first (its path relative to this file's folder). `genlab run` runs the
+/// experiment when its run directory (`runs/<its problem.name>`) does not exist, resumes it when
+/// it stopped, and reuses it when it finished; the resolved experiment a run writes names the
+/// directory in `run`, so the run reloads alone.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StageConfig {
+    /// A finished run directory; when given, `experiment` is only a record of where it came from.
+    pub run: Option<PathBuf>,
+    pub experiment: Option<PathBuf>,
 }
 
 /// Phase 1: what is asked, and how success is judged.

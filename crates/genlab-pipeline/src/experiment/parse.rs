@@ -87,6 +87,7 @@ impl Experiment {
             train: exp.train,
             eval: exp.eval.unwrap_or_default(),
             deploy: exp.deploy.unwrap_or_default(),
+            stage1: exp.stage1,
             tune,
         };
         e.validate()
@@ -105,6 +106,7 @@ struct SharedSections {
     train: TrainConfig,
     eval: Option<EvalConfig>,
     deploy: Option<DeployConfig>,
+    stage1: Option<super::StageConfig>,
 }
 
 /// Keys that were shared once and now belong to the family that uses them, with the value every

@@ -42,6 +42,14 @@ impl Experiment {
         if !(0.0..=1.0).contains(&t.schedule.min_ratio) {
             return err("train.schedule.min_ratio", format!(" = {}: expected a value in [0, 1]", t.schedule.min_ratio));
         }
+        if let Some(st) = &self.stage1 {
+            if st.run.is_none() && st.experiment.is_none() {
+                return err(
+                    "stage1",
+                    ": expected run = \"runs/NAME\" (a finished run) or experiment = \"FILE.toml\" (run first)".into(),
+                );
+            }
+        }
         Transform::validate(&self.data.transforms).map_err(|m| ("data.".to_string() + &m, String::new()))?;
         let v = self.data.validation;
         match (v.from, v.fraction) {

@@ -18,6 +18,8 @@ macro_rules! families {
 
 families! {
     vae::VaeFamily,
+    vqvae::VqVaeFamily,
+    vqvae_prior::PriorFamily,
     flow::FlowFamily,
     gan::GanFamily,
     diffusion::DiffusionFamily,

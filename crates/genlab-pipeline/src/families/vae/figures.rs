@@ -1,13 +1,14 @@
 //! The VAE's figures: prior samples, reconstructions, latent interpolations, and the latent space
 //! itself when it is a plane.
 
-use super::{host_images, SAMPLE_STREAM};
+use super::SAMPLE_STREAM;
+use crate::generate::host_images;
 use crate::error::Result;
 use genlab_data::EvalImages;
 use genlab_plot::scatter_by_class;
 use burn::tensor::Device;
 use burn::Tensor;
-use genlab_core::grid::{save_grid, ImageBatch};
+use genlab_core::grid::{alternate_rows, save_grid};
 use genlab_core::tensors::to_f32_vec;
 use genlab_core::SeededRng;
 use genlab_models::vae::Vae;
@@ -44,15 +45,7 @@ pub(super) fn figures(
     let n = (32.min(set.n) / cols) * cols;
     let x = set.tensor(0, n, device);
     let rec = host_images(vae.reconstruct(x.clone()), symmetric);
-    let orig = host_images(x, symmetric);
-    let len = rec.channels * rec.height * rec.width;
-    let mut inter = Vec::with_capacity(2 * n * len);
-    for row in 0..n / cols {
-        let (a, b) = (row * cols, (row + 1) * cols);
-        inter.extend_from_slice(&orig.data[a * len..b * len]);
-        inter.extend_from_slice(&rec.data[a * len..b * len]);
-    }
-    let rows = ImageBatch::new(inter, 2 * n, rec.channels, rec.height, rec.width);
+    let rows = alternate_rows(&host_images(x, symmetric), &rec, cols);
     save_grid(&rows, cols, &run_dir.join("samples/reconstructions.png"))?;
     out.push((
         "Evaluation images (odd rows) and their reconstructions (even rows)".to_string(),

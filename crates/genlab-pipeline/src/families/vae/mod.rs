@@ -12,14 +12,13 @@ use crate::evaluation::{EvalContext, Evaluation, LossCurve};
 use crate::experiment::{Experiment, KeyError};
 use crate::family::{model_error, Batches, Family, FamilyCard, FamilyOptions, PeriodicContext, Section};
 use crate::generate::{Capabilities, GenerateRequest, Generated, Images, OutputKind};
-use crate::generate::draw_pixels;
+use crate::generate::{draw_pixels, host_images};
 use genlab_data::EvalImages;
 use crate::metric::Metric;
 use burn::tensor::Device;
 use burn::tensor::TensorData;
 use burn::Tensor;
 use genlab_core::events::EventSink;
-use genlab_core::grid::ImageBatch;
 use genlab_core::memory::Bytes;
 use genlab_core::progress::Progress;
 use genlab_core::tensors::to_f32_vec;
@@ -111,13 +110,6 @@ pub fn evaluate(
         examples: set.n,
         seconds: started.elapsed().as_secs_f64(),
     }
-}
-
-/// Images on the host in [0, 1] for drawing; `symmetric` data ([-1, 1]) is mapped there first.
-fn host_images(t: Tensor<4>, symmetric: bool) -> ImageBatch {
-    let [n, c, h, w] = t.dims();
-    let t = if symmetric { (t + 1.0) * 0.5 } else { t };
-    ImageBatch::new(to_f32_vec(t), n, c, h, w)
 }
 
 impl Family for VaeFamily {

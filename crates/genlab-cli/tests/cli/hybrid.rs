@@ -1,0 +1,174 @@
+//! Issue 17: two-stage experiments. A VQ-VAE prior names its first stage as an experiment, which
+//! `genlab run` runs first and reuses once finished; a killed second stage resumes bit for bit;
+//! a first stage that is missing, of the wrong family, or with a code grid the prior cannot hold
+//! is one clear line.
+
+use super::{fails_with, genlab, kill_after_checkpoint, resume_matches, stderr, write_config, SMALL};
+use std::path::Path;
+
+/// A VQ-VAE small enough to train in seconds on 600 MNIST digits: a 7x7 grid of 16 codes.
+const SMALL_VQ: &str = r#"
+[problem]
+name = "vq"
+task = "test"
+
+[data]
+dataset = "mnist"
+transforms = ["scale_unit"]
+validation = { fraction = 0.99 }
+
+[model]
+family = "vqvae"
+channels = [8, 16]
+residual_blocks = 1
+residual_channels = 8
+codebook_size = 16
+code_dim = 4
+
+[train]
+steps = 30
+batch_size = 32
+optimizer = { kind = "adam", lr = 2e-3 }
+log_every = 5
+checkpoint_every = 10
+eval_every = 15
+
+[eval]
+examples = 100
+samples = 16
+periodic_examples = 50
+"#;
+
+/// A one-layer class-conditional GPT prior over SMALL_VQ's codes; `STAGE` is replaced by the
+/// `[stage1]` section.
+const SMALL_PRIOR: &str = r#"
+[problem]
+name = "prior"
+task = "test"
+
+STAGE
+
+[data]
+dataset = "mnist"
+transforms = ["scale_unit"]
+validation = { fraction = 0.99 }
+
+[model]
+family = "vqvae_prior"
+layers = 1
+heads = 2
+width = 16
+block_size = 49
+conditional = true
+temperature = 1.0
+
+[train]
+steps = 40
+batch_size = 16
+optimizer = { kind = "adamw", lr = 2e-3, weight_decay = 0.1 }
+log_every = 5
+checkpoint_every = 5
+eval_every = 20
+
+[eval]
+examples = 100
+samples = 20
+periodic_examples = 50
+batch_size = 50
+"#;
+
+fn prior(stage: &str) -> String {
+    SMALL_PRIOR.replace("STAGE", stage)
+}
+
+fn run_in(cwd: &Path, args: &[&str]) -> String {
+    let o = genlab().current_dir(cwd).args(args).output().unwrap();
+    let err = stderr(&o);
+    assert!(o.status.success(), "genlab {args:?} failed: {err}");
+    err
+}
+
+#[test]
+fn issue17_two_stages_run_reuse_link_resume_and_sample() {
+    let d = tempfile::tempdir().unwrap();
+    let cwd = d.path();
+    std::fs::create_dir(cwd.join("configs")).unwrap();
+    std::fs::write(cwd.join("configs/vq.toml"), SMALL_VQ).unwrap();
+    std::fs::write(cwd.join("configs/prior.toml"), prior("[stage1]\nexperiment = \"vq.toml\"")).unwrap();
+
+    // The first run trains the missing first stage, then the prior, and links the two reports.
+    let err = run_in(cwd, &["run", "configs/prior.toml"]);
+    assert!(err.contains("stage 1: running configs/vq.toml into runs/vq"), "{err}");
+    let (vq, first) = (cwd.join("runs/vq"), cwd.join("runs/prior"));
+    assert!(vq.join("report.md").is_file() && first.join("report.md").is_file());
+    let report = std::fs::read_to_string(first.join("report.md")).unwrap();
+    assert!(report.contains("(../vq/report.md)"), "the prior's report should link the first stage:\n{report}");
+    let resolved = std::fs::read_to_string(first.join("experiment.toml")).unwrap();
+    assert!(resolved.contains("run = \"runs/vq\""), "{resolved}");
+    let vq_report = std::fs::read_to_string(vq.join("report.md")).unwrap();
+    assert!(vq_report.contains("code perplexity") && vq_report.contains("dead codes"), "{vq_report}");
+
+    // A second run reuses the finished first stage (its checkpoint untouched) and trains a new prior.
+    let before = std::fs::read(vq.join("checkpoints/latest/model.safetensors")).unwrap();
+    let err = run_in(cwd, &["run", "configs/prior.toml"]);
+    assert!(err.contains("stage 1: reusing runs/vq (finished)"), "{err}");
+    assert!(cwd.join("runs/prior-2/report.md").is_file());
+    assert_eq!(std::fs::read(vq.join("checkpoints/latest/model.safetensors")).unwrap(), before);
+
+    // The prior's run directory alone samples a requested class and evaluates again.
+    run_in(cwd, &["sample", "runs/prior", "-n", "6", "--class", "3", "--temperature", "0.8", "-o", "s.png"]);
+    assert_eq!(image::open(cwd.join("s.png")).unwrap().width() > 28, true);
+    run_in(cwd, &["eval", "runs/prior"]);
+    let o = genlab().current_dir(cwd).args(["sample", "runs/vq", "-o", "v.png"]).output().unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("the vqvae family is not generative"), "{}", stderr(&o));
+
+    // A killed second stage (its first stage named as a run directory) resumes bit for bit.
+    let stage = format!("[stage1]\nrun = \"{}\"", vq.display());
+    let cfg = write_config(cwd, &prior(&stage));
+    let whole = cwd.join("whole");
+    let o = genlab().args(["train", cfg.to_str().unwrap(), "--run-dir", whole.to_str().unwrap()]).output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let killed = cwd.join("killed");
+    let at = kill_after_checkpoint(&cfg, &killed, 10, 40);
+    resume_matches(&killed, &whole, at, &["model.safetensors", "optim.safetensors"]);
+}
+
+#[test]
+fn issue17_bad_first_stages() {
+    let d = tempfile::tempdir().unwrap();
+    let root = d.path();
+    let train = |name: &str, text: &str| {
+        let p = root.join(format!("{name}.toml"));
+        std::fs::write(&p, text).unwrap();
+        let dir = root.join(name);
+        let o = genlab().args(["train", p.to_str().unwrap(), "--run-dir", dir.to_str().unwrap()]).output().unwrap();
+        assert!(o.status.success(), "{}", stderr(&o));
+        dir
+    };
+    let vae = train("vae", &SMALL.replace("steps = 60", "steps = 5"));
+    // One stride-2 layer: 14x14 grids, 196 tokens, more than the prior's block of 49.
+    let wide =
+        train("wide", &SMALL_VQ.replace("channels = [8, 16]", "channels = [8]").replace("steps = 30", "steps = 5"));
+    let with = |stage: String| {
+        let p = root.join(format!("p{}.toml", stage.len()));
+        std::fs::write(&p, prior(&stage)).unwrap();
+        p.to_str().unwrap().to_string()
+    };
+
+    let missing = with(format!("[stage1]\nrun = \"{}\"", root.join("nothing").display()));
+    fails_with(&["run", &missing], &["stage1.run", "nothing", "no such run directory"]);
+    let wrong = with(format!("[stage1]\nrun = \"{}\"", vae.display()));
+    fails_with(&["run", &wrong], &["stage1.run", "a vae run", "the vqvae_prior family builds on a vqvae run"]);
+    let grid = with(format!("[stage1]\nrun = \"{}\"", wide.display()));
+    fails_with(&["run", &grid], &["model.block_size = 49", "14x14", "196 tokens"]);
+    let none = with(String::new());
+    fails_with(&["run", &none], &["stage1: missing", "vqvae run"]);
+    let empty = with("[stage1]".into());
+    fails_with(&["run", &empty], &["stage1", "expected run ="]);
+    let absent = with("[stage1]\nexperiment = \"no-such.toml\"".into());
+    fails_with(&["run", &absent], &["stage1.experiment = \"no-such.toml\"", "cannot read"]);
+    let not_second = root.join("vae-stage.toml");
+    std::fs::write(&not_second, SMALL.replace("[data]", "[stage1]\nrun = \"x\"\n\n[data]")).unwrap();
+    fails_with(&["run", not_second.to_str().unwrap()], &["stage1", "the vae family trains on its data alone"]);
+}
