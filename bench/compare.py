@@ -31,7 +31,7 @@ def main():
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--steps", type=int, default=30)
     ap.add_argument("--warmup", type=int, default=5)
-    ap.add_argument("--model", choices=["vae", "realnvp", "gan", "diffusion", "gpt", "lstm"], default="vae")
+    ap.add_argument("--model", choices=["vae", "vqvae", "realnvp", "gan", "diffusion", "gpt", "lstm"], default="vae")
     a = ap.parse_args()
     binary, script = f"{a.model}-step", f"bench/{a.model}_step.py"
     extra = []
@@ -39,6 +39,7 @@ def main():
         binary, script, extra = "lm-step", "bench/lm_step.py", ["--model", a.model]
     title = {
         "vae": "conv VAE training step, batch 128, 28x28",
+        "vqvae": "VQ-VAE training step with the codebook's EMA update (configs/fashion-vqvae.toml), batch 128, 28x28",
         "realnvp": "RealNVP training step (configs/mnist-realnvp.toml's flow), batch 64, 28x28",
         "gan": "DCGAN training step, discriminator and generator updates (configs/mnist-dcgan.toml), batch 64, 28x28",
         "diffusion": "class-conditional DDPM training step (configs/mnist-ddpm.toml's UNet), batch 64, 28x28",

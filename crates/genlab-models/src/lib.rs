@@ -10,6 +10,7 @@ pub mod gan;
 pub mod gaussian_mixture;
 pub mod hybrid;
 pub mod lm;
+pub mod sentence_vae;
 pub mod vae;
 pub mod vqvae;
 

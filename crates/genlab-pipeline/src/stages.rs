@@ -93,21 +93,26 @@ pub(crate) fn open<F: Family>(exp: &Experiment, device: &Device) -> Result<Stage
             stage.experiment.as_deref().unwrap_or(Path::new("")).display()
         ))
     })?;
-    finished(&dir, "stage1.run")?;
-    let target = RunTarget::open(&dir, None, &[], Arc::new(Collected::default()))?;
-    let named = format!("stage1.run = \"{}\"", dir.display());
+    open_run(&dir, "stage1.run", exp.model.family, device)
+}
+
+/// The finished run `dir` (named by `key` in errors) of family `F`, its model on `device`, for
+/// the family `reader`.
+pub(crate) fn open_run<F: Family>(dir: &Path, key: &str, reader: &str, device: &Device) -> Result<Stage1<F>> {
+    finished(dir, key)?;
+    let target = RunTarget::open(dir, None, &[], Arc::new(Collected::default()))?;
+    let named = format!("{key} = \"{}\"", dir.display());
     if target.exp.model.family != F::CARD.name {
         return Err(PipelineError::Config(format!(
-            "{named}: a {} run; the {} family builds on a {} run",
+            "{named}: a {} run; the {reader} family reads a {} run there",
             target.exp.model.family,
-            exp.model.family,
             F::CARD.name
         )));
     }
     let section: Section<F::Network, F::Options> = crate::registry::section_of::<F>(&target.exp);
     let family = F::new(section, &target.exp, &target.info.facts());
     let model = target.load(family.init(target.exp.train.seed, device)?)?;
-    Ok(Stage1 { dir, target, model })
+    Ok(Stage1 { dir: dir.to_path_buf(), target, model })
 }
 
 /// A link from `from_dir`'s report to `to_dir`'s `report.md`: relative when both lie in one

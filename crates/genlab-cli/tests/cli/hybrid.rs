@@ -1,8 +1,10 @@
 //! Issue 17: two-stage experiments. A VQ-VAE prior names its first stage as an experiment, which
 //! `genlab run` runs first and reuses once finished; a killed second stage resumes bit for bit;
 //! a first stage that is missing, of the wrong family, or with a code grid the prior cannot hold
-//! is one clear line.
+//! is one clear line. The sentence VAE reports its held-out NLL beside a language model's, the KL
+//! and active units, homotopies and anomaly scores.
 
+use super::language::corpus;
 use super::{fails_with, genlab, kill_after_checkpoint, resume_matches, stderr, write_config, SMALL};
 use std::path::Path;
 
@@ -159,7 +161,7 @@ fn issue17_bad_first_stages() {
     let missing = with(format!("[stage1]\nrun = \"{}\"", root.join("nothing").display()));
     fails_with(&["run", &missing], &["stage1.run", "nothing", "no such run directory"]);
     let wrong = with(format!("[stage1]\nrun = \"{}\"", vae.display()));
-    fails_with(&["run", &wrong], &["stage1.run", "a vae run", "the vqvae_prior family builds on a vqvae run"]);
+    fails_with(&["run", &wrong], &["stage1.run", "a vae run", "the vqvae_prior family reads a vqvae run there"]);
     let grid = with(format!("[stage1]\nrun = \"{}\"", wide.display()));
     fails_with(&["run", &grid], &["model.block_size = 49", "14x14", "196 tokens"]);
     let none = with(String::new());
@@ -171,4 +173,125 @@ fn issue17_bad_first_stages() {
     let not_second = root.join("vae-stage.toml");
     std::fs::write(&not_second, SMALL.replace("[data]", "[stage1]\nrun = \"x\"\n\n[data]")).unwrap();
     fails_with(&["run", not_second.to_str().unwrap()], &["stage1", "the vae family trains on its data alone"]);
+}
+
+/// A sentence VAE small enough to train in seconds on `text`'s lines; `EXTRA` is replaced by more
+/// `[model]` keys.
+fn small_sentence_vae(text: &Path) -> String {
+    format!(
+        r#"
+[problem]
+name = "svae"
+task = "test"
+
+[data]
+dataset = {{ text = "{}" }}
+validation = {{ fraction = 0.2 }}
+
+[model]
+family = "sentence_vae"
+embedding = 8
+hidden = 24
+latent_dim = 4
+kl_anneal_steps = 10
+iwae_k = 3
+EXTRA
+
+[train]
+steps = 20
+batch_size = 8
+optimizer = {{ kind = "adam", lr = 3e-3 }}
+log_every = 5
+checkpoint_every = 10
+eval_every = 10
+
+[eval]
+examples = 30
+periodic_examples = 20
+"#,
+        text.display()
+    )
+}
+
+const SMALL_LSTM: &str = r#"
+[problem]
+name = "lstm"
+task = "test"
+
+[data]
+dataset = { text = "TEXT" }
+validation = { fraction = 0.2 }
+
+[model]
+family = "rnn_lm"
+hidden = 16
+layers = 1
+block_size = 16
+sample_tokens = 10
+memorisation_tokens = 50
+
+[train]
+steps = 10
+batch_size = 8
+log_every = 5
+checkpoint_every = 10
+"#;
+
+#[test]
+fn issue17_sentence_vae_reports_beside_a_language_model() {
+    let d = tempfile::tempdir().unwrap();
+    let text = corpus(d.path());
+    let lm_cfg = d.path().join("lstm.toml");
+    std::fs::write(&lm_cfg, SMALL_LSTM.replace("TEXT", text.to_str().unwrap())).unwrap();
+    let lm = d.path().join("lstm");
+    let o = genlab().args(["train", lm_cfg.to_str().unwrap(), "--run-dir", lm.to_str().unwrap()]).output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+
+    let cfg = write_config(
+        d.path(),
+        &small_sentence_vae(&text).replace("EXTRA", &format!("compare_lm = \"{}\"", lm.display())),
+    );
+    let run = d.path().join("svae");
+    let o = genlab().args(["run", cfg.to_str().unwrap(), "--run-dir", run.to_str().unwrap()]).output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let report = std::fs::read_to_string(run.join("report.md")).unwrap();
+    for want in [
+        "## Homotopies",
+        "## Least likely held-out lines",
+        "active latent units",
+        "the LSTM language model's NLL of the same lines",
+        "## Lines from the prior",
+    ] {
+        assert!(report.contains(want), "the report should have {want:?}:\n{report}");
+    }
+    let eval: serde_json::Value = serde_json::from_slice(&std::fs::read(run.join("eval.json")).unwrap()).unwrap();
+    let (nll, elbo, kl) = (
+        eval["nll_nats_per_line"].as_f64().unwrap(),
+        eval["elbo_nats_per_line"].as_f64().unwrap(),
+        eval["kl_nats_per_line"].as_f64().unwrap(),
+    );
+    // The IWAE bound is at least the ELBO up to the noise of 30 lines; the KL is a KL.
+    assert!(nll < -elbo + 1.0 && kl >= 0.0, "NLL {nll}, ELBO {elbo}, KL {kl}");
+    assert!(eval["lm"]["nll_nats_per_line"].as_f64().unwrap() > 0.0);
+    let homotopy = eval["homotopies"][0].as_array().unwrap();
+    assert_eq!(homotopy.len(), 9, "two inputs and seven decoded points");
+    let log = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
+    assert!(log.contains("val_active_units") && log.contains("kl_weight"));
+
+    let out = d.path().join("lines.txt");
+    let o = genlab()
+        .args(["sample", run.to_str().unwrap(), "-n", "3", "--seed", "4", "-o", out.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(!std::fs::read_to_string(&out).unwrap().is_empty());
+
+    // A comparison run that is not a language model is refused before any training.
+    let bad = write_config(
+        d.path(),
+        &small_sentence_vae(&text).replace("EXTRA", &format!("compare_lm = \"{}\"", run.display())),
+    );
+    fails_with(&["run", bad.to_str().unwrap()], &["model.compare_lm", "a sentence_vae run", "reads a rnn_lm run"]);
+    let lines = write_config(d.path(), &small_sentence_vae(&text).replace("EXTRA", "min_tokens = 70\nmax_tokens = 80"));
+    fails_with(&["run", lines.to_str().unwrap()], &["train.batch_size = 8", "lines of 70..=80 tokens"]);
 }

@@ -28,4 +28,5 @@ families! {
     gpt::GptFamily,
     rnn_lm::RnnLmFamily,
     seq2seq::Seq2SeqFamily,
+    sentence_vae::SentenceVaeFamily,
 }
