@@ -115,6 +115,23 @@ pub(crate) fn open_run<F: Family>(dir: &Path, key: &str, reader: &str, device: &
     Ok(Stage1 { dir: dir.to_path_buf(), target, model })
 }
 
+/// Refuses a second stage whose data are not the images its first stage encoded: the same
+/// dataset, read through the same transforms.
+pub(crate) fn same_data<F: Family>(first: &Stage1<F>, exp: &Experiment) -> Result<()> {
+    let (d1, d2) = (&first.target.exp.data, &exp.data);
+    if d1.dataset != d2.dataset || d1.transforms != d2.transforms {
+        return Err(PipelineError::Config(format!(
+            "data: the first stage (stage1.run = \"{}\") read {} with transforms {:?}; this experiment reads {} with {:?}: a second stage must see the images its first stage encoded",
+            first.dir.display(),
+            d1.dataset.describe(),
+            d1.transforms,
+            d2.dataset.describe(),
+            d2.transforms
+        )));
+    }
+    Ok(())
+}
+
 /// A link from `from_dir`'s report to `to_dir`'s `report.md`: relative when both lie in one
 /// folder (`../fashion-vqvae/report.md`), else the absolute path.
 pub(crate) fn report_link(from_dir: &Path, to_dir: &Path) -> String {

@@ -4,6 +4,7 @@
 //! is one clear line. The sentence VAE reports its held-out NLL beside a language model's, the KL
 //! and active units, homotopies and anomaly scores.
 
+use super::diffusion::SMALL_DDPM;
 use super::language::corpus;
 use super::{fails_with, genlab, kill_after_checkpoint, resume_matches, stderr, write_config, SMALL};
 use std::path::Path;
@@ -294,4 +295,139 @@ fn issue17_sentence_vae_reports_beside_a_language_model() {
     fails_with(&["run", bad.to_str().unwrap()], &["model.compare_lm", "a sentence_vae run", "reads a rnn_lm run"]);
     let lines = write_config(d.path(), &small_sentence_vae(&text).replace("EXTRA", "min_tokens = 70\nmax_tokens = 80"));
     fails_with(&["run", lines.to_str().unwrap()], &["train.batch_size = 8", "lines of 70..=80 tokens"]);
+}
+
+/// A KL autoencoder (a spatial VAE with a low KL weight) small enough to train in seconds: a
+/// 2x7x7 latent grid.
+const SMALL_KL: &str = r#"
+[problem]
+name = "kl"
+task = "test"
+
+[data]
+dataset = "mnist"
+transforms = ["scale_symmetric"]
+validation = { fraction = 0.99 }
+
+[model]
+family = "vae"
+architecture = "spatial"
+channels = [8, 16]
+residual_blocks = 1
+residual_channels = 8
+latent_dim = 2
+likelihood = { gaussian = { sigma = 0.1 } }
+beta = 0.01
+iwae_k = 2
+
+[train]
+steps = 20
+batch_size = 32
+optimizer = { kind = "adam", lr = 2e-3 }
+log_every = 5
+checkpoint_every = 10
+
+[eval]
+examples = 50
+samples = 9
+"#;
+
+const SMALL_LDM: &str = r#"
+[problem]
+name = "ldm"
+task = "test"
+
+STAGE
+
+[data]
+dataset = "mnist"
+transforms = ["scale_symmetric"]
+validation = { fraction = 0.99 }
+
+[model]
+family = "latent_diffusion"
+unet = { base_channels = 8, channel_mults = [1, 2], blocks_per_level = 1, attention_resolutions = [], dropout = 0.1, groups = 4 }
+timesteps = 50
+prediction = "v"
+conditional = true
+sampler = "ddim"
+sampling_steps = 5
+EXTRA
+
+[train]
+steps = 30
+batch_size = 16
+optimizer = { kind = "adam", lr = 1e-3 }
+ema = 0.99
+log_every = 5
+checkpoint_every = 5
+eval_every = 15
+
+[eval]
+samples = 10
+periodic_examples = 20
+batch_size = 20
+"#;
+
+#[test]
+fn issue17_latent_diffusion_beside_pixel_diffusion_resumes_and_refuses_a_flat_vae() {
+    let d = tempfile::tempdir().unwrap();
+    let root = d.path();
+    let train = |name: &str, text: &str, mode: &str| {
+        let p = root.join(format!("{name}.toml"));
+        std::fs::write(&p, text).unwrap();
+        let dir = root.join(name);
+        let o = genlab().args([mode, p.to_str().unwrap(), "--run-dir", dir.to_str().unwrap()]).output().unwrap();
+        assert!(o.status.success(), "{}", stderr(&o));
+        dir
+    };
+    let kl = train("kl", SMALL_KL, "train");
+    let pixel = train("pixel", &SMALL_DDPM.replace("steps = 30", "steps = 10"), "run");
+    let ldm = |extra: &str| {
+        SMALL_LDM.replace("STAGE", &format!("[stage1]\nrun = \"{}\"", kl.display())).replace("EXTRA", extra)
+    };
+    let cfg = write_config(root, &ldm(&format!("compare_pixel = \"{}\"", pixel.display())));
+    let whole = root.join("whole");
+    let o = genlab().args(["run", cfg.to_str().unwrap(), "--run-dir", whole.to_str().unwrap()]).output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let report = std::fs::read_to_string(whole.join("report.md")).unwrap();
+    for want in ["## Latent against pixel diffusion", "seconds per sample", "../kl/report.md", "../pixel/report.md"] {
+        assert!(report.contains(want), "the report should have {want:?}:\n{report}");
+    }
+    let eval: serde_json::Value = serde_json::from_slice(&std::fs::read(whole.join("eval.json")).unwrap()).unwrap();
+    assert_eq!(eval["latent_grid"], serde_json::json!([2, 7, 7]));
+    assert!(eval["latent_scale"].as_f64().unwrap() > 0.0 && eval["pixel"]["parameters"].as_u64().unwrap() > 0);
+    let png = root.join("s.png");
+    let o = genlab()
+        .args([
+            "sample",
+            whole.to_str().unwrap(),
+            "-n",
+            "4",
+            "--class",
+            "7",
+            "--steps",
+            "3",
+            "-o",
+            png.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+
+    let killed = root.join("killed");
+    let at = kill_after_checkpoint(&cfg, &killed, 10, 30);
+    resume_matches(&killed, &whole, at, &["model.safetensors", "ema.safetensors", "optim.safetensors"]);
+
+    let flat = train("flat", &SMALL_KL.replace("\"spatial\"", "\"conv\"").replace("steps = 20", "steps = 2"), "train");
+    let bad = write_config(
+        root,
+        &SMALL_LDM.replace("STAGE", &format!("[stage1]\nrun = \"{}\"", flat.display())).replace("EXTRA", ""),
+    );
+    fails_with(&["run", bad.to_str().unwrap()], &["stage1.run", "latent diffusion needs a latent grid", "spatial"]);
+    let not_diffusion = write_config(root, &ldm(&format!("compare_pixel = \"{}\"", kl.display())));
+    fails_with(
+        &["run", not_diffusion.to_str().unwrap()],
+        &["model.compare_pixel", "a vae run; expected a diffusion run"],
+    );
 }

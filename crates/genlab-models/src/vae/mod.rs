@@ -29,6 +29,11 @@ pub enum Architecture {
     Mlp,
     /// Stride-2 convolutions with `channels` filters, mirrored by transposed convolutions.
     Conv,
+    /// The VQ-VAE's networks (stride-2 convolutions and residual blocks) with a Gaussian latent
+    /// grid of `latent_dim` channels in place of the codebook: the KL-regularised autoencoder of
+    /// latent diffusion (Rombach et al. 2022, <https://arxiv.org/abs/2112.10752>). The latent
+    /// vector is the grid read channel by channel, `latent_dim x height/2^n x width/2^n` values.
+    Spatial,
 }
 
 /// p(x | z).
@@ -63,6 +68,12 @@ pub struct VaeConfig {
     /// Filters of each stride-2 convolution of the conv encoder (the decoder mirrors them).
     #[serde(default = "default_channels")]
     pub channels: Vec<usize>,
+    /// Residual blocks of the spatial architecture.
+    #[serde(default = "default_residual_blocks")]
+    pub residual_blocks: usize,
+    /// Width inside a residual block of the spatial architecture.
+    #[serde(default = "default_residual_channels")]
+    pub residual_channels: usize,
     #[serde(default = "default_likelihood")]
     pub likelihood: Likelihood,
     /// Weight of the KL term; 1 gives the ELBO.
@@ -82,6 +93,12 @@ fn default_hidden() -> Vec<usize> {
 fn default_channels() -> Vec<usize> {
     vec![32, 64]
 }
+fn default_residual_blocks() -> usize {
+    2
+}
+fn default_residual_channels() -> usize {
+    32
+}
 fn default_likelihood() -> Likelihood {
     Likelihood::Bernoulli
 }
@@ -96,6 +113,8 @@ impl Default for VaeConfig {
             latent_dim: default_latent(),
             hidden: default_hidden(),
             channels: default_channels(),
+            residual_blocks: default_residual_blocks(),
+            residual_channels: default_residual_channels(),
             likelihood: default_likelihood(),
             beta: default_beta(),
         }
@@ -122,7 +141,10 @@ impl VaeConfig {
             Architecture::Mlp if self.hidden.contains(&0) => {
                 bad("hidden", format!("{:?}", self.hidden), "expected sizes of at least 1")
             }
-            Architecture::Conv if self.channels.is_empty() || self.channels.contains(&0) => {
+            Architecture::Spatial if self.residual_channels == 0 => {
+                bad("residual_channels", "0".into(), "expected at least 1")
+            }
+            Architecture::Conv | Architecture::Spatial if self.channels.is_empty() || self.channels.contains(&0) => {
                 bad("channels", format!("{:?}", self.channels), "expected at least one filter count, each at least 1")
             }
             _ => Ok(()),
@@ -139,7 +161,7 @@ impl VaeConfig {
                 Encoder::mlp(&mut rng, shape, &self.hidden, self.latent_dim, device),
                 Decoder::mlp(&mut rng, shape, &self.hidden, self.latent_dim, device),
             ),
-            Architecture::Conv => {
+            Architecture::Conv | Architecture::Spatial => {
                 let down = 1usize << self.channels.len();
                 if !shape[1].is_multiple_of(down) || !shape[2].is_multiple_of(down) {
                     return Err(ModelError::Config {
@@ -148,10 +170,25 @@ impl VaeConfig {
                         expected: format!("{} stride-2 layers need height and width divisible by {down}, the data is {}x{} (add a resize transform)", self.channels.len(), shape[1], shape[2]),
                     });
                 }
-                (
-                    Encoder::conv(&mut rng, shape, &self.channels, self.latent_dim, device),
-                    Decoder::conv(&mut rng, shape, &self.channels, self.latent_dim, device),
-                )
+                if self.architecture == Architecture::Conv {
+                    (
+                        Encoder::conv(&mut rng, shape, &self.channels, self.latent_dim, device),
+                        Decoder::conv(&mut rng, shape, &self.channels, self.latent_dim, device),
+                    )
+                } else {
+                    let grid = [self.latent_dim, shape[1] / down, shape[2] / down];
+                    let w = |dim| crate::vqvae::networks::Widths {
+                        image_channels: shape[0],
+                        channels: &self.channels,
+                        residual_blocks: self.residual_blocks,
+                        residual_channels: self.residual_channels,
+                        dim,
+                    };
+                    (
+                        Encoder::spatial(&mut rng, &w(2 * self.latent_dim), grid, device),
+                        Decoder::spatial(&mut rng, &w(self.latent_dim), grid, device),
+                    )
+                }
             }
         };
         let log_sigma = match self.likelihood {
@@ -161,7 +198,11 @@ impl VaeConfig {
                 Some(if sigma.is_some() { p.set_require_grad(false) } else { p })
             }
         };
-        Ok(Vae { encoder, decoder, log_sigma, latent_dim: self.latent_dim, beta: self.beta, shape })
+        let latent_dim = match &encoder {
+            Encoder::Spatial(e) => e.grid.iter().product(),
+            _ => self.latent_dim,
+        };
+        Ok(Vae { encoder, decoder, log_sigma, latent_dim, beta: self.beta, shape })
     }
 }
 

@@ -17,12 +17,30 @@ pub type ImageShape = [usize; 3];
 pub enum Encoder {
     Mlp(MlpEncoder),
     Conv(ConvEncoder),
+    Spatial(SpatialEncoder),
 }
 
 #[derive(Module, Debug)]
 pub enum Decoder {
     Mlp(MlpDecoder),
     Conv(ConvDecoder),
+    Spatial(SpatialDecoder),
+}
+
+/// The VQ-VAE's encoder giving `2 x channels` maps: the latent grid's means, then its
+/// log-variances.
+#[derive(Module, Debug)]
+pub struct SpatialEncoder {
+    pub net: crate::vqvae::networks::Encoder,
+    /// `[channels, height, width]` of the latent grid.
+    pub grid: [usize; 3],
+}
+
+/// The VQ-VAE's decoder reading the latent grid.
+#[derive(Module, Debug)]
+pub struct SpatialDecoder {
+    pub net: crate::vqvae::networks::Decoder,
+    pub grid: [usize; 3],
 }
 
 #[derive(Module, Debug)]
@@ -84,23 +102,38 @@ impl Encoder {
         Encoder::Conv(ConvEncoder { convs, mu: linear(rng, flat, latent, dev), logvar: linear(rng, flat, latent, dev) })
     }
 
+    /// The spatial pair's encoder: `w.dim` is twice the grid's channels.
+    pub fn spatial(
+        rng: &mut SeededRng,
+        w: &crate::vqvae::networks::Widths<'_>,
+        grid: [usize; 3],
+        dev: &Device,
+    ) -> Self {
+        Encoder::Spatial(SpatialEncoder { net: crate::vqvae::networks::Encoder::new(rng, w, dev), grid })
+    }
+
     /// Mean and log-variance of q(z | x).
     ///
     /// # Shapes
     /// `x: [batch, channels, height, width]` -> `([batch, latent], [batch, latent])`
     pub fn forward(&self, x: Tensor<4>) -> (Tensor<2>, Tensor<2>) {
-        let h: Tensor<2> = match self {
-            Encoder::Mlp(m) => m.hidden.iter().fold(x.flatten(1, 3), |h, l| relu(l.forward(h))),
+        let heads = |h: Tensor<2>, mu: &Linear, logvar: &Linear| (mu.forward(h.clone()), logvar.forward(h));
+        match self {
+            Encoder::Mlp(m) => {
+                heads(m.hidden.iter().fold(x.flatten(1, 3), |h, l| relu(l.forward(h))), &m.mu, &m.logvar)
+            }
             Encoder::Conv(c) => {
                 let h = c.convs.iter().fold(x, |h, l| relu(l.forward(h))); // [batch, C, H/2^n, W/2^n]
-                h.flatten(1, 3)
+                heads(h.flatten(1, 3), &c.mu, &c.logvar)
             }
-        };
-        let (mu, logvar) = match self {
-            Encoder::Mlp(m) => (&m.mu, &m.logvar),
-            Encoder::Conv(c) => (&c.mu, &c.logvar),
-        };
-        (mu.forward(h.clone()), logvar.forward(h))
+            Encoder::Spatial(s) => {
+                let b = x.dims()[0];
+                let [c, h, w] = s.grid;
+                let out = s.net.forward(x); // [batch, 2c, h, w]
+                let flat = |t: Tensor<4>| t.reshape([b, c * h * w]);
+                (flat(out.clone().narrow(1, 0, c)), flat(out.narrow(1, c, c)))
+            }
+        }
     }
 }
 
@@ -130,6 +163,16 @@ impl Decoder {
         Decoder::Conv(ConvDecoder { fc, deconvs, start })
     }
 
+    /// The spatial pair's decoder: `w.dim` is the grid's channels.
+    pub fn spatial(
+        rng: &mut SeededRng,
+        w: &crate::vqvae::networks::Widths<'_>,
+        grid: [usize; 3],
+        dev: &Device,
+    ) -> Self {
+        Decoder::Spatial(SpatialDecoder { net: crate::vqvae::networks::Decoder::new(rng, w, dev), grid })
+    }
+
     /// The likelihood's parameters per pixel (Bernoulli logits or Gaussian means).
     ///
     /// # Shapes
@@ -141,6 +184,10 @@ impl Decoder {
                 let h = m.hidden.iter().fold(z, |h, l| relu(l.forward(h)));
                 let [c, hh, w] = m.shape;
                 m.out.forward(h).reshape([b, c, hh, w])
+            }
+            Decoder::Spatial(s) => {
+                let [c, h, w] = s.grid;
+                s.net.forward(z.reshape([b, c, h, w]))
             }
             Decoder::Conv(c) => {
                 let [ch, hh, w] = c.start;

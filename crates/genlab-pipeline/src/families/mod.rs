@@ -23,6 +23,7 @@ families! {
     flow::FlowFamily,
     gan::GanFamily,
     diffusion::DiffusionFamily,
+    latent_diffusion::LatentDiffusionFamily,
     classifier::ClassifierFamily,
     gaussian_mixture::MixtureFamily,
     gpt::GptFamily,

@@ -68,7 +68,7 @@ impl SamplerName {
         }
     }
 
-    fn sampler(self, eta: f64) -> Sampler {
+    pub(crate) fn sampler(self, eta: f64) -> Sampler {
         match self {
             SamplerName::Ddpm => Sampler::Ddpm,
             SamplerName::Ddim => Sampler::Ddim { eta },
@@ -211,6 +211,16 @@ pub struct Sampling {
 }
 
 impl Sampling {
+    /// `sampler` (named `name`) over `model`'s schedule in `steps` steps, reading the network
+    /// with `opts`; a step count the schedule cannot take is refused.
+    pub(crate) fn new(model: &DiffusionModel, sampler: Sampler, name: SamplerName, steps: usize, opts: SampleOptions) -> Result<Sampling> {
+        let len = model.diffusion.schedule.len();
+        let plan = sampler
+            .plan(&model.diffusion.schedule, steps)
+            .map_err(|_| PipelineError::Config(format!("steps {steps}: expected 1 to {len} (the schedule's length)")))?;
+        Ok(Sampling { name, steps, plan, opts })
+    }
+
     /// In words, for descriptions and tables.
     pub fn describe(&self) -> String {
         format!("{} {} steps", self.name.label(), self.steps)
@@ -241,10 +251,29 @@ pub(crate) fn draw(
     shape: [usize; 3],
     labels: Option<&[usize]>,
     known: Option<&Known>,
+    seeds: (&[(u64, usize)], u64),
+    device: &Device,
+    bar: &mut Progress,
+    watch: impl FnMut(usize, usize, &Tensor<4>, &Tensor<4>),
+) -> Vec<f32> {
+    denoise(model, s, n, shape, labels, known, seeds, device, bar, watch, &to_pixels)
+}
+
+/// [`draw`] with each chunk's denoised `[k, c, h, w]` turned into 8-bit values by `finish` (a
+/// latent diffusion model decodes its latents there).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn denoise(
+    model: &DiffusionModel,
+    s: &Sampling,
+    n: usize,
+    shape: [usize; 3],
+    labels: Option<&[usize]>,
+    known: Option<&Known>,
     (seeds, stream): (&[(u64, usize)], u64),
     device: &Device,
     bar: &mut Progress,
     mut watch: impl FnMut(usize, usize, &Tensor<4>, &Tensor<4>),
+    finish: &dyn Fn(Tensor<4>) -> Vec<f32>,
 ) -> Vec<f32> {
     let [c, h, w] = shape;
     let len = c * h * w;
@@ -272,7 +301,7 @@ pub(crate) fn draw(
             bar.update(done + i as u64 + 1, "steps");
             watch(start, i, x, x0);
         });
-        pixels.extend(to_pixels(out));
+        pixels.extend(finish(out));
     }
     bar.finish();
     pixels
@@ -284,7 +313,7 @@ fn to_pixel(v: f32) -> f32 {
 }
 
 /// Values in [-1, 1] as 8-bit values.
-fn to_pixels(x: Tensor<4>) -> Vec<f32> {
+pub(crate) fn to_pixels(x: Tensor<4>) -> Vec<f32> {
     to_f32_vec(x).into_iter().map(to_pixel).collect()
 }
 
@@ -312,7 +341,7 @@ fn batch_of(pixels: &[f32], shape: [usize; 3]) -> ImageBatch {
 }
 
 /// A "denoising" bar over `n` images' steps of `s`, shown when `events` is given.
-fn step_bar(events: Option<&dyn EventSink>, s: &Sampling, n: usize) -> Progress {
+pub(crate) fn step_bar(events: Option<&dyn EventSink>, s: &Sampling, n: usize) -> Progress {
     let total = n.div_ceil(CHUNK) as u64 * s.plan.len() as u64;
     events.map_or_else(Progress::hidden, |e| e.progress("denoising", total, 0))
 }
@@ -337,14 +366,8 @@ impl DiffusionFamily {
 
     /// `name` with `steps` steps at guidance `scale`, the run's other settings.
     fn sampling_with(&self, model: &DiffusionModel, name: SamplerName, steps: usize, scale: f64) -> Result<Sampling> {
-        let plan = name.sampler(self.options.eta).plan(&model.diffusion.schedule, steps).map_err(|_| {
-            PipelineError::Config(format!(
-                "steps {steps}: expected 1 to {} (the schedule's length)",
-                model.diffusion.schedule.len()
-            ))
-        })?;
         let opts = SampleOptions { scale, clip: self.options.clip_sample, jumps: self.options.repaint_jumps };
-        Ok(Sampling { name, steps, plan, opts })
+        Sampling::new(model, name.sampler(self.options.eta), name, steps, opts)
     }
 
     /// The run's default sampling.
@@ -392,26 +415,26 @@ impl DiffusionFamily {
         save_grid(&batch_of(&px, self.shape), cols, path)?;
         Ok(())
     }
+}
 
-    /// The validation loss on `set`: every image at a fixed, evenly spread timestep with fixed
-    /// noise (the same at every evaluation step), its own label when conditional.
-    fn validation_loss(&self, model: &DiffusionModel, set: &EvalImages, batch: usize, seed: u64, device: &Device) -> f64 {
-        let t_len = model.diffusion.schedule.len();
-        let len: usize = set.shape.iter().product();
-        let mut rng = SeededRng::stream(seed, VALIDATION_STREAM);
-        let mut total = 0.0;
-        for start in (0..set.n).step_by(batch.max(1)) {
-            let end = (start + batch.max(1)).min(set.n);
-            let t: Vec<usize> = (start..end).map(|i| (i * t_len + t_len / 2) / set.n).collect();
-            let [c, h, w] = set.shape;
-            let eps = Tensor::from_data(TensorData::new(rng.normal_vec((end - start) * len), [end - start, c, h, w]), device);
-            let x0 = set.tensor(start, end, device);
-            let labels = if self.conditional() { set.labels_tensor(start, end, device) } else { None };
-            let loss = to_f32_vec(model.denoising_loss(x0, &t, eps, labels, None))[0] as f64;
-            total += loss * (end - start) as f64;
-        }
-        total / set.n.max(1) as f64
+/// The validation loss on `set`: every image at a fixed, evenly spread timestep with fixed noise
+/// (the same at every evaluation step), its own label when `conditional`.
+pub(crate) fn validation_loss(model: &DiffusionModel, set: &EvalImages, batch: usize, seed: u64, conditional: bool, device: &Device) -> f64 {
+    let t_len = model.diffusion.schedule.len();
+    let len: usize = set.shape.iter().product();
+    let mut rng = SeededRng::stream(seed, VALIDATION_STREAM);
+    let mut total = 0.0;
+    for start in (0..set.n).step_by(batch.max(1)) {
+        let end = (start + batch.max(1)).min(set.n);
+        let t: Vec<usize> = (start..end).map(|i| (i * t_len + t_len / 2) / set.n).collect();
+        let [c, h, w] = set.shape;
+        let eps = Tensor::from_data(TensorData::new(rng.normal_vec((end - start) * len), [end - start, c, h, w]), device);
+        let x0 = set.tensor(start, end, device);
+        let labels = if conditional { set.labels_tensor(start, end, device) } else { None };
+        let loss = to_f32_vec(model.denoising_loss(x0, &t, eps, labels, None))[0] as f64;
+        total += loss * (end - start) as f64;
     }
+    total / set.n.max(1) as f64
 }
 
 impl Family for DiffusionFamily {
@@ -515,7 +538,7 @@ impl Family for DiffusionFamily {
         cx: &PeriodicContext<'_>,
     ) -> Result<Vec<(&'static str, f64)>> {
         let e = &self.exp.eval;
-        let loss = self.validation_loss(m, set, e.batch_size, e.seed, cx.device);
+        let loss = validation_loss(m, set, e.batch_size, e.seed, self.conditional(), cx.device);
         self.fixed_grid(m, e.samples, e.seed, cx.device, &cx.run_dir.join(format!("samples/step-{step:06}.png")))?;
         Ok(vec![("val_loss", loss)])
     }

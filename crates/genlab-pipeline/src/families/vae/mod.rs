@@ -142,7 +142,7 @@ impl Family for VaeFamily {
     /// (with the decoder's activations, about 16 floats per pixel): refused before training when
     /// that cannot fit.
     fn check_data(&self, _: &Data) -> Result<()> {
-        let per_sample = self.config.latent_dim as u128 + 16 * self.shape.iter().product::<usize>() as u128;
+        let per_sample = self.latent() as u128 + 16 * self.shape.iter().product::<usize>() as u128;
         let needs = Bytes::f32s(self.iwae_k as u128 * self.eval.batch_size as u128 * per_sample);
         Ok(genlab_core::memory::check(
             || format!("model.iwae_k = {} (with eval.batch_size = {})", self.iwae_k, self.eval.batch_size),
@@ -243,8 +243,12 @@ impl Family for VaeFamily {
             match v.architecture {
                 Architecture::Conv => format!("channels {:?}", v.channels),
                 Architecture::Mlp => format!("hidden {:?}", v.hidden),
+                Architecture::Spatial => format!(
+                    "channels {:?}, {} residual blocks of {}, a latent grid of {} channels",
+                    v.channels, v.residual_blocks, v.residual_channels, v.latent_dim
+                ),
             },
-            v.latent_dim,
+            self.latent(),
             v.likelihood,
             v.beta
         )
@@ -263,7 +267,7 @@ impl Family for VaeFamily {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities { latent: Some(self.config.latent_dim), directions: true, ..Capabilities::plain(OutputKind::Images) }
+        Capabilities { latent: Some(self.latent()), directions: true, ..Capabilities::plain(OutputKind::Images) }
     }
 
     fn latent_directions(&self, vae: &Vae, data: &Data, k: usize, device: &Device) -> Result<Option<Vec<crate::serving::Direction>>> {
@@ -271,11 +275,11 @@ impl Family for VaeFamily {
         let set = data.images()?.eval_images(Some(DIRECTION_EXAMPLES), &self.transforms, self.eval.seed);
         let (mu, _) = vae.encoder.forward(set.tensor(0, set.n, device)); // [n, latent]
         let codes = to_f32_vec(mu);
-        Ok(Some(crate::serving::principal_directions(&codes, self.config.latent_dim, k)))
+        Ok(Some(crate::serving::principal_directions(&codes, self.latent(), k)))
     }
 
     fn latents(&self, seed: u64, count: usize) -> Option<Vec<f32>> {
-        Some(SeededRng::stream(seed, SAMPLE_STREAM).normal_vec(count * self.config.latent_dim))
+        Some(SeededRng::stream(seed, SAMPLE_STREAM).normal_vec(count * self.latent()))
     }
 
     fn generate(
@@ -285,7 +289,7 @@ impl Family for VaeFamily {
         device: &Device,
         progress: Option<&dyn EventSink>,
     ) -> Result<Generated> {
-        let d = self.config.latent_dim;
+        let d = self.latent();
         let z = r.latents.clone().or_else(|| self.latents(r.seed, r.count)).unwrap_or_default();
         let pixels = draw_pixels(r.count, progress, |start, k| {
             let z = Tensor::from_data(TensorData::new(z[start * d..(start + k) * d].to_vec(), [k, d]), device);
@@ -302,6 +306,17 @@ impl Family for VaeFamily {
 }
 
 impl VaeFamily {
+    /// The latent vector's size (a spatial grid's channels times its cells).
+    fn latent(&self) -> usize {
+        match self.config.architecture {
+            Architecture::Spatial => {
+                let down = 1usize << self.config.channels.len();
+                self.config.latent_dim * (self.shape[1] / down) * (self.shape[2] / down)
+            }
+            _ => self.config.latent_dim,
+        }
+    }
+
     fn markdown(&self, cx: &EvalContext<'_>, m: &VaeMetrics) -> String {
         let exp = cx.exp;
         let split = crate::report::split_name(exp);

@@ -234,16 +234,7 @@ impl Family for PriorFamily {
     fn init(&self, seed: u64, device: &Device) -> Result<CodePrior> {
         let first = self.stage1(device)?;
         let named = format!("stage1.run = \"{}\"", first.dir.display());
-        let (d1, d2) = (&first.target.exp.data, &self.exp.data);
-        if d1.dataset != d2.dataset || d1.transforms != d2.transforms {
-            return Err(PipelineError::Config(format!(
-                "data: the first stage ({named}) read {} with transforms {:?}; this experiment reads {} with {:?}: a prior must see the images its VQ-VAE encoded",
-                d1.dataset.describe(),
-                d1.transforms,
-                d2.dataset.describe(),
-                d2.transforms
-            )));
-        }
+        crate::stages::same_data(&first, &self.exp)?;
         let vqvae = first.model;
         let [h, w] = vqvae.grid;
         if self.gpt.block_size < vqvae.tokens() {
