@@ -425,6 +425,13 @@ pub(crate) fn draw_pixels(
     pixels
 }
 
+/// Images on the host in [0, 1] for drawing; `symmetric` data ([-1, 1]) is mapped there first.
+pub(crate) fn host_images(t: burn::Tensor<4>, symmetric: bool) -> ImageBatch {
+    let [n, c, h, w] = t.dims();
+    let t = if symmetric { (t + 1.0) * 0.5 } else { t };
+    ImageBatch::new(genlab_core::tensors::to_f32_vec(t), n, c, h, w)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -454,11 +461,4 @@ mod tests {
         let r = GenerateRequest::new(1, 0);
         assert!(r.check("classifier", &Capabilities::default()).unwrap_err().to_string().contains("not generative"));
     }
-}
-
-/// Images on the host in [0, 1] for drawing; `symmetric` data ([-1, 1]) is mapped there first.
-pub(crate) fn host_images(t: burn::Tensor<4>, symmetric: bool) -> ImageBatch {
-    let [n, c, h, w] = t.dims();
-    let t = if symmetric { (t + 1.0) * 0.5 } else { t };
-    ImageBatch::new(genlab_core::tensors::to_f32_vec(t), n, c, h, w)
 }

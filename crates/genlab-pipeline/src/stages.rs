@@ -121,15 +121,47 @@ pub(crate) fn same_data<F: Family>(first: &Stage1<F>, exp: &Experiment) -> Resul
     let (d1, d2) = (&first.target.exp.data, &exp.data);
     if d1.dataset != d2.dataset || d1.transforms != d2.transforms {
         return Err(PipelineError::Config(format!(
-            "data: the first stage (stage1.run = \"{}\") read {} with transforms {:?}; this experiment reads {} with {:?}: a second stage must see the images its first stage encoded",
+            "data: the first stage (stage1.run = \"{}\") read {} with transforms {}; this experiment reads {} with {}: a second stage must see the images its first stage encoded",
             first.dir.display(),
             d1.dataset.describe(),
-            d1.transforms,
+            names(&d1.transforms),
             d2.dataset.describe(),
-            d2.transforms
+            names(&d2.transforms)
         )));
     }
     Ok(())
+}
+
+/// Transforms as the experiment file writes them: `["scale_unit"]`.
+fn names(t: &[genlab_data::Transform]) -> String {
+    serde_json::to_string(t).unwrap_or_default()
+}
+
+/// Images encoded at a time by a first stage.
+const ENCODE_CHUNK: usize = 1000;
+
+/// `rows` of `set`, transformed as evaluation reads them (no random flips), through a first
+/// stage's `encode` a chunk at a time, with a bar on `events`: the encodings one after the other,
+/// and the rows' labels (None when the set has none).
+pub(crate) fn encode_rows<T>(
+    set: &genlab_data::ImageSet,
+    rows: &[usize],
+    exp: &Experiment,
+    device: &Device,
+    events: &dyn genlab_core::events::EventSink,
+    mut encode: impl FnMut(burn::Tensor<4>) -> Vec<T>,
+) -> (Vec<T>, Option<Vec<u32>>) {
+    let mut bar = events.progress("encode", rows.len() as u64, 0);
+    let (mut out, mut labels, mut done) = (Vec::new(), Vec::with_capacity(rows.len()), 0);
+    for chunk in rows.chunks(ENCODE_CHUNK) {
+        let images = genlab_data::EvalImages::new(set, chunk, &exp.data.transforms, exp.eval.seed);
+        out.extend(encode(images.tensor(0, images.n, device)));
+        labels.extend(images.labels.unwrap_or_default());
+        done += chunk.len();
+        bar.update(done as u64, "images");
+    }
+    bar.finish();
+    (out, (labels.len() == rows.len()).then_some(labels))
 }
 
 /// A link from `from_dir`'s report to `to_dir`'s `report.md`: relative when both lie in one

@@ -120,7 +120,7 @@ fn issue17_two_stages_run_reuse_link_resume_and_sample() {
 
     // The prior's run directory alone samples a requested class and evaluates again.
     run_in(cwd, &["sample", "runs/prior", "-n", "6", "--class", "3", "--temperature", "0.8", "-o", "s.png"]);
-    assert_eq!(image::open(cwd.join("s.png")).unwrap().width() > 28, true);
+    assert!(image::open(cwd.join("s.png")).unwrap().width() > 28, "a grid of six samples");
     run_in(cwd, &["eval", "runs/prior"]);
     let o = genlab().current_dir(cwd).args(["sample", "runs/vq", "-o", "v.png"]).output().unwrap();
     assert_eq!(o.status.code(), Some(1));
@@ -165,6 +165,23 @@ fn issue17_bad_first_stages() {
     fails_with(&["run", &wrong], &["stage1.run", "a vae run", "the vqvae_prior family reads a vqvae run there"]);
     let grid = with(format!("[stage1]\nrun = \"{}\"", wide.display()));
     fails_with(&["run", &grid], &["model.block_size = 49", "14x14", "196 tokens"]);
+    let vq = train("vq", &SMALL_VQ.replace("steps = 30", "steps = 5"));
+    let other_data = root.join("other.toml");
+    let stage = format!("[stage1]\nrun = \"{}\"", vq.display());
+    std::fs::write(
+        &other_data,
+        prior(&stage).replace("transforms = [\"scale_unit\"]", "transforms = [\"scale_symmetric\"]"),
+    )
+    .unwrap();
+    fails_with(
+        &["run", other_data.to_str().unwrap()],
+        &[
+            "data: the first stage",
+            "[\"scale_unit\"]",
+            "[\"scale_symmetric\"]",
+            "must see the images its first stage encoded",
+        ],
+    );
     let none = with(String::new());
     fails_with(&["run", &none], &["stage1: missing", "vqvae run"]);
     let empty = with("[stage1]".into());

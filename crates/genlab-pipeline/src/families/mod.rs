@@ -18,16 +18,16 @@ macro_rules! families {
 
 families! {
     vae::VaeFamily,
-    vqvae::VqVaeFamily,
-    vqvae_prior::PriorFamily,
     flow::FlowFamily,
     gan::GanFamily,
     diffusion::DiffusionFamily,
-    latent_diffusion::LatentDiffusionFamily,
     classifier::ClassifierFamily,
     gaussian_mixture::MixtureFamily,
     gpt::GptFamily,
     rnn_lm::RnnLmFamily,
     seq2seq::Seq2SeqFamily,
+    vqvae::VqVaeFamily,
+    vqvae_prior::PriorFamily,
+    latent_diffusion::LatentDiffusionFamily,
     sentence_vae::SentenceVaeFamily,
 }

@@ -34,8 +34,6 @@ use std::sync::Arc;
 
 /// The samples' noise (grids, metrics, `genlab sample`).
 const SAMPLE_STREAM: u64 = 0x1a7d;
-/// Images encoded at a time.
-const ENCODE_CHUNK: usize = 1000;
 /// Training images whose latents give the scale factor.
 const SCALE_EXAMPLES: usize = 10_000;
 /// Samples timed for the seconds per sample.
@@ -94,19 +92,7 @@ struct Latents {
 
 /// The posterior means of `rows` of `set` under `vae`, `[n, c * h * w]`.
 fn encode(vae: &Vae, grid: [usize; 3], set: &ImageSet, rows: &[usize], exp: &Experiment, device: &Device, events: &dyn EventSink) -> Latents {
-    let mut bar = events.progress("encode", rows.len() as u64, 0);
-    let mut values = Vec::with_capacity(rows.len() * grid.iter().product::<usize>());
-    let mut labels = Vec::with_capacity(rows.len());
-    let mut done = 0;
-    for chunk in rows.chunks(ENCODE_CHUNK) {
-        let images = EvalImages::new(set, chunk, &exp.data.transforms, exp.eval.seed);
-        values.extend(to_f32_vec(vae.encoder.forward(images.tensor(0, images.n, device)).0));
-        labels.extend(images.labels.unwrap_or_default());
-        done += chunk.len();
-        bar.update(done as u64, "images");
-    }
-    bar.finish();
-    let labels = (labels.len() == rows.len()).then_some(labels);
+    let (values, labels) = crate::stages::encode_rows(set, rows, exp, device, events, |x| to_f32_vec(vae.encoder.forward(x).0));
     Latents { values, labels, grid }
 }
 
@@ -153,7 +139,12 @@ struct PixelRun {
     parameters: usize,
 }
 
-fn read_pixel_run(dir: &Path) -> Result<PixelRun> {
+/// The pixel-space run named by `compare_pixel`; None when there is no such directory (not run
+/// yet: the report says so). A directory that is not an evaluated diffusion run is refused.
+fn read_pixel_run(dir: &Path) -> Result<Option<PixelRun>> {
+    if !dir.exists() {
+        return Ok(None);
+    }
     let named = format!("model.compare_pixel = \"{}\"", dir.display());
     let info = crate::run_dir::RunInfo::load(dir).map_err(|e| PipelineError::Config(format!("{named}: {e}")))?;
     let exp = Experiment::load(&dir.join("experiment.toml"), &[])?;
@@ -165,13 +156,13 @@ fn read_pixel_run(dir: &Path) -> Result<PixelRun> {
         .and_then(|b| serde_json::from_slice(&b).ok())
         .ok_or_else(|| PipelineError::Config(format!("{named}: no eval.json; evaluate it first (`genlab eval {}`)", dir.display())))?;
     let find = |keys: &[&str]| keys.iter().find_map(|k| eval.pointer(k).and_then(Value::as_f64));
-    Ok(PixelRun {
+    Ok(Some(PixelRun {
         dir: dir.to_path_buf(),
         fid: find(&["/sample_metrics/fid", "/metrics/fid", "/fid"]),
         seconds_per_sample: find(&["/seconds_per_sample", "/samplers/seconds_per_sample"]),
         train_seconds: info.train_seconds,
         parameters: info.parameters,
-    })
+    }))
 }
 
 impl LatentDiffusionFamily {
@@ -340,7 +331,10 @@ impl Family for LatentDiffusionFamily {
         let unet = m.diffusion.num_params();
         let autoencoder = m.autoencoder.num_params();
         let s = self.sampling(&m.diffusion, &GenerateRequest::default())?;
-        let pixel = self.options.compare_pixel.as_deref().map(read_pixel_run).transpose()?;
+        let pixel = match self.options.compare_pixel.as_deref() {
+            Some(dir) => read_pixel_run(dir)?,
+            None => None,
+        };
         let first = self.exp.stage1.as_ref().and_then(|s| s.run.clone()).unwrap_or_default();
         let [c, h, w] = m.grid();
         cx.events.message(&format!("{} sampling: {per_sample:.4} s per sample; UNet {unet} parameters, autoencoder {autoencoder}", s.describe()));
@@ -351,7 +345,8 @@ impl Family for LatentDiffusionFamily {
         let _ = writeln!(md, "## Latent against pixel diffusion\n\n| | this run (latent) | pixel-space run |\n|---|---|---|");
         let fid = |v: Option<f64>| v.map_or("not measured".to_string(), |f| format!("{f:.2}"));
         let or = |v: Option<String>| v.unwrap_or_else(|| "-".into());
-        let _ = writeln!(md, "| run | this one | {} |", or(pixel.as_ref().map(|p| format!("[{}]({})", p.dir.display(), crate::stages::report_link(cx.run_dir, &p.dir)))));
+        let missing = self.options.compare_pixel.as_ref().filter(|_| pixel.is_none()).map(|d| format!("{} not run yet", d.display()));
+        let _ = writeln!(md, "| run | this one | {} |", or(pixel.as_ref().map(|p| format!("[{}]({})", p.dir.display(), crate::stages::report_link(cx.run_dir, &p.dir))).or(missing)));
         let _ = writeln!(md, "| FID | the sample metrics below | {} |", or(pixel.as_ref().map(|p| fid(p.fid))));
         let _ = writeln!(md, "| seconds per sample ({}) | {per_sample:.4} | {} |", s.describe(), or(pixel.as_ref().and_then(|p| p.seconds_per_sample).map(|v| format!("{v:.4}"))));
         let _ = writeln!(md, "| training seconds | {} | {} |", or(cx.info.train_seconds.map(|v| format!("{v:.0}"))), or(pixel.as_ref().and_then(|p| p.train_seconds).map(|v| format!("{v:.0}"))));

@@ -219,8 +219,11 @@ impl SentenceVaeFamily {
     }
 
     /// The language model of `model.compare_lm`, checked to be a finished `rnn_lm` run with this
-    /// run's tokenizer.
-    fn comparison_lm(&self, dir: &std::path::Path, device: &Device) -> Result<RnnLm> {
+    /// run's tokenizer; None when there is no such directory (not run yet: the report says so).
+    fn comparison_lm(&self, dir: &std::path::Path, device: &Device) -> Result<Option<RnnLm>> {
+        if !dir.exists() {
+            return Ok(None);
+        }
         let run = crate::stages::open_run::<crate::families::rnn_lm::RnnLmFamily>(dir, "model.compare_lm", "sentence_vae", device)?;
         if run.target.info.tokenizer.as_ref() != Some(self.tokenizer()?) {
             return Err(PipelineError::Config(format!(
@@ -228,7 +231,7 @@ impl SentenceVaeFamily {
                 dir.display()
             )));
         }
-        Ok(run.model)
+        Ok(Some(run.model))
     }
 
     fn sampling(&self, r: &GenerateRequest) -> Sampling {
@@ -369,11 +372,16 @@ impl Family for SentenceVaeFamily {
         let (nll, elbo, kl) = (mean(&s.nll), -mean(&s.neg_elbo), mean(&s.kl));
         let bits = s.nll.iter().sum::<f64>() / tokens as f64 / std::f64::consts::LN_2;
         let lm = match &self.options.compare_lm {
-            Some(dir) => {
-                let model = self.comparison_lm(dir, &cx.device)?;
-                let newline = tok.encode_lossy("\n").0.first().copied().unwrap_or(0);
-                Some((dir.clone(), mean(&lm_nll(&model, &lines, newline, &cx.device))))
-            }
+            Some(dir) => match self.comparison_lm(dir, &cx.device)? {
+                Some(model) => {
+                    let newline = tok.encode_lossy("\n").0.first().copied().unwrap_or(0);
+                    Some((dir.clone(), mean(&lm_nll(&model, &lines, newline, &cx.device))))
+                }
+                None => {
+                    cx.events.message(&format!("model.compare_lm: {} does not exist yet; the report leaves the language model out", dir.display()));
+                    None
+                }
+            },
             None => None,
         };
         cx.events.message(&format!(
@@ -393,8 +401,15 @@ impl Family for SentenceVaeFamily {
         let mut md = String::new();
         let _ = writeln!(md, "## Held-out lines, from {split}\n\n| metric | value |\n|---|---|");
         let _ = writeln!(md, "| NLL, minus the IWAE bound with k = {k} (nats per line) | {nll:.3} |");
-        if let Some((dir, lm_nll)) = &lm {
-            let _ = writeln!(md, "| the LSTM language model's NLL of the same lines ([{}]({}/report.md), nats per line) | {lm_nll:.3} |", dir.display(), dir.display());
+        match (&lm, &self.options.compare_lm) {
+            (Some((dir, lm_nll)), _) => {
+                let link = crate::stages::report_link(cx.run_dir, dir);
+                let _ = writeln!(md, "| the LSTM language model's NLL of the same lines ([{}]({link}), nats per line) | {lm_nll:.3} |", dir.display());
+            }
+            (None, Some(dir)) => {
+                let _ = writeln!(md, "| the LSTM language model's NLL of the same lines | {} not run yet |", dir.display());
+            }
+            (None, None) => {}
         }
         let _ = writeln!(md, "| NLL in bits per token (char tokenizer: per character, the line's end included) | {bits:.4} |");
         let _ = writeln!(md, "| ELBO (nats per line) | {elbo:.3} |");

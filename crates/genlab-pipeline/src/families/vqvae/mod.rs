@@ -110,7 +110,7 @@ fn codebook_figure(run_dir: &Path) -> Result<Option<(String, PathBuf)>> {
             Series { name: "perplexity of a training batch's codes", points: series("train", "perplexity") },
             Series { name: "perplexity of the validation subset's codes", points: series("eval", "val_perplexity") },
             Series { name: "codes the validation subset leaves unused", points: series("eval", "val_dead_codes") },
-            Series { name: "codes restarted (per logged step)", points: series("train", "restarts") },
+            Series { name: "codes restarted per step (mean of the logging window)", points: series("train", "restarts") },
         ],
     )?;
     Ok(run_dir.join(rel).exists().then(|| ("Codebook usage and dead codes during training".into(), PathBuf::from(rel))))

@@ -18,7 +18,7 @@ use genlab_core::events::EventSink;
 use genlab_core::grid::save_grid;
 use genlab_core::tensors::{to_f32_vec, to_i64_vec};
 use genlab_core::SeededRng;
-use genlab_data::{BatchLoader, BatchSource, DataKind, EvalImages, ImageSet};
+use genlab_data::{BatchLoader, BatchSource, DataKind, ImageSet};
 use genlab_models::hybrid::code_prior::CodePrior;
 use genlab_models::lm::gpt::GptConfig;
 use genlab_models::lm::sampling::Sampling;
@@ -31,8 +31,6 @@ use std::sync::Arc;
 
 /// The sampler's stream.
 const SAMPLE_STREAM: u64 = 0x9c0d;
-/// Images encoded at a time.
-const ENCODE_CHUNK: usize = 1000;
 
 /// The prior's own keys in `[model]`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -78,20 +76,16 @@ impl CodeGrids {
     }
 }
 
-/// Encodes `rows` of `set` (deterministic transforms, as evaluation reads them) with `vqvae`.
-/// With `by_class`, each image's start token is its label; else every image has start token 0.
+/// The code grids of `rows` of `set` under `vqvae`; with `by_class`, each image's start token is
+/// its label, else every image's is 0.
 fn encode(vqvae: &VqVae, set: &ImageSet, rows: &[usize], exp: &Experiment, by_class: bool, device: &Device, events: &dyn EventSink) -> CodeGrids {
-    let mut bar = events.progress("encode", rows.len() as u64, 0);
-    let mut grids = Vec::with_capacity(rows.len() * vqvae.tokens());
-    let mut labels = Vec::with_capacity(rows.len());
-    for chunk in rows.chunks(ENCODE_CHUNK) {
-        let images = EvalImages::new(set, chunk, &exp.data.transforms, exp.eval.seed);
-        grids.extend(to_i64_vec(vqvae.encode(images.tensor(0, images.n, device))).into_iter().map(|c| c as u32));
-        labels.extend(images.labels.unwrap_or_else(|| vec![0; images.n]));
-        bar.update(grids.len() as u64 / vqvae.tokens() as u64, "images");
-    }
-    bar.finish();
-    let starts = if by_class { labels } else { vec![0; rows.len()] };
+    let (grids, labels) = crate::stages::encode_rows(set, rows, exp, device, events, |x| {
+        to_i64_vec(vqvae.encode(x)).into_iter().map(|c| c as u32).collect()
+    });
+    let starts = match labels {
+        Some(l) if by_class => l,
+        _ => vec![0; rows.len()],
+    };
     CodeGrids { grids, starts, tokens: vqvae.tokens() }
 }
 
