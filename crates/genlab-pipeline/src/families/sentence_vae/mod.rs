@@ -396,6 +396,9 @@ impl Family for SentenceVaeFamily {
         let mut order: Vec<usize> = (0..lines.len()).collect();
         let per_token = |i: usize| s.neg_elbo[i] / s.tokens[i] as f64;
         order.sort_by(|&a, &b| per_token(b).total_cmp(&per_token(a)));
+        // A line that recurs (a speaker's name) is listed once, at its least likely occurrence.
+        let mut seen = std::collections::HashSet::new();
+        order.retain(|&i| seen.insert(&lines[i]));
 
         let split = crate::report::split_name(cx.exp);
         let mut md = String::new();
@@ -440,7 +443,7 @@ impl Family for SentenceVaeFamily {
         for l in &samples {
             let _ = writeln!(md, "- {}", cell(l));
         }
-        let _ = writeln!(md, "\n## Least likely held-out lines (anomaly scores)\n\nThe 10 held-out lines with the lowest ELBO per token (nats; the line's end counted as a token).\n\n| -ELBO per token | -ELBO | line |\n|---|---|---|");
+        let _ = writeln!(md, "\n## Least likely held-out lines (anomaly scores)\n\nThe 10 distinct held-out lines with the lowest ELBO per token (nats; the line's end counted as a token; a recurring line at its least likely occurrence).\n\n| -ELBO per token | -ELBO | line |\n|---|---|---|");
         for &i in order.iter().take(10) {
             let _ = writeln!(md, "| {:.3} | {:.2} | {} |", per_token(i), s.neg_elbo[i], cell(&tok.decode(&lines[i])));
         }
