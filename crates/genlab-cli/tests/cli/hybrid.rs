@@ -432,6 +432,11 @@ fn issue17_latent_diffusion_beside_pixel_diffusion_resumes_and_refuses_a_flat_va
         .unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
 
+    fails_with(
+        &["sample", whole.to_str().unwrap(), "--guidance=-1", "-o", "x.png"],
+        &["guidance -1", "expected a finite number >= 0"],
+    );
+
     let killed = root.join("killed");
     let at = kill_after_checkpoint(&cfg, &killed, 10, 30);
     resume_matches(&killed, &whole, at, &["model.safetensors", "ema.safetensors", "optim.safetensors"]);

@@ -201,6 +201,19 @@ pub struct DiffusionFamily {
     exp: Experiment,
 }
 
+/// A diffusion family's sampling settings, which a request may override.
+pub(crate) struct SamplingDefaults {
+    pub sampler: SamplerName,
+    pub steps: usize,
+    /// DDIM's eta.
+    pub eta: f64,
+    pub guidance: f64,
+    /// Clip each predicted x0 to [-1, 1].
+    pub clip: bool,
+    /// RePaint's resampling jumps.
+    pub jumps: usize,
+}
+
 /// One way of sampling: the sampler's plan and how the network is read.
 #[derive(Debug, Clone)]
 pub struct Sampling {
@@ -219,6 +232,21 @@ impl Sampling {
             .plan(&model.diffusion.schedule, steps)
             .map_err(|_| PipelineError::Config(format!("steps {steps}: expected 1 to {len} (the schedule's length)")))?;
         Ok(Sampling { name, steps, plan, opts })
+    }
+
+    /// The sampling `r` asks for, `defaults` where it is silent (DDPM takes every step of the
+    /// schedule unless asked otherwise); a guidance scale below 0 or not finite is refused.
+    pub(crate) fn requested(model: &DiffusionModel, r: &GenerateRequest, defaults: &SamplingDefaults) -> Result<Sampling> {
+        let name = match &r.sampler {
+            Some(n) => SamplerName::parse(n)?,
+            None => defaults.sampler,
+        };
+        let len = model.diffusion.schedule.len();
+        let steps = r.steps.unwrap_or(if name == SamplerName::Ddpm { len } else { defaults.steps });
+        let scale = r.guidance.unwrap_or(defaults.guidance);
+        check_scale(scale).map_err(|e| PipelineError::Config(format!("guidance {e}")))?;
+        let opts = SampleOptions { scale, clip: defaults.clip, jumps: defaults.jumps };
+        Sampling::new(model, name.sampler(defaults.eta), name, steps, opts)
     }
 
     /// In words, for descriptions and tables.
@@ -353,15 +381,16 @@ impl DiffusionFamily {
 
     /// The sampling a request asks for (the run's defaults where it is silent).
     pub fn sampling(&self, model: &DiffusionModel, r: &GenerateRequest) -> Result<Sampling> {
-        let name = match &r.sampler {
-            Some(n) => SamplerName::parse(n)?,
-            None => self.options.sampler,
+        let o = &self.options;
+        let defaults = SamplingDefaults {
+            sampler: o.sampler,
+            steps: o.sampling_steps,
+            eta: o.eta,
+            guidance: o.guidance,
+            clip: o.clip_sample,
+            jumps: o.repaint_jumps,
         };
-        let len = model.diffusion.schedule.len();
-        let steps = r.steps.unwrap_or(if name == SamplerName::Ddpm { len } else { self.options.sampling_steps });
-        let scale = r.guidance.unwrap_or(self.options.guidance);
-        check_scale(scale).map_err(|e| PipelineError::Config(format!("guidance {e}")))?;
-        self.sampling_with(model, name, steps, scale)
+        Sampling::requested(model, r, &defaults)
     }
 
     /// `name` with `steps` steps at guidance `scale`, the run's other settings.

@@ -10,7 +10,7 @@ use crate::data::{Data, DataFacts};
 use crate::error::{PipelineError, Result};
 use crate::evaluation::{EvalContext, Evaluation, LossCurve};
 use crate::experiment::{Experiment, KeyError};
-use crate::families::diffusion::{denoise, step_bar, validation_loss, SamplerName, Sampling};
+use crate::families::diffusion::{denoise, step_bar, validation_loss, SamplerName, Sampling, SamplingDefaults};
 use crate::families::vae::VaeFamily;
 use crate::family::{model_error, Batches, Family, FamilyCard, FamilyOptions, PeriodicContext, Section};
 use crate::generate::{host_images, Capabilities, GenerateRequest, Generated, Images, OutputKind};
@@ -23,7 +23,7 @@ use genlab_core::grid::{save_grid, ImageBatch};
 use genlab_core::progress::Progress;
 use genlab_core::tensors::to_f32_vec;
 use genlab_data::{BatchLoader, BatchSource, DataKind, EvalImages, ImageSet};
-use genlab_models::diffusion::model::{DiffusionConfig, DiffusionModel, SampleOptions};
+use genlab_models::diffusion::model::{DiffusionConfig, DiffusionModel};
 use genlab_models::hybrid::latent_diffusion::{latent_grid, LatentDiffusion};
 use genlab_models::vae::Vae;
 use serde::{Deserialize, Serialize};
@@ -81,6 +81,8 @@ pub struct LatentDiffusionFamily {
     classes: usize,
     symmetric: bool,
     exp: Experiment,
+    /// Every training image's latents, encoded once for the batches and the scale factor.
+    train_latents: std::sync::OnceLock<Arc<Latents>>,
 }
 
 /// Unscaled latent grids (posterior means) of images, with their labels.
@@ -167,16 +169,17 @@ fn read_pixel_run(dir: &Path) -> Result<Option<PixelRun>> {
 
 impl LatentDiffusionFamily {
     fn sampling(&self, model: &DiffusionModel, r: &GenerateRequest) -> Result<Sampling> {
-        let name = match &r.sampler {
-            Some(n) => SamplerName::parse(n)?,
-            None => self.options.sampler,
+        let o = &self.options;
+        let defaults = SamplingDefaults {
+            sampler: o.sampler,
+            steps: o.sampling_steps,
+            eta: o.eta,
+            guidance: o.guidance,
+            // Latents are not bounded as pixels are: no clipping of the predicted x0.
+            clip: false,
+            jumps: 1,
         };
-        let len = model.diffusion.schedule.len();
-        let steps = r.steps.unwrap_or(if name == SamplerName::Ddpm { len } else { self.options.sampling_steps });
-        let scale = r.guidance.unwrap_or(self.options.guidance);
-        // Latents are not bounded as pixels are: no clipping of the predicted x0.
-        let opts = SampleOptions { scale, clip: false, jumps: 1 };
-        Sampling::new(model, name.sampler(self.options.eta), name, steps, opts)
+        Sampling::requested(model, r, &defaults)
     }
 
     /// `n` images drawn as `r` asks (its count aside), 8-bit values.
@@ -213,6 +216,15 @@ impl LatentDiffusionFamily {
             ))
         })?;
         Ok((first, grid))
+    }
+
+    /// Every training image's latents, encoded on first use.
+    fn train_latents(&self, data: &Data) -> Result<Arc<Latents>> {
+        if let Some(l) = self.train_latents.get() {
+            return Ok(l.clone());
+        }
+        let l = Arc::new(self.latents(data, false, None, &*genlab_core::events::terminal())?);
+        Ok(self.train_latents.get_or_init(|| l).clone())
     }
 
     fn latents(&self, data: &Data, eval: bool, n: Option<usize>, events: &dyn EventSink) -> Result<Latents> {
@@ -265,6 +277,7 @@ impl Family for LatentDiffusionFamily {
             classes: facts.class_names.len(),
             symmetric: exp.symmetric(),
             exp: exp.clone(),
+            train_latents: std::sync::OnceLock::new(),
         }
     }
 
@@ -288,10 +301,12 @@ impl Family for LatentDiffusionFamily {
         Ok(LatentDiffusion::new(diffusion, first.model, 1.0, device))
     }
 
-    /// The scale factor: 1 / the standard deviation of the first 10,000 training latents.
+    /// The scale factor: 1 / the standard deviation of the first 10,000 training latents (of
+    /// the encoding the batches read).
     fn initialize(&self, m: LatentDiffusion, data: &Data, device: &Device) -> Result<LatentDiffusion> {
-        let latents = self.latents(data, false, Some(SCALE_EXAMPLES), &*genlab_core::events::terminal())?;
-        let v = &latents.values;
+        let latents = self.train_latents(data)?;
+        let per_image: usize = latents.grid.iter().product();
+        let v = &latents.values[..(SCALE_EXAMPLES * per_image).min(latents.values.len())];
         let mean = v.iter().map(|&x| x as f64).sum::<f64>() / v.len().max(1) as f64;
         let var = v.iter().map(|&x| (x as f64 - mean).powi(2)).sum::<f64>() / v.len().max(1) as f64;
         let scale = (1.0 / var.sqrt().max(1e-6)) as f32;
@@ -301,10 +316,10 @@ impl Family for LatentDiffusionFamily {
     }
 
     fn batches(&self, data: &Data, exp: &Experiment) -> Result<Batches<LatentDiffusion>> {
-        let latents = self.latents(data, false, None, &*genlab_core::events::terminal())?;
+        let latents = self.train_latents(data)?;
         let t = &exp.train;
         let loader = BatchLoader::new((0..latents.values.len() / latents.grid.iter().product::<usize>()).collect(), t.batch_size, true, t.drop_last, t.seed);
-        Ok(Box::new(LatentBatches { latents: Arc::new(latents), conditional: self.options.conditional, loader }))
+        Ok(Box::new(LatentBatches { latents, conditional: self.options.conditional, loader }))
     }
 
     fn validation_set(&self, data: &Data, exp: &Experiment, events: &dyn EventSink) -> Result<EvalImages> {
