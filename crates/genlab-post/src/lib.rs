@@ -1,0 +1,13 @@
+//! genlab-post: what a generated sample passes through before anyone sees it: image steps (smoothing,
+//! sharpening, resizing, levels, binarisation), text correction and normalisation, content filters
+//! (blocklist, personal data), and the verbatim-copy check of generated text.
+
+pub mod content;
+pub mod error;
+pub mod image_ops;
+pub mod normalize;
+pub mod symspell;
+pub mod verbatim;
+
+pub use error::{PostError, Result};
+pub use image_ops::{ImageStep, Picture};
