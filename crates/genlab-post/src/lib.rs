@@ -1,6 +1,7 @@
 //! genlab-post: what a generated sample passes through before anyone sees it: image steps (smoothing,
 //! sharpening, resizing, levels, binarisation), text correction and normalisation, content filters
-//! (blocklist, personal data), and the verbatim-copy check of generated text.
+//! (blocklist, personal data), the verbatim-copy check of generated text, and the invisible image
+//! watermark.
 
 pub mod content;
 pub mod error;
@@ -8,6 +9,7 @@ pub mod image_ops;
 pub mod normalize;
 pub mod symspell;
 pub mod verbatim;
+pub mod watermark;
 
 pub use error::{PostError, Result};
 pub use image_ops::{ImageStep, Picture};
