@@ -414,6 +414,8 @@ fn issue17_latent_diffusion_beside_pixel_diffusion_resumes_and_refuses_a_flat_va
     let eval: serde_json::Value = serde_json::from_slice(&std::fs::read(whole.join("eval.json")).unwrap()).unwrap();
     assert_eq!(eval["latent_grid"], serde_json::json!([2, 7, 7]));
     assert!(eval["latent_scale"].as_f64().unwrap() > 0.0 && eval["pixel"]["parameters"].as_u64().unwrap() > 0);
+    // The pixel run timed in the same process, with the same sampler and steps.
+    assert!(eval["pixel"]["seconds_per_sample"].as_f64().unwrap() > 0.0, "{}", eval["pixel"]);
     let png = root.join("s.png");
     let o = genlab()
         .args([

@@ -171,7 +171,8 @@ pub(super) fn evaluate(
     record.insert("sampler".into(), default.describe().into());
     record.insert("guidance".into(), default.opts.scale.into());
     record.insert("conditional_accuracy".into(), accuracy.into());
-    record.insert("seconds_per_sample".into(), (main_seconds / n_main.max(1) as f64).into());
+    // No main draw, no time per sample (the sampler table times its own draws).
+    record.insert("seconds_per_sample".into(), (n_main > 0).then(|| main_seconds / n_main as f64).into());
 
     let reuse = |s: &Sampling, n: usize| -> Option<(Vec<f32>, f64)> {
         (s.name == default.name && s.steps == default.steps && s.opts == default.opts && n <= n_main)

@@ -131,6 +131,21 @@ impl BatchSource for LatentBatches {
     }
 }
 
+/// Seconds per sample of the pixel-space run at `dir`, drawing `TIMED_SAMPLES` with the same
+/// sampler and steps in this process (so both sit side by side on one machine at one time).
+fn time_pixel_run(dir: &Path, s: &Sampling, cx: &EvalContext<'_>) -> Result<f64> {
+    let model = crate::serving::load(dir, None, cx.events.clone())?;
+    let name = serde_json::to_value(s.name).ok().and_then(|v| v.as_str().map(str::to_string));
+    let request = GenerateRequest {
+        sampler: name,
+        steps: Some(s.steps),
+        ..GenerateRequest::new(TIMED_SAMPLES, cx.exp.eval.seed)
+    };
+    let started = std::time::Instant::now();
+    model.generate(&request, None)?;
+    Ok(started.elapsed().as_secs_f64() / TIMED_SAMPLES as f64)
+}
+
 /// What the report reads of a pixel-space diffusion run.
 #[derive(Debug, Clone, Serialize)]
 struct PixelRun {
@@ -161,7 +176,7 @@ fn read_pixel_run(dir: &Path) -> Result<Option<PixelRun>> {
     Ok(Some(PixelRun {
         dir: dir.to_path_buf(),
         fid: find(&["/sample_metrics/fid", "/metrics/fid", "/fid"]),
-        seconds_per_sample: find(&["/seconds_per_sample", "/samplers/seconds_per_sample"]),
+        seconds_per_sample: None,
         train_seconds: info.train_seconds,
         parameters: info.parameters,
     }))
@@ -346,11 +361,15 @@ impl Family for LatentDiffusionFamily {
         let unet = m.diffusion.num_params();
         let autoencoder = m.autoencoder.num_params();
         let s = self.sampling(&m.diffusion, &GenerateRequest::default())?;
-        let pixel = match self.options.compare_pixel.as_deref() {
+        let mut pixel = match self.options.compare_pixel.as_deref() {
             Some(dir) => read_pixel_run(dir)?,
             None => None,
         };
+        if let Some(p) = pixel.as_mut() {
+            p.seconds_per_sample = Some(time_pixel_run(&p.dir, &s, cx)?);
+        }
         let first = self.exp.stage1.as_ref().and_then(|s| s.run.clone()).unwrap_or_default();
+        let first_seconds = crate::run_dir::RunInfo::load(&first).ok().and_then(|i| i.train_seconds);
         let [c, h, w] = m.grid();
         cx.events.message(&format!("{} sampling: {per_sample:.4} s per sample; UNet {unet} parameters, autoencoder {autoencoder}", s.describe()));
         let mut md = String::new();
@@ -364,9 +383,13 @@ impl Family for LatentDiffusionFamily {
         let _ = writeln!(md, "| run | this one | {} |", or(pixel.as_ref().map(|p| format!("[{}]({})", p.dir.display(), crate::stages::report_link(cx.run_dir, &p.dir))).or(missing)));
         let _ = writeln!(md, "| FID | the sample metrics below | {} |", or(pixel.as_ref().map(|p| fid(p.fid))));
         let _ = writeln!(md, "| seconds per sample ({}) | {per_sample:.4} | {} |", s.describe(), or(pixel.as_ref().and_then(|p| p.seconds_per_sample).map(|v| format!("{v:.4}"))));
-        let _ = writeln!(md, "| training seconds | {} | {} |", or(cx.info.train_seconds.map(|v| format!("{v:.0}"))), or(pixel.as_ref().and_then(|p| p.train_seconds).map(|v| format!("{v:.0}"))));
+        let ours = match (cx.info.train_seconds, first_seconds) {
+            (Some(t), Some(a)) => Some(format!("{:.0} ({t:.0} diffusion + {a:.0} autoencoder)", t + a)),
+            (t, _) => t.map(|t| format!("{t:.0} (diffusion only)")),
+        };
+        let _ = writeln!(md, "| training seconds | {} | {} |", or(ours), or(pixel.as_ref().and_then(|p| p.train_seconds).map(|v| format!("{v:.0}"))));
         let _ = writeln!(md, "| parameters | {} (UNet {unet}, autoencoder {autoencoder}) | {} |\n", unet + autoencoder, or(pixel.as_ref().map(|p| p.parameters.to_string())));
-        let _ = writeln!(md, "Protocol: {} weights of step {}; {TIMED_SAMPLES} samples drawn and decoded in batches, timed on this machine; a sample is the grid denoised by {} and decoded by the first stage's decoder.\n", cx.exp.weights_word(), cx.step, s.describe());
+        let _ = writeln!(md, "Protocol: {} weights of step {}; {TIMED_SAMPLES} samples drawn and decoded in batches, timed on this machine; a sample is the grid denoised by {} and decoded by the first stage's decoder. The pixel-space run's latest weights are loaded here and timed the same way, with the same sampler and steps, right after.\n", cx.exp.weights_word(), cx.step, s.describe());
         Ok(Evaluation {
             metrics: vec![],
             log: vec![("seconds_per_sample", per_sample.into()), ("unet_parameters", unet.into()), ("autoencoder_parameters", autoencoder.into())],
