@@ -213,6 +213,27 @@ enum Command {
         #[command(subcommand)]
         command: WeightsCommand,
     },
+    /// The invisible image watermark of [post] (invisible-watermark's dwtDct).
+    Watermark {
+        #[command(subcommand)]
+        command: WatermarkCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum WatermarkCommand {
+    /// Reads the watermark of a PNG or JPEG image, or of each in a directory, and says which carry
+    /// the key (28 or more of its 32 bits read back).
+    Detect {
+        /// An image file or a directory of images.
+        path: PathBuf,
+        /// The key, 8 hexadecimal digits.
+        #[arg(long, conflicts_with = "run")]
+        key: Option<String>,
+        /// A run whose [post] watermark key (and step) to look for.
+        #[arg(long)]
+        run: Option<PathBuf>,
+    },
 }
 
 /// What `genlab sample` asks of the family beyond count and seed.
@@ -270,6 +291,9 @@ struct RequestArgs {
     /// Beams of beam search (seq2seq; 1 is greedy).
     #[arg(long)]
     beam: Option<usize>,
+    /// The samples as the model made them, without the experiment's [post] steps and watermark.
+    #[arg(long)]
+    raw: bool,
 }
 
 impl RequestArgs {
@@ -298,6 +322,7 @@ impl RequestArgs {
             beam: self.beam,
             latents: None,
             seeds: None,
+            raw: self.raw,
         })
     }
 }
@@ -576,6 +601,22 @@ fn run() -> anyhow::Result<ExitCode> {
             let source = weights.unwrap_or_else(|| genlab_eval::extract::FeatureNetwork::Inception.default_path());
             let sha1 = genlab_eval::weights::export_fid_inception(&source, &out, force)?;
             println!("{} (sha1 {sha1}), from {}", out.display(), source.display());
+            ExitCode::SUCCESS
+        }
+        Command::Watermark { command: WatermarkCommand::Detect { path, key, run } } => {
+            let found = genlab_pipeline::post::watermark_key(key.as_deref(), run.as_deref())?;
+            let scale = match &run {
+                Some(run) => genlab_pipeline::post::watermark_scale(run)?,
+                None => genlab_post::watermark::DEFAULT_SCALE,
+            };
+            let readings = genlab_pipeline::post::detect_watermarks(&path, &found, scale)?;
+            let marked = readings.iter().filter(|r| r.reading.marked() == Some(true)).count();
+            for r in &readings {
+                let matching = r.reading.matching.unwrap_or(0);
+                let verdict = if r.reading.marked() == Some(true) { "marked" } else { "not marked" };
+                println!("{}: {matching}/32 key bits, {verdict}", r.path.display());
+            }
+            println!("{marked} of {} images carry key {}", readings.len(), found.to_hex());
             ExitCode::SUCCESS
         }
         Command::Data { command: DataCommand::Info { dataset } } => {

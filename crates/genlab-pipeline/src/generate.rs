@@ -59,6 +59,9 @@ pub struct GenerateRequest {
     /// images as a request of that seed and count alone would; the counts sum to `count`.
     #[serde(default)]
     pub seeds: Option<Vec<(u64, usize)>>,
+    /// The samples as the model made them, without the experiment's `[post]` steps.
+    #[serde(default)]
+    pub raw: bool,
 }
 
 /// A partial image to complete (in-painting): 8-bit pixel values `[channels, height, width]` and

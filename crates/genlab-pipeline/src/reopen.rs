@@ -104,8 +104,13 @@ pub(crate) fn generate<F: Family>(
     let can = family.capabilities();
     request.check(F::CARD.name, &can)?;
     check_sample_memory(request.count, can.output(), target.info.data_shape)?;
+    crate::post::image_post(&target.exp, can.output(), target.info.data_shape)?;
     let model = target.model(&family)?;
-    family.generate(&model, request, &target.device, progress.then_some(&*target.events))
+    let generated = family.generate(&model, request, &target.device, progress.then_some(&*target.events))?;
+    if request.raw {
+        return Ok(generated);
+    }
+    crate::post::apply(&target.exp, can.output(), generated)
 }
 
 /// Refuses a sample count whose samples cannot be held in memory (`-n 100000000`).

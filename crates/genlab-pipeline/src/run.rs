@@ -166,6 +166,7 @@ pub(crate) fn execute<F: Family>(
     // The parameters first: a model too large for memory is the first thing to say.
     let model = init_within_memory(&family, exp, &device)?;
     check_memory(exp, &facts)?;
+    crate::post::image_post(exp, family.capabilities().output(), facts.shape)?;
     family.check_data(&data)?;
     let mut batches = family.batches(&data, exp)?;
     let resume_from = match &target {

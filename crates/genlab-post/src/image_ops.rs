@@ -117,11 +117,19 @@ pub enum ResizeFilter {
 }
 
 /// A binarisation level: a grey level, or Otsu's (the one that best separates two classes).
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
-#[serde(untagged)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Threshold {
     Otsu,
     Level(f32),
+}
+
+impl Serialize for Threshold {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+        match self {
+            Threshold::Otsu => serializer.serialize_str("otsu"),
+            Threshold::Level(v) => serializer.serialize_f32(*v),
+        }
+    }
 }
 
 impl<'de> Deserialize<'de> for Threshold {
@@ -155,6 +163,26 @@ impl ImageStep {
             ImageStep::Contrast { .. } => "contrast",
             ImageStep::Levels { .. } => "levels",
             ImageStep::Binarize { .. } => "binarize",
+        }
+    }
+
+    /// The step in words, for reports.
+    pub fn describe(&self) -> String {
+        match *self {
+            ImageStep::GaussianBlur { sigma } => format!("Gaussian blur (sigma {sigma})"),
+            ImageStep::Median { radius } => format!("median {0}x{0}", 2 * radius + 1),
+            ImageStep::Bilateral { diameter, sigma_color, sigma_space } => {
+                format!("bilateral (diameter {diameter}, sigma colour {sigma_color}, space {sigma_space})")
+            }
+            ImageStep::Unsharp { sigma, amount, threshold } => {
+                format!("unsharp mask (sigma {sigma}, amount {amount}, threshold {threshold})")
+            }
+            ImageStep::Resize { height, width, filter } => format!("resize to {height}x{width} ({filter:?})"),
+            ImageStep::Autocontrast { cutoff } => format!("autocontrast (cutoff {cutoff}%)"),
+            ImageStep::Contrast { factor } => format!("contrast x{factor}"),
+            ImageStep::Levels { black, white, gamma } => format!("levels {black}..{white}, gamma {gamma}"),
+            ImageStep::Binarize { threshold: Threshold::Otsu } => "binarise at Otsu's level".into(),
+            ImageStep::Binarize { threshold: Threshold::Level(v) } => format!("binarise above {v}"),
         }
     }
 

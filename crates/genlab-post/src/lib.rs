@@ -3,6 +3,7 @@
 //! (blocklist, personal data), the verbatim-copy check of generated text, the invisible image
 //! watermark and the green-list text watermark.
 
+pub mod config;
 pub mod content;
 pub mod error;
 pub mod image_ops;
@@ -12,5 +13,6 @@ pub mod text_watermark;
 pub mod verbatim;
 pub mod watermark;
 
+pub use config::{ImagePost, PostConfig, WatermarkConfig};
 pub use error::{PostError, Result};
 pub use image_ops::{ImageStep, Picture};

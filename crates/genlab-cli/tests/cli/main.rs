@@ -5,6 +5,7 @@ mod diffusion;
 mod hardening;
 mod hybrid;
 mod language;
+mod post;
 mod serve;
 mod tune;
 

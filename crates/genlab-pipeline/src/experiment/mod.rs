@@ -28,6 +28,9 @@ pub struct Experiment {
     pub train: TrainConfig,
     pub eval: EvalConfig,
     pub deploy: DeployConfig,
+    /// Phase 7, `[post]`: what every generated sample passes through.
+    #[serde(skip_serializing_if = "genlab_post::PostConfig::is_empty")]
+    pub post: genlab_post::PostConfig,
     /// The finished run a second-stage family builds on (a VQ-VAE under its prior).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stage1: Option<StageConfig>,

@@ -87,6 +87,7 @@ impl Experiment {
             train: exp.train,
             eval: exp.eval.unwrap_or_default(),
             deploy: exp.deploy.unwrap_or_default(),
+            post: exp.post.unwrap_or_default(),
             stage1: exp.stage1,
             tune,
         };
@@ -106,6 +107,7 @@ struct SharedSections {
     train: TrainConfig,
     eval: Option<EvalConfig>,
     deploy: Option<DeployConfig>,
+    post: Option<genlab_post::PostConfig>,
     stage1: Option<super::StageConfig>,
 }
 

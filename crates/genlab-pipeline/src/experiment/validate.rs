@@ -13,6 +13,7 @@ impl Experiment {
     pub(crate) fn validate(&self) -> Result<(), KeyError> {
         let t = &self.train;
         let err = |k: &str, m: String| Err((k.to_string(), m));
+        self.post.validate()?;
         if let Err(why) = plain_name(&self.problem.name) {
             return err("problem.name", format!(" = {:?}: {why}", self.problem.name));
         }

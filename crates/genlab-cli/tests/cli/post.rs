@@ -1,0 +1,91 @@
+//! Issue 18: `[post]`. Generated images pass through the image steps and the invisible watermark
+//! (`genlab sample`; `--raw` skips them), and `genlab watermark detect` finds the run's key in
+//! every post-processed sample and in none of the raw ones. Bad input is one clear line each: an
+//! unknown step, a value out of range, a key of the wrong length, a watermark the images are too
+//! small for, a detector pointed at a file that is not an image.
+
+use super::{fails_with, genlab, stderr, write_config, SMALL};
+
+/// SMALL with `POST` appended as its `[post]` section.
+fn with_post(post: &str) -> String {
+    format!("{SMALL}\n[post]\n{post}\n")
+}
+
+#[test]
+fn issue18_bad_post_sections_and_detector_inputs() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases: [(&str, &[&str]); 5] = [
+        (
+            "image = [{ sharpen = { sigma = 1.0 } }]",
+            &["exp.toml:", "post.image", "unknown variant `sharpen`", "gaussian_blur"],
+        ),
+        (
+            "image = [{ binarize = { threshold = 300 } }]",
+            &["exp.toml:", "post.image[0]", "binarize", "threshold = 300", "0..=255"],
+        ),
+        ("image = [{ gaussian_blur = { sigma = 0.0 } }]", &["post.image[0]", "gaussian_blur", "sigma = 0"]),
+        (
+            "watermark = { key = \"6a3f\" }",
+            &["exp.toml:", "post.watermark.key", "\"6a3f\"", "4 hexadecimal digits, expected 8"],
+        ),
+        // 28x28 digits hold 9 blocks; the watermark needs 128 (a resize first).
+        ("watermark = { key = \"6a3f00c1\" }", &["[post] watermark", "28x28", "9 blocks", "needs 128", "resize"]),
+    ];
+    for (post, want) in cases {
+        let cfg = write_config(dir.path(), &with_post(post));
+        fails_with(&["run", cfg.to_str().unwrap()], want);
+    }
+    let notes = dir.path().join("notes.txt");
+    std::fs::write(&notes, "not an image").unwrap();
+    let n = notes.to_str().unwrap();
+    fails_with(&["watermark", "detect", n, "--key", "6a3f00c1"], &["notes.txt", "not a PNG or JPEG image"]);
+    fails_with(&["watermark", "detect", n, "--key", "6a3f00c1ff"], &["--key", "10 hexadecimal digits, expected 8"]);
+    let empty = tempfile::tempdir().unwrap();
+    fails_with(
+        &["watermark", "detect", empty.path().to_str().unwrap(), "--key", "6a3f00c1"],
+        &["holds no PNG or JPEG"],
+    );
+}
+
+#[test]
+fn issue18_samples_carry_the_runs_watermark_and_raw_samples_do_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let post = r#"image = [{ resize = { height = 112, width = 112, filter = "lanczos" } }, { unsharp = { sigma = 1.0, amount = 0.5 } }]
+watermark = { key = "0badf00d" }"#;
+    let cfg = write_config(dir.path(), &with_post(post).replace("steps = 60", "steps = 10"));
+    let run = dir.path().join("run");
+    let o = genlab().args(["run", cfg.to_str().unwrap(), "--run-dir", run.to_str().unwrap()]).output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(std::fs::read_to_string(run.join("experiment.toml")).unwrap().contains("0badf00d"));
+
+    let marked = dir.path().join("marked");
+    let raw = dir.path().join("raw");
+    for (out, extra) in [(&marked, None), (&raw, Some("--raw"))] {
+        let mut args =
+            vec!["sample", run.to_str().unwrap(), "-n", "6", "--format", "folder", "-o", out.to_str().unwrap()];
+        args.extend(extra);
+        let o = genlab().args(&args).output().unwrap();
+        assert!(o.status.success(), "{}", stderr(&o));
+    }
+    let first = image::open(marked.join("000000.png")).unwrap();
+    assert_eq!((first.width(), first.height()), (112, 112));
+
+    let detect = |path: &std::path::Path| {
+        let o = genlab()
+            .args(["watermark", "detect", path.to_str().unwrap(), "--run", run.to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", stderr(&o));
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    let out = detect(&marked);
+    assert!(out.contains("6 of 6 images carry key 0badf00d"), "{out}");
+    // The raw 28x28 samples are too small to carry a key at all: the detector says so.
+    let o =
+        genlab().args(["watermark", "detect", raw.to_str().unwrap(), "--run", run.to_str().unwrap()]).output().unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("28x28"), "{}", stderr(&o));
+    let o = genlab().args(["watermark", "detect", marked.to_str().unwrap(), "--key", "f00dbad0"]).output().unwrap();
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(out.contains("0 of 6 images carry key f00dbad0"), "{out}");
+}

@@ -1,0 +1,118 @@
+//! Phase 7, `[post]`, applied to what a family generated: the image steps and the watermark on
+//! every generated image (`genlab sample`); a family whose samples are not images passes through.
+
+use crate::error::{PipelineError, Result};
+use crate::experiment::Experiment;
+use crate::generate::{Generated, OutputKind};
+use genlab_post::ImagePost;
+
+/// The experiment's image post-processing for samples of `shape`, or None when `[post]` has no
+/// image step and no watermark (or the family does not generate images). Refuses, naming
+/// `[post]`, a watermark the images are too small to carry.
+pub(crate) fn image_post(exp: &Experiment, output: OutputKind, shape: [usize; 3]) -> Result<Option<ImagePost>> {
+    if output != OutputKind::Images || (exp.post.image.is_empty() && exp.post.watermark.is_none()) {
+        return Ok(None);
+    }
+    ImagePost::new(&exp.post, shape).map(Some).map_err(|e| PipelineError::Config(format!("[post] {e}")))
+}
+
+/// `generated` through `[post]`.
+pub(crate) fn apply(exp: &Experiment, output: OutputKind, generated: Generated) -> Result<Generated> {
+    let Generated::Images(mut images) = generated else { return Ok(generated) };
+    let Some(post) = image_post(exp, output, images.shape)? else { return Ok(Generated::Images(images)) };
+    images.pixels = post.apply(&images.pixels, images.n).map_err(|e| PipelineError::Config(format!("[post] {e}")))?;
+    images.shape = post.output_shape();
+    images.description = format!("{}; post-processed: {post}", images.description);
+    Ok(Generated::Images(images))
+}
+
+/// What `genlab watermark detect` found in one image.
+#[derive(Debug, Clone)]
+pub struct ImageReading {
+    pub path: std::path::PathBuf,
+    pub reading: genlab_post::watermark::Reading,
+}
+
+/// The watermark key of `[post]` in a run's experiment, or of `--key`.
+pub fn watermark_key(key: Option<&str>, run: Option<&std::path::Path>) -> Result<genlab_post::watermark::WatermarkKey> {
+    use genlab_post::watermark::WatermarkKey;
+    let hex = match (key, run) {
+        (Some(k), _) => k.to_string(),
+        (None, Some(run)) => {
+            let exp = Experiment::load(&run.join("experiment.toml"), &[])?;
+            match exp.post.watermark {
+                Some(w) => w.key,
+                None => {
+                    return Err(PipelineError::Config(format!(
+                        "--run {}: its experiment has no [post] watermark; give the key with --key",
+                        run.display()
+                    )))
+                }
+            }
+        }
+        (None, None) => return Err(PipelineError::Config("watermark detect: give --key HEX or --run RUN".into())),
+    };
+    WatermarkKey::from_hex(&hex).map_err(|e| PipelineError::Config(format!("--key: {e}")))
+}
+
+/// Reads the watermark of `path` (a PNG or JPEG file, or a directory of them) against `key`.
+pub fn detect_watermarks(
+    path: &std::path::Path,
+    key: &genlab_post::watermark::WatermarkKey,
+    scale: f32,
+) -> Result<Vec<ImageReading>> {
+    let files: Vec<std::path::PathBuf> = if path.is_dir() {
+        let mut files: Vec<_> = std::fs::read_dir(path)
+            .map_err(|e| PipelineError::Config(format!("{}: cannot list it: {e}", path.display())))?
+            .filter_map(|entry| entry.ok().map(|e| e.path()))
+            .filter(|p| {
+                p.extension()
+                    .and_then(|e| e.to_str())
+                    .is_some_and(|e| matches!(e.to_ascii_lowercase().as_str(), "png" | "jpg" | "jpeg"))
+            })
+            .collect();
+        files.sort();
+        if files.is_empty() {
+            return Err(PipelineError::Config(format!("{}: holds no PNG or JPEG images", path.display())));
+        }
+        files
+    } else {
+        vec![path.to_path_buf()]
+    };
+    files
+        .into_iter()
+        .map(|file| {
+            let picture = read_picture(&file)?;
+            let reading = genlab_post::watermark::read(&picture, Some(key), scale)
+                .map_err(|e| PipelineError::Config(format!("{}: {e}", file.display())))?;
+            Ok(ImageReading { path: file, reading })
+        })
+        .collect()
+}
+
+/// A PNG or JPEG file as a picture: grey images one channel, any other three.
+pub fn read_picture(path: &std::path::Path) -> Result<genlab_post::Picture> {
+    let bytes = genlab_core::files::read_bounded(path)
+        .map_err(|e| PipelineError::Config(format!("{}: cannot read it: {e}", path.display())))?;
+    let format = image::guess_format(&bytes)
+        .ok()
+        .filter(|f| matches!(f, image::ImageFormat::Png | image::ImageFormat::Jpeg))
+        .ok_or_else(|| PipelineError::Config(format!("{}: not a PNG or JPEG image", path.display())))?;
+    let decoded = image::load_from_memory_with_format(&bytes, format)
+        .map_err(|e| PipelineError::Config(format!("{}: not a readable {format:?} image: {e}", path.display())))?;
+    let (w, h) = (decoded.width() as usize, decoded.height() as usize);
+    if decoded.color().has_color() {
+        let rgb = decoded.to_rgb8();
+        let px = rgb.as_raw();
+        let pixels = (0..3).flat_map(|c| (0..w * h).map(move |i| f32::from(px[3 * i + c]))).collect();
+        Ok(genlab_post::Picture::new(3, h, w, pixels))
+    } else {
+        Ok(genlab_post::Picture::new(1, h, w, decoded.to_luma8().as_raw().iter().map(|&v| f32::from(v)).collect()))
+    }
+}
+
+/// The watermark step of `[post]` in a run's experiment (the package's 36 without one).
+pub fn watermark_scale(run: &std::path::Path) -> Result<f32> {
+    let exp = Experiment::load(&run.join("experiment.toml"), &[])?;
+    Ok(exp.post.watermark.map_or(genlab_post::watermark::DEFAULT_SCALE, |w| w.scale))
+}

@@ -1,0 +1,170 @@
+//! `[post]`: what every generated sample passes through, in order: the image steps, then the
+//! invisible watermark.
+//!
+//! ```toml
+//! [post]
+//! image = [{ resize = { height = 128, width = 128, filter = "lanczos" } }, { unsharp = { sigma = 1.0, amount = 0.5 } }]
+//! watermark = { key = "6a3f00c1" }
+//! ```
+
+use crate::error::Result;
+use crate::image_ops::{apply_all, ImageStep, Picture};
+use crate::watermark::{self, WatermarkKey, DEFAULT_SCALE};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PostConfig {
+    /// Image steps, applied in the order listed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub image: Vec<ImageStep>,
+    /// The invisible watermark embedded in every generated image, after the steps.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub watermark: Option<WatermarkConfig>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WatermarkConfig {
+    /// 32 bits as 8 hexadecimal digits.
+    pub key: String,
+    /// The quantisation step (36, the `invisible-watermark` package's; larger survives more and
+    /// shows more).
+    #[serde(default = "default_scale")]
+    pub scale: f32,
+}
+
+fn default_scale() -> f32 {
+    DEFAULT_SCALE
+}
+
+impl PostConfig {
+    pub fn is_empty(&self) -> bool {
+        self.image.is_empty() && self.watermark.is_none()
+    }
+
+    /// Every step's values, the key and the scale, refused with the field that is wrong:
+    /// `(key path, message)`, as the experiment's own checks report.
+    pub fn validate(&self) -> std::result::Result<(), (String, String)> {
+        for (i, step) in self.image.iter().enumerate() {
+            step.validate().map_err(|e| (format!("post.image[{i}]"), format!(": {e}")))?;
+        }
+        if let Some(w) = &self.watermark {
+            WatermarkKey::from_hex(&w.key).map_err(|e| ("post.watermark.key".to_string(), format!(": {e}")))?;
+            if !(w.scale.is_finite() && (4.0..=128.0).contains(&w.scale)) {
+                return Err(("post.watermark.scale".into(), format!(" = {}: expected a step in [4, 128]", w.scale)));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `[post]` ready to run on images of one shape.
+#[derive(Debug, Clone)]
+pub struct ImagePost {
+    steps: Vec<ImageStep>,
+    watermark: Option<(WatermarkKey, f32)>,
+    input: [usize; 3],
+    output: [usize; 3],
+}
+
+impl ImagePost {
+    /// `[post]` for images of `shape` (`[channels, height, width]`); refuses a watermark the
+    /// images (after the steps) are too small to carry. Validate the config first.
+    pub fn new(config: &PostConfig, shape: [usize; 3]) -> Result<ImagePost> {
+        let output = config.image.iter().fold(shape, |[c, h, w], step| match *step {
+            ImageStep::Resize { height, width, .. } => [c, height as usize, width as usize],
+            _ => [c, h, w],
+        });
+        let watermark = match &config.watermark {
+            None => None,
+            Some(w) => {
+                watermark::check_size(output[1], output[2])?;
+                Some((WatermarkKey::from_hex(&w.key)?, w.scale))
+            }
+        };
+        Ok(ImagePost { steps: config.image.clone(), watermark, input: shape, output })
+    }
+
+    /// The shape of what comes out.
+    pub fn output_shape(&self) -> [usize; 3] {
+        self.output
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.steps.is_empty() && self.watermark.is_none()
+    }
+
+    /// `n` images `[n, c, h, w]` (8-bit range) through the steps and the watermark.
+    pub fn apply(&self, pixels: &[f32], n: usize) -> Result<Vec<f32>> {
+        let [c, h, w] = self.input;
+        let len = c * h * w;
+        let mut out = Vec::with_capacity(n * self.output.iter().product::<usize>());
+        for i in 0..n {
+            let picture = Picture::new(c, h, w, pixels[i * len..(i + 1) * len].to_vec());
+            let mut done = apply_all(&self.steps, &picture);
+            if let Some((key, scale)) = &self.watermark {
+                done = watermark::embed(&done, key, *scale)?;
+            }
+            out.extend(done.pixels);
+        }
+        Ok(out)
+    }
+}
+
+impl std::fmt::Display for ImagePost {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut parts: Vec<String> = self.steps.iter().map(|s| s.describe()).collect();
+        if let Some((key, scale)) = &self.watermark {
+            parts.push(format!("watermark (dwtDct, key {}, step {scale})", key.to_hex()));
+        }
+        if parts.is_empty() {
+            write!(f, "none")
+        } else {
+            write!(f, "{}", parts.join(", then "))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_output_shape_follows_the_resizes_and_the_watermark_checks_it() {
+        let config = PostConfig {
+            image: vec![
+                ImageStep::Median { radius: 1 },
+                ImageStep::Resize { height: 112, width: 96, filter: crate::image_ops::ResizeFilter::Lanczos },
+            ],
+            watermark: Some(WatermarkConfig { key: "0badf00d".into(), scale: 36.0 }),
+        };
+        config.validate().unwrap();
+        let post = ImagePost::new(&config, [1, 28, 28]).unwrap();
+        assert_eq!(post.output_shape(), [1, 112, 96]);
+        let out = post.apply(&vec![128.0; 2 * 28 * 28], 2).unwrap();
+        assert_eq!(out.len(), 2 * 112 * 96);
+        let small = PostConfig { image: vec![], ..config.clone() };
+        assert!(ImagePost::new(&small, [1, 28, 28]).unwrap_err().to_string().contains("28x28"));
+        let wrong = PostConfig { watermark: Some(WatermarkConfig { key: "abc".into(), scale: 36.0 }), ..config };
+        let (key, message) = wrong.validate().unwrap_err();
+        assert_eq!(key, "post.watermark.key");
+        assert!(message.contains("3 hexadecimal digits, expected 8"), "{message}");
+    }
+
+    /// `[post]` as a resolved experiment writes it reads back the same.
+    #[test]
+    fn round_trips_through_toml() {
+        let text = r#"
+image = [{ resize = { height = 128, width = 128, filter = "lanczos" } }, { binarize = { threshold = "otsu" } },
+         { binarize = { threshold = 100 } }, { levels = { black = 10, white = 240 } }]
+watermark = { key = "6a3f00c1" }
+"#;
+        let config: PostConfig = toml::from_str(text).unwrap();
+        assert_eq!(config.watermark.as_ref().unwrap().scale, 36.0);
+        let again: PostConfig = toml::from_str(&toml::to_string(&config).unwrap()).unwrap();
+        assert_eq!(again, config);
+        let err = toml::from_str::<PostConfig>("image = [{ sharpen = { sigma = 1 } }]").unwrap_err().to_string();
+        assert!(err.contains("unknown variant `sharpen`"), "{err}");
+    }
+}
