@@ -223,14 +223,19 @@ enum Command {
 #[derive(Subcommand)]
 enum WatermarkCommand {
     /// Reads the watermark of a PNG or JPEG image, or of each in a directory, and says which carry
-    /// the key (28 or more of its 32 bits read back).
+    /// the key (28 or more of its 32 bits read back); with --text, scores a text file for the
+    /// green-list watermark of the language model run --run (a z-score above 4 is watermarked).
     Detect {
         /// An image file or a directory of images.
-        path: PathBuf,
-        /// The key, 8 hexadecimal digits.
-        #[arg(long, conflicts_with = "run")]
+        #[arg(required_unless_present = "text", conflicts_with = "text")]
+        path: Option<PathBuf>,
+        /// A text file to score (with --run).
+        #[arg(long, requires = "run")]
+        text: Option<PathBuf>,
+        /// The image key, 8 hexadecimal digits.
+        #[arg(long, conflicts_with_all = ["run", "text"])]
         key: Option<String>,
-        /// A run whose [post] watermark key (and step) to look for.
+        /// A run whose [post] watermark (images) or text_watermark (--text) to look for.
         #[arg(long)]
         run: Option<PathBuf>,
     },
@@ -603,7 +608,22 @@ fn run() -> anyhow::Result<ExitCode> {
             println!("{} (sha1 {sha1}), from {}", out.display(), source.display());
             ExitCode::SUCCESS
         }
-        Command::Watermark { command: WatermarkCommand::Detect { path, key, run } } => {
+        Command::Watermark { command: WatermarkCommand::Detect { text: Some(text), run: Some(run), .. } } => {
+            let r = genlab_pipeline::post::detect_text_watermark(&text, &run)?;
+            let d = r.detection;
+            let expected = r.green_list.fraction() * d.scored as f64;
+            let verdict = if d.z > genlab_pipeline::post::TEXT_Z_THRESHOLD { "watermarked" } else { "not watermarked" };
+            println!(
+                "{}: z = {:.2} ({} of {} distinct token pairs green, {expected:.1} expected by chance): {verdict}",
+                text.display(),
+                d.z,
+                d.green,
+                d.scored
+            );
+            ExitCode::SUCCESS
+        }
+        Command::Watermark { command: WatermarkCommand::Detect { path, key, run, .. } } => {
+            let path = path.expect("clap requires a path without --text");
             let found = genlab_pipeline::post::watermark_key(key.as_deref(), run.as_deref())?;
             let scale = match &run {
                 Some(run) => genlab_pipeline::post::watermark_scale(run)?,

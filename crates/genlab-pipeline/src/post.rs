@@ -116,3 +116,50 @@ pub fn watermark_scale(run: &std::path::Path) -> Result<f32> {
     let exp = Experiment::load(&run.join("experiment.toml"), &[])?;
     Ok(exp.post.watermark.map_or(genlab_post::watermark::DEFAULT_SCALE, |w| w.scale))
 }
+
+/// The experiment's `[post] text_watermark` over `tokenizer`'s vocabulary.
+pub fn green_list(
+    exp: &Experiment,
+    tokenizer: &genlab_data::Tokenizer,
+) -> Option<genlab_models::lm::watermark::GreenList> {
+    exp.post.text_watermark.map(|t| genlab_models::lm::watermark::GreenList {
+        key: t.key,
+        gamma: t.gamma,
+        delta: t.delta,
+        vocab: tokenizer.vocab_size(),
+    })
+}
+
+/// What `genlab watermark detect --text` found.
+#[derive(Debug, Clone, Copy)]
+pub struct TextReading {
+    pub detection: genlab_models::lm::watermark::Detection,
+    pub green_list: genlab_models::lm::watermark::GreenList,
+}
+
+/// A z-score above this says "watermarked" (Kirchenbauer et al.'s threshold: a one-sided
+/// false-positive rate of 3e-5 under the null).
+pub const TEXT_Z_THRESHOLD: f64 = 4.0;
+
+/// Scores the text of `file` for the green-list watermark of `run`'s `[post] text_watermark`,
+/// tokenised by the run's tokenizer.
+pub fn detect_text_watermark(file: &std::path::Path, run: &std::path::Path) -> Result<TextReading> {
+    let exp = Experiment::load(&run.join("experiment.toml"), &[])?;
+    let info = crate::run_dir::RunInfo::load(run)?;
+    let tokenizer = info.tokenizer.as_ref().ok_or_else(|| {
+        PipelineError::Config(format!(
+            "--run {}: a {} run has no tokenizer; expected a language model's run",
+            run.display(),
+            exp.model.family
+        ))
+    })?;
+    let green_list = green_list(&exp, tokenizer).ok_or_else(|| {
+        PipelineError::Config(format!("--run {}: its experiment has no [post] text_watermark", run.display()))
+    })?;
+    let bytes = genlab_core::files::read_bounded(file)
+        .map_err(|e| PipelineError::Config(format!("--text {}: cannot read it: {e}", file.display())))?;
+    let text = String::from_utf8(bytes)
+        .map_err(|_| PipelineError::Config(format!("--text {}: not UTF-8 text", file.display())))?;
+    let (tokens, _) = tokenizer.encode_lossy(&text);
+    Ok(TextReading { detection: green_list.detect(&tokens), green_list })
+}

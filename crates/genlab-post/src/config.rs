@@ -21,6 +21,29 @@ pub struct PostConfig {
     /// The invisible watermark embedded in every generated image, after the steps.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub watermark: Option<WatermarkConfig>,
+    /// The green-list watermark in every text a language model samples (Kirchenbauer et al. 2023).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text_watermark: Option<TextWatermarkConfig>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TextWatermarkConfig {
+    pub key: u64,
+    /// The green fraction of the vocabulary in each context.
+    #[serde(default = "default_gamma")]
+    pub gamma: f64,
+    /// Added to the green tokens' logits.
+    #[serde(default = "default_delta")]
+    pub delta: f32,
+}
+
+fn default_gamma() -> f64 {
+    0.25
+}
+
+fn default_delta() -> f32 {
+    2.0
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -40,7 +63,7 @@ fn default_scale() -> f32 {
 
 impl PostConfig {
     pub fn is_empty(&self) -> bool {
-        self.image.is_empty() && self.watermark.is_none()
+        self.image.is_empty() && self.watermark.is_none() && self.text_watermark.is_none()
     }
 
     /// Every step's values, the key and the scale, refused with the field that is wrong:
@@ -53,6 +76,20 @@ impl PostConfig {
             WatermarkKey::from_hex(&w.key).map_err(|e| ("post.watermark.key".to_string(), format!(": {e}")))?;
             if !(w.scale.is_finite() && (4.0..=128.0).contains(&w.scale)) {
                 return Err(("post.watermark.scale".into(), format!(" = {}: expected a step in [4, 128]", w.scale)));
+            }
+        }
+        if let Some(t) = &self.text_watermark {
+            if !(t.gamma > 0.0 && t.gamma < 1.0) {
+                return Err((
+                    "post.text_watermark.gamma".into(),
+                    format!(" = {}: expected a fraction in (0, 1)", t.gamma),
+                ));
+            }
+            if !(t.delta.is_finite() && (0.0..=20.0).contains(&t.delta)) {
+                return Err((
+                    "post.text_watermark.delta".into(),
+                    format!(" = {}: expected a logit bias in [0, 20]", t.delta),
+                ));
             }
         }
         Ok(())
@@ -138,6 +175,7 @@ mod tests {
                 ImageStep::Resize { height: 112, width: 96, filter: crate::image_ops::ResizeFilter::Lanczos },
             ],
             watermark: Some(WatermarkConfig { key: "0badf00d".into(), scale: 36.0 }),
+            text_watermark: None,
         };
         config.validate().unwrap();
         let post = ImagePost::new(&config, [1, 28, 28]).unwrap();

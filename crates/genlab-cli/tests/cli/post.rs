@@ -89,3 +89,64 @@ watermark = { key = "0badf00d" }"#;
     let out = String::from_utf8_lossy(&o.stdout).into_owned();
     assert!(out.contains("0 of 6 images carry key f00dbad0"), "{out}");
 }
+
+/// The text watermark: a GPT run with `[post] text_watermark` reports detection and cost, its
+/// samples are detected and its raw samples are not; bad watermark settings are one line each.
+#[test]
+fn issue18_text_watermark_is_detected_in_samples_and_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = super::language::corpus(dir.path());
+    let gpt =
+        format!("{}\n[post]\ntext_watermark = {{ key = 7, delta = 4.0 }}\n", super::language::small_gpt(&text, 32));
+    let cfg = write_config(dir.path(), &gpt);
+    let run = dir.path().join("run");
+    let o = genlab().args(["run", cfg.to_str().unwrap(), "--run-dir", run.to_str().unwrap()]).output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let report = std::fs::read_to_string(run.join("report.md")).unwrap();
+    assert!(
+        report.contains("## Text watermark") && report.contains("detection rate at a 1% false-positive rate"),
+        "{report}"
+    );
+    let eval: serde_json::Value = serde_json::from_slice(&std::fs::read(run.join("eval.json")).unwrap()).unwrap();
+    let w = &eval["watermark"];
+    assert!(w["detection_at_1pct"].as_f64().unwrap() >= 0.95, "{w}");
+    assert!(w["mean_z_unmarked"].as_f64().unwrap().abs() < 1.0, "{w}");
+
+    let mut verdicts = Vec::new();
+    for (name, raw) in [("marked.txt", false), ("raw.txt", true)] {
+        let out = dir.path().join(name);
+        let mut args =
+            vec!["sample", run.to_str().unwrap(), "--max-tokens", "200", "--seed", "3", "-o", out.to_str().unwrap()];
+        if raw {
+            args.push("--raw");
+        }
+        let o = genlab().args(&args).output().unwrap();
+        assert!(o.status.success(), "{}", stderr(&o));
+        let o = genlab()
+            .args(["watermark", "detect", "--text", out.to_str().unwrap(), "--run", run.to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", stderr(&o));
+        verdicts.push(String::from_utf8_lossy(&o.stdout).into_owned());
+    }
+    assert!(verdicts[0].contains(": watermarked"), "{}", verdicts[0]);
+    assert!(verdicts[1].contains("not watermarked"), "{}", verdicts[1]);
+
+    let bad =
+        format!("{}\n[post]\ntext_watermark = {{ key = 7, gamma = 1.5 }}\n", super::language::small_gpt(&text, 32));
+    let cfg = write_config(dir.path(), &bad);
+    fails_with(
+        &["run", cfg.to_str().unwrap()],
+        &["exp.toml:", "post.text_watermark.gamma = 1.5", "a fraction in (0, 1)"],
+    );
+    // An image run has no tokenizer to score a text with.
+    let image_cfg = write_config(dir.path(), &SMALL.replace("steps = 60", "steps = 5"));
+    let image_run = dir.path().join("image");
+    let o =
+        genlab().args(["run", image_cfg.to_str().unwrap(), "--run-dir", image_run.to_str().unwrap()]).output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    fails_with(
+        &["watermark", "detect", "--text", text.to_str().unwrap(), "--run", image_run.to_str().unwrap()],
+        &["--run", "no tokenizer"],
+    );
+}

@@ -12,6 +12,7 @@ pub mod gpt;
 pub mod rnn;
 pub mod sampling;
 pub mod seq2seq;
+pub mod watermark;
 
 use burn::tensor::{Device, Int, TensorData};
 use burn::Tensor;

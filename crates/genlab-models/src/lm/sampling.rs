@@ -6,6 +6,7 @@
 //! smallest set of most likely tokens whose probability reaches p). Temperature 0 is greedy
 //! decoding. The arithmetic is float64 on the host; one uniform draw per token.
 
+use crate::lm::watermark::GreenList;
 use genlab_core::SeededRng;
 
 /// The sampling controls.
@@ -18,11 +19,15 @@ pub struct Sampling {
     pub top_p: Option<f64>,
     /// 1 leaves the logits as they are.
     pub repetition_penalty: f64,
+    /// The green-list watermark: `delta` added to the logits of the tokens green after the
+    /// previous one, after the repetition penalty and before the temperature (as Kirchenbauer et
+    /// al.'s logits processor sits before Hugging Face's warpers).
+    pub watermark: Option<GreenList>,
 }
 
 impl Default for Sampling {
     fn default() -> Self {
-        Sampling { temperature: 1.0, top_k: None, top_p: None, repetition_penalty: 1.0 }
+        Sampling { temperature: 1.0, top_k: None, top_p: None, repetition_penalty: 1.0, watermark: None }
     }
 }
 
@@ -43,6 +48,13 @@ impl Sampling {
                 if !std::mem::replace(&mut seen[t as usize], true) {
                     let v = &mut z[t as usize];
                     *v = if *v > 0.0 { *v / self.repetition_penalty } else { *v * self.repetition_penalty };
+                }
+            }
+        }
+        if let (Some(mark), Some(&previous)) = (self.watermark, history.last()) {
+            for (v, green) in z.iter_mut().zip(mark.green(previous)) {
+                if green {
+                    *v += mark.delta as f64;
                 }
             }
         }
@@ -163,5 +175,24 @@ mod tests {
         let one = Sampling { top_k: Some(1), ..Default::default() }.distribution(&LOGITS, &[]);
         assert_eq!(one, vec![(1, 1.0)]);
         assert_eq!(Sampling { top_p: Some(1.0), ..Default::default() }.distribution(&LOGITS, &[]).len(), 8);
+    }
+
+    /// The watermark multiplies each green token's odds by e^delta against the others, after
+    /// the previous token's green list; no previous token, no change.
+    #[test]
+    fn the_watermark_raises_green_tokens_by_delta_before_the_temperature() {
+        let mark = GreenList { key: 5, gamma: 0.5, delta: 1.5, vocab: LOGITS.len() };
+        let green = mark.green(3);
+        let t = 0.7;
+        let marked = Sampling { temperature: t, watermark: Some(mark), ..Default::default() };
+        let got: std::collections::HashMap<u32, f64> = marked.distribution(&LOGITS, &[3]).into_iter().collect();
+        let raised: Vec<f64> =
+            (0..LOGITS.len()).map(|i| ((LOGITS[i] as f64 + if green[i] { 1.5 } else { 0.0 }) / t).exp()).collect();
+        let z: f64 = raised.iter().sum();
+        for (i, w) in raised.iter().enumerate() {
+            assert!((got[&(i as u32)] - w / z).abs() < 1e-12, "token {i}");
+        }
+        let plain = Sampling { temperature: t, ..Default::default() }.distribution(&LOGITS, &[]);
+        assert_eq!(marked.distribution(&LOGITS, &[]), plain);
     }
 }

@@ -37,6 +37,12 @@ impl<N: LmNetwork> LmFamily<N> {
         }))
     }
 
+    /// The experiment's `[post] text_watermark` over the tokenizer's vocabulary, unless the request
+    /// asks for the raw model.
+    fn watermark(&self, r: &GenerateRequest, tok: &Tokenizer) -> Option<genlab_models::lm::watermark::GreenList> {
+        crate::post::green_list(&self.exp, tok).filter(|_| !r.raw)
+    }
+
     /// One text after `prompt`, streamed to `on_text`.
     fn text(&self, m: &N::Model, prompt: &[u32], g: &Generation, on_text: &mut dyn FnMut(&str)) -> Result<String> {
         let tok = self.tokenizer()?;
@@ -167,6 +173,41 @@ impl<N: LmNetwork> Family for LmFamily<N> {
         } else {
             None
         };
+        let watermark = match crate::post::green_list(&self.exp, tok) {
+            Some(mark) => {
+                cx.events.message(&format!(
+                    "text watermark: {} samples of {} tokens with and without it",
+                    super::watermark::WATERMARK_SAMPLES,
+                    super::watermark::WATERMARK_TOKENS
+                ));
+                let mut bar = cx.events.progress("watermark samples", super::watermark::WATERMARK_SAMPLES as u64, 0);
+                let mut failed = None;
+                let w = super::watermark::evaluate(
+                    mark,
+                    seed.wrapping_add(2),
+                    &text.eval,
+                    |g| genlab_models::lm::generate(m, prompt, g, &|t| tok.decode(t), &mut |_| {}).tokens,
+                    |tokens| {
+                        let all: Vec<u32> = prompt.iter().chain(tokens).copied().collect();
+                        match self.loss(m, &all, None, &cx.device) {
+                            Ok(l) => l.nats_per_token,
+                            Err(e) => {
+                                failed = Some(e);
+                                f64::NAN
+                            }
+                        }
+                    },
+                    |i| bar.update(i as u64, ""),
+                );
+                bar.finish();
+                if let Some(e) = failed {
+                    return Err(e);
+                }
+                section.push_str(&super::watermark::section(&w));
+                Some(w)
+            }
+            None => None,
+        };
         std::fs::create_dir_all(cx.run_dir.join("samples"))
             .map_err(genlab_core::CoreError::io(cx.run_dir.join("samples")))?;
         let all: String = samples
@@ -184,6 +225,7 @@ impl<N: LmNetwork> Family for LmFamily<N> {
             record: serde_json::json!({
                 "validation": { "nats_per_token": l.nats_per_token, "bits_per_char": l.bits_per_char, "perplexity": ppl, "tokens": l.tokens, "chars": l.chars },
                 "samples": samples.iter().map(|(t, s)| serde_json::json!({ "temperature": t, "text": s })).collect::<Vec<_>>(),
+                "watermark": watermark,
                 "memorisation": memo.as_ref().map(|m| serde_json::json!({
                     "window": m.window, "windows": m.windows, "copied": m.copied, "fraction": m.fraction(), "longest": m.longest, "longest_text": m.longest_text,
                 })),
@@ -232,7 +274,7 @@ impl<N: LmNetwork> Family for LmFamily<N> {
         for i in 0..r.count {
             let g = Generation {
                 max_tokens: r.max_tokens.unwrap_or(self.options.sample_tokens),
-                sampling: sampling(r, &self.options),
+                sampling: Sampling { watermark: self.watermark(r, tok), ..sampling(r, &self.options) },
                 stop: r.stop.clone(),
                 end: None,
                 seed: r.seed.wrapping_add(i as u64),

@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use std::fmt::Debug;
 
 mod family;
+pub mod watermark;
 pub use family::LmFamily;
 
 /// A language model as the pipeline trains, scores and samples it.
@@ -142,6 +143,7 @@ pub fn sampling(request: &GenerateRequest, options: &LmOptions) -> Sampling {
         top_k: request.top_k,
         top_p: request.top_p,
         repetition_penalty: request.repetition_penalty.unwrap_or(1.0),
+        watermark: None,
     }
 }
 

@@ -235,7 +235,7 @@ impl SentenceVaeFamily {
     }
 
     fn sampling(&self, r: &GenerateRequest) -> Sampling {
-        Sampling { temperature: r.temperature.unwrap_or(self.options.temperature), top_k: r.top_k, top_p: r.top_p, repetition_penalty: 1.0 }
+        Sampling { temperature: r.temperature.unwrap_or(self.options.temperature), top_k: r.top_k, top_p: r.top_p, repetition_penalty: 1.0, watermark: None }
     }
 
     /// Lines drawn from the prior with `sampling`.

@@ -503,7 +503,7 @@ impl Family for Seq2SeqFamily {
             } else {
                 let g = Generation {
                     max_tokens: max_new,
-                    sampling: Sampling { temperature: r.temperature.unwrap_or(0.0), top_k: r.top_k, top_p: r.top_p, repetition_penalty: 1.0 },
+                    sampling: Sampling { temperature: r.temperature.unwrap_or(0.0), top_k: r.top_k, top_p: r.top_p, repetition_penalty: 1.0, watermark: None },
                     stop: vec![],
                     end: Some(sp.eos),
                     seed: r.seed.wrapping_add(i as u64),

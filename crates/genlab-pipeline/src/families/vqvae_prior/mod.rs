@@ -141,6 +141,7 @@ impl PriorFamily {
             top_k: r.top_k.or(self.options.top_k),
             top_p: r.top_p,
             repetition_penalty: 1.0,
+            watermark: None,
         }
     }
 
