@@ -43,6 +43,9 @@ fn crop(p: &Picture, top: usize, left: usize, h: usize, w: usize) -> Picture {
     Picture::new(1, h, w, pixels)
 }
 
+/// An attack's name and what it does to a marked image.
+type Attack<'a> = (&'a str, &'a dyn Fn(&Picture) -> Picture);
+
 fn main() {
     let samples = arg("--samples", "");
     if samples.is_empty() {
@@ -61,7 +64,7 @@ fn main() {
         fail(&format!("{samples}: no PNG files"));
     }
 
-    let attacks: [(&str, &dyn Fn(&Picture) -> Picture); 6] = [
+    let attacks: [Attack; 6] = [
         ("clean", &|p| p.clone()),
         ("JPEG quality 75", &|p| jpeg(p, 75)),
         ("0.5x resize, read at 0.5x", &|p| rounded(&resize(p, p.height / 2, p.width / 2))),
