@@ -163,3 +163,83 @@ pub fn detect_text_watermark(file: &std::path::Path, run: &std::path::Path) -> R
     let (tokens, _) = tokenizer.encode_lossy(&text);
     Ok(TextReading { detection: green_list.detect(&tokens), green_list })
 }
+
+/// `texts` through `[post] text`: each step, then the verbatim check against `training_text`;
+/// withheld texts are left out and counted.
+pub(crate) fn apply_text(
+    config: &genlab_post::TextPostConfig,
+    texts: Vec<String>,
+    training_text: &str,
+) -> (Vec<String>, genlab_post::content::FilterCounts) {
+    let post = genlab_post::TextPost::new(config, training_text);
+    let index = post.verbatim_chars().map(|_| crate::language::TrainingIndex::new(training_text));
+    let mut counts = genlab_post::content::FilterCounts::default();
+    let mut kept = Vec::with_capacity(texts.len());
+    for text in texts {
+        let Some(text) = post.apply(&text, &mut counts) else { continue };
+        if let (Some(index), Some(n)) = (&index, post.verbatim_chars()) {
+            if crate::language::memorisation(index, &text, n).longest >= n {
+                counts.copied += 1;
+                continue;
+            }
+        }
+        kept.push(text);
+    }
+    (kept, counts)
+}
+
+/// What the text filters did, in words; None when they changed nothing.
+pub(crate) fn describe_counts(c: &genlab_post::content::FilterCounts) -> Option<String> {
+    let parts: Vec<String> = [
+        (c.corrected_words, "words corrected"),
+        (c.blocked_words, "blocklisted words"),
+        (c.withheld, "texts withheld by the blocklist"),
+        (c.copied, "texts withheld for repeating the training text"),
+        (c.emails, "e-mail addresses redacted"),
+        (c.urls, "URLs redacted"),
+        (c.phones, "phone numbers redacted"),
+    ]
+    .iter()
+    .filter(|(n, _)| *n > 0)
+    .map(|(n, what)| format!("{n} {what}"))
+    .collect();
+    (!parts.is_empty()).then(|| parts.join(", "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use genlab_core::SeededRng;
+
+    /// Texts with a planted span of the training text (40 to 80 characters, from random places)
+    /// are all withheld at a 40-character limit; texts of the same words reshuffled are kept.
+    #[test]
+    fn planted_training_spans_are_all_withheld() {
+        let training: String =
+            genlab_data::TextCorpus::read(&genlab_data::source::data_dir().join("shakespeare/shakespeare.txt.gz"))
+                .expect("the vendored corpus should read")
+                .text
+                .chars()
+                .take(200_000)
+                .collect();
+        let chars: Vec<char> = training.chars().collect();
+        let words: Vec<&str> = training.split_whitespace().collect();
+        let mut rng = SeededRng::stream(3, 0);
+        let mut planted = Vec::new();
+        let mut fresh = Vec::new();
+        for _ in 0..200 {
+            let len = 40 + rng.below(41);
+            let at = rng.below(chars.len() - len);
+            let span: String = chars[at..at + len].iter().collect();
+            planted.push(format!("Lorem vexed sprites {span} quoth the zephyr."));
+            fresh.push((0..12).map(|_| words[rng.below(words.len())]).collect::<Vec<_>>().join(" "));
+        }
+        let config = genlab_post::TextPostConfig { verbatim_chars: Some(40), ..Default::default() };
+        let (kept, counts) = apply_text(&config, planted, &training);
+        assert!(kept.is_empty(), "{} planted texts kept: {:?}", kept.len(), kept.first());
+        assert_eq!(counts.copied, 200);
+        let (kept, counts) = apply_text(&config, fresh, &training);
+        assert!(counts.copied <= 2, "{} of 200 shuffled texts withheld", counts.copied);
+        assert_eq!(kept.len() as u64 + counts.copied, 200);
+    }
+}

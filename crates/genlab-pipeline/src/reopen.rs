@@ -110,7 +110,18 @@ pub(crate) fn generate<F: Family>(
     if request.raw {
         return Ok(generated);
     }
-    crate::post::apply(&target.exp, can.output(), generated)
+    let generated = crate::post::apply(&target.exp, can.output(), generated)?;
+    match (generated, &target.exp.post.text) {
+        (Generated::Text(texts), Some(config)) => {
+            let data = crate::data::Data::load(&target.exp)?;
+            let (texts, counts) = crate::post::apply_text(config, texts, &data.text()?.train_text);
+            if let Some(said) = crate::post::describe_counts(&counts) {
+                target.events.message(&format!("[post] text: {said}"));
+            }
+            Ok(Generated::Text(texts))
+        }
+        (generated, _) => Ok(generated),
+    }
 }
 
 /// Refuses a sample count whose samples cannot be held in memory (`-n 100000000`).

@@ -7,8 +7,11 @@
 //! watermark = { key = "6a3f00c1" }
 //! ```
 
+use crate::content::{BlockAction, Blocklist, FilterCounts, PiiRedactor};
 use crate::error::Result;
 use crate::image_ops::{apply_all, ImageStep, Picture};
+use crate::normalize::normalize;
+use crate::symspell::SymSpell;
 use crate::watermark::{self, WatermarkKey, DEFAULT_SCALE};
 use serde::{Deserialize, Serialize};
 
@@ -24,6 +27,96 @@ pub struct PostConfig {
     /// The green-list watermark in every text a language model samples (Kirchenbauer et al. 2023).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub text_watermark: Option<TextWatermarkConfig>,
+    /// What every generated text passes through.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<TextPostConfig>,
+}
+
+/// `[post] text`: in this order, whitespace and punctuation normalisation, spelling correction
+/// against the training text's words, the blocklist, redaction of personal data; then a text
+/// repeating `verbatim_chars` or more characters of the training text is withheld.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TextPostConfig {
+    #[serde(default)]
+    pub normalize: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spelling: Option<SpellingConfig>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub blocklist: Vec<String>,
+    #[serde(default)]
+    pub block_action: BlockAction,
+    /// Replace e-mail addresses, URLs and phone numbers by `[email]`, `[url]`, `[phone]`.
+    #[serde(default)]
+    pub redact: bool,
+    /// Withhold a text that repeats this many characters of the training text (the language
+    /// models' memorisation check uses 50).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verbatim_chars: Option<usize>,
+}
+
+/// The SymSpell corrector's reach.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SpellingConfig {
+    #[serde(default = "default_distance")]
+    pub max_distance: usize,
+    #[serde(default = "default_prefix")]
+    pub prefix_length: usize,
+}
+
+fn default_distance() -> usize {
+    2
+}
+
+fn default_prefix() -> usize {
+    7
+}
+
+/// `[post] text` ready to run: the corrector's index built from the training text.
+#[derive(Debug, Clone)]
+pub struct TextPost {
+    config: TextPostConfig,
+    speller: Option<SymSpell>,
+    blocklist: Blocklist,
+    redactor: PiiRedactor,
+}
+
+impl TextPost {
+    pub fn new(config: &TextPostConfig, training_text: &str) -> TextPost {
+        let speller = config.spelling.map(|s| SymSpell::from_text(training_text, s.max_distance, s.prefix_length));
+        TextPost {
+            config: config.clone(),
+            speller,
+            blocklist: Blocklist::new(&config.blocklist, config.block_action),
+            redactor: PiiRedactor::new(),
+        }
+    }
+
+    /// The text after every step but the verbatim check, or None when the blocklist withholds it.
+    pub fn apply(&self, text: &str, counts: &mut FilterCounts) -> Option<String> {
+        let mut text = if self.config.normalize { normalize(text) } else { text.to_string() };
+        if let Some(speller) = &self.speller {
+            let before = text.clone();
+            text = text.lines().map(|l| speller.correct_line(l)).collect::<Vec<_>>().join("\n");
+            if before.ends_with('\n') {
+                text.push('\n');
+            }
+            counts.corrected_words += crate::symspell::words(&before)
+                .zip(crate::symspell::words(&text))
+                .filter(|((_, a), (_, b))| a != b)
+                .count() as u64;
+        }
+        let mut text = self.blocklist.apply(&text, counts)?;
+        if self.config.redact {
+            text = self.redactor.redact(&text, counts);
+        }
+        Some(text)
+    }
+
+    pub fn verbatim_chars(&self) -> Option<usize> {
+        self.config.verbatim_chars
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -63,7 +156,7 @@ fn default_scale() -> f32 {
 
 impl PostConfig {
     pub fn is_empty(&self) -> bool {
-        self.image.is_empty() && self.watermark.is_none() && self.text_watermark.is_none()
+        self.image.is_empty() && self.watermark.is_none() && self.text_watermark.is_none() && self.text.is_none()
     }
 
     /// Every step's values, the key and the scale, refused with the field that is wrong:
@@ -76,6 +169,25 @@ impl PostConfig {
             WatermarkKey::from_hex(&w.key).map_err(|e| ("post.watermark.key".to_string(), format!(": {e}")))?;
             if !(w.scale.is_finite() && (4.0..=128.0).contains(&w.scale)) {
                 return Err(("post.watermark.scale".into(), format!(" = {}: expected a step in [4, 128]", w.scale)));
+            }
+        }
+        if let Some(t) = &self.text {
+            if let Some(s) = t.spelling {
+                if !(1..=3).contains(&s.max_distance) {
+                    return Err((
+                        "post.text.spelling.max_distance".into(),
+                        format!(" = {}: expected 1 to 3", s.max_distance),
+                    ));
+                }
+                if !(s.max_distance + 1..=16).contains(&s.prefix_length) {
+                    return Err((
+                        "post.text.spelling.prefix_length".into(),
+                        format!(" = {}: expected max_distance + 1 to 16", s.prefix_length),
+                    ));
+                }
+            }
+            if let Some(n) = t.verbatim_chars.filter(|n| !(8..=10_000).contains(n)) {
+                return Err(("post.text.verbatim_chars".into(), format!(" = {n}: expected 8 to 10000 characters")));
             }
         }
         if let Some(t) = &self.text_watermark {
@@ -176,6 +288,7 @@ mod tests {
             ],
             watermark: Some(WatermarkConfig { key: "0badf00d".into(), scale: 36.0 }),
             text_watermark: None,
+            text: None,
         };
         config.validate().unwrap();
         let post = ImagePost::new(&config, [1, 28, 28]).unwrap();

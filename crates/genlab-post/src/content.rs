@@ -25,8 +25,11 @@ pub enum BlockAction {
 /// Counts of what the filters changed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FilterCounts {
+    pub corrected_words: u64,
     pub blocked_words: u64,
     pub withheld: u64,
+    /// Texts withheld for repeating the training text verbatim.
+    pub copied: u64,
     pub emails: u64,
     pub urls: u64,
     pub phones: u64,
@@ -34,8 +37,10 @@ pub struct FilterCounts {
 
 impl FilterCounts {
     pub fn add(&mut self, other: &FilterCounts) {
+        self.corrected_words += other.corrected_words;
         self.blocked_words += other.blocked_words;
         self.withheld += other.withheld;
+        self.copied += other.copied;
         self.emails += other.emails;
         self.urls += other.urls;
         self.phones += other.phones;

@@ -90,14 +90,16 @@ watermark = { key = "0badf00d" }"#;
     assert!(out.contains("0 of 6 images carry key f00dbad0"), "{out}");
 }
 
-/// The text watermark: a GPT run with `[post] text_watermark` reports detection and cost, its
-/// samples are detected and its raw samples are not; bad watermark settings are one line each.
+/// The text watermark: a GPT run with `[post] text_watermark` reports detection and cost (and
+/// `[post] text` its in-vocabulary words before and after), its samples are detected and its raw
+/// samples are not; bad watermark settings are one line each.
 #[test]
 fn issue18_text_watermark_is_detected_in_samples_and_reported() {
     let dir = tempfile::tempdir().unwrap();
     let text = super::language::corpus(dir.path());
-    let gpt =
-        format!("{}\n[post]\ntext_watermark = {{ key = 7, delta = 4.0 }}\n", super::language::small_gpt(&text, 32));
+    let post = "text_watermark = { key = 7, delta = 4.0 }\n\
+                text = { normalize = true, spelling = {}, blocklist = [\"thee\"], redact = true, verbatim_chars = 50 }";
+    let gpt = format!("{}\n[post]\n{post}\n", super::language::small_gpt(&text, 32));
     let cfg = write_config(dir.path(), &gpt);
     let run = dir.path().join("run");
     let o = genlab().args(["run", cfg.to_str().unwrap(), "--run-dir", run.to_str().unwrap()]).output().unwrap();
@@ -105,6 +107,10 @@ fn issue18_text_watermark_is_detected_in_samples_and_reported() {
     let report = std::fs::read_to_string(run.join("report.md")).unwrap();
     assert!(
         report.contains("## Text watermark") && report.contains("detection rate at a 1% false-positive rate"),
+        "{report}"
+    );
+    assert!(
+        report.contains("## Text post-processing") && report.contains("words that are words of the training text"),
         "{report}"
     );
     let eval: serde_json::Value = serde_json::from_slice(&std::fs::read(run.join("eval.json")).unwrap()).unwrap();

@@ -208,6 +208,17 @@ impl<N: LmNetwork> Family for LmFamily<N> {
             }
             None => None,
         };
+        let post_text = match &self.exp.post.text {
+            Some(config) => {
+                cx.events.message("text post-processing: in-vocabulary words before and after");
+                let (md, record) = super::post_text::evaluate(config, &text.train_text, seed.wrapping_add(3), |g| {
+                    genlab_models::lm::generate(m, prompt, g, &|t| tok.decode(t), &mut |_| {}).text
+                });
+                section.push_str(&md);
+                Some(record)
+            }
+            None => None,
+        };
         std::fs::create_dir_all(cx.run_dir.join("samples"))
             .map_err(genlab_core::CoreError::io(cx.run_dir.join("samples")))?;
         let all: String = samples
@@ -226,6 +237,7 @@ impl<N: LmNetwork> Family for LmFamily<N> {
                 "validation": { "nats_per_token": l.nats_per_token, "bits_per_char": l.bits_per_char, "perplexity": ppl, "tokens": l.tokens, "chars": l.chars },
                 "samples": samples.iter().map(|(t, s)| serde_json::json!({ "temperature": t, "text": s })).collect::<Vec<_>>(),
                 "watermark": watermark,
+                "post_text": post_text,
                 "memorisation": memo.as_ref().map(|m| serde_json::json!({
                     "window": m.window, "windows": m.windows, "copied": m.copied, "fraction": m.fraction(), "longest": m.longest, "longest_text": m.longest_text,
                 })),

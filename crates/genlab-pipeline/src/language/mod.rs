@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use std::fmt::Debug;
 
 mod family;
+pub mod post_text;
 pub mod watermark;
 pub use family::LmFamily;
 

@@ -383,6 +383,11 @@ impl Family for Seq2SeqFamily {
         let cer_before = cer(&mut corrections.iter().map(|p| &p.source[0]));
         let (cer_greedy, cer_reranked) = (cer(&mut decoded.iter()), cer(&mut reranked.iter()));
         let cer_after = if self.options.rerank { cer_reranked } else { cer_greedy };
+        // The other corrector, on the same corrupted lines: SymSpell against the training text's
+        // words (distance 2, prefix 7: its defaults).
+        let speller = genlab_post::symspell::SymSpell::from_text(&data.text()?.train_text, 2, 7);
+        let spelled: Vec<String> = corrections.iter().map(|p| speller.correct_line(&p.source[0])).collect();
+        let cer_symspell = cer(&mut spelled.iter());
         let exact = filled.iter().zip(&fills).filter(|(f, p)| **f == p.target).count();
         let exact_rate = exact as f64 / n.max(1) as f64;
         let unchanged = corrections.iter().zip(&originals).filter(|(p, l)| p.source[0] == **l).count();
@@ -400,7 +405,8 @@ impl Family for Seq2SeqFamily {
              | lines exactly right | {unchanged} | {fixed} |\n\n\
              The decoding alone (greedy) gives a character error rate of {cer_greedy:.4}; kept only where the model finds \
              it likelier than the line left as it is, {cer_reranked:.4} ({} of the two is reported above, \
-             `model.rerank = {}`).\n\n\
+             `model.rerank = {}`). The SymSpell corrector of `[post] text` (each word outside the training text's {} \
+             words replaced by the nearest within 2 edits, the most frequent first) on the same lines: {cer_symspell:.4}.\n\n\
              | infilling | exact match |\n|---|---|\n| {n} masked spans of 1 to 3 words | {exact_rate:.3} ({exact}) |\n\n\
              Loss on {n} held-out pairs (half of each task): {loss:.4} nats per target token.\n\n\
              Protocol: {} weights of step {}; lines of {}..={} characters from the held-out text only (never trained on), \
@@ -409,6 +415,7 @@ impl Family for Seq2SeqFamily {
              to the original line summed over lines, divided by the originals' characters.\n",
             if self.options.rerank { "the second" } else { "the first" },
             self.options.rerank,
+            speller.len(),
             self.exp.weights_word(),
             cx.step,
             self.options.min_line,
@@ -429,7 +436,7 @@ impl Family for Seq2SeqFamily {
             metrics: vec![(Metric::NllNats, loss), (Metric::CharErrorRate, cer_after), (Metric::InfillExactMatch, exact_rate)],
             log: vec![("cer_before", cer_before.into()), ("lines", n.into())],
             record: serde_json::json!({
-                "correction": { "lines": n, "chars": ref_chars, "cer_before": cer_before, "cer_after": cer_after, "cer_greedy": cer_greedy, "cer_reranked": cer_reranked, "rerank": self.options.rerank, "unchanged_before": unchanged, "exact_after": fixed },
+                "correction": { "lines": n, "chars": ref_chars, "cer_before": cer_before, "cer_after": cer_after, "cer_greedy": cer_greedy, "cer_reranked": cer_reranked, "cer_symspell": cer_symspell, "rerank": self.options.rerank, "unchanged_before": unchanged, "exact_after": fixed },
                 "infilling": { "spans": n, "exact_match": exact_rate },
                 "loss_nats_per_token": loss,
             }),
