@@ -209,6 +209,24 @@ impl DatasetSource {
     }
 
     /// The kind of examples this source holds.
+    /// The dataset's licence and origin, as `data/LICENSES.md` records them; for the user's own
+    /// files, that their licence is not recorded.
+    pub fn licence(&self) -> &'static str {
+        match self {
+            DatasetSource::Named(DatasetName::Mnist) => {
+                "Creative Commons Attribution-Share Alike 3.0 (Yann LeCun, Corinna Cortes), vendored in data/mnist"
+            }
+            DatasetSource::Named(DatasetName::FashionMnist) => {
+                "MIT (Zalando Research), read from Debian's dataset-fashion-mnist package"
+            }
+            DatasetSource::Named(DatasetName::Shakespeare) => {
+                "public domain (Project Gutenberg's texts), vendored in data/shakespeare"
+            }
+            DatasetSource::Toy(_) => "generated in code: no licence needed",
+            _ => "the user's own files: their licence and consent are not recorded here",
+        }
+    }
+
     pub fn kind(&self) -> DataKind {
         match self {
             DatasetSource::Named(DatasetName::Shakespeare) | DatasetSource::Text { .. } => DataKind::Text,

@@ -171,8 +171,75 @@ pub fn write_report(r: &ReportInputs<'_>) -> Result<()> {
     for (title, path) in r.figures {
         let _ = writeln!(s, "**{title}**\n\n![{title}]({})\n", path.display());
     }
+    s.push_str(&responsibility(e, &s));
     let _ = writeln!(s, "## Files\n\n`experiment.toml` (the resolved experiment), `metrics.jsonl` (training log and evaluations), `eval.json`, `checkpoints/latest/`.");
     let _ = writeln!(s, "Reproduce: `genlab run {}/experiment.toml`.", r.run_dir.display());
     genlab_core::atomic::write_atomic(&r.run_dir.join("report.md"), s.as_bytes())?;
     Ok(())
+}
+
+/// The report's "Data and responsibility" section: where the data came from and under what
+/// licence, the memorisation figures the report holds, and the post-processing in force on what
+/// the run generates (filters, watermarks) with what they withhold.
+fn responsibility(e: &Experiment, report: &str) -> String {
+    let mut s = String::from("## Data and responsibility\n\n| | |\n|---|---|\n");
+    let _ = writeln!(s, "| data | {}: {} |", e.data.dataset.describe(), e.data.dataset.licence());
+    let memorised = if report.contains("Memorisation") || report.contains("memorised") {
+        "measured: see the memorisation figures above"
+    } else {
+        "not measured by this evaluation (images: `eval.metric_samples`; text: `model.memorisation_tokens`)"
+    };
+    let _ = writeln!(s, "| memorisation | {memorised} |");
+    let p = &e.post;
+    let image: Vec<String> = p.image.iter().map(|step| step.describe()).collect();
+    let _ = writeln!(
+        s,
+        "| image post-processing | {} |",
+        if image.is_empty() { "none".into() } else { image.join(", then ") }
+    );
+    let _ = writeln!(
+        s,
+        "| image watermark | {} |",
+        p.watermark.as_ref().map_or("none".to_string(), |w| format!(
+            "dwtDct (invisible-watermark's method), key {}, step {}: `genlab watermark detect DIR --run RUN`",
+            w.key, w.scale
+        ))
+    );
+    let _ = writeln!(
+        s,
+        "| text watermark | {} |",
+        p.text_watermark.map_or("none".to_string(), |t| format!(
+            "green list (Kirchenbauer et al. 2023), gamma {}, delta {}: `genlab watermark detect --text FILE --run RUN`",
+            t.gamma, t.delta
+        ))
+    );
+    let text = p.text.as_ref().map_or("none".to_string(), |t| {
+        let mut parts = Vec::new();
+        if t.normalize {
+            parts.push("whitespace and punctuation normalised".to_string());
+        }
+        if let Some(sp) = t.spelling {
+            parts.push(format!("spelling corrected within {} edits", sp.max_distance));
+        }
+        if !t.blocklist.is_empty() {
+            parts.push(format!("a blocklist of {} words ({:?})", t.blocklist.len(), t.block_action));
+        }
+        if t.redact {
+            parts.push("e-mail addresses, URLs and phone numbers redacted".into());
+        }
+        if let Some(n) = t.verbatim_chars {
+            parts.push(format!("texts repeating {n} training characters withheld"));
+        }
+        if parts.is_empty() {
+            "none".into()
+        } else {
+            parts.join("; ")
+        }
+    });
+    let _ = writeln!(s, "| text filters | {text} |");
+    let _ = writeln!(
+        s,
+        "\n`genlab sample` applies all of these (`--raw` shows the model's own) and says what a filter withheld; the server applies the text watermark, not yet the image steps, the image watermark or the text filters.\n"
+    );
+    s
 }

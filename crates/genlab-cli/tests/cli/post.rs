@@ -57,6 +57,15 @@ watermark = { key = "0badf00d" }"#;
     let o = genlab().args(["run", cfg.to_str().unwrap(), "--run-dir", run.to_str().unwrap()]).output().unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(std::fs::read_to_string(run.join("experiment.toml")).unwrap().contains("0badf00d"));
+    let report = std::fs::read_to_string(run.join("report.md")).unwrap();
+    for want in [
+        "## Data and responsibility",
+        "Creative Commons Attribution-Share Alike 3.0",
+        "resize to 112x112",
+        "key 0badf00d",
+    ] {
+        assert!(report.contains(want), "the report should have {want:?}:\n{report}");
+    }
 
     let marked = dir.path().join("marked");
     let raw = dir.path().join("raw");
