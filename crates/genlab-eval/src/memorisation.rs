@@ -56,6 +56,15 @@ fn median(mut v: Vec<f64>) -> f64 {
     }
 }
 
+/// The distance below which a sample is suspiciously close: the `quantile` of the held-out
+/// examples' nearest-training distances (`real`, at least one).
+pub fn threshold(real: &[f64], quantile: f64) -> f64 {
+    let mut sorted = real.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let at = ((sorted.len() - 1) as f64 * quantile.clamp(0.0, 1.0)).round() as usize;
+    sorted[at]
+}
+
 pub fn memorisation(
     generated: &Features,
     train: &Features,
@@ -70,10 +79,7 @@ pub fn memorisation(
     held_out.need("memorisation", 2)?;
     let gen = nearest(generated, train);
     let real: Vec<f64> = nearest(held_out, train).into_iter().map(|(_, d)| d).collect();
-    let mut sorted = real.clone();
-    sorted.sort_by(f64::total_cmp);
-    let at = ((sorted.len() - 1) as f64 * quantile.clamp(0.0, 1.0)).round() as usize;
-    let threshold = sorted[at];
+    let threshold = threshold(&real, quantile);
     let suspicious = gen.iter().filter(|(_, d)| *d < threshold).count();
     let mut closest: Vec<(usize, usize, f64)> = gen.iter().enumerate().map(|(g, &(t, d))| (g, t, d)).collect();
     closest.sort_by(|a, b| a.2.total_cmp(&b.2));

@@ -144,8 +144,24 @@ pub fn finish_evaluation(
     let mut record = ev.record.take();
     let mut samples: Option<SampleMetrics> = None;
     if let (Some(draw), Some(splits)) = (family.draw, splits) {
-        let (m, skipped) = sample_metrics_if_asked(cx, splits, &mut ev.figures, || draw(cx.exp.eval.metric_samples))?;
+        // `[post] memorisation` is measured on the same draw as the sample metrics (at least
+        // FILTER_SAMPLES of it).
+        let drawn = match cx.exp.post.memorisation {
+            Some(_) => Some(draw(cx.exp.eval.metric_samples.max(crate::post::FILTER_SAMPLES))?),
+            None => None,
+        };
+        let (m, skipped) = sample_metrics_if_asked(cx, splits, &mut ev.figures, || match &drawn {
+            Some(images) => Ok(images.first(cx.exp.eval.metric_samples)),
+            None => draw(cx.exp.eval.metric_samples),
+        })?;
         ev.section.push_str(&report_section(m.as_ref(), skipped.as_deref(), cx.run_dir));
+        if let (Some(config), Some(images)) = (cx.exp.post.memorisation, &drawn) {
+            let (md, measured) = crate::post::memorisation_filter_report(cx, config, splits, images)?;
+            ev.section.push_str(&md);
+            if let Value::Object(o) = &mut record {
+                o.insert("memorisation_filter".into(), measured);
+            }
+        }
         if let Value::Object(o) = &mut record {
             o.insert("samples".into(), serde_json::to_value(&m).expect("metrics should serialise"));
             o.insert("samples_skipped".into(), skipped.into());

@@ -243,3 +243,152 @@ mod tests {
         assert_eq!(kept.len() as u64 + counts.copied, 200);
     }
 }
+
+/// `[post] memorisation`, ready: the training images' features and the threshold.
+pub struct MemorisationFilter {
+    net: genlab_eval::extract::FeatureExtractor,
+    train: genlab_eval::features::Features,
+    pub threshold: f64,
+    pub quantile: f64,
+    pub examples: usize,
+    shape: [usize; 3],
+    batch: usize,
+}
+
+impl MemorisationFilter {
+    /// The feature network of `eval.features`, the first `examples` training images' features,
+    /// and the threshold from as many held-out images.
+    pub fn build(
+        exp: &Experiment,
+        config: genlab_post::MemorisationConfig,
+        splits: &genlab_data::Splits,
+        shape: [usize; 3],
+        device: &burn::tensor::Device,
+        events: &dyn genlab_core::events::EventSink,
+    ) -> Result<MemorisationFilter> {
+        let net = crate::sample_metrics::load_features(exp, device)
+            .map_err(|e| PipelineError::Config(format!("[post] memorisation: {e}")))?;
+        let batch = exp.eval.batch_size.max(50);
+        let run = |e: genlab_eval::EvalError| PipelineError::Run(format!("[post] memorisation: {e}"));
+        let features = |set: &genlab_data::ImageSet, rows: &[usize], what: &str| {
+            let px = set.batch(rows).data;
+            net.extract(&px, rows.len(), shape, batch, events.progress(what, rows.len() as u64, 0)).map(|x| x.features)
+        };
+        let train_rows = &splits.train_rows[..config.examples.min(splits.train_rows.len())];
+        let held_rows = &splits.eval_rows[..config.examples.min(splits.eval_rows.len())];
+        if held_rows.len() < 2 {
+            return Err(PipelineError::Config("[post] memorisation: needs at least 2 held-out images".into()));
+        }
+        let train = features(&splits.train, train_rows, "memorisation: training features").map_err(run)?;
+        let held = features(&splits.eval, held_rows, "memorisation: held-out features").map_err(run)?;
+        let real: Vec<f64> = genlab_eval::memorisation::nearest(&held, &train).into_iter().map(|(_, d)| d).collect();
+        let threshold = genlab_eval::memorisation::threshold(&real, config.quantile);
+        Ok(MemorisationFilter {
+            net,
+            train,
+            threshold,
+            quantile: config.quantile,
+            examples: train_rows.len(),
+            shape,
+            batch,
+        })
+    }
+
+    /// Which of `n` images (8-bit range, the filter's shape) are closer to a training image than
+    /// the threshold.
+    pub fn too_close(&self, pixels: &[f32], n: usize) -> Result<Vec<bool>> {
+        if n == 0 {
+            return Ok(Vec::new());
+        }
+        let f = self
+            .net
+            .extract(pixels, n, self.shape, self.batch, genlab_core::progress::Progress::hidden())
+            .map_err(|e| PipelineError::Run(format!("[post] memorisation: {e}")))?
+            .features;
+        Ok(genlab_eval::memorisation::nearest(&f, &self.train).into_iter().map(|(_, d)| d < self.threshold).collect())
+    }
+}
+
+/// Replaces each image of `images` the filter flags by a new draw (`draw(count, attempt)`), up to
+/// `attempts` times; what is still flagged then is left out. Returns the images and how many
+/// draws were withheld.
+pub(crate) fn redraw_memorised(
+    filter: &MemorisationFilter,
+    mut images: crate::generate::Images,
+    attempts: usize,
+    mut draw: impl FnMut(usize, usize) -> Result<crate::generate::Images>,
+) -> Result<(crate::generate::Images, usize)> {
+    let len: usize = images.shape.iter().product();
+    let mut withheld = 0;
+    let mut flags = filter.too_close(&images.pixels, images.n)?;
+    for attempt in 1..=attempts {
+        let bad: Vec<usize> = flags.iter().enumerate().filter(|(_, &f)| f).map(|(i, _)| i).collect();
+        if bad.is_empty() {
+            break;
+        }
+        withheld += bad.len();
+        let fresh = draw(bad.len(), attempt)?;
+        let fresh_flags = filter.too_close(&fresh.pixels, fresh.n)?;
+        for (k, &i) in bad.iter().enumerate() {
+            images.pixels[i * len..(i + 1) * len].copy_from_slice(&fresh.pixels[k * len..(k + 1) * len]);
+            flags[i] = fresh_flags[k];
+        }
+    }
+    // Still too close after every attempt: left out.
+    let keep: Vec<usize> = (0..images.n).filter(|&i| !flags[i]).collect();
+    withheld += images.n - keep.len();
+    if keep.len() < images.n {
+        images.pixels = keep.iter().flat_map(|&i| images.pixels[i * len..(i + 1) * len].to_vec()).collect();
+        images.n = keep.len();
+    }
+    Ok((images, withheld))
+}
+
+/// Generated images the memorisation filter is measured on, at least.
+pub const FILTER_SAMPLES: usize = 500;
+/// Training images planted among them, as they are and with noise.
+const PLANTED: usize = 100;
+/// The noise of the noisy copies, in grey levels (standard deviation).
+const PLANTED_NOISE: f32 = 8.0;
+
+/// The report's section on `[post] memorisation`: the fraction of fresh samples it would withhold,
+/// and the planted training images (exact copies, and copies with noise) it catches.
+pub(crate) fn memorisation_filter_report(
+    cx: &crate::evaluation::EvalContext<'_>,
+    config: genlab_post::MemorisationConfig,
+    splits: &genlab_data::Splits,
+    images: &crate::generate::Images,
+) -> Result<(String, serde_json::Value)> {
+    let filter = MemorisationFilter::build(cx.exp, config, splits, images.shape, &cx.device, &**cx.events)?;
+    let fresh = filter.too_close(&images.pixels, images.n)?;
+    let fresh_rate = fresh.iter().filter(|&&f| f).count() as f64 / images.n.max(1) as f64;
+    // Planted: training images the filter indexes, spread over them.
+    let planted = PLANTED.min(filter.examples);
+    let rows: Vec<usize> = (0..planted).map(|i| splits.train_rows[i * filter.examples / planted]).collect();
+    let exact = splits.train.batch(&rows).data;
+    let mut rng = genlab_core::SeededRng::stream(cx.exp.eval.seed, 0x9147);
+    let noise = rng.normal_vec(exact.len());
+    let noisy: Vec<f32> = exact.iter().zip(noise).map(|(&v, z)| (v + PLANTED_NOISE * z).clamp(0.0, 255.0)).collect();
+    let caught = |px: &[f32]| -> Result<usize> { Ok(filter.too_close(px, planted)?.iter().filter(|&&f| f).count()) };
+    let (exact_caught, noisy_caught) = (caught(&exact)?, caught(&noisy)?);
+    let md = format!(
+        "## Memorisation filter\n\n`[post] memorisation` withholds a generated image closer to one of {} training images than {:.4} in the feature space of the sample metrics (the {} quantile of as many held-out images' nearest-training distances: the evaluation's rule) and draws it again.\n\n\
+         | | withheld |\n|---|---|\n\
+         | fresh samples ({} of this evaluation's draw) | {:.4} ({} of {}) |\n\
+         | training images planted among them, as they are | **{exact_caught} of {planted}** |\n\
+         | the same with Gaussian noise of {PLANTED_NOISE} grey levels | {noisy_caught} of {planted} |\n\n",
+        filter.examples,
+        filter.threshold,
+        filter.quantile,
+        images.n,
+        fresh_rate,
+        fresh.iter().filter(|&&f| f).count(),
+        images.n,
+    );
+    let record = serde_json::json!({
+        "threshold": filter.threshold, "quantile": filter.quantile, "examples": filter.examples,
+        "fresh_samples": images.n, "fresh_withheld_rate": fresh_rate,
+        "planted": planted, "planted_exact_caught": exact_caught, "planted_noisy_caught": noisy_caught,
+    });
+    Ok((md, record))
+}

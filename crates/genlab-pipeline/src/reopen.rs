@@ -110,6 +110,43 @@ pub(crate) fn generate<F: Family>(
     if request.raw {
         return Ok(generated);
     }
+    let generated = match (generated, target.exp.post.memorisation) {
+        (Generated::Images(images), Some(config)) => {
+            let data = crate::data::Data::load(&target.exp)?;
+            let filter = crate::post::MemorisationFilter::build(
+                &target.exp,
+                config,
+                data.images()?,
+                target.info.data_shape,
+                &target.device,
+                &*target.events,
+            )?;
+            let n = images.n;
+            let (images, withheld) =
+                crate::post::redraw_memorised(&filter, images, config.attempts, |count, attempt| {
+                    // Another seed per attempt; explicit latents and merged requests would draw the same images again.
+                    let again = GenerateRequest {
+                        count,
+                        seed: request.seed ^ (0x6d65_6d6f << 16) ^ attempt as u64,
+                        latents: None,
+                        seeds: None,
+                        ..request.clone()
+                    };
+                    match family.generate(&model, &again, &target.device, None)? {
+                        Generated::Images(im) => Ok(im),
+                        _ => Err(PipelineError::Run("[post] memorisation: a redraw gave no images".into())),
+                    }
+                })?;
+            if withheld > 0 {
+                target.events.message(&format!(
+                    "[post] memorisation: {withheld} draws were closer to one of {} training images than the threshold {:.4} (the {} quantile of held-out images) and were withheld; {} of {n} samples kept",
+                    filter.examples, filter.threshold, filter.quantile, images.n
+                ));
+            }
+            Generated::Images(images)
+        }
+        (generated, _) => generated,
+    };
     let generated = crate::post::apply(&target.exp, can.output(), generated)?;
     match (generated, &target.exp.post.text) {
         (Generated::Text(texts), Some(config)) => {

@@ -30,6 +30,37 @@ pub struct PostConfig {
     /// What every generated text passes through.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub text: Option<TextPostConfig>,
+    /// Generated images closer to a training image than the evaluation's memorisation threshold
+    /// are withheld and drawn again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memorisation: Option<MemorisationConfig>,
+}
+
+/// `[post] memorisation`: the evaluation's memorisation search at generation time, in the
+/// feature space of `eval.features`: the threshold is the `quantile` of `examples` held-out
+/// images' distances to their nearest of `examples` training images (the evaluation's rule).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MemorisationConfig {
+    #[serde(default = "default_quantile")]
+    pub quantile: f64,
+    #[serde(default = "default_examples")]
+    pub examples: usize,
+    /// Draws of a withheld sample before it is left out.
+    #[serde(default = "default_attempts")]
+    pub attempts: usize,
+}
+
+fn default_quantile() -> f64 {
+    0.01
+}
+
+fn default_examples() -> usize {
+    2000
+}
+
+fn default_attempts() -> usize {
+    5
 }
 
 /// `[post] text`: in this order, whitespace and punctuation normalisation, spelling correction
@@ -156,7 +187,11 @@ fn default_scale() -> f32 {
 
 impl PostConfig {
     pub fn is_empty(&self) -> bool {
-        self.image.is_empty() && self.watermark.is_none() && self.text_watermark.is_none() && self.text.is_none()
+        self.image.is_empty()
+            && self.watermark.is_none()
+            && self.text_watermark.is_none()
+            && self.text.is_none()
+            && self.memorisation.is_none()
     }
 
     /// Every step's values, the key and the scale, refused with the field that is wrong:
@@ -188,6 +223,23 @@ impl PostConfig {
             }
             if let Some(n) = t.verbatim_chars.filter(|n| !(8..=10_000).contains(n)) {
                 return Err(("post.text.verbatim_chars".into(), format!(" = {n}: expected 8 to 10000 characters")));
+            }
+        }
+        if let Some(m) = &self.memorisation {
+            if !(m.quantile > 0.0 && m.quantile <= 0.5) {
+                return Err((
+                    "post.memorisation.quantile".into(),
+                    format!(" = {}: expected a fraction in (0, 0.5]", m.quantile),
+                ));
+            }
+            if !(10..=60_000).contains(&m.examples) {
+                return Err((
+                    "post.memorisation.examples".into(),
+                    format!(" = {}: expected 10 to 60000 images", m.examples),
+                ));
+            }
+            if !(1..=20).contains(&m.attempts) {
+                return Err(("post.memorisation.attempts".into(), format!(" = {}: expected 1 to 20", m.attempts)));
             }
         }
         if let Some(t) = &self.text_watermark {
@@ -289,6 +341,7 @@ mod tests {
             watermark: Some(WatermarkConfig { key: "0badf00d".into(), scale: 36.0 }),
             text_watermark: None,
             text: None,
+            memorisation: None,
         };
         config.validate().unwrap();
         let post = ImagePost::new(&config, [1, 28, 28]).unwrap();

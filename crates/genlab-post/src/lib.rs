@@ -12,6 +12,8 @@ pub mod normalize;
 pub mod symspell;
 pub mod watermark;
 
-pub use config::{ImagePost, PostConfig, TextPost, TextPostConfig, TextWatermarkConfig, WatermarkConfig};
+pub use config::{
+    ImagePost, MemorisationConfig, PostConfig, TextPost, TextPostConfig, TextWatermarkConfig, WatermarkConfig,
+};
 pub use error::{PostError, Result};
 pub use image_ops::{ImageStep, Picture};

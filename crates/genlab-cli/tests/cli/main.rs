@@ -468,7 +468,7 @@ fn repo_file(p: &str) -> String {
 
 /// Trains configs/mnist-lenet.toml for 60 steps (goal lowered so it installs) into `weights`;
 /// returns its stdout.
-fn install_small_lenet(weights: &Path, run: &Path) -> String {
+pub(crate) fn install_small_lenet(weights: &Path, run: &Path) -> String {
     let o = genlab()
         .env("GENLAB_WEIGHTS_DIR", weights)
         .args(["run", &repo_file("configs/mnist-lenet.toml"), "--run-dir", run.to_str().unwrap()])

@@ -165,3 +165,51 @@ fn issue18_text_watermark_is_detected_in_samples_and_reported() {
         &["--run", "no tokenizer"],
     );
 }
+
+/// The memorisation filter: with a small LeNet as the feature network, the evaluation plants
+/// training images among a VAE's samples and the filter withholds every one; `genlab sample` with
+/// the filter keeps its count (withheld draws are drawn again); a quantile out of range is one
+/// line.
+#[test]
+fn issue18_memorisation_filter_catches_planted_training_images() {
+    let dir = tempfile::tempdir().unwrap();
+    let weights = dir.path().join("weights");
+    super::install_small_lenet(&weights, &dir.path().join("lenet"));
+    let cfg =
+        write_config(dir.path(), &with_post("memorisation = { examples = 600 }").replace("steps = 60", "steps = 20"));
+    let run = dir.path().join("run");
+    let o = genlab()
+        .env("GENLAB_WEIGHTS_DIR", &weights)
+        .args(["run", cfg.to_str().unwrap(), "--run-dir", run.to_str().unwrap()])
+        .args([
+            "--set",
+            "eval.metric_samples=200",
+            "--set",
+            "eval.examples=300",
+            "--set",
+            "eval.memorisation_examples=600",
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let eval: serde_json::Value = serde_json::from_slice(&std::fs::read(run.join("eval.json")).unwrap()).unwrap();
+    let f = &eval["memorisation_filter"];
+    assert_eq!(f["planted"].as_u64(), Some(100), "{f}");
+    assert_eq!(f["planted_exact_caught"].as_u64(), Some(100), "{f}");
+    assert_eq!(f["fresh_samples"].as_u64(), Some(500), "{f}");
+    assert!(f["fresh_withheld_rate"].as_f64().unwrap() < 0.2, "{f}");
+    let report = std::fs::read_to_string(run.join("report.md")).unwrap();
+    assert!(report.contains("## Memorisation filter") && report.contains("**100 of 100**"), "{report}");
+
+    let out = dir.path().join("s.png");
+    let o = genlab()
+        .env("GENLAB_WEIGHTS_DIR", &weights)
+        .args(["sample", run.to_str().unwrap(), "-n", "16", "-o", out.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(out.is_file());
+
+    let bad = write_config(dir.path(), &with_post("memorisation = { quantile = 0.9 }"));
+    fails_with(&["run", bad.to_str().unwrap()], &["exp.toml:", "post.memorisation.quantile = 0.9", "(0, 0.5]"]);
+}
