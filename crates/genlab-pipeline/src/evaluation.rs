@@ -144,17 +144,27 @@ pub fn finish_evaluation(
     let mut record = ev.record.take();
     let mut samples: Option<SampleMetrics> = None;
     if let (Some(draw), Some(splits)) = (family.draw, splits) {
-        // `[post] memorisation` is measured on the same draw as the sample metrics (at least
-        // FILTER_SAMPLES of it).
-        let drawn = match cx.exp.post.memorisation {
-            Some(_) => Some(draw(cx.exp.eval.metric_samples.max(crate::post::FILTER_SAMPLES))?),
-            None => None,
+        // `[post] memorisation` and the metrics after the image steps are measured on the same
+        // draw as the sample metrics (the filter on at least FILTER_SAMPLES of it).
+        let image_steps = !cx.exp.post.image.is_empty() && cx.exp.eval.metric_samples > 0;
+        let drawn = match (cx.exp.post.memorisation, image_steps) {
+            (Some(_), _) => Some(draw(cx.exp.eval.metric_samples.max(crate::post::FILTER_SAMPLES))?),
+            (None, true) => Some(draw(cx.exp.eval.metric_samples)?),
+            (None, false) => None,
         };
         let (m, skipped) = sample_metrics_if_asked(cx, splits, &mut ev.figures, || match &drawn {
             Some(images) => Ok(images.first(cx.exp.eval.metric_samples)),
             None => draw(cx.exp.eval.metric_samples),
         })?;
         ev.section.push_str(&report_section(m.as_ref(), skipped.as_deref(), cx.run_dir));
+        if let (Some(before), Some(images), true) = (&m, &drawn, image_steps) {
+            let (md, after) =
+                crate::post::metrics_after_steps(cx, splits, &images.first(cx.exp.eval.metric_samples), before)?;
+            ev.section.push_str(&md);
+            if let Value::Object(o) = &mut record {
+                o.insert("samples_after_post".into(), serde_json::to_value(&after).expect("metrics should serialise"));
+            }
+        }
         if let (Some(config), Some(images)) = (cx.exp.post.memorisation, &drawn) {
             let (md, measured) = crate::post::memorisation_filter_report(cx, config, splits, images)?;
             ev.section.push_str(&md);

@@ -392,3 +392,66 @@ mod tests {
         assert_eq!(kept.len() as u64 + counts.copied, 200);
     }
 }
+
+/// The sample metrics of the same images after `[post] image` (the watermark left out: it is
+/// measured on its own), beside `before`, as the report's section; None when the steps change
+/// the images' size (the metrics compare images of the data's size).
+pub(crate) fn metrics_after_steps(
+    cx: &crate::evaluation::EvalContext<'_>,
+    splits: &genlab_data::Splits,
+    images: &crate::generate::Images,
+    before: &genlab_eval::suite::SampleMetrics,
+) -> Result<(String, Option<genlab_eval::suite::SampleMetrics>)> {
+    let steps_only = genlab_post::PostConfig { image: cx.exp.post.image.clone(), ..Default::default() };
+    let post = ImagePost::new(&steps_only, images.shape).map_err(|e| PipelineError::Config(format!("[post] {e}")))?;
+    if post.output_shape() != images.shape {
+        let md = format!(
+            "## Sample metrics after [post]\n\nNot measured: the steps ({post}) change the images from {:?} to {:?}, and the sample metrics compare images of the data's size.\n\n",
+            images.shape,
+            post.output_shape()
+        );
+        return Ok((md, None));
+    }
+    let net = match crate::sample_metrics::feature_network(cx)? {
+        Ok(net) => net,
+        Err(why) => return Ok((format!("## Sample metrics after [post]\n\nNot measured: {why}\n\n"), None)),
+    };
+    let pixels = post.apply(&images.pixels, images.n).map_err(|e| PipelineError::Config(format!("[post] {e}")))?;
+    let e = &cx.exp.eval;
+    let ref_rows = &splits.eval_rows[..e.examples.unwrap_or(usize::MAX).min(splits.eval_rows.len())];
+    let train_rows = &splits.train_rows[..e.memorisation_examples.unwrap_or(usize::MAX).min(splits.train_rows.len())];
+    let (reference, train) = (splits.eval.batch(ref_rows).data, splits.train.batch(train_rows).data);
+    let description = format!("{}, then {post}", images.description);
+    let generated = genlab_eval::suite::Generated {
+        pixels: genlab_eval::suite::Pixels { values: &pixels, n: images.n },
+        shape: images.shape,
+        description: &description,
+        seed: images.seed,
+    };
+    let after = genlab_eval::suite::score(
+        &net,
+        &generated,
+        genlab_eval::suite::Pixels { values: &reference, n: ref_rows.len() },
+        genlab_eval::suite::Pixels { values: &train, n: train_rows.len() },
+        &crate::report::split_name(cx.exp),
+        e.batch_size.max(50),
+        &**cx.events,
+    )
+    .map_err(|e| PipelineError::Run(e.to_string()))?;
+    let row = |name: &str, a: f64, b: f64| format!("| {name} | {a:.4} | {b:.4} |\n");
+    let mut md = format!(
+        "## Sample metrics after [post]\n\nThe same {} samples, before and after the image steps ({post}), against the same reference images in the same feature space.\n\n| | as generated | after [post] |\n|---|---|---|\n",
+        images.n
+    );
+    md.push_str(&row("FID", before.fid, after.fid));
+    md.push_str(&row("KID", before.kid.mean, after.kid.mean));
+    md.push_str(&row("precision", before.prdc.precision, after.prdc.precision));
+    md.push_str(&row("recall", before.prdc.recall, after.prdc.recall));
+    md.push_str(&row("density", before.prdc.density, after.prdc.density));
+    md.push_str(&row("coverage", before.prdc.coverage, after.prdc.coverage));
+    if let (Some(a), Some(b)) = (&before.inception_score, &after.inception_score) {
+        md.push_str(&row("Inception Score", a.mean, b.mean));
+    }
+    md.push('\n');
+    Ok((md, Some(after)))
+}

@@ -167,7 +167,8 @@ fn issue18_text_watermark_is_detected_in_samples_and_reported() {
 }
 
 /// The memorisation filter: with a small LeNet as the feature network, the evaluation plants
-/// training images among a VAE's samples and the filter withholds every one; `genlab sample` with
+/// training images among a VAE's samples and the filter withholds every one (and the sample
+/// metrics after a median filter stand beside the raw ones); `genlab sample` with
 /// the filter keeps its count (withheld draws are drawn again); a quantile out of range is one
 /// line.
 #[test]
@@ -175,8 +176,11 @@ fn issue18_memorisation_filter_catches_planted_training_images() {
     let dir = tempfile::tempdir().unwrap();
     let weights = dir.path().join("weights");
     super::install_small_lenet(&weights, &dir.path().join("lenet"));
-    let cfg =
-        write_config(dir.path(), &with_post("memorisation = { examples = 600 }").replace("steps = 60", "steps = 20"));
+    let cfg = write_config(
+        dir.path(),
+        &with_post("memorisation = { examples = 600 }\nimage = [{ median = { radius = 1 } }]")
+            .replace("steps = 60", "steps = 20"),
+    );
     let run = dir.path().join("run");
     let o = genlab()
         .env("GENLAB_WEIGHTS_DIR", &weights)
@@ -200,6 +204,13 @@ fn issue18_memorisation_filter_catches_planted_training_images() {
     assert!(f["fresh_withheld_rate"].as_f64().unwrap() < 0.2, "{f}");
     let report = std::fs::read_to_string(run.join("report.md")).unwrap();
     assert!(report.contains("## Memorisation filter") && report.contains("**100 of 100**"), "{report}");
+    // The same samples' metrics after the image steps, beside them.
+    assert!(
+        report.contains("## Sample metrics after [post]") && report.contains("| as generated | after [post] |"),
+        "{report}"
+    );
+    let after = eval["samples_after_post"]["fid"].as_f64().unwrap();
+    assert!(after.is_finite() && after != eval["samples"]["fid"].as_f64().unwrap(), "{eval}");
 
     let out = dir.path().join("s.png");
     let o = genlab()
