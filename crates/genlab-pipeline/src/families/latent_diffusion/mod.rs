@@ -131,6 +131,12 @@ impl BatchSource for LatentBatches {
     }
 }
 
+/// The FID in a diffusion run's eval.json: `genlab eval` writes the shared sample metrics under
+/// "samples".
+fn pixel_fid(eval: &Value) -> Option<f64> {
+    eval.pointer("/samples/fid").and_then(Value::as_f64)
+}
+
 /// Seconds per sample of the pixel-space run at `dir`, drawing `TIMED_SAMPLES` with the same
 /// sampler and steps in this process (so both sit side by side on one machine at one time).
 fn time_pixel_run(dir: &Path, s: &Sampling, cx: &EvalContext<'_>) -> Result<f64> {
@@ -172,10 +178,9 @@ fn read_pixel_run(dir: &Path) -> Result<Option<PixelRun>> {
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok())
         .ok_or_else(|| PipelineError::Config(format!("{named}: no eval.json; evaluate it first (`genlab eval {}`)", dir.display())))?;
-    let find = |keys: &[&str]| keys.iter().find_map(|k| eval.pointer(k).and_then(Value::as_f64));
     Ok(Some(PixelRun {
         dir: dir.to_path_buf(),
-        fid: find(&["/sample_metrics/fid", "/metrics/fid", "/fid"]),
+        fid: pixel_fid(&eval),
         seconds_per_sample: None,
         train_seconds: info.train_seconds,
         parameters: info.parameters,
@@ -440,5 +445,16 @@ impl Family for LatentDiffusionFamily {
             description: format!("latent grids denoised by {}, decoded by the first stage, quantised to 8 bits", s.describe()),
             seed: r.seed,
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// The pixel run's FID where `genlab eval` puts it (the layout of a real eval.json, cut down).
+    #[test]
+    fn the_pixel_runs_fid_is_read_where_eval_writes_it() {
+        let eval = serde_json::json!({ "sampler": "DPM-Solver++(2M) 10 steps", "samples": { "fid": 52.088, "kid": { "mean": 0.033 } }, "seconds_per_sample": 0.027 });
+        assert_eq!(super::pixel_fid(&eval), Some(52.088));
+        assert_eq!(super::pixel_fid(&serde_json::json!({ "samples": null })), None);
     }
 }
