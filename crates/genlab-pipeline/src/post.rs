@@ -3,7 +3,7 @@
 
 use crate::error::{PipelineError, Result};
 use crate::experiment::Experiment;
-use crate::generate::{Generated, OutputKind};
+use crate::generate::{GenerateRequest, Generated, OutputKind};
 use genlab_post::ImagePost;
 
 /// The experiment's image post-processing for samples of `shape`, or None when `[post]` has no
@@ -195,6 +195,10 @@ pub(crate) fn describe_counts(c: &genlab_post::content::FilterCounts) -> Option<
         (c.blocked_words, "blocklisted words"),
         (c.withheld, "texts withheld by the blocklist"),
         (c.copied, "texts withheld for repeating the training text"),
+        (
+            c.memorised_images,
+            "image draws withheld for being closer to a training image than the memorisation threshold (drawn again)",
+        ),
         (c.emails, "e-mail addresses redacted"),
         (c.urls, "URLs redacted"),
         (c.phones, "phone numbers redacted"),
@@ -454,4 +458,91 @@ pub(crate) fn metrics_after_steps(
     }
     md.push('\n');
     Ok((md, Some(after)))
+}
+
+/// Where `[post]` runs: the experiment, what its family generates and at what size, and the run's
+/// data and memorisation filter, each made on first use (a server keeps them between requests).
+pub(crate) struct Stage<'a> {
+    pub exp: &'a Experiment,
+    pub output: OutputKind,
+    pub shape: [usize; 3],
+    pub device: &'a burn::tensor::Device,
+    pub events: &'a dyn genlab_core::events::EventSink,
+    /// The run's data, read on first use.
+    pub data: &'a dyn Fn() -> Result<&'a crate::data::Data>,
+    pub filter: &'a std::sync::OnceLock<MemorisationFilter>,
+}
+
+/// `cell`'s data, read from `exp`'s dataset on first use.
+pub(crate) fn data_once<'a>(
+    cell: &'a std::sync::OnceLock<crate::data::Data>,
+    exp: &Experiment,
+) -> Result<&'a crate::data::Data> {
+    if let Some(d) = cell.get() {
+        return Ok(d);
+    }
+    let loaded = crate::data::Data::load(exp)?;
+    Ok(cell.get_or_init(|| loaded))
+}
+
+impl Stage<'_> {
+    fn data(&self) -> Result<&crate::data::Data> {
+        (self.data)()
+    }
+
+    fn filter(&self, config: genlab_post::MemorisationConfig) -> Result<&MemorisationFilter> {
+        if let Some(f) = self.filter.get() {
+            return Ok(f);
+        }
+        let built =
+            MemorisationFilter::build(self.exp, config, self.data()?.images()?, self.shape, self.device, self.events)?;
+        Ok(self.filter.get_or_init(|| built))
+    }
+
+    /// `generated` (drawn for `request`) through `[post]`, unless the request asks for the raw
+    /// samples: images too close to a training image drawn again by `redraw` (another seed per
+    /// attempt), the image steps and the watermark; texts through the text filters. What the
+    /// filters did is added to `counts`.
+    pub fn finish(
+        &self,
+        request: &GenerateRequest,
+        generated: Generated,
+        counts: &mut genlab_post::content::FilterCounts,
+        redraw: &mut dyn FnMut(&GenerateRequest) -> Result<Generated>,
+    ) -> Result<Generated> {
+        if request.raw {
+            return Ok(generated);
+        }
+        let generated = match (generated, self.exp.post.memorisation) {
+            (Generated::Images(images), Some(config)) => {
+                let filter = self.filter(config)?;
+                let (images, withheld) = redraw_memorised(filter, images, config.attempts, |count, attempt| {
+                    // Explicit latents and merged requests would draw the same images again.
+                    let again = GenerateRequest {
+                        count,
+                        seed: request.seed ^ (0x6d65_6d6f << 16) ^ attempt as u64,
+                        latents: None,
+                        seeds: None,
+                        ..request.clone()
+                    };
+                    match redraw(&again)? {
+                        Generated::Images(im) => Ok(im),
+                        _ => Err(PipelineError::Run("[post] memorisation: a redraw gave no images".into())),
+                    }
+                })?;
+                counts.memorised_images += withheld as u64;
+                Generated::Images(images)
+            }
+            (generated, _) => generated,
+        };
+        let generated = apply(self.exp, self.output, generated)?;
+        match (generated, &self.exp.post.text) {
+            (Generated::Text(texts), Some(config)) => {
+                let (texts, done) = apply_text(config, texts, &self.data()?.text()?.train_text);
+                counts.add(&done);
+                Ok(Generated::Text(texts))
+            }
+            (generated, _) => Ok(generated),
+        }
+    }
 }

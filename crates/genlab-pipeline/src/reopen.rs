@@ -107,58 +107,24 @@ pub(crate) fn generate<F: Family>(
     crate::post::image_post(&target.exp, can.output(), target.info.data_shape)?;
     let model = target.model(&family)?;
     let generated = family.generate(&model, request, &target.device, progress.then_some(&*target.events))?;
-    if request.raw {
-        return Ok(generated);
-    }
-    let generated = match (generated, target.exp.post.memorisation) {
-        (Generated::Images(images), Some(config)) => {
-            let data = crate::data::Data::load(&target.exp)?;
-            let filter = crate::post::MemorisationFilter::build(
-                &target.exp,
-                config,
-                data.images()?,
-                target.info.data_shape,
-                &target.device,
-                &*target.events,
-            )?;
-            let n = images.n;
-            let (images, withheld) =
-                crate::post::redraw_memorised(&filter, images, config.attempts, |count, attempt| {
-                    // Another seed per attempt; explicit latents and merged requests would draw the same images again.
-                    let again = GenerateRequest {
-                        count,
-                        seed: request.seed ^ (0x6d65_6d6f << 16) ^ attempt as u64,
-                        latents: None,
-                        seeds: None,
-                        ..request.clone()
-                    };
-                    match family.generate(&model, &again, &target.device, None)? {
-                        Generated::Images(im) => Ok(im),
-                        _ => Err(PipelineError::Run("[post] memorisation: a redraw gave no images".into())),
-                    }
-                })?;
-            if withheld > 0 {
-                target.events.message(&format!(
-                    "[post] memorisation: {withheld} draws were closer to one of {} training images than the threshold {:.4} (the {} quantile of held-out images) and were withheld; {} of {n} samples kept",
-                    filter.examples, filter.threshold, filter.quantile, images.n
-                ));
-            }
-            Generated::Images(images)
-        }
-        (generated, _) => generated,
+    let cell = std::sync::OnceLock::new();
+    let data = || crate::post::data_once(&cell, &target.exp);
+    let stage = crate::post::Stage {
+        exp: &target.exp,
+        output: can.output(),
+        shape: target.info.data_shape,
+        device: &target.device,
+        events: &*target.events,
+        data: &data,
+        filter: &std::sync::OnceLock::new(),
     };
-    let generated = crate::post::apply(&target.exp, can.output(), generated)?;
-    match (generated, &target.exp.post.text) {
-        (Generated::Text(texts), Some(config)) => {
-            let data = crate::data::Data::load(&target.exp)?;
-            let (texts, counts) = crate::post::apply_text(config, texts, &data.text()?.train_text);
-            if let Some(said) = crate::post::describe_counts(&counts) {
-                target.events.message(&format!("[post] text: {said}"));
-            }
-            Ok(Generated::Text(texts))
-        }
-        (generated, _) => Ok(generated),
+    let mut counts = genlab_post::content::FilterCounts::default();
+    let generated = stage
+        .finish(request, generated, &mut counts, &mut |again| family.generate(&model, again, &target.device, None))?;
+    if let Some(said) = crate::post::describe_counts(&counts) {
+        target.events.message(&format!("[post] {said}"));
     }
+    Ok(generated)
 }
 
 /// Refuses a sample count whose samples cannot be held in memory (`-n 100000000`).

@@ -239,7 +239,7 @@ fn responsibility(e: &Experiment, report: &str) -> String {
     let _ = writeln!(s, "| text filters | {text} |");
     let _ = writeln!(
         s,
-        "\n`genlab sample` applies all of these (`--raw` shows the model's own) and says what a filter withheld; the server applies the text watermark, not yet the image steps, the image watermark or the text filters.\n"
+        "\n`genlab sample` and `genlab serve` apply all of these to every sample (`genlab sample --raw` shows the model's own); `genlab sample` says what a filter withheld, the server counts it in `/metrics` (`genlab_post_filtered_total`).\n"
     );
     s
 }

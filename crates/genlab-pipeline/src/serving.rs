@@ -53,6 +53,9 @@ pub trait Loaded {
     /// Up to `k` principal directions of the model's latent codes of its evaluation images (a
     /// VAE), each a unit vector with its standard deviation; None without an encoder.
     fn directions(&self, k: usize) -> Result<Option<Vec<Direction>>>;
+
+    /// What `[post]`'s filters have done since the model was loaded.
+    fn post_counts(&self) -> genlab_post::content::FilterCounts;
 }
 
 /// Opens `run_dir`'s latest intact checkpoint (the EMA weights when kept) and loads its model;
@@ -69,6 +72,9 @@ pub(crate) struct LoadedRun<F: Family> {
     target: RunTarget,
     card: ModelCard,
     data: OnceLock<std::result::Result<Data, String>>,
+    /// `[post] memorisation`'s filter, made on the first image request.
+    filter: OnceLock<crate::post::MemorisationFilter>,
+    post_counts: std::cell::Cell<genlab_post::content::FilterCounts>,
 }
 
 pub(crate) fn load_family<F: Family>(
@@ -93,7 +99,15 @@ pub(crate) fn load_family<F: Family>(
         ema: target.checkpoint.ema.is_some(),
         tokenizer: target.info.tokenizer.clone().map(Arc::new),
     };
-    Ok(Box::new(LoadedRun { family, model, target, card, data: OnceLock::new() }))
+    Ok(Box::new(LoadedRun {
+        family,
+        model,
+        target,
+        card,
+        data: OnceLock::new(),
+        filter: OnceLock::new(),
+        post_counts: Default::default(),
+    }))
 }
 
 impl<F: Family> Loaded for LoadedRun<F> {
@@ -104,7 +118,27 @@ impl<F: Family> Loaded for LoadedRun<F> {
     fn generate(&self, request: &GenerateRequest, stream: Option<&dyn EventSink>) -> Result<Generated> {
         request.check(F::CARD.name, &self.card.capabilities)?;
         crate::reopen::check_sample_memory(request.count, self.card.capabilities.output(), self.card.shape)?;
-        self.family.generate(&self.model, request, &self.target.device, stream)
+        let generated = self.family.generate(&self.model, request, &self.target.device, stream)?;
+        let data = || self.data();
+        let stage = crate::post::Stage {
+            exp: &self.target.exp,
+            output: self.card.capabilities.output(),
+            shape: self.card.shape,
+            device: &self.target.device,
+            events: &*self.target.events,
+            data: &data,
+            filter: &self.filter,
+        };
+        let mut counts = self.post_counts.get();
+        let done = stage.finish(request, generated, &mut counts, &mut |again| {
+            self.family.generate(&self.model, again, &self.target.device, None)
+        });
+        self.post_counts.set(counts);
+        done
+    }
+
+    fn post_counts(&self) -> genlab_post::content::FilterCounts {
+        self.post_counts.get()
     }
 
     fn latents(&self, seed: u64, count: usize) -> Option<Vec<f32>> {

@@ -30,17 +30,34 @@ pub struct FilterCounts {
     pub withheld: u64,
     /// Texts withheld for repeating the training text verbatim.
     pub copied: u64,
+    /// Generated images withheld (and drawn again) for being too close to a training image.
+    pub memorised_images: u64,
     pub emails: u64,
     pub urls: u64,
     pub phones: u64,
 }
 
 impl FilterCounts {
+    /// Each count with its name (the server's metric labels).
+    pub fn fields(&self) -> [(&'static str, u64); 8] {
+        [
+            ("corrected_words", self.corrected_words),
+            ("blocked_words", self.blocked_words),
+            ("withheld_texts", self.withheld),
+            ("copied_texts", self.copied),
+            ("memorised_images", self.memorised_images),
+            ("emails", self.emails),
+            ("urls", self.urls),
+            ("phones", self.phones),
+        ]
+    }
+
     pub fn add(&mut self, other: &FilterCounts) {
         self.corrected_words += other.corrected_words;
         self.blocked_words += other.blocked_words;
         self.withheld += other.withheld;
         self.copied += other.copied;
+        self.memorised_images += other.memorised_images;
         self.emails += other.emails;
         self.urls += other.urls;
         self.phones += other.phones;

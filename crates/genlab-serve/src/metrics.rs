@@ -47,6 +47,8 @@ struct State {
     requests: BTreeMap<(String, u16), u64>,
     latency: BTreeMap<String, Histogram>,
     batches: BTreeMap<String, Histogram>,
+    /// What each model's `[post]` filters have done, by kind.
+    post: BTreeMap<String, Vec<(&'static str, u64)>>,
 }
 
 /// The server's counters.
@@ -70,6 +72,11 @@ impl Metrics {
         self.state().batches.entry(model.to_string()).or_default().observe(&BATCH_BUCKETS, size as f64);
     }
 
+    /// What `model`'s `[post]` filters have done since it was loaded (totals).
+    pub fn post(&self, model: &str, totals: &[(&'static str, u64)]) {
+        self.state().post.insert(model.to_string(), totals.to_vec());
+    }
+
     /// The exposition text, with each model's queue depth as `depths` gives it.
     pub fn render(&self, depths: &[(&str, usize)]) -> String {
         let s = self.state();
@@ -88,6 +95,13 @@ impl Metrics {
         out.push_str("# TYPE genlab_batch_size histogram\n");
         for (model, h) in &s.batches {
             h.write(&mut out, "genlab_batch_size", &format!("model=\"{model}\""), &BATCH_BUCKETS);
+        }
+        out.push_str("# HELP genlab_post_filtered_total What a model's [post] filters did to its samples, by kind.\n");
+        out.push_str("# TYPE genlab_post_filtered_total counter\n");
+        for (model, totals) in &s.post {
+            for (kind, n) in totals {
+                let _ = writeln!(out, "genlab_post_filtered_total{{model=\"{model}\",kind=\"{kind}\"}} {n}");
+            }
         }
         out.push_str("# HELP genlab_queue_depth Requests waiting for a model's worker.\n");
         out.push_str("# TYPE genlab_queue_depth gauge\n");

@@ -186,6 +186,7 @@ impl Worker {
                     self.metrics.batch(&self.model.card().name, 1);
                     let model = &self.model;
                     let answer = guarded(|| Ok(model.generate(&request, Some(&Chunks(&chunks)))?));
+                    self.metrics.post(&model.card().name, &model.post_counts().fields());
                     let _ = reply.send(answer);
                 }
                 Job::Latents { seed, count, reply } => {
@@ -228,7 +229,9 @@ impl Worker {
         self.metrics.batch(&self.model.card().name, jobs.len());
         let requests: Vec<GenerateRequest> = jobs.iter().map(|j| j.0.clone()).collect();
         let model = &self.model;
-        match guarded(|| Ok(generate_batch(model.as_ref(), &requests))) {
+        let answers = guarded(|| Ok(generate_batch(model.as_ref(), &requests)));
+        self.metrics.post(&model.card().name, &model.post_counts().fields());
+        match answers {
             Ok(answers) => {
                 for ((_, _, reply), answer) in jobs.into_iter().zip(answers) {
                     let _ = reply.send(answer.map_err(Failure::from));

@@ -89,6 +89,11 @@ watermark = { key = "0badf00d" }"#;
     };
     let out = detect(&marked);
     assert!(out.contains("6 of 6 images carry key 0badf00d"), "{out}");
+    // The server's images pass through the same steps: 112x112.
+    let server = super::serve::Server::start_with(&[run.clone()], &[]);
+    let answer = server.json("/v1/generate", serde_json::json!({"model": "run", "count": 1, "seed": 1}));
+    assert_eq!(answer["shape"], serde_json::json!([1, 112, 112]), "{answer}");
+    drop(server);
     // The raw 28x28 samples are too small to carry a key at all: the detector says so.
     let o =
         genlab().args(["watermark", "detect", raw.to_str().unwrap(), "--run", run.to_str().unwrap()]).output().unwrap();
@@ -146,6 +151,19 @@ fn issue18_text_watermark_is_detected_in_samples_and_reported() {
     }
     assert!(verdicts[0].contains(": watermarked"), "{}", verdicts[0]);
     assert!(verdicts[1].contains("not watermarked"), "{}", verdicts[1]);
+
+    // The server applies [post] too, and counts what the filters did in its metrics.
+    let server = super::serve::Server::start_with(&[run.clone()], &[]);
+    let answer = server
+        .json("/v1/completions", serde_json::json!({"model": "run", "prompt": "ROMEO", "max_tokens": 200, "seed": 1}));
+    assert!(answer["choices"][0]["text"].as_str().is_some_and(|t| !t.is_empty()), "{answer}");
+    let metrics = server.get("/metrics").text();
+    let corrected = metrics
+        .lines()
+        .find(|l| l.starts_with("genlab_post_filtered_total{model=\"run\",kind=\"corrected_words\"}"))
+        .unwrap_or_else(|| panic!("no post counts in the metrics:\n{metrics}"));
+    assert!(corrected.rsplit(' ').next().unwrap().parse::<u64>().unwrap() > 0, "{corrected}");
+    drop(server);
 
     let bad =
         format!("{}\n[post]\ntext_watermark = {{ key = 7, gamma = 1.5 }}\n", super::language::small_gpt(&text, 32));

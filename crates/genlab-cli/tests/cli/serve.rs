@@ -44,15 +44,20 @@ fn runs() -> &'static [PathBuf] {
 }
 
 /// A `genlab serve` process over the five runs; killed when dropped.
-struct Server {
+pub(super) struct Server {
     child: Child,
     addr: SocketAddr,
 }
 
 impl Server {
     fn start(extra: &[&str]) -> Server {
+        Server::start_with(runs(), extra)
+    }
+
+    /// `genlab serve` of `runs` on a free loopback port.
+    pub(super) fn start_with(runs: &[PathBuf], extra: &[&str]) -> Server {
         let mut c = genlab();
-        c.arg("serve").args(runs()).args(["--addr", "127.0.0.1:0"]).args(extra);
+        c.arg("serve").args(runs).args(["--addr", "127.0.0.1:0"]).args(extra);
         let mut child = c.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
         let mut line = String::new();
         BufReader::new(child.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
@@ -68,7 +73,7 @@ impl Server {
         format!("http://{}", self.addr)
     }
 
-    fn get(&self, path: &str) -> Answer {
+    pub(super) fn get(&self, path: &str) -> Answer {
         http(self.addr, "GET", path, None, &[])
     }
 
@@ -76,7 +81,7 @@ impl Server {
         http(self.addr, "POST", path, Some(body.as_bytes()), &[])
     }
 
-    fn json(&self, path: &str, body: serde_json::Value) -> serde_json::Value {
+    pub(super) fn json(&self, path: &str, body: serde_json::Value) -> serde_json::Value {
         let a = self.post(path, &body.to_string());
         assert_eq!(a.status, 200, "{path} {body}: {}", a.text());
         a.json()
@@ -91,14 +96,14 @@ impl Drop for Server {
 }
 
 /// An HTTP answer.
-struct Answer {
+pub(super) struct Answer {
     status: u16,
     headers: Vec<(String, String)>,
     body: Vec<u8>,
 }
 
 impl Answer {
-    fn text(&self) -> String {
+    pub(super) fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
     }
     fn json(&self) -> serde_json::Value {
