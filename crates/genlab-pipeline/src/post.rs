@@ -359,44 +359,6 @@ pub(crate) fn memorisation_filter_report(
     Ok((md, record))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use genlab_core::SeededRng;
-
-    /// Texts with a planted span of the training text (40 to 80 characters, from random places)
-    /// are all withheld at a 40-character limit; texts of the same words reshuffled are kept.
-    #[test]
-    fn planted_training_spans_are_all_withheld() {
-        let training: String =
-            genlab_data::TextCorpus::read(&genlab_data::source::data_dir().join("shakespeare/shakespeare.txt.gz"))
-                .expect("the vendored corpus should read")
-                .text
-                .chars()
-                .take(200_000)
-                .collect();
-        let chars: Vec<char> = training.chars().collect();
-        let words: Vec<&str> = training.split_whitespace().collect();
-        let mut rng = SeededRng::stream(3, 0);
-        let mut planted = Vec::new();
-        let mut fresh = Vec::new();
-        for _ in 0..200 {
-            let len = 40 + rng.below(41);
-            let at = rng.below(chars.len() - len);
-            let span: String = chars[at..at + len].iter().collect();
-            planted.push(format!("Lorem vexed sprites {span} quoth the zephyr."));
-            fresh.push((0..12).map(|_| words[rng.below(words.len())]).collect::<Vec<_>>().join(" "));
-        }
-        let config = genlab_post::TextPostConfig { verbatim_chars: Some(40), ..Default::default() };
-        let (kept, counts) = apply_text(&config, planted, &training);
-        assert!(kept.is_empty(), "{} planted texts kept: {:?}", kept.len(), kept.first());
-        assert_eq!(counts.copied, 200);
-        let (kept, counts) = apply_text(&config, fresh, &training);
-        assert!(counts.copied <= 2, "{} of 200 shuffled texts withheld", counts.copied);
-        assert_eq!(kept.len() as u64 + counts.copied, 200);
-    }
-}
-
 /// The sample metrics of the same images after `[post] image` (the watermark left out: it is
 /// measured on its own), beside `before`, as the report's section; None when the steps change
 /// the images' size (the metrics compare images of the data's size).
@@ -544,5 +506,43 @@ impl Stage<'_> {
             }
             (generated, _) => Ok(generated),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use genlab_core::SeededRng;
+
+    /// Texts with a planted span of the training text (40 to 80 characters, from random places)
+    /// are all withheld at a 40-character limit; texts of the same words reshuffled are kept.
+    #[test]
+    fn planted_training_spans_are_all_withheld() {
+        let training: String =
+            genlab_data::TextCorpus::read(&genlab_data::source::data_dir().join("shakespeare/shakespeare.txt.gz"))
+                .expect("the vendored corpus should read")
+                .text
+                .chars()
+                .take(200_000)
+                .collect();
+        let chars: Vec<char> = training.chars().collect();
+        let words: Vec<&str> = training.split_whitespace().collect();
+        let mut rng = SeededRng::stream(3, 0);
+        let mut planted = Vec::new();
+        let mut fresh = Vec::new();
+        for _ in 0..200 {
+            let len = 40 + rng.below(41);
+            let at = rng.below(chars.len() - len);
+            let span: String = chars[at..at + len].iter().collect();
+            planted.push(format!("Lorem vexed sprites {span} quoth the zephyr."));
+            fresh.push((0..12).map(|_| words[rng.below(words.len())]).collect::<Vec<_>>().join(" "));
+        }
+        let config = genlab_post::TextPostConfig { verbatim_chars: Some(40), ..Default::default() };
+        let (kept, counts) = apply_text(&config, planted, &training);
+        assert!(kept.is_empty(), "{} planted texts kept: {:?}", kept.len(), kept.first());
+        assert_eq!(counts.copied, 200);
+        let (kept, counts) = apply_text(&config, fresh, &training);
+        assert!(counts.copied <= 2, "{} of 200 shuffled texts withheld", counts.copied);
+        assert_eq!(kept.len() as u64 + counts.copied, 200);
     }
 }

@@ -90,7 +90,7 @@ watermark = { key = "0badf00d" }"#;
     let out = detect(&marked);
     assert!(out.contains("6 of 6 images carry key 0badf00d"), "{out}");
     // The server's images pass through the same steps: 112x112.
-    let server = super::serve::Server::start_with(&[run.clone()], &[]);
+    let server = super::serve::Server::start_with(std::slice::from_ref(&run), &[]);
     let answer = server.json("/v1/generate", serde_json::json!({"model": "run", "count": 1, "seed": 1}));
     assert_eq!(answer["shape"], serde_json::json!([1, 112, 112]), "{answer}");
     drop(server);
@@ -153,7 +153,7 @@ fn issue18_text_watermark_is_detected_in_samples_and_reported() {
     assert!(verdicts[1].contains("not watermarked"), "{}", verdicts[1]);
 
     // The server applies [post] too, and counts what the filters did in its metrics.
-    let server = super::serve::Server::start_with(&[run.clone()], &[]);
+    let server = super::serve::Server::start_with(std::slice::from_ref(&run), &[]);
     let answer = server
         .json("/v1/completions", serde_json::json!({"model": "run", "prompt": "ROMEO", "max_tokens": 200, "seed": 1}));
     assert!(answer["choices"][0]["text"].as_str().is_some_and(|t| !t.is_empty()), "{answer}");
