@@ -170,12 +170,17 @@ pub(crate) fn apply_text(
     config: &genlab_post::TextPostConfig,
     texts: Vec<String>,
     training_text: &str,
+    corrector: Option<&dyn crate::serving::Loaded>,
 ) -> (Vec<String>, genlab_post::content::FilterCounts) {
     let post = genlab_post::TextPost::new(config, training_text);
     let index = post.verbatim_chars().map(|_| crate::language::TrainingIndex::new(training_text));
     let mut counts = genlab_post::content::FilterCounts::default();
     let mut kept = Vec::with_capacity(texts.len());
     for text in texts {
+        let text = match corrector {
+            Some(c) => correct_lines(c, &text, &mut counts),
+            None => text,
+        };
         let Some(text) = post.apply(&text, &mut counts) else { continue };
         if let (Some(index), Some(n)) = (&index, post.verbatim_chars()) {
             if crate::language::memorisation(index, &text, n).longest >= n {
@@ -186,6 +191,45 @@ pub(crate) fn apply_text(
         kept.push(text);
     }
     (kept, counts)
+}
+
+/// `[post] text`'s corrector run, refused unless it is a finished run that corrects text.
+pub(crate) fn load_corrector(
+    dir: &std::path::Path,
+    events: genlab_core::events::Events,
+) -> Result<Box<dyn crate::serving::Loaded>> {
+    let named = format!("post.text.corrector = \"{}\"", dir.display());
+    let loaded = crate::serving::load(dir, None, events).map_err(|e| PipelineError::Config(format!("{named}: {e}")))?;
+    if !loaded.card().capabilities.correct {
+        return Err(PipelineError::Config(format!(
+            "{named}: a {} run; expected a seq2seq corrector run",
+            loaded.card().family
+        )));
+    }
+    Ok(loaded)
+}
+
+/// Each line of `text` corrected by the seq2seq corrector `c` (greedy); a line it cannot take
+/// (longer than its inputs, or empty) stays as it is.
+fn correct_lines(
+    c: &dyn crate::serving::Loaded,
+    text: &str,
+    counts: &mut genlab_post::content::FilterCounts,
+) -> String {
+    let mut out: Vec<String> = Vec::new();
+    for line in text.split('\n') {
+        let request = GenerateRequest { correct: Some(line.to_string()), ..GenerateRequest::new(1, 0) };
+        let fixed = match (line.trim().is_empty(), c.generate(&request, None)) {
+            (false, Ok(Generated::Text(mut t))) if !t.is_empty() => t.swap_remove(0),
+            _ => line.to_string(),
+        };
+        counts.corrected_words += genlab_post::symspell::words(line)
+            .zip(genlab_post::symspell::words(&fixed))
+            .filter(|((_, a), (_, b))| a != b)
+            .count() as u64;
+        out.push(fixed);
+    }
+    out.join("\n")
 }
 
 /// What the text filters did, in words; None when they changed nothing.
@@ -433,6 +477,8 @@ pub(crate) struct Stage<'a> {
     /// The run's data, read on first use.
     pub data: &'a dyn Fn() -> Result<&'a crate::data::Data>,
     pub filter: &'a std::sync::OnceLock<MemorisationFilter>,
+    /// `[post] text`'s corrector run, loaded on first use.
+    pub corrector: &'a std::sync::OnceLock<Box<dyn crate::serving::Loaded>>,
 }
 
 /// `cell`'s data, read from `exp`'s dataset on first use.
@@ -450,6 +496,14 @@ pub(crate) fn data_once<'a>(
 impl Stage<'_> {
     fn data(&self) -> Result<&crate::data::Data> {
         (self.data)()
+    }
+
+    fn corrector(&self, dir: &std::path::Path) -> Result<&dyn crate::serving::Loaded> {
+        if let Some(c) = self.corrector.get() {
+            return Ok(c.as_ref());
+        }
+        let loaded = load_corrector(dir, std::sync::Arc::new(crate::Terminal))?;
+        Ok(self.corrector.get_or_init(|| loaded).as_ref())
     }
 
     fn filter(&self, config: genlab_post::MemorisationConfig) -> Result<&MemorisationFilter> {
@@ -500,7 +554,11 @@ impl Stage<'_> {
         let generated = apply(self.exp, self.output, generated)?;
         match (generated, &self.exp.post.text) {
             (Generated::Text(texts), Some(config)) => {
-                let (texts, done) = apply_text(config, texts, &self.data()?.text()?.train_text);
+                let corrector = match &config.corrector {
+                    Some(dir) => Some(self.corrector(dir)?),
+                    None => None,
+                };
+                let (texts, done) = apply_text(config, texts, &self.data()?.text()?.train_text, corrector);
                 counts.add(&done);
                 Ok(Generated::Text(texts))
             }
@@ -538,10 +596,10 @@ mod tests {
             fresh.push((0..12).map(|_| words[rng.below(words.len())]).collect::<Vec<_>>().join(" "));
         }
         let config = genlab_post::TextPostConfig { verbatim_chars: Some(40), ..Default::default() };
-        let (kept, counts) = apply_text(&config, planted, &training);
+        let (kept, counts) = apply_text(&config, planted, &training, None);
         assert!(kept.is_empty(), "{} planted texts kept: {:?}", kept.len(), kept.first());
         assert_eq!(counts.copied, 200);
-        let (kept, counts) = apply_text(&config, fresh, &training);
+        let (kept, counts) = apply_text(&config, fresh, &training, None);
         assert!(counts.copied <= 2, "{} of 200 shuffled texts withheld", counts.copied);
         assert_eq!(kept.len() as u64 + counts.copied, 200);
     }

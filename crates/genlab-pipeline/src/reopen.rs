@@ -117,6 +117,7 @@ pub(crate) fn generate<F: Family>(
         events: &*target.events,
         data: &data,
         filter: &std::sync::OnceLock::new(),
+        corrector: &std::sync::OnceLock::new(),
     };
     let mut counts = genlab_post::content::FilterCounts::default();
     let generated = stage

@@ -215,6 +215,9 @@ fn responsibility(e: &Experiment, report: &str) -> String {
     );
     let text = p.text.as_ref().map_or("none".to_string(), |t| {
         let mut parts = Vec::new();
+        if let Some(c) = &t.corrector {
+            parts.push(format!("each line corrected by the seq2seq run {}", c.display()));
+        }
         if t.normalize {
             parts.push("whitespace and punctuation normalised".to_string());
         }

@@ -74,6 +74,8 @@ pub(crate) struct LoadedRun<F: Family> {
     data: OnceLock<std::result::Result<Data, String>>,
     /// `[post] memorisation`'s filter, made on the first image request.
     filter: OnceLock<crate::post::MemorisationFilter>,
+    /// `[post] text`'s corrector run, loaded on the first text request.
+    corrector: OnceLock<Box<dyn Loaded>>,
     post_counts: std::cell::Cell<genlab_post::content::FilterCounts>,
 }
 
@@ -106,6 +108,7 @@ pub(crate) fn load_family<F: Family>(
         card,
         data: OnceLock::new(),
         filter: OnceLock::new(),
+        corrector: OnceLock::new(),
         post_counts: Default::default(),
     }))
 }
@@ -128,6 +131,7 @@ impl<F: Family> Loaded for LoadedRun<F> {
             events: &*self.target.events,
             data: &data,
             filter: &self.filter,
+            corrector: &self.corrector,
         };
         let mut counts = self.post_counts.get();
         let done = stage.finish(request, generated, &mut counts, &mut |again| {

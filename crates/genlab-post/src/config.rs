@@ -69,6 +69,9 @@ fn default_attempts() -> usize {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TextPostConfig {
+    /// A finished seq2seq corrector run (issue 14's encoder-decoder) that corrects each line first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub corrector: Option<std::path::PathBuf>,
     #[serde(default)]
     pub normalize: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]

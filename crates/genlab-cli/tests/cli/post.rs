@@ -165,6 +165,29 @@ fn issue18_text_watermark_is_detected_in_samples_and_reported() {
     assert!(corrected.rsplit(' ').next().unwrap().parse::<u64>().unwrap() > 0, "{corrected}");
     drop(server);
 
+    // The encoder-decoder corrector as a [post] text step, line by line.
+    let corrector_cfg = write_config(dir.path(), &super::language::small_corrector(&text));
+    let corrector = dir.path().join("corrector");
+    let o = genlab()
+        .args(["run", corrector_cfg.to_str().unwrap(), "--run-dir", corrector.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let set = format!("post.text={{corrector=\"{}\"}}", corrector.display());
+    let o = genlab().args(["eval", run.to_str().unwrap(), "--set", &set]).output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let report = std::fs::read_to_string(run.join("report.md")).unwrap();
+    assert!(report.contains("corrector: the seq2seq run"), "{report}");
+    let not_a_corrector = format!("post.text={{corrector=\"{}\"}}", run.display());
+    let o = genlab().args(["eval", run.to_str().unwrap(), "--set", &not_a_corrector]).output().unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("post.text.corrector")
+            && stderr(&o).contains("a gpt run; expected a seq2seq corrector run"),
+        "{}",
+        stderr(&o)
+    );
+
     let bad =
         format!("{}\n[post]\ntext_watermark = {{ key = 7, gamma = 1.5 }}\n", super::language::small_gpt(&text, 32));
     let cfg = write_config(dir.path(), &bad);

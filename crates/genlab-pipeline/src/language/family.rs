@@ -211,9 +211,15 @@ impl<N: LmNetwork> Family for LmFamily<N> {
         let post_text = match &self.exp.post.text {
             Some(config) => {
                 cx.events.message("text post-processing: in-vocabulary words before and after");
-                let (md, record) = super::post_text::evaluate(config, &text.train_text, seed.wrapping_add(3), |g| {
-                    genlab_models::lm::generate(m, prompt, g, &|t| tok.decode(t), &mut |_| {}).text
-                });
+                let corrector = match &config.corrector {
+                    Some(dir) => Some(crate::post::load_corrector(dir, cx.events.clone())?),
+                    None => None,
+                };
+                let corrector = corrector.as_deref();
+                let (md, record) =
+                    super::post_text::evaluate(config, &text.train_text, seed.wrapping_add(3), corrector, |g| {
+                        genlab_models::lm::generate(m, prompt, g, &|t| tok.decode(t), &mut |_| {}).text
+                    });
                 section.push_str(&md);
                 Some(record)
             }

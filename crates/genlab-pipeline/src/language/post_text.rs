@@ -28,6 +28,7 @@ pub(crate) fn evaluate(
     config: &TextPostConfig,
     training_text: &str,
     seed: u64,
+    corrector: Option<&dyn crate::serving::Loaded>,
     mut draw: impl FnMut(&Generation) -> String,
 ) -> (String, serde_json::Value) {
     let texts: Vec<String> = (0..POST_SAMPLES)
@@ -43,12 +44,13 @@ pub(crate) fn evaluate(
         .collect();
     let vocabulary = SymSpell::from_text(training_text, 2, 7);
     let before = in_vocabulary(&vocabulary, &texts);
-    let (kept, counts) = crate::post::apply_text(config, texts, training_text);
+    let (kept, counts) = crate::post::apply_text(config, texts, training_text, corrector);
     let after = in_vocabulary(&vocabulary, &kept);
     let mut md = String::from("## Text post-processing\n\n");
     let _ = writeln!(
         md,
-        "{POST_SAMPLES} texts of {POST_TOKENS} tokens at temperature 1 through `[post] text` (normalise: {}, spelling: {}, blocklist: {} words ({:?}), redaction: {}, verbatim limit: {}).\n",
+        "{POST_SAMPLES} texts of {POST_TOKENS} tokens at temperature 1 through `[post] text` (corrector: {}, normalise: {}, spelling: {}, blocklist: {} words ({:?}), redaction: {}, verbatim limit: {}).\n",
+        config.corrector.as_ref().map_or("off".to_string(), |d| format!("the seq2seq run {}, line by line", d.display())),
         config.normalize,
         config.spelling.map_or("off".to_string(), |s| format!("SymSpell within {} edits", s.max_distance)),
         config.blocklist.len(),
