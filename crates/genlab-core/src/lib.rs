@@ -11,6 +11,7 @@ pub mod lock;
 pub mod memory;
 pub mod params;
 pub mod progress;
+pub mod resample;
 pub mod rng;
 pub mod tensors;
 

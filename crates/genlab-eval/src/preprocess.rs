@@ -54,46 +54,11 @@ impl fmt::Display for FidProtocol {
     }
 }
 
-/// Pillow's bicubic kernel (a = -0.5).
-fn bicubic(x: f64) -> f64 {
-    const A: f64 = -0.5;
-    let x = x.abs();
-    if x < 1.0 {
-        ((A + 2.0) * x - (A + 3.0)) * x * x + 1.0
-    } else if x < 2.0 {
-        (((x - 5.0) * x + 8.0) * x - 4.0) * A
-    } else {
-        0.0
-    }
-}
-
-/// Pillow's resampling weights for one axis (`precompute_coeffs` in libImaging/Resample.c): the
-/// kernel widens by the downscaling factor, which is the antialiasing.
-fn pil_coefficients(inp: usize, out: usize) -> Vec<(usize, Vec<f64>)> {
-    let scale = inp as f64 / out as f64;
-    let filter_scale = scale.max(1.0);
-    let support = 2.0 * filter_scale;
-    (0..out)
-        .map(|o| {
-            let center = (o as f64 + 0.5) * scale;
-            let lo = ((center - support + 0.5) as isize).max(0) as usize;
-            let hi = ((center + support + 0.5) as isize).min(inp as isize) as usize;
-            // Pillow multiplies by the reciprocal (dividing differs in the last bit).
-            let inv = 1.0 / filter_scale;
-            let mut k: Vec<f64> = (lo..hi).map(|x| bicubic((x as f64 - center + 0.5) * inv)).collect();
-            let total: f64 = k.iter().sum();
-            if total != 0.0 {
-                k.iter_mut().for_each(|v| *v /= total);
-            }
-            (lo, k)
-        })
-        .collect()
-}
-
 /// Pillow's `Image.resize(..., BICUBIC)` of one float32 (`F` mode) plane: a horizontal pass, then a
 /// vertical one, each summing in float64 and storing float32.
 pub fn resize_bicubic_pil(src: &[f32], h: usize, w: usize, oh: usize, ow: usize) -> Vec<f32> {
-    let (cx, cy) = (pil_coefficients(w, ow), pil_coefficients(h, oh));
+    use genlab_core::resample::{pillow_weights, Kernel};
+    let (cx, cy) = (pillow_weights(w, ow, Kernel::Bicubic), pillow_weights(h, oh, Kernel::Bicubic));
     let mut mid = vec![0f32; h * ow];
     for y in 0..h {
         for (x, (lo, k)) in cx.iter().enumerate() {

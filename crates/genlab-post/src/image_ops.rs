@@ -16,6 +16,7 @@
 //! clipping each pass).
 
 use crate::error::{PostError, Result};
+use genlab_core::resample::{pillow_weights, Kernel};
 use image::{GrayImage, ImageBuffer, Luma};
 use serde::{Deserialize, Deserializer, Serialize};
 
@@ -384,22 +385,28 @@ fn resize(image: &Picture, height: usize, width: usize, filter: ResizeFilter) ->
             rows.iter().flat_map(|&y| columns.iter().map(move |&x| plane[y * w + x])).collect()
         });
     }
-    let columns = resample_weights(w, width, filter);
-    let rows = resample_weights(h, height, filter);
+    let kernel = match filter {
+        ResizeFilter::Bilinear => Kernel::Bilinear,
+        ResizeFilter::Bicubic => Kernel::Bicubic,
+        ResizeFilter::Lanczos | ResizeFilter::Nearest => Kernel::Lanczos3,
+    };
+    let columns = pillow_weights(w, width, kernel);
+    let rows = pillow_weights(h, height, kernel);
     image.map_planes(height, width, |plane| {
         // Rows first, as Pillow does, each pass clipped to the 8-bit range.
         let mut across = vec![0.0f32; h * width];
         for y in 0..h {
             for (x, (first, weights)) in columns.iter().enumerate() {
-                let v: f32 = weights.iter().enumerate().map(|(i, k)| k * plane[y * w + first + i]).sum();
-                across[y * width + x] = v.clamp(0.0, 255.0);
+                let v: f64 = weights.iter().enumerate().map(|(i, k)| k * f64::from(plane[y * w + first + i])).sum();
+                across[y * width + x] = (v as f32).clamp(0.0, 255.0);
             }
         }
         let mut out = vec![0.0f32; height * width];
         for (y, (first, weights)) in rows.iter().enumerate() {
             for x in 0..width {
-                let v: f32 = weights.iter().enumerate().map(|(i, k)| k * across[(first + i) * width + x]).sum();
-                out[y * width + x] = v.clamp(0.0, 255.0);
+                let v: f64 =
+                    weights.iter().enumerate().map(|(i, k)| k * f64::from(across[(first + i) * width + x])).sum();
+                out[y * width + x] = (v as f32).clamp(0.0, 255.0);
             }
         }
         out
@@ -418,54 +425,6 @@ fn nearest_samples(input: usize, output: usize) -> Vec<usize> {
             at
         })
         .collect()
-}
-
-/// Pillow's resampling weights from `input` to `output` samples: for each output sample, the
-/// first input sample it reads and the normalised weights of the kernel (stretched by the scale
-/// when shrinking, so that it also filters) at the input samples' centres.
-fn resample_weights(input: usize, output: usize, filter: ResizeFilter) -> Vec<(usize, Vec<f32>)> {
-    let (support, kernel): (f64, fn(f64) -> f64) = match filter {
-        ResizeFilter::Bilinear => (1.0, |x| (1.0 - x.abs()).max(0.0)),
-        ResizeFilter::Bicubic => (2.0, bicubic),
-        ResizeFilter::Lanczos | ResizeFilter::Nearest => (3.0, lanczos3),
-    };
-    let scale = input as f64 / output as f64;
-    let filter_scale = scale.max(1.0);
-    let support = support * filter_scale;
-    (0..output)
-        .map(|out| {
-            let centre = (out as f64 + 0.5) * scale;
-            // C's truncation towards zero, as Pillow computes the window.
-            let first = ((centre - support + 0.5).trunc().max(0.0)) as usize;
-            let last = ((centre + support + 0.5).trunc() as usize).min(input);
-            let weights: Vec<f64> = (first..last).map(|x| kernel((x as f64 - centre + 0.5) / filter_scale)).collect();
-            let total: f64 = weights.iter().sum();
-            let weights = weights.iter().map(|k| if total != 0.0 { (k / total) as f32 } else { 0.0 }).collect();
-            (first, weights)
-        })
-        .collect()
-}
-
-/// Keys' cubic convolution kernel with a = -0.5.
-fn bicubic(x: f64) -> f64 {
-    const A: f64 = -0.5;
-    let x = x.abs();
-    if x < 1.0 {
-        ((A + 2.0) * x - (A + 3.0)) * x * x + 1.0
-    } else if x < 2.0 {
-        (((x - 5.0) * x + 8.0) * x - 4.0) * A
-    } else {
-        0.0
-    }
-}
-
-fn lanczos3(x: f64) -> f64 {
-    let sinc = |x: f64| if x == 0.0 { 1.0 } else { (std::f64::consts::PI * x).sin() / (std::f64::consts::PI * x) };
-    if (-3.0..3.0).contains(&x) {
-        sinc(x) * sinc(x / 3.0)
-    } else {
-        0.0
-    }
 }
 
 fn histogram(plane: &[f32]) -> [u64; 256] {
