@@ -90,6 +90,6 @@ mod tests {
             }
         }
         assert_eq!(Kernel::Bicubic.at(0.0), 1.0);
-        assert_eq!(Kernel::Lanczos3.at(1.0).abs() < 1e-15, true);
+        assert!(Kernel::Lanczos3.at(1.0).abs() < 1e-15);
     }
 }
