@@ -164,33 +164,54 @@ pub fn detect_text_watermark(file: &std::path::Path, run: &std::path::Path) -> R
     Ok(TextReading { detection: green_list.detect(&tokens), green_list })
 }
 
-/// `texts` through `[post] text`: each step, then the verbatim check against `training_text`;
-/// withheld texts are left out and counted.
+/// `[post] text` ready to run: the spelling index and the verbatim index over the training text,
+/// built once (a server keeps them between requests).
+pub(crate) struct TextFilters {
+    post: genlab_post::TextPost,
+    index: Option<crate::language::TrainingIndex>,
+}
+
+impl TextFilters {
+    pub fn new(config: &genlab_post::TextPostConfig, training_text: &str) -> TextFilters {
+        let post = genlab_post::TextPost::new(config, training_text);
+        let index = post.verbatim_chars().map(|_| crate::language::TrainingIndex::new(training_text));
+        TextFilters { post, index }
+    }
+
+    /// `texts` through every step, then the verbatim check; withheld texts are left out and counted.
+    pub fn apply(
+        &self,
+        texts: Vec<String>,
+        corrector: Option<&dyn crate::serving::Loaded>,
+    ) -> (Vec<String>, genlab_post::content::FilterCounts) {
+        let mut counts = genlab_post::content::FilterCounts::default();
+        let mut kept = Vec::with_capacity(texts.len());
+        for text in texts {
+            let text = match corrector {
+                Some(c) => correct_lines(c, &text, &mut counts),
+                None => text,
+            };
+            let Some(text) = self.post.apply(&text, &mut counts) else { continue };
+            if let (Some(index), Some(n)) = (&self.index, self.post.verbatim_chars()) {
+                if crate::language::memorisation(index, &text, n).longest >= n {
+                    counts.copied += 1;
+                    continue;
+                }
+            }
+            kept.push(text);
+        }
+        (kept, counts)
+    }
+}
+
+/// `texts` through `[post] text`, its indexes built for this one call.
 pub(crate) fn apply_text(
     config: &genlab_post::TextPostConfig,
     texts: Vec<String>,
     training_text: &str,
     corrector: Option<&dyn crate::serving::Loaded>,
 ) -> (Vec<String>, genlab_post::content::FilterCounts) {
-    let post = genlab_post::TextPost::new(config, training_text);
-    let index = post.verbatim_chars().map(|_| crate::language::TrainingIndex::new(training_text));
-    let mut counts = genlab_post::content::FilterCounts::default();
-    let mut kept = Vec::with_capacity(texts.len());
-    for text in texts {
-        let text = match corrector {
-            Some(c) => correct_lines(c, &text, &mut counts),
-            None => text,
-        };
-        let Some(text) = post.apply(&text, &mut counts) else { continue };
-        if let (Some(index), Some(n)) = (&index, post.verbatim_chars()) {
-            if crate::language::memorisation(index, &text, n).longest >= n {
-                counts.copied += 1;
-                continue;
-            }
-        }
-        kept.push(text);
-    }
-    (kept, counts)
+    TextFilters::new(config, training_text).apply(texts, corrector)
 }
 
 /// `[post] text`'s corrector run, refused unless it is a finished run that corrects text.
@@ -479,6 +500,8 @@ pub(crate) struct Stage<'a> {
     pub filter: &'a std::sync::OnceLock<MemorisationFilter>,
     /// `[post] text`'s corrector run, loaded on first use.
     pub corrector: &'a std::sync::OnceLock<Box<dyn crate::serving::Loaded>>,
+    /// `[post] text`'s indexes over the training text, built on first use.
+    pub text_filters: &'a std::sync::OnceLock<TextFilters>,
 }
 
 /// `cell`'s data, read from `exp`'s dataset on first use.
@@ -558,7 +581,14 @@ impl Stage<'_> {
                     Some(dir) => Some(self.corrector(dir)?),
                     None => None,
                 };
-                let (texts, done) = apply_text(config, texts, &self.data()?.text()?.train_text, corrector);
+                let filters = match self.text_filters.get() {
+                    Some(f) => f,
+                    None => {
+                        let built = TextFilters::new(config, &self.data()?.text()?.train_text);
+                        self.text_filters.get_or_init(|| built)
+                    }
+                };
+                let (texts, done) = filters.apply(texts, corrector);
                 counts.add(&done);
                 Ok(Generated::Text(texts))
             }

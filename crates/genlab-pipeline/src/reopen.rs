@@ -118,6 +118,7 @@ pub(crate) fn generate<F: Family>(
         data: &data,
         filter: &std::sync::OnceLock::new(),
         corrector: &std::sync::OnceLock::new(),
+        text_filters: &std::sync::OnceLock::new(),
     };
     let mut counts = genlab_post::content::FilterCounts::default();
     let generated = stage

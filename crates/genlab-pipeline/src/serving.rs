@@ -76,6 +76,8 @@ pub(crate) struct LoadedRun<F: Family> {
     filter: OnceLock<crate::post::MemorisationFilter>,
     /// `[post] text`'s corrector run, loaded on the first text request.
     corrector: OnceLock<Box<dyn Loaded>>,
+    /// `[post] text`'s spelling and verbatim indexes, built on the first text request.
+    text_filters: OnceLock<crate::post::TextFilters>,
     post_counts: std::cell::Cell<genlab_post::content::FilterCounts>,
 }
 
@@ -109,6 +111,7 @@ pub(crate) fn load_family<F: Family>(
         data: OnceLock::new(),
         filter: OnceLock::new(),
         corrector: OnceLock::new(),
+        text_filters: OnceLock::new(),
         post_counts: Default::default(),
     }))
 }
@@ -132,6 +135,7 @@ impl<F: Family> Loaded for LoadedRun<F> {
             data: &data,
             filter: &self.filter,
             corrector: &self.corrector,
+            text_filters: &self.text_filters,
         };
         let mut counts = self.post_counts.get();
         let done = stage.finish(request, generated, &mut counts, &mut |again| {

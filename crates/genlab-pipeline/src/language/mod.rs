@@ -231,14 +231,15 @@ pub fn stream_loss(
 
 /// Every suffix of the training text, sorted (a suffix array over its bytes): finds the longest
 /// prefix of any string that occurs in the training text.
-pub struct TrainingIndex<'a> {
-    text: &'a [u8],
+/// It holds its own copy of the text, so a server can keep it between requests.
+pub struct TrainingIndex {
+    text: Vec<u8>,
     suffixes: Vec<u32>,
 }
 
-impl<'a> TrainingIndex<'a> {
-    pub fn new(text: &'a str) -> Self {
-        let bytes = text.as_bytes();
+impl TrainingIndex {
+    pub fn new(text: &str) -> Self {
+        let bytes = text.as_bytes().to_vec();
         let mut suffixes: Vec<u32> = (0..bytes.len() as u32).collect();
         suffixes.sort_unstable_by(|&a, &b| bytes[a as usize..].cmp(&bytes[b as usize..]));
         TrainingIndex { text: bytes, suffixes }
@@ -282,7 +283,7 @@ impl Memorisation {
 }
 
 /// The memorisation check of `generated` against `index` with windows of `window` characters.
-pub fn memorisation(index: &TrainingIndex<'_>, generated: &str, window: usize) -> Memorisation {
+pub fn memorisation(index: &TrainingIndex, generated: &str, window: usize) -> Memorisation {
     let chars: Vec<(usize, char)> = generated.char_indices().collect();
     let (mut copied, mut windows, mut longest, mut longest_at) = (0, 0, 0, 0);
     for (i, &(at, _)) in chars.iter().enumerate() {
