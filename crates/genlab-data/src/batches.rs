@@ -18,6 +18,13 @@ pub trait BatchSource {
     fn next_batch(&mut self, device: &Device) -> Self::Batch;
     fn state(&self) -> Value;
     fn restore(&mut self, state: Value) -> Result<(), String>;
+
+    /// Switches to Poisson sampling for differentially private training: every training example
+    /// is in a batch independently with probability batch size / examples. Returns the number of
+    /// examples, or None for a source that cannot sample so.
+    fn sample_poisson(&mut self) -> Option<usize> {
+        None
+    }
 }
 
 impl<S: BatchSource + ?Sized> BatchSource for Box<S> {
@@ -30,6 +37,9 @@ impl<S: BatchSource + ?Sized> BatchSource for Box<S> {
     }
     fn restore(&mut self, state: Value) -> Result<(), String> {
         (**self).restore(state)
+    }
+    fn sample_poisson(&mut self) -> Option<usize> {
+        (**self).sample_poisson()
     }
 }
 
@@ -102,6 +112,10 @@ impl BatchSource for ImageBatches {
             serde_json::from_value(state["transform_rng"].clone()).map_err(|e| format!("transform stream: {e}"))?;
         self.loader.restore(loader)
     }
+
+    fn sample_poisson(&mut self) -> Option<usize> {
+        Some(self.loader.sample_poisson())
+    }
 }
 
 /// Training images with their class labels, in the same order and with the same resumable state
@@ -132,6 +146,10 @@ impl BatchSource for LabelledBatches {
 
     fn restore(&mut self, state: Value) -> Result<(), String> {
         self.0.restore(state)
+    }
+
+    fn sample_poisson(&mut self) -> Option<usize> {
+        Some(self.0.loader.sample_poisson())
     }
 }
 
@@ -168,6 +186,10 @@ impl BatchSource for PointBatches {
 
     fn restore(&mut self, state: Value) -> Result<(), String> {
         self.loader.restore(loader_state(&state)?)
+    }
+
+    fn sample_poisson(&mut self) -> Option<usize> {
+        Some(self.loader.sample_poisson())
     }
 }
 
@@ -213,6 +235,10 @@ impl BatchSource for TokenBatches {
 
     fn restore(&mut self, state: Value) -> Result<(), String> {
         self.loader.restore(loader_state(&state)?)
+    }
+
+    fn sample_poisson(&mut self) -> Option<usize> {
+        Some(self.loader.sample_poisson())
     }
 }
 

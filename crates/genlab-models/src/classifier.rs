@@ -18,6 +18,7 @@ use burn::Tensor;
 use genlab_core::SeededRng;
 use genlab_nn::distributions::categorical_log_prob;
 use genlab_nn::init::{conv2d, linear};
+use genlab_train::privacy::{rows, ExampleLoss};
 use genlab_train::{StepContext, StepOutput, TrainStep};
 use serde::{Deserialize, Serialize};
 
@@ -176,6 +177,17 @@ impl TrainStep for Classifier {
         let shown = genlab_core::tensors::to_f32_vec(Tensor::cat(vec![loss.clone().detach(), correct], 0));
         let model = ctx.optimizers.get(genlab_train::OptimizerKey::MODEL).backward_step(self, loss);
         (model, StepOutput { loss: shown[0] as f64, scalars: vec![("accuracy", shown[1] as f64)] })
+    }
+
+    fn examples((x, labels): LabelledImages) -> Option<Vec<LabelledImages>> {
+        Some(rows(x).into_iter().zip(rows(labels)).collect())
+    }
+
+    fn example_loss(&self, (x, label): LabelledImages, _: &mut SeededRng, _: &Device) -> Option<ExampleLoss> {
+        let logits = self.logits(x); // [1, classes]
+        let loss = categorical_log_prob(logits.clone(), label.clone()).mean().neg();
+        let correct = logits.detach().argmax(1).reshape([1]).equal(label).float();
+        Some(ExampleLoss { loss, scalars: vec![("accuracy", correct)] })
     }
 }
 

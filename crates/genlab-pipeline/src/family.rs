@@ -122,6 +122,13 @@ pub trait Family: Sized + 'static {
         false
     }
 
+    /// Whether DP-SGD (`train.privacy`, `genlab_train::privacy`) can train the family: its model
+    /// gives per-example losses (`TrainStep::examples`, `example_loss`) through one optimiser.
+    /// `train.replicas` then spreads each step's per-example passes over threads.
+    fn trains_privately() -> bool {
+        false
+    }
+
     /// Whether `[deploy] feature_network` can install a run of this family.
     fn deploys_feature_network() -> bool {
         false

@@ -24,6 +24,8 @@ pub trait Registered: Sync {
     }
     /// The family's own option keys in `[model]`.
     fn option_keys(&self) -> &'static [&'static str];
+    /// Whether `train.privacy` (DP-SGD) can train it.
+    fn trains_privately(&self) -> bool;
     /// Types `[model]` (without `family`); returns it with every default filled in.
     fn parse_section(&self, table: toml::Table, at: &dyn Fn(&str) -> String) -> Result<toml::Table>;
     /// The section's keys with their defaults.
@@ -100,6 +102,10 @@ impl<F: Family> Registered for Entry<F> {
         F::Options::KEYS
     }
 
+    fn trains_privately(&self) -> bool {
+        F::trains_privately()
+    }
+
     fn parse_section(&self, table: toml::Table, at: &dyn Fn(&str) -> String) -> Result<toml::Table> {
         let (options, network) = partition::<F::Options>(table);
         let network: F::Network = crate::experiment::typed(toml::Value::Table(network), "model.", at)?;
@@ -148,7 +154,7 @@ impl<F: Family> Registered for Entry<F> {
         }
         let section = section_of::<F>(exp);
         F::check(&section, exp)?;
-        if exp.train.replicas > 1 && !F::trains_on_replicas() {
+        if exp.train.replicas > 1 && !F::trains_on_replicas() && exp.train.privacy.is_none() {
             return Err((
                 "train.replicas".into(),
                 format!(" = {}: the {name} family trains on one thread; expected 1", exp.train.replicas),
@@ -236,6 +242,11 @@ pub fn all() -> &'static [&'static dyn Registered] {
 
 pub fn find(name: &str) -> Option<&'static dyn Registered> {
     all().iter().copied().find(|f| f.name() == name)
+}
+
+/// The families DP-SGD can train.
+pub fn private_families() -> Vec<&'static str> {
+    all().iter().filter(|f| f.trains_privately()).map(|f| f.name()).collect()
 }
 
 /// The registered names, quoted: `"vae", "flow", ... or "gaussian_mixture"`.

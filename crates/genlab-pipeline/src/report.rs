@@ -167,6 +167,9 @@ pub fn write_report(r: &ReportInputs<'_>) -> Result<()> {
     let _ = writeln!(s, "| seed | {} |", t.seed);
     let _ = writeln!(s, "\n![loss curve](plots/loss.png)\n");
     let _ = writeln!(s, "The loss figure's curves: {}.\n", curves.join("; "));
+    if let Some(p) = &r.info.privacy {
+        s.push_str(&privacy_section(r.run_dir, p, &pick("train", "epsilon", 1.0))?);
+    }
     let _ = writeln!(s, "## Figures\n");
     for (title, path) in r.figures {
         let _ = writeln!(s, "**{title}**\n\n![{title}]({})\n", path.display());
@@ -176,6 +179,54 @@ pub fn write_report(r: &ReportInputs<'_>) -> Result<()> {
     let _ = writeln!(s, "Reproduce: `genlab run {}/experiment.toml`.", r.run_dir.display());
     genlab_core::atomic::write_atomic(&r.run_dir.join("report.md"), s.as_bytes())?;
     Ok(())
+}
+
+/// The report's "Privacy" section of a private run: the guarantee, how it was obtained, and
+/// epsilon over the steps (`plots/epsilon.png`).
+fn privacy_section(
+    run_dir: &std::path::Path,
+    p: &crate::run_dir::PrivacyRecord,
+    curve: &[(f64, f64)],
+) -> Result<String> {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "## Privacy
+"
+    );
+    let _ = writeln!(
+        s,
+        "These weights are **({:.3}, {:e})-differentially private** with respect to one training example: DP-SGD (Abadi et al. 2016) with Poisson sampling, each example's gradient clipped to L2 norm {} and Gaussian noise of standard deviation {:.4} x {} added to their sum, accounted by the Rényi-DP accountant of the sampled Gaussian mechanism (Mironov et al. 2019) over Opacus's orders, converted to (epsilon, delta) as Opacus converts it.\n",
+        p.epsilon, p.delta, p.max_grad_norm, p.noise_multiplier, p.max_grad_norm
+    );
+    let _ = writeln!(s, "| | |\n|---|---|");
+    let target = p.target_epsilon.map_or("none (a fixed noise multiplier)".to_string(), |t| t.to_string());
+    let _ = writeln!(s, "| epsilon spent / target | {:.4} / {target} |", p.epsilon);
+    let _ = writeln!(s, "| delta | {:e} |", p.delta);
+    let _ = writeln!(s, "| noise multiplier | {:.4} |", p.noise_multiplier);
+    let _ = writeln!(s, "| per-example clipping norm | {} |", p.max_grad_norm);
+    let _ = writeln!(s, "| sampling rate q | {:.6} (Poisson) |", p.sample_rate);
+    let _ = writeln!(s, "| private steps | {} |", p.steps);
+    let phases: Vec<String> = p
+        .history
+        .iter()
+        .map(|h| format!("{} steps at noise {:.4}, q {:.6}", h.steps, h.noise_multiplier, h.sample_rate))
+        .collect();
+    let _ = writeln!(s, "| accountant's phases | {} |", phases.join("; "));
+    if !curve.is_empty() {
+        line_plot(
+            &run_dir.join("plots/epsilon.png"),
+            "privacy spent",
+            "epsilon",
+            &[Series { name: "epsilon (delta fixed)", points: curve.to_vec() }],
+        )?;
+        let _ = writeln!(s, "\n![epsilon over steps](plots/epsilon.png)\n");
+    }
+    let _ = writeln!(
+        s,
+        "The guarantee covers the weights and everything computed from them (samples, scores); the evaluation reads held-out data, which the guarantee does not cover. The noise comes from the run's seeded stream, so the run is reproducible; a deployment that needs noise an adversary cannot predict should use a fresh seed that is kept secret (Opacus's `secure_mode` draws it from the operating system).\n"
+    );
+    Ok(s)
 }
 
 /// The report's "Data and responsibility" section: where the data came from and under what

@@ -9,13 +9,14 @@ use crate::experiment::Experiment;
 use crate::family::{Family, PeriodicContext, Section};
 use crate::generate::{GenerateRequest, Generated, Images};
 use crate::registry::{self, unknown_family, Registered};
-use crate::run_dir::{lock_run, run_dir_exists, RunDir};
+use crate::run_dir::{lock_run, run_dir_exists, PrivacyRecord, RunDir};
 use burn::module::Module;
 use burn::tensor::Device;
 use genlab_core::events::Events;
 use genlab_core::lock::DirLock;
 use genlab_core::DeviceSpec;
 use genlab_train::checkpoint::newest_intact_checkpoint;
+use genlab_train::privacy::{batch_norm_layers, DpSgd, PrivacyConfig};
 use genlab_train::{check_resumable, BatchSource};
 use genlab_train::{TrainOutcome, Trainer, TrainerConfig};
 use serde::{Deserialize, Serialize};
@@ -169,6 +170,10 @@ pub(crate) fn execute<F: Family>(
     crate::post::image_post(exp, family.capabilities().output(), facts.shape)?;
     family.check_data(&data)?;
     let mut batches = family.batches(&data, exp)?;
+    let privacy = match &t.privacy {
+        Some(p) => Some(dp_sgd::<F>(p, &model, &mut batches, exp, &*events)?),
+        None => None,
+    };
     let resume_from = match &target {
         Target::Resume { dir, .. } => {
             let point = newest_intact_checkpoint(dir)?.ok_or_else(|| {
@@ -208,6 +213,10 @@ pub(crate) fn execute<F: Family>(
     // A validation hook stops training through a stop flag of its own, beside the caller's.
     let asked = opts.on_validation.as_ref().map(|_| Arc::new(AtomicBool::new(false)));
     let trainer = opts.stop.iter().chain(&asked).fold(trainer, |t, flag| t.with_stop_flag(flag.clone()));
+    let trainer = match privacy.clone() {
+        Some(dp) => trainer.with_privacy(dp),
+        None => trainer,
+    };
     let outcome = trainer.fit(model, family.optimizers(exp), &mut batches, resume_from, &device, |step, m| {
         let values: Vec<(String, f64)> = family
             .validate(step, m, &set, &periodic)
@@ -231,8 +240,11 @@ pub(crate) fn execute<F: Family>(
             ));
             return Ok(Finished::Interrupted { run_dir: run.dir, step });
         }
-        TrainOutcome::Finished { model, ema, elapsed_s, .. } => {
+        TrainOutcome::Finished { model, ema, elapsed_s, privacy: spent, .. } => {
             run.info.train_seconds = Some(elapsed_s);
+            if let (Some(dp), Some(spent)) = (&privacy, spent) {
+                run.info.privacy = Some(PrivacyRecord::new(dp, &spent));
+            }
             run.info.save(&run.dir)?;
             if run.info.mode == Mode::Train {
                 return Ok(Finished::Done { run_dir: run.dir, summary: None, goal: None });
@@ -253,6 +265,67 @@ pub(crate) fn execute<F: Family>(
     };
     let (summary, goal) = evaluate(&family, &model, &data, &cx)?;
     Ok(Finished::Done { run_dir: run.dir.clone(), summary: Some(summary), goal })
+}
+
+/// DP-SGD for a private run: refuses batch statistics and families without per-example losses,
+/// switches the batches to Poisson sampling and sets the noise multiplier (fixed, or calibrated to
+/// `target_epsilon` over `train.steps`).
+fn dp_sgd<F: Family>(
+    p: &PrivacyConfig,
+    model: &F::Model,
+    batches: &mut crate::family::Batches<F::Model>,
+    exp: &Experiment,
+    events: &dyn genlab_core::events::EventSink,
+) -> Result<DpSgd> {
+    let t = &exp.train;
+    if let Some(layer) = batch_norm_layers(model).first() {
+        return Err(PipelineError::Config(format!(
+            "train.privacy: the model's layer `{layer}` is a batch norm, whose statistics mix the examples of a batch, so per-example gradients (and DP-SGD's guarantee) do not exist; use a family or architecture with group norm (GroupNorm) instead, as Opacus's ModuleValidator asks"
+        )));
+    }
+    if !F::trains_privately() {
+        return Err(PipelineError::Config(format!(
+            "train.privacy: the {} family cannot be trained privately (it does not give per-example losses through one optimiser); families that can: {}",
+            F::CARD.name,
+            registry::private_families().join(", ")
+        )));
+    }
+    let n = batches.sample_poisson().ok_or_else(|| {
+        PipelineError::Config("train.privacy: this family's batches cannot be Poisson-sampled".into())
+    })?;
+    let q = t.batch_size as f64 / n as f64;
+    let sigma = p.noise_multiplier(q, t.steps, "train.privacy").map_err(PipelineError::Config)?;
+    if p.delta >= 1.0 / n as f64 {
+        events.message(&format!(
+            "warning: train.privacy.delta = {} is not below 1 / {n} training examples: a guarantee this weak allows releasing an example outright",
+            p.delta
+        ));
+    }
+    let target = p.target_epsilon.map(|e| format!(", budget epsilon {e}")).unwrap_or_default();
+    events.message(&format!(
+        "DP-SGD: noise multiplier {sigma:.4}, each example's gradient clipped to {}, Poisson sampling rate {q:.6} ({} of {n} examples expected per step), delta {}{target}",
+        p.max_grad_norm, t.batch_size, p.delta
+    ));
+    let dp = DpSgd {
+        noise_multiplier: sigma,
+        max_grad_norm: p.max_grad_norm,
+        sample_rate: q,
+        expected_batch_size: t.batch_size as f64,
+        delta: p.delta,
+        target_epsilon: p.target_epsilon,
+        workers: t.replicas,
+        accountant: Default::default(),
+    };
+    // Before anything is written: a budget that allows not even one step.
+    if !dp.next_step_allowed() {
+        return Err(PipelineError::Config(format!(
+            "train.privacy: the budget allows no step: step 1 would spend epsilon {:.4} > target_epsilon {} (delta {}); raise target_epsilon or noise_multiplier",
+            dp.epsilon_after_next_step(),
+            p.target_epsilon.unwrap_or(f64::INFINITY),
+            p.delta
+        )));
+    }
+    Ok(dp)
 }
 
 /// The family's evaluation protocol, then the shared tail.

@@ -24,6 +24,38 @@ pub struct RunInfo {
     /// A text run's tokenizer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tokenizer: Option<genlab_data::Tokenizer>,
+    /// A private run's guarantee (DP-SGD).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub privacy: Option<PrivacyRecord>,
+}
+
+/// What a private run spent and how: the (epsilon, delta) guarantee of its weights.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PrivacyRecord {
+    pub epsilon: f64,
+    pub delta: f64,
+    pub noise_multiplier: f64,
+    pub max_grad_norm: f64,
+    pub sample_rate: f64,
+    pub steps: u64,
+    pub target_epsilon: Option<f64>,
+    /// The accountant's phases (noise multiplier, sampling rate, steps).
+    pub history: Vec<genlab_train::privacy::accountant::Phase>,
+}
+
+impl PrivacyRecord {
+    pub fn new(dp: &genlab_train::privacy::DpSgd, spent: &genlab_train::privacy::accountant::RdpAccountant) -> Self {
+        PrivacyRecord {
+            epsilon: spent.epsilon(dp.delta),
+            delta: dp.delta,
+            noise_multiplier: dp.noise_multiplier,
+            max_grad_norm: dp.max_grad_norm,
+            sample_rate: dp.sample_rate,
+            steps: spent.steps(),
+            target_epsilon: dp.target_epsilon,
+            history: spent.history.clone(),
+        }
+    }
 }
 
 impl RunInfo {
@@ -147,6 +179,7 @@ impl RunDir {
             train_seconds: None,
             genlab_version: env!("CARGO_PKG_VERSION").into(),
             tokenizer: data.tokenizer,
+            privacy: None,
         };
         if resuming {
             info.train_seconds = RunInfo::load(&dir).ok().and_then(|i| i.train_seconds);

@@ -27,6 +27,9 @@ pub struct TrainerState {
     /// Training seconds before this checkpoint, summed over resumed segments.
     pub elapsed_s: f64,
     pub genlab_version: String,
+    /// The privacy spent so far, in a private run (absent from earlier checkpoints).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub privacy: Option<crate::privacy::accountant::RdpAccountant>,
 }
 
 pub struct Checkpoint {
@@ -328,6 +331,7 @@ mod tests {
                 rng: SeededRng::new(1),
                 elapsed_s: 0.0,
                 genlab_version: "test".into(),
+                privacy: None,
             },
         }
     }

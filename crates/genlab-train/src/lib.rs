@@ -8,6 +8,7 @@ pub mod error;
 pub mod metrics;
 pub mod optim;
 pub mod params;
+pub mod privacy;
 pub mod replicas;
 pub mod schedule;
 pub mod trainer;

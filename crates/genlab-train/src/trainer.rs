@@ -8,6 +8,8 @@ use crate::error::{Result, TrainError};
 use crate::metrics::MetricLog;
 use crate::optim::Optimizers;
 use crate::params::all_finite;
+use crate::privacy::accountant::RdpAccountant;
+use crate::privacy::{DpSgd, ExampleLoss};
 use crate::schedule::Schedule;
 use burn::module::Module;
 use burn::tensor::Device;
@@ -24,10 +26,23 @@ use std::time::Instant;
 /// What a model family implements to be trained. The family's struct is a burn `Module` holding
 /// every network it trains (a GAN holds its generator and discriminator).
 pub trait TrainStep: Module + Sized {
-    type Batch;
+    type Batch: Send;
     /// One optimisation step: compute the losses of `batch`, update through `ctx.optimizers`
     /// (as many as the family owns, in the order it chooses) and return the updated model.
     fn train_step(self, batch: Self::Batch, ctx: &mut StepContext<'_>) -> (Self, StepOutput);
+
+    /// `batch`'s examples, each a batch of one, for differentially private training
+    /// ([`crate::privacy`]); None for a family DP-SGD cannot train (several optimisers, losses
+    /// that are not a mean over examples). A family that gives them gives [`TrainStep::example_loss`].
+    fn examples(_batch: Self::Batch) -> Option<Vec<Self::Batch>> {
+        None
+    }
+
+    /// The loss of one example (a batch of one) as `train_step` computes it, its noise drawn
+    /// from `rng`; None where [`TrainStep::examples`] is None.
+    fn example_loss(&self, _example: Self::Batch, _rng: &mut SeededRng, _device: &Device) -> Option<ExampleLoss> {
+        None
+    }
 }
 
 /// What a step may use besides its batch.
@@ -65,7 +80,8 @@ pub struct TrainerConfig {
 /// How [`Trainer::fit`] ended.
 pub enum TrainOutcome<M> {
     /// All steps ran. `ema` holds the averaged weights when EMA is on.
-    Finished { model: M, ema: Option<M>, step: u64, elapsed_s: f64 },
+    /// `privacy` is the accountant of a private run.
+    Finished { model: M, ema: Option<M>, step: u64, elapsed_s: f64, privacy: Option<RdpAccountant> },
     /// Ctrl-C: a checkpoint of the last completed step was written.
     Interrupted { step: u64, checkpoint: PathBuf },
 }
@@ -118,11 +134,19 @@ pub struct Trainer {
     /// [`install_interrupt_handler`]) stops it.
     stops: Vec<Arc<AtomicBool>>,
     events: Events,
+    /// DP-SGD in place of the family's own step, when training privately.
+    privacy: Option<DpSgd>,
 }
 
 impl Trainer {
     pub fn new(config: TrainerConfig, run_dir: &Path) -> Self {
-        Trainer { config, run_dir: run_dir.to_path_buf(), stops: vec![], events: genlab_core::events::terminal() }
+        Trainer {
+            config,
+            run_dir: run_dir.to_path_buf(),
+            stops: vec![],
+            events: genlab_core::events::terminal(),
+            privacy: None,
+        }
     }
 
     /// Sends the progress bar and the evaluation lines to `events` instead of the terminal.
@@ -136,6 +160,13 @@ impl Trainer {
     /// beside a caller's flag, for a tuner's pruner). Any of its flags stops it.
     pub fn with_stop_flag(mut self, flag: Arc<AtomicBool>) -> Self {
         self.stops.push(flag);
+        self
+    }
+
+    /// Trains with DP-SGD ([`crate::privacy`]): the family's per-example losses, clipped and
+    /// noised, through its one optimiser; the accountant's history is saved in checkpoints.
+    pub fn with_privacy(mut self, dp: DpSgd) -> Self {
+        self.privacy = Some(dp);
         self
     }
 
@@ -170,9 +201,26 @@ impl Trainer {
         let mut start = 0;
         let mut elapsed_before = 0.0;
         let mut last_ckpt: Option<PathBuf> = None;
+        let mut dp = self.privacy.clone();
         if let Some(point) = resume {
             let c = &point.checkpoint;
             check_continues(c.state.step, cfg.steps)?;
+            match (dp.as_mut(), &c.state.privacy) {
+                (Some(dp), Some(spent)) => dp.accountant = spent.clone(),
+                (None, None) => {}
+                (Some(_), None) => {
+                    return Err(TrainError::Config(format!(
+                        "train.privacy: {} was trained without privacy; a private run must start private (train it afresh)",
+                        point.dir.display()
+                    )))
+                }
+                (None, Some(_)) => {
+                    return Err(TrainError::Config(format!(
+                        "train.privacy: {} was trained privately; resume it with the same train.privacy (without it the privacy accounting would stop)",
+                        point.dir.display()
+                    )))
+                }
+            }
             model = c.model.load_into(model, &point.file(false))?;
             if let (Some(e), Some(saved)) = (ema.as_mut(), c.ema.as_ref()) {
                 e.model = saved.load_into(e.model.clone(), &point.file(true))?;
@@ -186,6 +234,7 @@ impl Trainer {
             last_ckpt = Some(point.dir);
         }
         let resuming = last_ckpt.is_some();
+        let mut saved_step = resuming.then_some(start);
         let mut log = MetricLog::open(&self.run_dir.join("metrics.jsonl"), resuming.then_some(start))?;
         if cfg.log_every == 0 || cfg.checkpoint_every == 0 || cfg.eval_every == Some(0) {
             return Err(TrainError::Config("log_every, checkpoint_every and eval_every must be at least 1".into()));
@@ -202,6 +251,7 @@ impl Trainer {
                           optimizers: &Optimizers,
                           source: &S,
                           rng: &SeededRng,
+                          dp: &Option<DpSgd>,
                           step: u64,
                           elapsed: f64| {
             let mut optim = NamedTensors::default();
@@ -220,6 +270,7 @@ impl Trainer {
                     rng: rng.clone(),
                     elapsed_s: elapsed,
                     genlab_version: env!("CARGO_PKG_VERSION").into(),
+                    privacy: dp.as_ref().map(|d| d.accountant.clone()),
                 },
             };
             write_checkpoint(&self.run_dir, &c, self.config.keep_checkpoints)
@@ -236,11 +287,48 @@ impl Trainer {
         }
         };
         for step in start + 1..=cfg.steps {
+            if let Some(d) = dp.as_ref().filter(|d| !d.next_step_allowed()) {
+                progress.finish();
+                let done = step - 1;
+                let spent = format!(
+                    "step {step} would spend epsilon {:.4} > train.privacy.target_epsilon {} (delta {})",
+                    d.epsilon_after_next_step(),
+                    d.target_epsilon.unwrap_or(f64::INFINITY),
+                    d.delta
+                );
+                if done == start {
+                    return Err(TrainError::Config(format!(
+                        "train.privacy: the budget allows no {}step: {spent}; raise target_epsilon or noise_multiplier",
+                        if start == 0 { "" } else { "further " }
+                    )));
+                }
+                let elapsed = elapsed_before + started.elapsed().as_secs_f64();
+                if saved_step != Some(done) {
+                    checkpoint(&model, &ema, &optimizers, source, &rng, &dp, done, elapsed)?;
+                }
+                self.events.message(&format!(
+                    "privacy budget reached: {spent}; training stopped after step {done} at epsilon {:.4}",
+                    d.epsilon()
+                ));
+                let privacy = Some(d.accountant.clone());
+                return Ok(TrainOutcome::Finished {
+                    model,
+                    ema: ema.map(|e| e.model),
+                    step: done,
+                    elapsed_s: elapsed,
+                    privacy,
+                });
+            }
             let lr_factor = cfg.schedule.factor(step, cfg.steps);
             optimizers.set_lr_factor(lr_factor);
             let batch = source.next_batch(device);
-            let mut ctx = StepContext { optimizers: &mut optimizers, rng: &mut rng, step, device };
-            let (m, out) = model.train_step(batch, &mut ctx);
+            let (m, out) = match dp.as_mut() {
+                Some(d) => d.step(model, batch, &mut optimizers, &mut rng, device)?,
+                None => {
+                    let mut ctx = StepContext { optimizers: &mut optimizers, rng: &mut rng, step, device };
+                    model.train_step(batch, &mut ctx)
+                }
+            };
             model = m;
             let grad_norm = optimizers.iter().find_map(|o| o.last_grad_norm());
             let reported = std::iter::once(("loss", out.loss))
@@ -259,7 +347,11 @@ impl Trainer {
             progress.update(step, &format!("loss {:.4}", out.loss));
             let elapsed = elapsed_before + started.elapsed().as_secs_f64();
             if step % cfg.log_every == 0 || step == cfg.steps {
-                log.log(window.flush(step, elapsed))?;
+                let mut entry = window.flush(step, elapsed);
+                if let Some(d) = &dp {
+                    entry.insert("epsilon".into(), json!(d.epsilon()));
+                }
+                log.log(entry)?;
             }
             // Checkpoint before evaluating, so a failing evaluation cannot cost the checkpoint.
             let interrupted = self.stop_requested();
@@ -274,8 +366,9 @@ impl Trainer {
                         kept: advice(&last_ckpt),
                     });
                 }
-                let dir = checkpoint(&model, &ema, &optimizers, source, &rng, step, elapsed)?;
+                let dir = checkpoint(&model, &ema, &optimizers, source, &rng, &dp, step, elapsed)?;
                 last_ckpt = Some(dir.clone());
+                saved_step = Some(step);
                 if interrupted {
                     progress.finish();
                     return Ok(TrainOutcome::Interrupted { step, checkpoint: dir });
@@ -307,7 +400,7 @@ impl Trainer {
                 if step < cfg.steps && self.stop_requested() {
                     let dir = match (&last_ckpt, saved) {
                         (Some(dir), true) => dir.clone(),
-                        _ => checkpoint(&model, &ema, &optimizers, source, &rng, step, elapsed)?,
+                        _ => checkpoint(&model, &ema, &optimizers, source, &rng, &dp, step, elapsed)?,
                     };
                     progress.finish();
                     return Ok(TrainOutcome::Interrupted { step, checkpoint: dir });
@@ -316,7 +409,8 @@ impl Trainer {
         }
         progress.finish();
         let elapsed_s = elapsed_before + started.elapsed().as_secs_f64();
-        Ok(TrainOutcome::Finished { model, ema: ema.map(|e| e.model), step: cfg.steps, elapsed_s })
+        let privacy = dp.map(|d| d.accountant);
+        Ok(TrainOutcome::Finished { model, ema: ema.map(|e| e.model), step: cfg.steps, elapsed_s, privacy })
     }
 }
 

@@ -6,6 +6,7 @@ mod hardening;
 mod hybrid;
 mod language;
 mod post;
+mod privacy;
 mod serve;
 mod tune;
 

@@ -356,6 +356,20 @@ impl TrainStep for Flow {
         let v = genlab_core::tensors::to_f32_vec(shown)[0] as f64;
         (model, StepOutput { loss: v, scalars: vec![] })
     }
+
+    fn examples(x: Tensor<4>) -> Option<Vec<Tensor<4>>> {
+        Some(genlab_train::privacy::rows(x))
+    }
+
+    fn example_loss(
+        &self,
+        x: Tensor<4>,
+        rng: &mut SeededRng,
+        device: &Device,
+    ) -> Option<genlab_train::privacy::ExampleLoss> {
+        let u = self.dequantize.then(|| uniform_noise(rng, x.dims(), device));
+        Some(genlab_train::privacy::ExampleLoss { loss: self.loss(x, u), scalars: vec![] })
+    }
 }
 
 #[cfg(test)]

@@ -154,6 +154,19 @@ impl TrainStep for GaussianMixture {
         let model = ctx.optimizers.get(OptimizerKey::MODEL).backward_step(self, loss);
         (model, StepOutput { loss: shown, scalars: vec![] })
     }
+
+    fn examples(x: Tensor<4>) -> Option<Vec<Tensor<4>>> {
+        Some(genlab_train::privacy::rows(x))
+    }
+
+    fn example_loss(
+        &self,
+        x: Tensor<4>,
+        _: &mut genlab_core::SeededRng,
+        _: &burn::tensor::Device,
+    ) -> Option<genlab_train::privacy::ExampleLoss> {
+        Some(genlab_train::privacy::ExampleLoss { loss: self.loss(x), scalars: vec![] })
+    }
 }
 
 #[cfg(test)]

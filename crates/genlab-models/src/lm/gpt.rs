@@ -341,6 +341,19 @@ impl TrainStep for Gpt {
         let model = ctx.optimizers.get(genlab_train::OptimizerKey::MODEL).backward_step(self, loss);
         (model, StepOutput { loss: shown, scalars: vec![] })
     }
+
+    fn examples(batch: Tensor<2, Int>) -> Option<Vec<Tensor<2, Int>>> {
+        Some(genlab_train::privacy::rows(batch))
+    }
+
+    fn example_loss(
+        &self,
+        window: Tensor<2, Int>,
+        rng: &mut SeededRng,
+        _: &burn::tensor::Device,
+    ) -> Option<genlab_train::privacy::ExampleLoss> {
+        Some(genlab_train::privacy::ExampleLoss { loss: self.loss(window, Some(rng)), scalars: vec![] })
+    }
 }
 
 /// Generation with the KV cache: each step feeds only its new token.

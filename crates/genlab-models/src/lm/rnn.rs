@@ -184,6 +184,20 @@ impl TrainStep for RnnLm {
         let model = ctx.optimizers.get(genlab_train::OptimizerKey::MODEL).backward_step(self, loss);
         (model, StepOutput { loss: shown, scalars: vec![] })
     }
+
+    fn examples(batch: Tensor<2, Int>) -> Option<Vec<Tensor<2, Int>>> {
+        Some(genlab_train::privacy::rows(batch))
+    }
+
+    fn example_loss(
+        &self,
+        window: Tensor<2, Int>,
+        rng: &mut SeededRng,
+        _: &burn::tensor::Device,
+    ) -> Option<genlab_train::privacy::ExampleLoss> {
+        let loss = self.token_log_probs(window, Some(rng)).neg().mean();
+        Some(genlab_train::privacy::ExampleLoss { loss, scalars: vec![] })
+    }
 }
 
 /// Generation carries the recurrent state: each step reads only its new token.

@@ -320,6 +320,21 @@ impl TrainStep for Vae {
         let out = StepOutput { loss: v[0] as f64, scalars: vec![("log_likelihood", v[1] as f64), ("kl", v[2] as f64)] };
         (model, out)
     }
+
+    fn examples(x: Tensor<4>) -> Option<Vec<Tensor<4>>> {
+        Some(genlab_train::privacy::rows(x))
+    }
+
+    fn example_loss(
+        &self,
+        x: Tensor<4>,
+        rng: &mut SeededRng,
+        device: &Device,
+    ) -> Option<genlab_train::privacy::ExampleLoss> {
+        let eps = normal(rng, [1, self.latent_dim], device);
+        let (loss, ll, kl) = self.loss(x, eps);
+        Some(genlab_train::privacy::ExampleLoss { loss, scalars: vec![("log_likelihood", ll), ("kl", kl)] })
+    }
 }
 
 #[cfg(test)]

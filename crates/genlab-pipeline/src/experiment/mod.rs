@@ -170,6 +170,10 @@ pub struct TrainConfig {
     /// result depends on this count, not on the machine's cores.
     #[serde(default = "default_replicas")]
     pub replicas: usize,
+    /// Differentially private training (DP-SGD with an RDP accountant): Poisson batches,
+    /// per-example clipping, Gaussian noise; `train.replicas` threads share each step's
+    /// per-example passes.
+    pub privacy: Option<genlab_train::privacy::PrivacyConfig>,
 }
 
 fn default_replicas() -> usize {

@@ -34,6 +34,15 @@ impl Experiment {
                 return err("train.clip_grad_norm", format!(" = {c}: expected a positive number"));
             }
         }
+        if let Some(p) = &t.privacy {
+            p.validate("train.privacy").map_err(key_and_message)?;
+            if t.clip_grad_norm.is_some() {
+                return err(
+                    "train.clip_grad_norm",
+                    ": under train.privacy each example's gradient is clipped to train.privacy.max_grad_norm; remove train.clip_grad_norm".into(),
+                );
+            }
+        }
         if let Some(e) = t.ema {
             if !(0.0..1.0).contains(&e) {
                 return err("train.ema", format!(" = {e}: expected a decay in [0, 1)"));

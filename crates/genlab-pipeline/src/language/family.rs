@@ -78,6 +78,10 @@ impl<N: LmNetwork> Family for LmFamily<N> {
         OutputKind::Text
     }
 
+    fn trains_privately() -> bool {
+        true
+    }
+
     fn new(s: Section<N, LmOptions>, exp: &Experiment, facts: &DataFacts) -> Self {
         LmFamily { config: s.network, options: s.options, tokenizer: facts.tokenizer.clone(), exp: exp.clone() }
     }

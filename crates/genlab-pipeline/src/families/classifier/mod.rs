@@ -93,6 +93,10 @@ impl Family for ClassifierFamily {
         true
     }
 
+    fn trains_privately() -> bool {
+        true
+    }
+
     fn new(s: Section<ClassifierConfig, NoOptions>, exp: &Experiment, facts: &DataFacts) -> Self {
         ClassifierFamily { config: s.network, shape: facts.shape, classes: facts.class_names.len(), exp: exp.clone() }
     }

@@ -123,6 +123,10 @@ impl Family for FlowFamily {
         }
     }
 
+    fn trains_privately() -> bool {
+        true
+    }
+
     fn new(s: Section<FlowConfig, TemperatureOption>, exp: &Experiment, facts: &DataFacts) -> Self {
         FlowFamily { config: s.network, temperature: s.options.temperature, shape: facts.shape, exp: exp.clone() }
     }

@@ -71,6 +71,10 @@ impl Family for MixtureFamily {
         OutputKind::Points
     }
 
+    fn trains_privately() -> bool {
+        true
+    }
+
     fn new(s: Section<GaussianMixtureConfig, TemperatureOption>, exp: &Experiment, _: &DataFacts) -> Self {
         MixtureFamily { config: s.network, temperature: s.options.temperature, exp: exp.clone() }
     }

@@ -158,6 +158,10 @@ impl Family for VaeFamily {
         OutputKind::Images
     }
 
+    fn trains_privately() -> bool {
+        true
+    }
+
     fn new(s: Section<VaeConfig, VaeOptions>, exp: &Experiment, facts: &DataFacts) -> Self {
         VaeFamily {
             config: s.network,
