@@ -117,3 +117,44 @@ fn conv_vae_per_example_gradients_sum_to_the_batch_gradient() {
     let (loss, _, _) = model.loss(x.clone(), eps);
     check(&model, x, n, loss, "conv VAE");
 }
+
+/// The diffusion UNet (group norm, attention, time and class embeddings), conditional, dropout
+/// off: example i's timestep, noise and label drop are its stream's draws, which the batched
+/// reference draws the same way.
+#[test]
+fn diffusion_per_example_gradients_sum_to_the_batch_gradient() {
+    use genlab_models::diffusion::model::DiffusionConfig;
+    use genlab_models::diffusion::unet::UnetConfig;
+    let device = Device::flex().autodiff();
+    let cfg = DiffusionConfig {
+        unet: UnetConfig {
+            base_channels: 8,
+            channel_mults: vec![1, 2],
+            blocks_per_level: 1,
+            attention_resolutions: vec![4],
+            dropout: 0.0,
+            groups: 4,
+        },
+        timesteps: 100,
+        p_uncond: 0.3,
+        ..Default::default()
+    };
+    let model = cfg.init([1, 8, 8], Some(3), 0, &device).unwrap();
+    let n = 5;
+    let x: Vec<f32> =
+        SeededRng::new(4).uniform_vec(n * 64).into_iter().map(|u| if u < 0.5 { -1.0 } else { 1.0 }).collect();
+    let x: Tensor<4> = Tensor::from_data(TensorData::new(x, [n, 1, 8, 8]), &device);
+    let labels: Vec<i64> = (0..n as i64).map(|i| i % 3).collect();
+    let (mut t, mut eps, mut dropped) = (vec![], vec![], vec![]);
+    for i in 0..n as u64 {
+        let mut r = SeededRng::stream(7, i);
+        t.push(r.below(100));
+        eps.extend(r.normal_vec(64));
+        dropped.push(if (r.uniform() as f64) < 0.3 { 3 } else { labels[i as usize] });
+    }
+    let eps: Tensor<4> = Tensor::from_data(TensorData::new(eps, [n, 1, 8, 8]), &device);
+    let y: Tensor<1, Int> = Tensor::from_data(TensorData::new(labels, [n]), &device);
+    let dropped: Tensor<1, Int> = Tensor::from_data(TensorData::new(dropped, [n]), &device);
+    let loss = model.denoising_loss(x.clone(), &t, eps, Some(dropped), None);
+    check(&model, (x, Some(y)), n, loss, "diffusion UNet");
+}

@@ -59,6 +59,13 @@ impl BatchSource for ImageBatchSource {
             ImageBatchSource::Labelled(b) => b.restore(state),
         }
     }
+
+    fn sample_poisson(&mut self) -> Option<usize> {
+        match self {
+            ImageBatchSource::Plain(b) => b.sample_poisson(),
+            ImageBatchSource::Labelled(b) => b.sample_poisson(),
+        }
+    }
 }
 
 /// What a run directory records of its data.

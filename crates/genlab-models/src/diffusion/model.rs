@@ -365,6 +365,36 @@ impl TrainStep for DiffusionModel {
         let model = optimizer.step_params(self, grads);
         (model, StepOutput { loss: shown, scalars: vec![] })
     }
+
+    fn examples((x, labels): DiffusionBatch) -> Option<Vec<DiffusionBatch>> {
+        let labels: Vec<Option<Tensor<1, Int>>> = match labels {
+            Some(l) => genlab_train::privacy::rows(l).into_iter().map(Some).collect(),
+            None => vec![None; x.dims()[0]],
+        };
+        Some(genlab_train::privacy::rows(x).into_iter().zip(labels).collect())
+    }
+
+    /// The simple loss of one example: its timestep, noise and label drop drawn from `rng` as
+    /// `train_step` draws them for each example of a batch.
+    fn example_loss(
+        &self,
+        (x, label): DiffusionBatch,
+        rng: &mut SeededRng,
+        device: &Device,
+    ) -> Option<genlab_train::privacy::ExampleLoss> {
+        let dims = x.dims();
+        let t = [rng.below(self.diffusion.schedule.len())];
+        let eps = Tensor::from_data(TensorData::new(rng.normal_vec(dims.iter().product()), dims), device);
+        let label = match (label, self.unet.classes()) {
+            (Some(l), Some(k)) => {
+                let y = l.into_data().convert::<i64>().try_to_vec::<i64>().expect("labels read back as i64")[0];
+                Some(int_tensor(vec![if (rng.uniform() as f64) < self.p_uncond { k as i64 } else { y }], device))
+            }
+            _ => None,
+        };
+        let loss = self.denoising_loss(x, &t, eps, label, Some(rng));
+        Some(genlab_train::privacy::ExampleLoss { loss, scalars: vec![] })
+    }
 }
 
 #[cfg(test)]

@@ -524,6 +524,10 @@ impl Family for DiffusionFamily {
         OutputKind::Images
     }
 
+    fn trains_privately() -> bool {
+        true
+    }
+
     fn new(s: Section<DiffusionConfig, DiffusionOptions>, exp: &Experiment, facts: &DataFacts) -> Self {
         DiffusionFamily {
             config: s.network,
