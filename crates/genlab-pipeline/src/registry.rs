@@ -277,6 +277,9 @@ pub fn describe(name: Option<&str>) -> crate::error::Result<String> {
             let output = output.describe();
             s.push_str(&format!("  on {}: metrics {}; generates {output}\n", kind.describe(), m.join(", ")));
         }
+        if f.trains_privately() {
+            s.push_str("  trains privately: train.privacy (DP-SGD)\n");
+        }
         s.push_str("  [model] keys (defaults):\n");
         let defaults = f.defaults();
         for (k, v) in &defaults {

@@ -135,4 +135,16 @@ fn issue19_bad_privacy_inputs() {
         let cfg = write_config(d.path(), &text);
         fails_with(&["run", cfg.to_str().unwrap()], &want);
     }
+    // A family DP-SGD cannot train is refused with those that can.
+    let vq = "[problem]\nname = \"vq\"\n[data]\ndataset = \"mnist\"\ntransforms = [\"scale_unit\"]\n[model]\nfamily = \"vqvae\"\n[train]\nsteps = 5\nbatch_size = 8\nprivacy = { target_epsilon = 3.0, delta = 1e-5, max_grad_norm = 1.0 }\n";
+    let cfg = write_config(d.path(), vq);
+    fails_with(
+        &["run", cfg.to_str().unwrap()],
+        &["the vqvae family cannot be trained privately", "vae, flow, diffusion, classifier"],
+    );
+    // `genlab families` says which can.
+    let o = genlab().args(["families", "vae"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&o.stdout).contains("trains privately: train.privacy"));
+    let o = genlab().args(["families", "gan"]).output().unwrap();
+    assert!(!String::from_utf8_lossy(&o.stdout).contains("trains privately"));
 }
