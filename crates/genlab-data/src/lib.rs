@@ -11,6 +11,7 @@ pub mod idx;
 pub mod image_set;
 pub mod info;
 pub mod loader;
+pub mod molecules;
 pub mod pairs;
 pub mod source;
 pub mod splits;

@@ -19,6 +19,9 @@ pub enum DatasetName {
     FashionMnist,
     /// Shakespeare's plays and poems, vendored in `data/shakespeare/`.
     Shakespeare,
+    /// The MOSES benchmark's molecules as SMILES, vendored in `data/moses/` (the test split and a
+    /// 250,000-molecule subset of the training split).
+    Moses,
 }
 
 /// `dataset = "mnist"`, `{ idx = "DIR-or-FILE", labels = "FILE" }`, `{ images = "DIR", color = "rgb" }`,
@@ -101,7 +104,7 @@ struct SourceTable {
     text: Option<PathBuf>,
 }
 
-const SOURCE_FORMS: &str = "expected \"mnist\", \"fashion-mnist\", \"shakespeare\", a 2-D toy (\"two-moons\", \"eight-gaussians\", \"checkerboard\"), { idx = PATH }, { images = DIR }, or { text = FILE }";
+const SOURCE_FORMS: &str = "expected \"mnist\", \"fashion-mnist\", \"shakespeare\", \"moses\", a 2-D toy (\"two-moons\", \"eight-gaussians\", \"checkerboard\"), { idx = PATH }, { images = DIR }, or { text = FILE }";
 
 impl TryFrom<RawSource> for DatasetSource {
     type Error = String;
@@ -111,6 +114,7 @@ impl TryFrom<RawSource> for DatasetSource {
                 "mnist" => Ok(DatasetSource::Named(DatasetName::Mnist)),
                 "fashion-mnist" => Ok(DatasetSource::Named(DatasetName::FashionMnist)),
                 "shakespeare" => Ok(DatasetSource::Named(DatasetName::Shakespeare)),
+                "moses" => Ok(DatasetSource::Named(DatasetName::Moses)),
                 n if ToyDistribution::from_name(n).is_some() => {
                     Ok(DatasetSource::Toy(ToyDistribution::from_name(n).expect("just matched")))
                 }
@@ -140,6 +144,7 @@ impl From<DatasetSource> for RawSource {
                     DatasetName::Mnist => "mnist",
                     DatasetName::FashionMnist => "fashion-mnist",
                     DatasetName::Shakespeare => "shakespeare",
+                    DatasetName::Moses => "moses",
                 }
                 .into(),
             ),
@@ -186,7 +191,7 @@ impl DatasetSource {
         if !p.exists() {
             return Err(DataError::NotFound {
                 name: arg.into(),
-                reason: "not a dataset name (mnist, fashion-mnist, shakespeare, two-moons, eight-gaussians, checkerboard) nor an existing path".into(),
+                reason: "not a dataset name (mnist, fashion-mnist, shakespeare, moses, two-moons, eight-gaussians, checkerboard) nor an existing path".into(),
             });
         }
         if p.is_dir() {
@@ -222,6 +227,9 @@ impl DatasetSource {
             DatasetSource::Named(DatasetName::Shakespeare) => {
                 "public domain (Project Gutenberg's texts), vendored in data/shakespeare"
             }
+            DatasetSource::Named(DatasetName::Moses) => {
+                "MIT (Insilico Medicine's MOSES benchmark, PyPI molsets 0.3.1), vendored in data/moses"
+            }
             DatasetSource::Toy(_) => "generated in code: no licence needed",
             _ => "the user's own files: their licence and consent are not recorded here",
         }
@@ -231,6 +239,7 @@ impl DatasetSource {
         match self {
             DatasetSource::Named(DatasetName::Shakespeare) | DatasetSource::Text { .. } => DataKind::Text,
             DatasetSource::Toy(_) => DataKind::Points,
+            DatasetSource::Named(DatasetName::Moses) => DataKind::Sequences,
             DatasetSource::Named(_) | DatasetSource::Idx { .. } | DatasetSource::Images { .. } => DataKind::Images,
         }
     }
@@ -262,6 +271,12 @@ impl DatasetSource {
             }
             DatasetSource::Toy(_) => {
                 return Err(DataError::Config(format!("{} is a 2-D point dataset, not images", self.describe())))
+            }
+            DatasetSource::Named(DatasetName::Moses) => {
+                return Err(DataError::Config(format!(
+                    "{} is a molecule dataset (SMILES), not images",
+                    self.describe()
+                )))
             }
             DatasetSource::Idx { idx, labels } => {
                 if idx.is_dir() {
@@ -321,6 +336,7 @@ impl DatasetSource {
                 DatasetName::Mnist => "mnist".into(),
                 DatasetName::FashionMnist => "fashion-mnist".into(),
                 DatasetName::Shakespeare => "shakespeare".into(),
+                DatasetName::Moses => "moses".into(),
             },
             DatasetSource::Idx { idx, .. } => format!("IDX {}", idx.display()),
             DatasetSource::Images { images, .. } => format!("image folder {}", images.display()),

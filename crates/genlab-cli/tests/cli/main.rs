@@ -5,6 +5,7 @@ mod diffusion;
 mod hardening;
 mod hybrid;
 mod language;
+mod molecules;
 mod post;
 mod privacy;
 mod serve;
