@@ -3,6 +3,7 @@
 //! aromaticity checks, canonical SMILES, Morgan fingerprints, Bemis-Murcko scaffolds and SELFIES,
 //! each checked against RDKit fixtures (`fixtures/`).
 
+pub mod fingerprint;
 pub mod molecule;
 pub mod smiles;
 

@@ -441,7 +441,7 @@ fn zwitterion(atoms: &[Atom], adj: &[Vec<(usize, usize)>], kekule: &[BondOrder],
 }
 
 /// Which bonds lie on a cycle (not bridges), by Tarjan's low-link search.
-fn ring_bonds(n: usize, adj: &[Vec<(usize, usize)>], m: usize) -> Vec<bool> {
+pub(crate) fn ring_bonds(n: usize, adj: &[Vec<(usize, usize)>], m: usize) -> Vec<bool> {
     let mut in_ring = vec![true; m];
     let mut order = vec![usize::MAX; n];
     let mut low = vec![0usize; n];
