@@ -3,9 +3,13 @@
 //! aromaticity checks, canonical SMILES, Morgan fingerprints, Bemis-Murcko scaffolds and SELFIES,
 //! each checked against RDKit fixtures (`fixtures/`).
 
+pub mod aromaticity;
+pub mod canonical;
 pub mod fingerprint;
 pub mod molecule;
+pub mod scaffold;
 pub mod smiles;
 
+pub use canonical::canonical_smiles;
 pub use molecule::{parse, Molecule, MoleculeError};
 pub use smiles::{tokenize, SmilesError};

@@ -131,6 +131,38 @@ fn allowed(atom: &Atom) -> Vec<u32> {
     same
 }
 
+impl Molecule {
+    /// The molecule of the atoms in `keep` and the bonds between them, organic-subset atoms'
+    /// hydrogens recomputed for the bonds they keep (a bracket atom keeps its written ones).
+    pub fn induced(&self, keep: &[bool]) -> Molecule {
+        let mut index = vec![usize::MAX; self.atoms.len()];
+        let mut atoms = Vec::new();
+        for (i, a) in self.atoms.iter().enumerate().filter(|(i, _)| keep[*i]) {
+            index[i] = atoms.len();
+            atoms.push(a.clone());
+        }
+        let (mut bonds, mut kekule) = (Vec::new(), Vec::new());
+        for (b, &o) in self.bonds.iter().zip(&self.kekule) {
+            if keep[b.a] && keep[b.b] {
+                bonds.push(Bond { a: index[b.a], b: index[b.b], order: b.order });
+                kekule.push(o);
+            }
+        }
+        let mut m = Molecule { atoms, bonds, kekule, implicit_h: vec![] };
+        m.implicit_h =
+            (0..m.atoms.len()).map(|v| if m.atoms[v].bracket { 0 } else { m.implicit_h_if_organic(v) as u8 }).collect();
+        m
+    }
+
+    /// The hydrogens atom `v` would get as an organic-subset atom (no brackets) with its bonds: the
+    /// next valence its element allows minus its bonds' (Kekulé orders).
+    pub(crate) fn implicit_h_if_organic(&self, v: usize) -> u32 {
+        let valence: u32 =
+            self.bonds.iter().zip(&self.kekule).filter(|(b, _)| b.a == v || b.b == v).map(|(_, o)| o.valence()).sum();
+        allowed(&self.atoms[v]).into_iter().find(|&t| t >= valence).map_or(0, |t| t - valence)
+    }
+}
+
 /// Reads `smiles` into a checked molecule.
 pub fn parse(smiles: &str) -> Result<Molecule, MoleculeError> {
     let tokens = crate::smiles::tokenize(smiles)?;
@@ -337,7 +369,7 @@ fn read_atom(tok: &str) -> Option<Atom> {
 }
 
 /// Ring membership, the Kekulé structure and the valences.
-fn check(smiles: &str, atoms: Vec<Atom>, bonds: Vec<Bond>) -> Result<Molecule, MoleculeError> {
+fn check(smiles: &str, mut atoms: Vec<Atom>, bonds: Vec<Bond>) -> Result<Molecule, MoleculeError> {
     let n = atoms.len();
     let mut adj: Vec<Vec<(usize, usize)>> = vec![vec![]; n];
     for (k, b) in bonds.iter().enumerate() {
@@ -389,6 +421,16 @@ fn check(smiles: &str, atoms: Vec<Atom>, bonds: Vec<Bond>) -> Result<Molecule, M
         .collect();
     if let Some(atom) = kekulize(&atoms, &adj, &mut kekule, &needs) {
         return Err(MoleculeError::Kekulize { smiles: smiles.into(), atom });
+    }
+    // A demoted atom is written and compared as the ordinary atom it is; a neutral bracket one
+    // takes the hydrogens its valence leaves, as RDKit gives it.
+    for i in (0..n).filter(|&i| demoted[i]) {
+        let a = &mut atoms[i];
+        a.aromatic = false;
+        if a.charge == 0 && a.isotope.is_none() {
+            a.bracket = false;
+            a.hydrogens = 0;
+        }
     }
     let mut implicit_h = vec![0u8; n];
     for (i, a) in atoms.iter().enumerate() {
