@@ -4,9 +4,9 @@
 //! pyridone; an exocyclic C=C disqualifies the ring); N, O, S, P and Se with no double bond give
 //! their lone pair, 2; a negatively charged carbon 2, a positive one 0; any other saturated atom
 //! disqualifies the ring. Rings are the simple cycles of up to 8 atoms; so a fused system aromatic
-//! only as a whole (indolizine-like bridgehead systems, azulene) is not found from a Kekulé
-//! structure, where RDKit also tries fused ring systems; written aromaticity is kept (see
-//! [`perceive`]), so RDKit's own SMILES of such systems read as RDKit reads them.
+//! only as a whole (indolizine-like bridgehead systems, azulene) is not aromatic here, where RDKit
+//! also tries fused ring systems. For canonical forms that costs nothing: the verdict is the same
+//! for every way of writing the molecule.
 
 use crate::molecule::{BondOrder, Molecule};
 
@@ -47,13 +47,12 @@ pub fn perceive(mol: &Molecule) -> (Vec<bool>, Vec<BondOrder>) {
             }
         })
         .collect();
-    // What the SMILES writes aromatic stays aromatic (RDKit's fused-system perception, which
-    // this ring-by-ring rule does not reproduce, agrees with it on RDKit's own strings); rings the
-    // rule finds aromatic are added (a Kekulé benzene, a `-` inside an aromatic ring).
-    let mut aromatic_atom: Vec<bool> = mol.atoms.iter().map(|a| a.aromatic).collect();
+    // Only the rule decides, never the written form: every atom of an aromatic system has its
+    // one double bond in each Kekulé structure (or none in any), and a double bond to any ring atom
+    // counts, so the verdict does not depend on which Kekulé structure the reading found.
+    let mut aromatic_atom = vec![false; n];
     let mut order: Vec<BondOrder> = kek.clone();
-    let mut aromatic_bond: Vec<bool> =
-        mol.bonds.iter().enumerate().map(|(k, b)| b.order == BondOrder::Aromatic && ring[k]).collect();
+    let mut aromatic_bond = vec![false; mol.bonds.len()];
     for cycle in cycles(n, &adj, &ring, 8) {
         let (atoms, bonds) = cycle;
         let Some(sum) = atoms.iter().map(|&i| give[i]).sum::<Option<u32>>() else { continue };

@@ -7,10 +7,11 @@
 //! rank order. Not RDKit's string, but the same decisions: two SMILES get the same canonical form
 //! exactly when RDKit's canonical SMILES of them are the same (measured on the fixture).
 //!
-//! Limits: aromaticity is taken as written (a Kekulé benzene is not the aromatic one; MOSES's and
-//! the models' SMILES are in aromatic form), stereochemistry is not represented (MOSES has none),
-//! and ties that refinement leaves between atoms that are not symmetric would be broken by input
-//! order (no molecule of the fixture has one).
+//! Aromaticity is perceived from the Kekulé structure ([`crate::aromaticity`]), never taken as
+//! written, so `C1=CC=CC=C1`, `c1ccccc1` and `c1-ccccc1` are one molecule (the written string may
+//! differ from RDKit's where RDKit finds a fused system aromatic as a whole). Limits:
+//! stereochemistry is not represented (MOSES has none), and ties that refinement leaves between
+//! atoms that are not symmetric would be broken by input order (no molecule of the fixture has one).
 
 use crate::molecule::{BondOrder, Molecule};
 
