@@ -29,18 +29,23 @@ pub fn perceive(mol: &Molecule) -> (Vec<bool>, Vec<BondOrder>) {
             if adj[i].iter().any(|&(_, k)| matches!(kek[k], BondOrder::Triple | BondOrder::Quadruple)) {
                 return None;
             }
+            let connections = adj[i].len() + (a.hydrogens + mol.implicit_h[i]) as usize;
             match double {
+                // Exocyclic: to an electronegative atom a ring carbon gives nothing; any other
+                // exocyclic double bond takes the atom out of aromaticity.
                 Some(&(w, k)) if !ring[k] => {
-                    // Exocyclic: to an electronegative atom the atom gives nothing; to carbon it
-                    // cannot be aromatic.
-                    matches!(mol.atoms[w].element, 7 | 8 | 16).then_some(0)
+                    (a.element == 6 && matches!(mol.atoms[w].element, 7 | 8 | 16)).then_some(0)
                 }
-                Some(_) => Some(1),
+                // In a ring: sp2 carbon, nitrogen, phosphorus, boron, and the pyrylium cations.
+                Some(_) => match (a.element, a.charge) {
+                    (5 | 6 | 7 | 15, _) | (8 | 16, 1) => Some(1),
+                    _ => None,
+                },
                 None => match (a.element, a.charge) {
                     (6, -1) => Some(2),
                     (6, 1) | (5, 0) => Some(0),
-                    (7 | 15, 0) if adj[i].len() + (a.hydrogens + mol.implicit_h[i]) as usize <= 3 => Some(2),
-                    (8 | 16 | 34, 0) => Some(2),
+                    (7 | 15, 0) if connections <= 3 => Some(2),
+                    (8 | 16 | 34, 0) if connections == 2 => Some(2),
                     (7, -1) => Some(2),
                     _ => None,
                 },

@@ -15,8 +15,18 @@
 
 use crate::molecule::{BondOrder, Molecule};
 
-/// The canonical SMILES of `mol`.
+/// The canonical SMILES of `mol`. Should its aromatic form not read back (a ring the Hückel rule
+/// calls aromatic that has no Kekulé structure by the reading rules), the Kekulé form is written:
+/// still one string per molecule.
 pub fn canonical_smiles(mol: &Molecule) -> String {
+    let aromatic = canonical_with(mol, true);
+    if crate::molecule::parse(&aromatic).is_ok() {
+        return aromatic;
+    }
+    canonical_with(mol, false)
+}
+
+fn canonical_with(mol: &Molecule, perceive: bool) -> String {
     let n = mol.atoms.len();
     let mut adj: Vec<Vec<(usize, usize)>> = vec![vec![]; n];
     for (k, b) in mol.bonds.iter().enumerate() {
@@ -26,7 +36,8 @@ pub fn canonical_smiles(mol: &Molecule) -> String {
     let ring = crate::molecule::ring_bonds(n, &adj, mol.bonds.len());
     // Aromaticity as perceived from the Kekulé structure, not as written: `C1=CC=CC=C1`,
     // `c1ccccc1` and `c1-ccccc1` are one molecule.
-    let (aromatic, perceived) = crate::aromaticity::perceive(mol);
+    let (aromatic, perceived) =
+        if perceive { crate::aromaticity::perceive(mol) } else { (vec![false; n], mol.kekule.clone()) };
     let order = |k: usize| -> BondOrder { perceived[k] };
     let code = |o: BondOrder| -> u8 {
         match o {

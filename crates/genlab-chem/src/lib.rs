@@ -8,6 +8,7 @@ pub mod canonical;
 pub mod fingerprint;
 pub mod molecule;
 pub mod scaffold;
+pub mod selfies;
 pub mod smiles;
 
 pub use canonical::canonical_smiles;

@@ -40,6 +40,11 @@ pub enum BondOrder {
 }
 
 impl BondOrder {
+    /// The order as a number (an aromatic bond, not yet kekulised, as 1).
+    pub fn valence_order(self) -> u32 {
+        self.valence()
+    }
+
     fn valence(self) -> u32 {
         match self {
             BondOrder::Single | BondOrder::Aromatic => 1,

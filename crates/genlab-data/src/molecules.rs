@@ -133,6 +133,19 @@ mod tests {
         }
     }
 
+    /// SELFIES round trip (issue 20, acceptance 3): every one of the 176,074 test molecules,
+    /// encoded and decoded, is the same molecule (the same canonical form).
+    #[test]
+    fn selfies_round_trips_the_test_split() {
+        let set = load_moses().unwrap();
+        for s in &set.test {
+            let mol = genlab_chem::parse(s).unwrap();
+            let sf = genlab_chem::selfies::encode(s).unwrap();
+            let back = genlab_chem::selfies::decode(&sf).unwrap_or_else(|e| panic!("{s} -> {sf}: {e}"));
+            assert_eq!(genlab_chem::canonical_smiles(&back), genlab_chem::canonical_smiles(&mol), "{s} -> {sf}");
+        }
+    }
+
     #[test]
     fn a_file_without_the_header_or_molecules_is_refused() {
         let dir = tempfile::tempdir().unwrap();
