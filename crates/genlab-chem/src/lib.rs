@@ -7,6 +7,7 @@ pub mod aromaticity;
 pub mod canonical;
 pub mod fingerprint;
 pub mod molecule;
+pub mod moses;
 pub mod scaffold;
 pub mod selfies;
 pub mod smiles;
