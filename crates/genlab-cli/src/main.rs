@@ -208,6 +208,11 @@ enum Command {
         #[command(subcommand)]
         command: DataCommand,
     },
+    /// Molecules: MOSES's metrics of generated SMILES.
+    Molecules {
+        #[command(subcommand)]
+        command: MoleculesCommand,
+    },
     /// Feature-network weights.
     Weights {
         #[command(subcommand)]
@@ -374,6 +379,18 @@ enum Protocol {
     TorchFidelity,
     #[value(name = "clean-fid", alias = "clean")]
     CleanFid,
+}
+
+#[derive(Subcommand)]
+enum MoleculesCommand {
+    /// MOSES's metrics of generated molecules (a file of SMILES, one per line) against the
+    /// vendored MOSES splits: validity, unique@k, novelty, IntDiv, SNN, Scaf.
+    Score {
+        file: PathBuf,
+        /// The k of unique@k, comma-separated.
+        #[arg(long, value_delimiter = ',', default_values_t = [1000usize, 10000])]
+        k: Vec<usize>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -637,6 +654,11 @@ fn run() -> anyhow::Result<ExitCode> {
                 println!("{}: {matching}/32 key bits, {verdict}", r.path.display());
             }
             println!("{marked} of {} images carry key {}", readings.len(), found.to_hex());
+            ExitCode::SUCCESS
+        }
+        Command::Molecules { command: MoleculesCommand::Score { file, k } } => {
+            let generated = genlab_data::molecules::read_generated(&file)?;
+            print!("{}", genlab_data::molecules::score_report(&generated, &k)?);
             ExitCode::SUCCESS
         }
         Command::Data { command: DataCommand::Info { dataset } } => {

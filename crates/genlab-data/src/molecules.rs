@@ -99,6 +99,72 @@ pub fn summary(set: &MoleculeSet) -> String {
     out
 }
 
+/// Generated molecules, one SMILES per line (a first line `SMILES` is a header); every line is a
+/// sample, an empty one an invalid sample, as MOSES counts them.
+pub fn read_generated(path: &Path) -> Result<Vec<String>> {
+    let bytes = crate::files::read_maybe_gzip(path)?;
+    let text = String::from_utf8(bytes).map_err(|e| DataError::Invalid {
+        path: path.to_path_buf(),
+        reason: format!("not UTF-8 text (invalid byte at offset {})", e.utf8_error().valid_up_to()),
+    })?;
+    let mut lines: Vec<String> = text.lines().map(|l| l.trim().to_string()).collect();
+    if lines.first().is_some_and(|l| l == "SMILES") {
+        lines.remove(0);
+    }
+    while lines.last().is_some_and(|l| l.is_empty()) {
+        lines.pop();
+    }
+    if lines.iter().all(|l| l.is_empty()) {
+        return Err(DataError::Invalid {
+            path: path.to_path_buf(),
+            reason: "no SMILES (expected one molecule per line)".into(),
+        });
+    }
+    Ok(lines)
+}
+
+/// MOSES's metrics of `generated` against the vendored splits (novelty against the training
+/// subset, SNN and Scaf against the test split), as a table, with the first invalid strings and
+/// why they are invalid.
+pub fn score_report(generated: &[String], ks: &[usize]) -> Result<String> {
+    let set = load_moses()?;
+    let reference = genlab_chem::moses::Reference::new(&set.train, &set.test);
+    let m = genlab_chem::moses::metrics(generated, &reference, ks);
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{} generated strings against MOSES (vendored: {} training, {} test molecules)",
+        generated.len(),
+        set.train.len(),
+        set.test.len()
+    );
+    let _ = writeln!(out, "| metric | value |\n|---|---|");
+    let _ = writeln!(out, "| valid | {:.4} |", m.valid);
+    for (k, u) in &m.unique {
+        let _ = writeln!(out, "| unique@{k} | {u:.4} |");
+    }
+    let _ = writeln!(out, "| novelty (against the training subset) | {:.4} |", m.novelty);
+    let _ = writeln!(out, "| IntDiv1 / IntDiv2 | {:.4} / {:.4} |", m.int_div1, m.int_div2);
+    let _ = writeln!(out, "| SNN/Test | {:.4} |", m.snn);
+    let _ = writeln!(out, "| Scaf/Test | {:.4} |", m.scaf);
+    let invalid: Vec<String> = generated
+        .iter()
+        .filter_map(|s| match genlab_chem::parse(s) {
+            Ok(_) => None,
+            Err(e) => Some(if s.is_empty() { "an empty line".to_string() } else { e.to_string() }),
+        })
+        .collect();
+    if !invalid.is_empty() {
+        let _ = writeln!(
+            out,
+            "{} invalid; the first: {}",
+            invalid.len(),
+            invalid.iter().take(3).cloned().collect::<Vec<_>>().join("; ")
+        );
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

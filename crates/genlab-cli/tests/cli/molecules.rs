@@ -31,3 +31,30 @@ fn issue20_families_without_molecules_refuse_moses() {
     );
     fails_with(&["run", cfg.to_str().unwrap()], &["data.dataset = \"moses\"", "the vae family models images"]);
 }
+
+/// `genlab molecules score FILE`: MOSES's metrics of a file of SMILES, invalid lines counted with
+/// the reason of the first; an empty file and a missing one are one clear line each.
+#[test]
+fn issue20_molecules_score_reports_the_moses_metrics() {
+    let d = tempfile::tempdir().unwrap();
+    let f = d.path().join("gen.smi");
+    // Two test molecules, one of them twice, a string with an unknown element, a ring never closed.
+    std::fs::write(&f, "Cc1ccc(C(=O)NCc2ccco2)cc1\nCc1ccc(C(=O)NCc2ccco2)cc1\nCC[Xx]C\nC1CC\nCCO\n").unwrap();
+    let o = genlab().args(["molecules", "score", f.to_str().unwrap(), "--k", "3,10"]).output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    for want in [
+        "5 generated strings against MOSES",
+        "| valid | 0.6000 |",
+        "| unique@3 | 0.6667 |",
+        "| unique@10 | 0.6667 |",
+        "2 invalid; the first: SMILES \"CC[Xx]C\": unknown element \"Xx\"",
+        "ring bond 1 is opened but never closed",
+    ] {
+        assert!(out.contains(want), "`genlab molecules score` should print {want:?}:\n{out}");
+    }
+    let empty = d.path().join("empty.smi");
+    std::fs::write(&empty, "SMILES\n\n").unwrap();
+    fails_with(&["molecules", "score", empty.to_str().unwrap()], &["empty.smi", "no SMILES"]);
+    fails_with(&["molecules", "score", "/nonexistent/gen.smi"], &["/nonexistent/gen.smi"]);
+}
