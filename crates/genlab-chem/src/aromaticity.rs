@@ -14,12 +14,7 @@ use crate::molecule::{BondOrder, Molecule};
 /// the Kekulé order elsewhere).
 pub fn perceive(mol: &Molecule) -> (Vec<bool>, Vec<BondOrder>) {
     let n = mol.atoms.len();
-    let mut adj: Vec<Vec<(usize, usize)>> = vec![vec![]; n];
-    for (k, b) in mol.bonds.iter().enumerate() {
-        adj[b.a].push((b.b, k));
-        adj[b.b].push((b.a, k));
-    }
-    let ring = crate::molecule::ring_bonds(n, &adj, mol.bonds.len());
+    let (adj, ring) = crate::molecule::topology(n, &mol.bonds);
     let kek = &mol.kekule;
     // Each atom's contribution regardless of the ring: Some(electrons), or None (disqualifies).
     let give: Vec<Option<u32>> = (0..n)

@@ -28,12 +28,7 @@ pub fn canonical_smiles(mol: &Molecule) -> String {
 
 fn canonical_with(mol: &Molecule, perceive: bool) -> String {
     let n = mol.atoms.len();
-    let mut adj: Vec<Vec<(usize, usize)>> = vec![vec![]; n];
-    for (k, b) in mol.bonds.iter().enumerate() {
-        adj[b.a].push((b.b, k));
-        adj[b.b].push((b.a, k));
-    }
-    let ring = crate::molecule::ring_bonds(n, &adj, mol.bonds.len());
+    let (adj, ring) = crate::molecule::topology(n, &mol.bonds);
     // Aromaticity as perceived from the Kekulé structure, not as written: `C1=CC=CC=C1`,
     // `c1ccccc1` and `c1-ccccc1` are one molecule.
     let (aromatic, perceived) =

@@ -33,12 +33,7 @@ fn bond_type(order: BondOrder) -> u32 {
 pub fn morgan(mol: &Molecule, radius: usize, n_bits: u32) -> Vec<u32> {
     let n = mol.atoms.len();
     let m = mol.bonds.len();
-    let mut adj: Vec<Vec<(usize, usize)>> = vec![vec![]; n];
-    for (k, b) in mol.bonds.iter().enumerate() {
-        adj[b.a].push((b.b, k));
-        adj[b.b].push((b.a, k));
-    }
-    let ring_bond = crate::molecule::ring_bonds(n, &adj, m);
+    let (adj, ring_bond) = crate::molecule::topology(n, &mol.bonds);
     // Aromatic bonds outside rings were read as single bonds; the others keep the written order.
     let order: Vec<BondOrder> = mol
         .bonds
@@ -158,14 +153,6 @@ pub fn tanimoto(a: &[u32], b: &[u32]) -> f64 {
 mod tests {
     use super::*;
     use crate::molecule::parse;
-    use std::io::Read;
-
-    fn fixture() -> serde_json::Value {
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/rdkit.json.gz");
-        let mut text = String::new();
-        flate2::read::GzDecoder::new(std::fs::File::open(path).unwrap()).read_to_string(&mut text).unwrap();
-        serde_json::from_str(&text).unwrap()
-    }
 
     /// The fixture's molecules whose bonds RDKit's aromaticity perception changes from what their
     /// SMILES writes (`-` between aromatic atoms that RDKit, reading the string, finds aromatic):
@@ -176,7 +163,7 @@ mod tests {
     /// molecules of `REPERCEIVED`.
     #[test]
     fn morgan_bits_equal_rdkit() {
-        let fx = fixture();
+        let fx = crate::rdkit_fixture();
         let mut wrong = Vec::new();
         for c in fx["bits"].as_array().unwrap() {
             let s = c["smiles"].as_str().unwrap();
@@ -196,7 +183,7 @@ mod tests {
     /// for a pair with a molecule of `REPERCEIVED` (one pair of the 1,000).
     #[test]
     fn tanimoto_equals_rdkit_on_1000_pairs() {
-        let fx = fixture();
+        let fx = crate::rdkit_fixture();
         let pairs = fx["pairs"].as_array().unwrap();
         assert_eq!(pairs.len(), 1000);
         let mut wrong = Vec::new();

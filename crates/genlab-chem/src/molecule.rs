@@ -376,12 +376,7 @@ fn read_atom(tok: &str) -> Option<Atom> {
 /// Ring membership, the Kekulé structure and the valences.
 fn check(smiles: &str, mut atoms: Vec<Atom>, bonds: Vec<Bond>) -> Result<Molecule, MoleculeError> {
     let n = atoms.len();
-    let mut adj: Vec<Vec<(usize, usize)>> = vec![vec![]; n];
-    for (k, b) in bonds.iter().enumerate() {
-        adj[b.a].push((b.b, k));
-        adj[b.b].push((b.a, k));
-    }
-    let in_ring = ring_bonds(n, &adj, bonds.len());
+    let (adj, in_ring) = topology(n, &bonds);
     for (i, a) in atoms.iter().enumerate() {
         let ring_atom = adj[i].iter().any(|&(_, k)| in_ring[k]);
         if a.aromatic && !ring_atom {
@@ -487,8 +482,20 @@ fn zwitterion(atoms: &[Atom], adj: &[Vec<(usize, usize)>], kekule: &[BondOrder],
     }
 }
 
+/// Each atom's (neighbour, bond) pairs and which bonds lie on a cycle: what every graph
+/// algorithm here starts from.
+pub(crate) fn topology(n: usize, bonds: &[Bond]) -> (Vec<Vec<(usize, usize)>>, Vec<bool>) {
+    let mut adj: Vec<Vec<(usize, usize)>> = vec![vec![]; n];
+    for (k, b) in bonds.iter().enumerate() {
+        adj[b.a].push((b.b, k));
+        adj[b.b].push((b.a, k));
+    }
+    let ring = ring_bonds(n, &adj, bonds.len());
+    (adj, ring)
+}
+
 /// Which bonds lie on a cycle (not bridges), by Tarjan's low-link search.
-pub(crate) fn ring_bonds(n: usize, adj: &[Vec<(usize, usize)>], m: usize) -> Vec<bool> {
+fn ring_bonds(n: usize, adj: &[Vec<(usize, usize)>], m: usize) -> Vec<bool> {
     let mut in_ring = vec![true; m];
     let mut order = vec![usize::MAX; n];
     let mut low = vec![0usize; n];

@@ -9,12 +9,7 @@ use crate::molecule::{BondOrder, Molecule};
 /// The scaffold of `mol`, None for an acyclic molecule.
 pub fn murcko(mol: &Molecule) -> Option<Molecule> {
     let n = mol.atoms.len();
-    let mut adj: Vec<Vec<(usize, usize)>> = vec![vec![]; n];
-    for (k, b) in mol.bonds.iter().enumerate() {
-        adj[b.a].push((b.b, k));
-        adj[b.b].push((b.a, k));
-    }
-    let ring = crate::molecule::ring_bonds(n, &adj, mol.bonds.len());
+    let (adj, ring) = crate::molecule::topology(n, &mol.bonds);
     let in_ring: Vec<bool> = (0..n).map(|i| adj[i].iter().any(|&(_, k)| ring[k])).collect();
     if !in_ring.iter().any(|&r| r) {
         return None;
@@ -50,7 +45,6 @@ mod tests {
     use super::*;
     use crate::canonical::canonical_smiles;
     use crate::molecule::parse;
-    use std::io::Read;
 
     fn scaffold(s: &str) -> String {
         murcko(&parse(s).unwrap()).map(|m| canonical_smiles(&m)).unwrap_or_default()
@@ -84,10 +78,7 @@ mod tests {
     /// scaffold SMILES read back), 999 of them; the other is the documented aromaticity difference.
     #[test]
     fn scaffolds_equal_rdkit() {
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/rdkit.json.gz");
-        let mut text = String::new();
-        flate2::read::GzDecoder::new(std::fs::File::open(path).unwrap()).read_to_string(&mut text).unwrap();
-        let fx: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let fx = crate::rdkit_fixture();
         let mut wrong = Vec::new();
         for c in fx["scaffolds"].as_array().unwrap() {
             let (s, want) = (c["smiles"].as_str().unwrap(), c["scaffold"].as_str().unwrap());

@@ -1,14 +1,6 @@
 use super::*;
 use crate::molecule::parse;
 use std::collections::HashMap;
-use std::io::Read;
-
-fn fixture() -> serde_json::Value {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/rdkit.json.gz");
-    let mut text = String::new();
-    flate2::read::GzDecoder::new(std::fs::File::open(path).unwrap()).read_to_string(&mut text).unwrap();
-    serde_json::from_str(&text).unwrap()
-}
 
 fn canon(s: &str) -> String {
     canonical_smiles(&parse(s).unwrap_or_else(|e| panic!("{e}")))
@@ -20,7 +12,7 @@ fn canon(s: &str) -> String {
 /// canonical string reads back to itself.
 #[test]
 fn canonical_forms_decide_as_rdkit_does() {
-    let fx = fixture();
+    let fx = crate::rdkit_fixture();
     let groups = fx["rewritten"].as_array().unwrap();
     let mut owner: HashMap<String, String> = HashMap::new();
     let mut split = Vec::new();
@@ -50,7 +42,7 @@ fn canonical_forms_decide_as_rdkit_does() {
 /// canonical SMILES do (MOSES molecules and edited copies, some of which are the same molecule).
 #[test]
 fn canonical_groups_match_rdkit_on_the_validity_strings() {
-    let fx = fixture();
+    let fx = crate::rdkit_fixture();
     let mut by_rdkit: HashMap<String, String> = HashMap::new();
     let mut by_mine: HashMap<String, String> = HashMap::new();
     let mut count = 0;

@@ -1,14 +1,4 @@
 use super::*;
-use std::io::Read;
-
-fn fixture() -> serde_json::Value {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/rdkit.json.gz");
-    let mut text = String::new();
-    flate2::read::GzDecoder::new(std::fs::File::open(path).expect("the committed fixture"))
-        .read_to_string(&mut text)
-        .expect("gzip JSON");
-    serde_json::from_str(&text).expect("JSON")
-}
 
 /// RDKit's `MolFromSmiles` verdict on 12,000 strings (6,000 MOSES test molecules and 6,000 of them
 /// with one token edited): genlab's parser agrees on at least 99.9% (issue 20, acceptance 1); the
@@ -25,7 +15,7 @@ fn validity_agrees_with_rdkit_on_held_out_strings() {
 }
 
 fn agreement(set: &str) {
-    let fx = fixture();
+    let fx = crate::rdkit_fixture();
     let cases = fx[set].as_array().unwrap();
     assert_eq!(cases.len(), 12_000);
     let mut wrong = Vec::new();

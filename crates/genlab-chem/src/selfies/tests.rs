@@ -1,14 +1,6 @@
 use super::*;
 use crate::canonical::canonical_smiles;
 use crate::molecule::parse;
-use std::io::Read;
-
-fn fixture() -> serde_json::Value {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/rdkit.json.gz");
-    let mut text = String::new();
-    flate2::read::GzDecoder::new(std::fs::File::open(path).unwrap()).read_to_string(&mut text).unwrap();
-    serde_json::from_str(&text).unwrap()
-}
 
 fn canon(s: &str) -> String {
     canonical_smiles(&parse(s).unwrap_or_else(|e| panic!("{e}")))
@@ -18,7 +10,7 @@ fn canon(s: &str) -> String {
 /// them to (RDKit's canonical SMILES of its output, compared by canonical form).
 #[test]
 fn decodes_the_package_s_strings_as_it_does() {
-    let fx = fixture();
+    let fx = crate::rdkit_fixture();
     let mut wrong = Vec::new();
     for c in fx["selfies"].as_array().unwrap() {
         let sf = c["selfies"].as_str().unwrap();
@@ -35,7 +27,7 @@ fn decodes_the_package_s_strings_as_it_does() {
 /// fixture's 1,000; the vendored test split is checked in genlab-data).
 #[test]
 fn encode_then_decode_is_the_molecule() {
-    let fx = fixture();
+    let fx = crate::rdkit_fixture();
     for c in fx["selfies"].as_array().unwrap() {
         let s = c["smiles"].as_str().unwrap();
         let sf = encode(s).unwrap();
