@@ -9,6 +9,9 @@ use std::fmt::Write;
 /// A printable summary of every split of `source`.
 pub fn describe(source: &DatasetSource) -> Result<String> {
     let mut out = String::new();
+    if let DatasetSource::Smiles { smiles } = source {
+        return crate::molecules::file_summary(smiles);
+    }
     if source == &DatasetSource::Named(crate::source::DatasetName::Moses) {
         return Ok(crate::molecules::summary(&crate::molecules::load_moses()?));
     }

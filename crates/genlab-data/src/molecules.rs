@@ -99,6 +99,65 @@ pub fn summary(set: &MoleculeSet) -> String {
     out
 }
 
+/// A molecule dataset read under genlab's policy: rows that do not parse are skipped and counted
+/// (with their line numbers and reasons), never silently kept or silently dropped; a file with no
+/// row that parses is refused.
+#[derive(Debug, Clone)]
+pub struct MoleculeRows {
+    pub valid: Vec<String>,
+    /// (1-based line number, why the row is not a molecule).
+    pub skipped: Vec<(usize, String)>,
+}
+
+/// Reads a SMILES dataset file (one per line, a `SMILES` header optional, gzip or plain).
+pub fn read_molecule_dataset(path: &Path) -> Result<MoleculeRows> {
+    let bytes = crate::files::read_maybe_gzip(path)?;
+    let text = String::from_utf8(bytes).map_err(|e| DataError::Invalid {
+        path: path.to_path_buf(),
+        reason: format!("not UTF-8 text (invalid byte at offset {})", e.utf8_error().valid_up_to()),
+    })?;
+    let mut rows = MoleculeRows { valid: vec![], skipped: vec![] };
+    for (i, line) in text.lines().enumerate() {
+        let s = line.trim();
+        if s.is_empty() || (i == 0 && s == "SMILES") {
+            continue;
+        }
+        match genlab_chem::parse(s) {
+            Ok(_) => rows.valid.push(s.to_string()),
+            Err(e) => rows.skipped.push((i + 1, e.to_string())),
+        }
+    }
+    if rows.valid.is_empty() {
+        let reason = match rows.skipped.first() {
+            None => "no SMILES (expected one molecule per line)".to_string(),
+            Some((line, why)) => format!(
+                "no valid molecule: all {} rows are unparsable; the first, line {line}: {why}",
+                rows.skipped.len()
+            ),
+        };
+        return Err(DataError::Invalid { path: path.to_path_buf(), reason });
+    }
+    Ok(rows)
+}
+
+/// `genlab data info FILE` of a SMILES file: the valid molecules as `summary` gives them, and the
+/// rows skipped.
+pub fn file_summary(path: &Path) -> Result<String> {
+    let rows = read_molecule_dataset(path)?;
+    let set = MoleculeSet { name: path.display().to_string(), train: rows.valid, test: vec![] };
+    let mut out = summary(&set)
+        .replace("test: 0 molecules (0 distinct), 0.0 characters on average (longest 0), 0.0 tokens (longest 0)\n", "");
+    if !rows.skipped.is_empty() {
+        let first: Vec<String> = rows.skipped.iter().take(3).map(|(l, why)| format!("line {l}: {why}")).collect();
+        out.push_str(&format!(
+            "{} unparsable rows skipped (genlab's policy: skipped and counted); the first: {}\n",
+            rows.skipped.len(),
+            first.join("; ")
+        ));
+    }
+    Ok(out)
+}
+
 /// Generated molecules, one SMILES per line (a first line `SMILES` is a header); every line is a
 /// sample, an empty one an invalid sample, as MOSES counts them.
 pub fn read_generated(path: &Path) -> Result<Vec<String>> {
@@ -210,6 +269,31 @@ mod tests {
             let back = genlab_chem::selfies::decode(&sf).unwrap_or_else(|e| panic!("{s} -> {sf}: {e}"));
             assert_eq!(genlab_chem::canonical_smiles(&back), genlab_chem::canonical_smiles(&mol), "{s} -> {sf}");
         }
+    }
+
+    /// The dataset policy (issue 20, acceptance 5): unparsable rows, an unknown element among them,
+    /// are skipped and counted with their line numbers; a file with no valid row, or none at all,
+    /// is refused in one message naming it.
+    #[test]
+    fn unparsable_rows_are_skipped_and_counted_and_empty_files_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("mols.smi");
+        std::fs::write(&p, "SMILES\nCCO\nCC[Xx]C\nc1ccccc1\nC1CC\n\nCCN\n").unwrap();
+        let rows = read_molecule_dataset(&p).unwrap();
+        assert_eq!(rows.valid, ["CCO", "c1ccccc1", "CCN"]);
+        assert_eq!(rows.skipped.len(), 2);
+        assert_eq!(rows.skipped[0].0, 3);
+        assert!(rows.skipped[0].1.contains("unknown element \"Xx\""), "{:?}", rows.skipped);
+        assert_eq!(rows.skipped[1].0, 5);
+        let info = file_summary(&p).unwrap();
+        assert!(info.contains("train: 3 molecules") && info.contains("2 unparsable rows skipped"), "{info}");
+        assert!(info.contains("line 3: SMILES \"CC[Xx]C\": unknown element"), "{info}");
+        std::fs::write(&p, "SMILES\nCC[Xx]\nC1CC\n").unwrap();
+        let e = read_molecule_dataset(&p).unwrap_err().to_string();
+        assert!(e.contains("mols.smi") && e.contains("all 2 rows are unparsable; the first, line 2"), "{e}");
+        std::fs::write(&p, "SMILES\n").unwrap();
+        let e = read_molecule_dataset(&p).unwrap_err().to_string();
+        assert!(e.contains("no SMILES"), "{e}");
     }
 
     #[test]

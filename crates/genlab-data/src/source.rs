@@ -42,6 +42,11 @@ pub enum DatasetSource {
     Text {
         text: PathBuf,
     },
+    /// Molecules as SMILES, one per line (a `SMILES` header line optional); rows that do not parse
+    /// are skipped and counted.
+    Smiles {
+        smiles: PathBuf,
+    },
     /// A 2-D toy density generated in code (`"two-moons"`, `"eight-gaussians"`, `"checkerboard"`).
     Toy(ToyDistribution),
 }
@@ -102,9 +107,11 @@ struct SourceTable {
     color: Option<Color>,
     #[serde(skip_serializing_if = "Option::is_none")]
     text: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    smiles: Option<PathBuf>,
 }
 
-const SOURCE_FORMS: &str = "expected \"mnist\", \"fashion-mnist\", \"shakespeare\", \"moses\", a 2-D toy (\"two-moons\", \"eight-gaussians\", \"checkerboard\"), { idx = PATH }, { images = DIR }, or { text = FILE }";
+const SOURCE_FORMS: &str = "expected \"mnist\", \"fashion-mnist\", \"shakespeare\", \"moses\", a 2-D toy (\"two-moons\", \"eight-gaussians\", \"checkerboard\"), { idx = PATH }, { images = DIR }, { text = FILE }, or { smiles = FILE }";
 
 impl TryFrom<RawSource> for DatasetSource {
     type Error = String;
@@ -121,15 +128,23 @@ impl TryFrom<RawSource> for DatasetSource {
                 _ => Err(format!("unknown dataset \"{n}\": {SOURCE_FORMS}")),
             },
             RawSource::Table(t) => match t {
-                SourceTable { idx: Some(idx), labels, images: None, color: None, text: None } => {
+                SourceTable { idx: Some(idx), labels, images: None, color: None, text: None, smiles: None } => {
                     Ok(DatasetSource::Idx { idx, labels })
                 }
-                SourceTable { images: Some(images), color, idx: None, labels: None, text: None } => {
+                SourceTable { images: Some(images), color, idx: None, labels: None, text: None, smiles: None } => {
                     Ok(DatasetSource::Images { images, color: color.unwrap_or_default() })
                 }
-                SourceTable { text: Some(text), idx: None, labels: None, images: None, color: None } => {
+                SourceTable { text: Some(text), idx: None, labels: None, images: None, color: None, smiles: None } => {
                     Ok(DatasetSource::Text { text })
                 }
+                SourceTable {
+                    smiles: Some(smiles),
+                    idx: None,
+                    labels: None,
+                    images: None,
+                    color: None,
+                    text: None,
+                } => Ok(DatasetSource::Smiles { smiles }),
                 _ => Err(format!("dataset table has a wrong mix of keys: {SOURCE_FORMS}")),
             },
         }
@@ -155,6 +170,9 @@ impl From<DatasetSource> for RawSource {
                 RawSource::Table(SourceTable { images: Some(images), color: Some(color), ..Default::default() })
             }
             DatasetSource::Text { text } => RawSource::Table(SourceTable { text: Some(text), ..Default::default() }),
+            DatasetSource::Smiles { smiles } => {
+                RawSource::Table(SourceTable { smiles: Some(smiles), ..Default::default() })
+            }
             DatasetSource::Toy(t) => RawSource::Name(t.name().into()),
         }
     }
@@ -210,7 +228,17 @@ impl DatasetSource {
         let head = crate::files::head(&p, 4)?;
         let named_idx = p.file_name().is_some_and(|n| n.to_string_lossy().contains("-idx"));
         let is_idx = named_idx || head.starts_with(&[0, 0]);
-        Ok(if is_idx { DatasetSource::Idx { idx: p, labels: None } } else { DatasetSource::Text { text: p } })
+        if is_idx {
+            return Ok(DatasetSource::Idx { idx: p, labels: None });
+        }
+        // A file of SMILES: a `.smi` name, or a first line `SMILES` (MOSES's CSV header).
+        let smi = p.extension().is_some_and(|e| e == "smi");
+        let first_line = crate::files::head(&p, 7)?;
+        Ok(if smi || first_line.starts_with(b"SMILES") {
+            DatasetSource::Smiles { smiles: p }
+        } else {
+            DatasetSource::Text { text: p }
+        })
     }
 
     /// The kind of examples this source holds.
@@ -239,7 +267,7 @@ impl DatasetSource {
         match self {
             DatasetSource::Named(DatasetName::Shakespeare) | DatasetSource::Text { .. } => DataKind::Text,
             DatasetSource::Toy(_) => DataKind::Points,
-            DatasetSource::Named(DatasetName::Moses) => DataKind::Sequences,
+            DatasetSource::Named(DatasetName::Moses) | DatasetSource::Smiles { .. } => DataKind::Sequences,
             DatasetSource::Named(_) | DatasetSource::Idx { .. } | DatasetSource::Images { .. } => DataKind::Images,
         }
     }
@@ -272,7 +300,7 @@ impl DatasetSource {
             DatasetSource::Toy(_) => {
                 return Err(DataError::Config(format!("{} is a 2-D point dataset, not images", self.describe())))
             }
-            DatasetSource::Named(DatasetName::Moses) => {
+            DatasetSource::Named(DatasetName::Moses) | DatasetSource::Smiles { .. } => {
                 return Err(DataError::Config(format!(
                     "{} is a molecule dataset (SMILES), not images",
                     self.describe()
@@ -325,7 +353,7 @@ impl DatasetSource {
                 TextCorpus::read(&data_dir().join("shakespeare/shakespeare.txt.gz"))
             }
             DatasetSource::Text { text } => TextCorpus::read(text),
-            _ => Err(DataError::Config(format!("{} is an image dataset, not text", self.describe()))),
+            _ => Err(DataError::Config(format!("{} is not a text dataset", self.describe()))),
         }
     }
 
@@ -341,6 +369,7 @@ impl DatasetSource {
             DatasetSource::Idx { idx, .. } => format!("IDX {}", idx.display()),
             DatasetSource::Images { images, .. } => format!("image folder {}", images.display()),
             DatasetSource::Text { text } => format!("text {}", text.display()),
+            DatasetSource::Smiles { smiles } => format!("SMILES {}", smiles.display()),
             DatasetSource::Toy(t) => t.name().into(),
         }
     }

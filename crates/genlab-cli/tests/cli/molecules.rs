@@ -58,3 +58,19 @@ fn issue20_molecules_score_reports_the_moses_metrics() {
     fails_with(&["molecules", "score", empty.to_str().unwrap()], &["empty.smi", "no SMILES"]);
     fails_with(&["molecules", "score", "/nonexistent/gen.smi"], &["/nonexistent/gen.smi"]);
 }
+
+/// `genlab data info FILE.smi`: a SMILES file read under the dataset policy (unparsable rows skipped
+/// and counted, with line and reason); a file with no valid molecule is one error line.
+#[test]
+fn issue20_data_info_of_a_smiles_file_counts_what_it_skips() {
+    let d = tempfile::tempdir().unwrap();
+    let f = d.path().join("mine.smi");
+    std::fs::write(&f, "CCO\nCC[Xx]C\nc1ccccc1\n").unwrap();
+    let o = genlab().args(["data", "info", f.to_str().unwrap()]).output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("train: 2 molecules") && out.contains("1 unparsable rows skipped"), "{out}");
+    assert!(out.contains("line 2: SMILES \"CC[Xx]C\": unknown element \"Xx\""), "{out}");
+    std::fs::write(&f, "C1CC\n").unwrap();
+    fails_with(&["data", "info", f.to_str().unwrap()], &["mine.smi", "no valid molecule", "line 1", "never closed"]);
+}
