@@ -96,10 +96,7 @@ pub fn morgan(mol: &Molecule, radius: usize, n_bits: u32) -> Vec<u32> {
             round.push((env, seed, i));
         }
         // Boost's dynamic_bitset orders by its highest bit first; ties keep the smaller hash.
-        round.sort_by(|a, b| {
-            let key = |e: &Vec<bool>| e.iter().rev().map(|&x| x as u8).collect::<Vec<u8>>();
-            key(&a.0).cmp(&key(&b.0)).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2))
-        });
+        round.sort_by(|a, b| a.0.iter().rev().cmp(b.0.iter().rev()).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)));
         for (env, hash, _) in round {
             if seen.contains(&env) {
                 continue;

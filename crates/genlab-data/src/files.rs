@@ -25,6 +25,14 @@ pub fn read_maybe_gzip(path: &Path) -> Result<Vec<u8>> {
     read_within(path, files::read_limit())
 }
 
+/// A regular file's text (gunzipped as [`read_maybe_gzip`] does), refused when it is not UTF-8.
+pub fn read_text(path: &Path) -> Result<String> {
+    String::from_utf8(read_maybe_gzip(path)?).map_err(|e| DataError::Invalid {
+        path: path.to_path_buf(),
+        reason: format!("not UTF-8 text (invalid byte at offset {})", e.utf8_error().valid_up_to()),
+    })
+}
+
 fn read_within(path: &Path, limit: u64) -> Result<Vec<u8>> {
     let raw = files::read_regular(path, limit).map_err(DataError::io(path))?;
     if !raw.starts_with(&[0x1f, 0x8b]) {

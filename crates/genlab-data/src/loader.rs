@@ -61,7 +61,6 @@ impl BatchLoader {
     /// `epoch` then counts batches drawn and `epoch_rng` is the sampling stream.
     pub fn to_poisson(&mut self, rate: f64) {
         self.poisson = Some(rate);
-        self.order = self.indices.clone();
     }
 
     /// Poisson sampling at batch size / indices ([`BatchLoader::to_poisson`]); returns the
@@ -70,15 +69,6 @@ impl BatchLoader {
         let n = self.indices.len();
         self.to_poisson(self.batch_size as f64 / n.max(1) as f64);
         n
-    }
-
-    /// The number of indices batches are drawn from.
-    pub fn len(&self) -> usize {
-        self.indices.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.indices.is_empty()
     }
 
     /// Batches in one epoch.

@@ -19,11 +19,7 @@ pub struct MoleculeSet {
 
 /// Reads a `SMILES` CSV (one column, gzip or plain): its rows after the header.
 pub fn read_smiles_csv(path: &Path) -> Result<Vec<String>> {
-    let bytes = crate::files::read_maybe_gzip(path)?;
-    let text = String::from_utf8(bytes).map_err(|e| DataError::Invalid {
-        path: path.to_path_buf(),
-        reason: format!("not UTF-8 text (invalid byte at offset {})", e.utf8_error().valid_up_to()),
-    })?;
+    let text = crate::files::read_text(path)?;
     let mut lines = text.lines();
     match lines.next() {
         Some(h) if h.trim() == "SMILES" => {}
@@ -55,14 +51,15 @@ pub fn load_moses() -> Result<MoleculeSet> {
 /// vocabulary and its most frequent tokens, per split; strings the tokeniser refuses are counted
 /// and the first is shown.
 pub fn summary(set: &MoleculeSet) -> String {
+    split_summary(&set.name, &[("train", &set.train), ("test", &set.test)])
+}
+
+fn split_summary(name: &str, splits: &[(&str, &[String])]) -> String {
     let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "dataset: {} (SMILES strings, atom-level tokens as the molecular transformer reads them)",
-        set.name
-    );
+    let _ =
+        writeln!(out, "dataset: {name} (SMILES strings, atom-level tokens as the molecular transformer reads them)");
     let mut vocab: BTreeMap<String, usize> = BTreeMap::new();
-    for (split, rows) in [("train", &set.train), ("test", &set.test)] {
+    for &(split, rows) in splits {
         let distinct = rows.iter().collect::<HashSet<_>>().len();
         let (mut chars, mut tokens, mut max_chars, mut max_tokens) = (0usize, 0usize, 0usize, 0usize);
         let mut refused = Vec::new();
@@ -111,11 +108,7 @@ pub struct MoleculeRows {
 
 /// Reads a SMILES dataset file (one per line, a `SMILES` header optional, gzip or plain).
 pub fn read_molecule_dataset(path: &Path) -> Result<MoleculeRows> {
-    let bytes = crate::files::read_maybe_gzip(path)?;
-    let text = String::from_utf8(bytes).map_err(|e| DataError::Invalid {
-        path: path.to_path_buf(),
-        reason: format!("not UTF-8 text (invalid byte at offset {})", e.utf8_error().valid_up_to()),
-    })?;
+    let text = crate::files::read_text(path)?;
     let mut rows = MoleculeRows { valid: vec![], skipped: vec![] };
     for (i, line) in text.lines().enumerate() {
         let s = line.trim();
@@ -161,11 +154,7 @@ pub fn file_summary(path: &Path) -> Result<String> {
 /// Generated molecules, one SMILES per line (a first line `SMILES` is a header); every line is a
 /// sample, an empty one an invalid sample, as MOSES counts them.
 pub fn read_generated(path: &Path) -> Result<Vec<String>> {
-    let bytes = crate::files::read_maybe_gzip(path)?;
-    let text = String::from_utf8(bytes).map_err(|e| DataError::Invalid {
-        path: path.to_path_buf(),
-        reason: format!("not UTF-8 text (invalid byte at offset {})", e.utf8_error().valid_up_to()),
-    })?;
+    let text = crate::files::read_text(path)?;
     let mut lines: Vec<String> = text.lines().map(|l| l.trim().to_string()).collect();
     if lines.first().is_some_and(|l| l == "SMILES") {
         lines.remove(0);

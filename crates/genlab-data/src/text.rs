@@ -14,11 +14,7 @@ pub struct TextCorpus {
 
 impl TextCorpus {
     pub fn read(path: &Path) -> Result<Self> {
-        let bytes = crate::files::read_maybe_gzip(path)?;
-        let text = String::from_utf8(bytes).map_err(|e| DataError::Invalid {
-            path: path.to_path_buf(),
-            reason: format!("not UTF-8 text (invalid byte at offset {})", e.utf8_error().valid_up_to()),
-        })?;
+        let text = crate::files::read_text(path)?;
         Ok(Self::from_text(&path.display().to_string(), text))
     }
 

@@ -64,32 +64,30 @@ where
         (grads, value, weight)
     });
     let loss = parts.iter().map(|(_, value, weight)| value * weight).sum();
-    let mut sum = WeightedSum { parts, out: GradientsParams::new() };
-    module.visit(&mut sum);
-    (sum.out, loss)
+    let mut out = GradientsParams::new();
+    for (mut grads, _, weight) in parts {
+        module.visit(&mut AddScaled { from: &mut grads, into: &mut out, scale: weight });
+    }
+    (out, loss)
 }
 
-/// Visits every parameter and registers the weighted sum of its gradients, shard by shard in order.
-struct WeightedSum {
-    parts: Vec<(GradientsParams, f64, f64)>,
-    out: GradientsParams,
+/// Moves each gradient of `from`, times `scale`, into the running sums of `into` (a parameter's
+/// sums in the order the calls come: part by part, the same order on every machine).
+pub(crate) struct AddScaled<'a> {
+    pub from: &'a mut GradientsParams,
+    pub into: &'a mut GradientsParams,
+    pub scale: f64,
 }
 
-impl ModuleVisitor for WeightedSum {
+impl ModuleVisitor for AddScaled<'_> {
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-        let mut acc: Option<Tensor<D>> = None;
-        for (grads, _, weight) in self.parts.iter_mut() {
-            if let Some(g) = grads.remove::<D>(param.id) {
-                let g = g * *weight;
-                acc = Some(match acc {
-                    Some(a) => a + g,
-                    None => g,
-                });
-            }
-        }
-        if let Some(g) = acc {
-            self.out.register(param.id, g);
-        }
+        let Some(g) = self.from.remove::<D>(param.id) else { return };
+        let g = if self.scale == 1.0 { g } else { g * self.scale };
+        let sum = match self.into.remove::<D>(param.id) {
+            Some(acc) => acc + g,
+            None => g,
+        };
+        self.into.register(param.id, sum);
     }
 }
 

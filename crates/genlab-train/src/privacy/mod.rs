@@ -16,7 +16,7 @@ pub mod accountant;
 
 use crate::error::{Result, TrainError};
 use crate::optim::{OptimizerKey, Optimizers};
-use crate::replicas::{on_threads, shards};
+use crate::replicas::{on_threads, shards, AddScaled};
 use crate::trainer::{StepOutput, TrainStep};
 use accountant::RdpAccountant;
 use burn::module::{Module, ModuleVisitor, Param, ParamId};
@@ -312,25 +312,6 @@ fn squared_norm<M: Module>(module: &M, grads: &GradientsParams) -> f64 {
         return 0.0;
     }
     to_f32_vec(Tensor::cat(p.parts, 0)).iter().map(|&v| v as f64).sum()
-}
-
-/// Moves each gradient of `from`, times `scale`, into the running sums of `into`.
-struct AddScaled<'a> {
-    from: &'a mut GradientsParams,
-    into: &'a mut GradientsParams,
-    scale: f64,
-}
-
-impl ModuleVisitor for AddScaled<'_> {
-    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-        let Some(g) = self.from.remove::<D>(param.id) else { return };
-        let g = if self.scale == 1.0 { g } else { g * self.scale };
-        let sum = match self.into.remove::<D>(param.id) {
-            Some(acc) => acc + g,
-            None => g,
-        };
-        self.into.register(param.id, sum);
-    }
 }
 
 /// (sum + N(0, std^2)) / divisor for every parameter, in the module's parameter order; a
