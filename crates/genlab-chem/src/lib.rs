@@ -4,6 +4,7 @@
 //! each checked against RDKit fixtures (`fixtures/`).
 
 pub mod aromaticity;
+pub mod brics;
 pub mod canonical;
 pub mod fingerprint;
 pub mod molecule;

@@ -159,6 +159,66 @@ impl Molecule {
         m
     }
 
+    /// The hydrogens on atom `v`: written in its brackets, or implicit.
+    pub fn hydrogens_on(&self, v: usize) -> u32 {
+        u32::from(self.atoms[v].hydrogens) + u32::from(self.implicit_h.get(v).copied().unwrap_or(0))
+    }
+
+    /// The number of rings: the cycle rank (bonds - atoms + connected parts), the size of the
+    /// smallest set of smallest rings (RDKit's `GetSSSR`; its `CalcNumRings` counts the
+    /// symmetrised set, one more for some bridged systems).
+    pub fn ring_count(&self) -> usize {
+        let mut parent: Vec<usize> = (0..self.atoms.len()).collect();
+        fn root(p: &mut [usize], mut v: usize) -> usize {
+            while p[v] != v {
+                p[v] = p[p[v]];
+                v = p[v];
+            }
+            v
+        }
+        let mut parts = self.atoms.len();
+        for b in &self.bonds {
+            let (ra, rb) = (root(&mut parent, b.a), root(&mut parent, b.b));
+            if ra != rb {
+                parent[ra] = rb;
+                parts -= 1;
+            }
+        }
+        (self.bonds.len() + parts).saturating_sub(self.atoms.len())
+    }
+
+    /// The molecular weight as RDKit's `Descriptors.MolWt` gives it (average atomic weights of its
+    /// periodic table, hydrogens included); None for an isotope label or an element outside the
+    /// table (those of drug-like molecules).
+    pub fn molecular_weight(&self) -> Option<f64> {
+        let weight = |z: u8| -> Option<f64> {
+            Some(match z {
+                1 => 1.008,
+                5 => 10.812,
+                6 => 12.011,
+                7 => 14.007,
+                8 => 15.999,
+                9 => 18.998,
+                14 => 28.086,
+                15 => 30.974,
+                16 => 32.067,
+                17 => 35.453,
+                34 => 78.96,
+                35 => 79.904,
+                53 => 126.904,
+                _ => return None,
+            })
+        };
+        let mut total = 0.0;
+        for (v, a) in self.atoms.iter().enumerate() {
+            if a.isotope.is_some() {
+                return None;
+            }
+            total += weight(a.element)? + f64::from(self.hydrogens_on(v)) * 1.008;
+        }
+        Some(total)
+    }
+
     /// The hydrogens atom `v` would get as an organic-subset atom (no brackets) with its bonds: the
     /// next valence its element allows minus its bonds' (Kekulé orders).
     pub(crate) fn implicit_h_if_organic(&self, v: usize) -> u32 {

@@ -3,9 +3,9 @@
 //! among the first k valid molecules; novelty (valid distinct molecules not in the training set);
 //! internal diversity IntDiv_p = 1 - (mean over all pairs, self-pairs included, of Tanimoto^p)^(1/p);
 //! SNN, the mean over generated molecules of the highest Tanimoto similarity to a test molecule; and
-//! Scaf, the cosine similarity of the Bemis-Murcko scaffold counts of generated and test molecules
-//! (scaffolds of at least two rings, as MOSES counts them). Fingerprints: Morgan, radius 2, 1,024
-//! bits. Not yet: Frag (BRICS fragments) and FCD (the ChemNet network).
+//! Frag and Scaf, the cosine similarities of the BRICS fragment counts and of the Bemis-Murcko
+//! scaffold counts of generated and test molecules (scaffolds of at least two rings, as MOSES counts
+//! them). Fingerprints: Morgan, radius 2, 1,024 bits. Not computed: FCD (the ChemNet network).
 
 use crate::canonical::canonical_smiles;
 use crate::fingerprint::morgan;
@@ -73,35 +73,23 @@ pub fn cosine(a: &HashMap<String, usize>, b: &HashMap<String, usize>) -> f64 {
     dot / (norm(a) * norm(b))
 }
 
-/// Rings of a molecule: bonds - atoms + connected pieces (the size of its smallest set of rings).
-fn rings(mol: &Molecule) -> usize {
-    let n = mol.atoms.len();
-    let mut parent: Vec<usize> = (0..n).collect();
-    fn find(p: &mut [usize], x: usize) -> usize {
-        let mut r = x;
-        while p[r] != r {
-            r = p[r];
-        }
-        p[x] = r;
-        r
-    }
-    let mut pieces = n;
-    for b in &mol.bonds {
-        let (x, y) = (find(&mut parent, b.a), find(&mut parent, b.b));
-        if x != y {
-            parent[x] = y;
-            pieces -= 1;
-        }
-    }
-    mol.bonds.len() + pieces - n
-}
-
 /// Scaffold counts as MOSES counts them: scaffolds of at least two rings, by canonical form.
 pub fn scaffold_counts<'a>(mols: impl IntoIterator<Item = &'a Molecule>) -> HashMap<String, usize> {
     let mut counts = HashMap::new();
     for m in mols {
-        if let Some(s) = crate::scaffold::murcko(m).filter(|s| rings(s) >= 2) {
+        if let Some(s) = crate::scaffold::murcko(m).filter(|s| s.ring_count() >= 2) {
             *counts.entry(canonical_smiles(&s)).or_default() += 1;
+        }
+    }
+    counts
+}
+
+/// The counts of the BRICS fragments of `mols` (MOSES's `compute_fragments`).
+pub fn fragment_counts<'a>(mols: impl IntoIterator<Item = &'a Molecule>) -> HashMap<String, usize> {
+    let mut counts = HashMap::new();
+    for m in mols {
+        for f in crate::brics::fragments(m) {
+            *counts.entry(f).or_default() += 1;
         }
     }
     counts
@@ -117,6 +105,8 @@ pub struct MosesMetrics {
     pub int_div1: f64,
     pub int_div2: f64,
     pub snn: f64,
+    /// The cosine similarity of the BRICS fragment counts to the test set's (Frag/Test).
+    pub frag: f64,
     pub scaf: f64,
 }
 
@@ -126,6 +116,7 @@ pub struct Reference {
     pub train: HashSet<String>,
     pub test_bits: Vec<Bits>,
     pub test_scaffolds: HashMap<String, usize>,
+    pub test_fragments: HashMap<String, usize>,
 }
 
 impl Reference {
@@ -136,6 +127,7 @@ impl Reference {
             train: train.iter().filter_map(|s| parse(s).ok()).map(|m| canonical_smiles(&m)).collect(),
             test_bits: test_mols.iter().map(bits).collect(),
             test_scaffolds: scaffold_counts(&test_mols),
+            test_fragments: fragment_counts(&test_mols),
         }
     }
 }
@@ -161,6 +153,7 @@ pub fn metrics(generated: &[String], reference: &Reference, ks: &[usize]) -> Mos
         int_div1: internal_diversity(&fps, 1),
         int_div2: internal_diversity(&fps, 2),
         snn: snn(&fps, &reference.test_bits),
+        frag: cosine(&fragment_counts(&mols), &reference.test_fragments),
         scaf: cosine(&scaffold_counts(&mols), &reference.test_scaffolds),
     }
 }
@@ -226,8 +219,8 @@ mod tests {
 
     #[test]
     fn ring_counts() {
-        assert_eq!(rings(&parse("CCO").unwrap()), 0);
-        assert_eq!(rings(&parse("c1ccc2ccccc2c1").unwrap()), 2);
-        assert_eq!(rings(&parse("C1CC1.C1CC1").unwrap()), 2);
+        assert_eq!(parse("CCO").unwrap().ring_count(), 0);
+        assert_eq!(parse("c1ccc2ccccc2c1").unwrap().ring_count(), 2);
+        assert_eq!(parse("C1CC1.C1CC1").unwrap().ring_count(), 2);
     }
 }

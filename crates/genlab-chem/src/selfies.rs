@@ -84,7 +84,7 @@ fn bond_char(order: u32) -> &'static str {
 }
 
 /// The symbols of a SELFIES string (`[nop]` dropped).
-fn symbols(s: &str) -> Result<Vec<&str>, SelfiesError> {
+pub fn symbols(s: &str) -> Result<Vec<&str>, SelfiesError> {
     let mut out = Vec::new();
     let mut rest = s;
     while !rest.is_empty() {

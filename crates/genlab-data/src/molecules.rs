@@ -5,9 +5,12 @@
 
 use crate::error::{DataError, Result};
 use crate::source::data_dir;
+use crate::text::TextSplits;
+use crate::tokenizer::TokenizerSpec;
 use std::collections::{BTreeMap, HashSet};
 use std::fmt::Write;
 use std::path::Path;
+use std::sync::Arc;
 
 /// The SMILES of a dataset's splits, one molecule each, in file order.
 #[derive(Debug, Clone)]
@@ -15,6 +18,73 @@ pub struct MoleculeSet {
     pub name: String,
     pub train: Vec<String>,
     pub test: Vec<String>,
+    /// Rows of the file the dataset was read from that are not molecules: (line, why), skipped.
+    pub skipped: Vec<(usize, String)>,
+}
+
+impl MoleculeSet {
+    /// The molecules of a SMILES file (genlab's policy: unparsable rows skipped and counted), the
+    /// last `fraction` of them held out as the test split (at least one each).
+    pub fn from_file(path: &Path, fraction: f64) -> Result<MoleculeSet> {
+        let rows = read_molecule_dataset(path)?;
+        let n = rows.valid.len();
+        if n < 2 {
+            return Err(DataError::Invalid {
+                path: path.to_path_buf(),
+                reason: format!("{n} valid molecule; a training split and a held-out split need at least 2"),
+            });
+        }
+        let held = ((n as f64 * fraction).round() as usize).clamp(1, n - 1);
+        let mut train = rows.valid;
+        let test = train.split_off(n - held);
+        Ok(MoleculeSet { name: path.display().to_string(), train, test, skipped: rows.skipped })
+    }
+
+    /// The set as texts of one molecule per line (each line ended), SMILES as read or SELFIES when
+    /// `spec` writes them, with the tokenizer fitted on the training text.
+    pub fn into_text(self, spec: TokenizerSpec) -> Result<TextSplits> {
+        let write = |rows: &[String]| -> Result<String> {
+            let mut text = String::new();
+            for s in rows {
+                if spec == TokenizerSpec::Selfies {
+                    let sf = genlab_chem::selfies::encode(s)
+                        .map_err(|e| DataError::Config(format!("{}: {s} as SELFIES: {e}", self.name)))?;
+                    text.push_str(&sf);
+                } else {
+                    text.push_str(s);
+                }
+                text.push('\n');
+            }
+            Ok(text)
+        };
+        let (train_text, eval_text) = (write(&self.train)?, write(&self.test)?);
+        let tokenizer = spec.fit(&train_text)?;
+        let (train, _) = tokenizer.encode_lossy(&train_text);
+        let (eval, eval_unknown) = tokenizer.encode_lossy(&eval_text);
+        Ok(TextSplits {
+            name: self.name.clone(),
+            tokenizer,
+            train_text: Arc::new(train_text),
+            eval_text: Arc::new(eval_text),
+            train: Arc::new(train),
+            eval: Arc::new(eval),
+            eval_unknown,
+            molecules: Some(Arc::new(self)),
+        })
+    }
+}
+
+/// The SMILES of one generated line: the line itself, or for a SELFIES model the SMILES of the
+/// molecule its symbols decode to (an empty string, invalid as MOSES counts it, when they decode
+/// to none).
+pub fn generated_smiles(line: &str, selfies: bool) -> String {
+    if !selfies {
+        return line.to_string();
+    }
+    match genlab_chem::selfies::decode(line) {
+        Ok(m) => genlab_chem::canonical_smiles(&m),
+        Err(_) => String::new(),
+    }
 }
 
 /// Reads a `SMILES` CSV (one column, gzip or plain): its rows after the header.
@@ -44,6 +114,7 @@ pub fn load_moses() -> Result<MoleculeSet> {
         name: "moses".into(),
         train: read_smiles_csv(&dir.join("train.csv.gz"))?,
         test: read_smiles_csv(&dir.join("test.csv.gz"))?,
+        skipped: vec![],
     })
 }
 
@@ -137,7 +208,7 @@ pub fn read_molecule_dataset(path: &Path) -> Result<MoleculeRows> {
 /// rows skipped.
 pub fn file_summary(path: &Path) -> Result<String> {
     let rows = read_molecule_dataset(path)?;
-    let set = MoleculeSet { name: path.display().to_string(), train: rows.valid, test: vec![] };
+    let set = MoleculeSet { name: path.display().to_string(), train: rows.valid, test: vec![], skipped: vec![] };
     let mut out = summary(&set)
         .replace("test: 0 molecules (0 distinct), 0.0 characters on average (longest 0), 0.0 tokens (longest 0)\n", "");
     if !rows.skipped.is_empty() {
@@ -194,6 +265,7 @@ pub fn score_report(generated: &[String], ks: &[usize]) -> Result<String> {
     let _ = writeln!(out, "| novelty (against the training subset) | {:.4} |", m.novelty);
     let _ = writeln!(out, "| IntDiv1 / IntDiv2 | {:.4} / {:.4} |", m.int_div1, m.int_div2);
     let _ = writeln!(out, "| SNN/Test | {:.4} |", m.snn);
+    let _ = writeln!(out, "| Frag/Test | {:.4} |", m.frag);
     let _ = writeln!(out, "| Scaf/Test | {:.4} |", m.scaf);
     let invalid: Vec<String> = generated
         .iter()
@@ -295,5 +367,33 @@ mod tests {
         std::fs::write(&p, "SMILES\n\n").unwrap();
         let e = read_smiles_csv(&p).unwrap_err().to_string();
         assert!(e.contains("no molecules after the header"), "{e}");
+    }
+
+    /// A SMILES file as a dataset: rows the parser refuses are skipped and kept with their line
+    /// numbers, the last fraction is held out, and the texts hold one molecule per line, as SMILES
+    /// or as SELFIES that decode back to the same molecules.
+    #[test]
+    fn a_smiles_file_becomes_split_texts() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("m.smi");
+        std::fs::write(&p, "CCO\nc1ccccc1\nCC[Xx]\nCCN\nOC(=O)c1ccccc1\n").unwrap();
+        let set = MoleculeSet::from_file(&p, 0.25).unwrap();
+        assert_eq!((set.train.len(), set.test.clone(), set.skipped.len()), (3, vec!["OC(=O)c1ccccc1".to_string()], 1));
+        let t = set.clone().into_text(TokenizerSpec::Smiles).unwrap();
+        assert_eq!(t.train_text.as_str(), "CCO\nc1ccccc1\nCCN\n");
+        assert_eq!(t.tokenizer.decode(&t.train), *t.train_text);
+        assert_eq!(t.eval_unknown, 3); // "(", "=" and ")" are not in the training molecules
+        assert_eq!(t.molecules.as_ref().unwrap().test, set.test);
+        let s = set.clone().into_text(TokenizerSpec::Selfies).unwrap();
+        for (line, smiles) in s.train_text.lines().zip(&set.train) {
+            let back = generated_smiles(line, true);
+            let (a, b) = (genlab_chem::parse(&back).unwrap(), genlab_chem::parse(smiles).unwrap());
+            assert_eq!(genlab_chem::canonical_smiles(&a), genlab_chem::canonical_smiles(&b), "{line}");
+        }
+        assert_eq!(generated_smiles("", true), "");
+        assert_eq!(generated_smiles("C1CC", false), "C1CC");
+        std::fs::write(&p, "CCO\n").unwrap();
+        let e = MoleculeSet::from_file(&p, 0.1).unwrap_err().to_string();
+        assert!(e.contains("m.smi") && e.contains("at least 2"), "{e}");
     }
 }

@@ -62,9 +62,9 @@ pub enum DataKind {
     Points,
     /// A text corpus, read as a stream of character tokens.
     Text,
-    /// Sequences of feature vectors (audio frames, time series, molecules as SMILES tokens):
-    /// no source produces them yet; the families of later issues name it.
-    Sequences,
+    /// Molecules, one SMILES per row, read by the language families as a text of one molecule
+    /// per line (SMILES or SELFIES tokens) and scored by the MOSES metrics.
+    Molecules,
 }
 
 impl DataKind {
@@ -73,7 +73,7 @@ impl DataKind {
             DataKind::Images => "images",
             DataKind::Points => "2-D points",
             DataKind::Text => "text",
-            DataKind::Sequences => "sequences",
+            DataKind::Molecules => "molecules (SMILES)",
         }
     }
 }
@@ -267,7 +267,7 @@ impl DatasetSource {
         match self {
             DatasetSource::Named(DatasetName::Shakespeare) | DatasetSource::Text { .. } => DataKind::Text,
             DatasetSource::Toy(_) => DataKind::Points,
-            DatasetSource::Named(DatasetName::Moses) | DatasetSource::Smiles { .. } => DataKind::Sequences,
+            DatasetSource::Named(DatasetName::Moses) | DatasetSource::Smiles { .. } => DataKind::Molecules,
             DatasetSource::Named(_) | DatasetSource::Idx { .. } | DatasetSource::Images { .. } => DataKind::Images,
         }
     }
@@ -354,6 +354,26 @@ impl DatasetSource {
             }
             DatasetSource::Text { text } => TextCorpus::read(text),
             _ => Err(DataError::Config(format!("{} is not a text dataset", self.describe()))),
+        }
+    }
+
+    /// Loads a molecule dataset: MOSES's vendored splits, or a SMILES file with its last
+    /// `fraction` held out (required for a file).
+    pub fn load_molecules(&self, fraction: Option<f64>) -> Result<crate::molecules::MoleculeSet> {
+        match (self, fraction) {
+            (DatasetSource::Named(DatasetName::Moses), None) => crate::molecules::load_moses(),
+            (DatasetSource::Named(DatasetName::Moses), Some(_)) => Err(DataError::Config(
+                "data.validation: moses has its own test split; expected { from = \"test\" } (the default)".into(),
+            )),
+            (DatasetSource::Smiles { smiles }, Some(f)) => {
+                ensure_exists(smiles)?;
+                crate::molecules::MoleculeSet::from_file(smiles, f)
+            }
+            (DatasetSource::Smiles { smiles }, None) => Err(DataError::Config(format!(
+                "data.validation: {} is one file with no test split; hold out its last rows with {{ fraction = 0.1 }}",
+                smiles.display()
+            ))),
+            _ => Err(DataError::Config(format!("{} is not a molecule dataset", self.describe()))),
         }
     }
 

@@ -43,6 +43,9 @@ pub struct TextSplits {
     pub eval: std::sync::Arc<Vec<u32>>,
     /// Characters of the held-out text the tokenizer does not know (each read as `<unk>`).
     pub eval_unknown: usize,
+    /// A molecule dataset's molecules as SMILES (its texts hold them one per line, as SMILES or
+    /// SELFIES by the tokenizer).
+    pub molecules: Option<std::sync::Arc<crate::molecules::MoleculeSet>>,
 }
 
 impl TextCorpus {
@@ -71,6 +74,7 @@ impl TextCorpus {
             train: std::sync::Arc::new(train),
             eval: std::sync::Arc::new(eval),
             eval_unknown,
+            molecules: None,
         })
     }
 }

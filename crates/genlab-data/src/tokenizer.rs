@@ -23,6 +23,10 @@ pub enum Tokenizer {
     Char(CharTokenizer),
     /// Byte-level BPE: the Hugging Face tokenizer itself (its JSON is `tokenizer.json`).
     Bpe(Box<tokenizers::Tokenizer>),
+    /// Molecules as SMILES, one per line: the molecular transformer's atom-level tokens.
+    Smiles(TokenList),
+    /// Molecules as SELFIES, one per line: one token per bracketed symbol.
+    Selfies(TokenList),
 }
 
 impl PartialEq for Tokenizer {
@@ -30,6 +34,7 @@ impl PartialEq for Tokenizer {
         match (self, other) {
             (Tokenizer::Char(a), Tokenizer::Char(b)) => a == b,
             (Tokenizer::Bpe(a), Tokenizer::Bpe(b)) => a.to_string(false).ok() == b.to_string(false).ok(),
+            (Tokenizer::Smiles(a), Tokenizer::Smiles(b)) | (Tokenizer::Selfies(a), Tokenizer::Selfies(b)) => a == b,
             _ => false,
         }
     }
@@ -44,6 +49,12 @@ pub enum TokenizerSpec {
     Char,
     /// Byte-level BPE with this many tokens (the 256 bytes and the merges learned).
     Bpe { vocab_size: usize },
+    /// Molecule datasets only: SMILES's atom-level tokens (bracket atoms, two-letter elements,
+    /// ring bonds and `%nn` are one token each).
+    Smiles,
+    /// Molecule datasets only: each molecule written as SELFIES (Krenn et al. 2020), one token per
+    /// symbol; every string of symbols decodes to a valid molecule.
+    Selfies,
 }
 
 impl TokenizerSpec {
@@ -59,7 +70,139 @@ impl TokenizerSpec {
                 }
                 Ok(Tokenizer::Bpe(Box::new(train_byte_level_bpe(text, vocab_size)?)))
             }
+            TokenizerSpec::Smiles => Ok(Tokenizer::Smiles(TokenList::fit(text, Molecular::Smiles)?)),
+            TokenizerSpec::Selfies => Ok(Tokenizer::Selfies(TokenList::fit(text, Molecular::Selfies)?)),
         }
+    }
+
+    /// Whether the tokenizer reads molecules (a molecule dataset's lines) rather than text.
+    pub fn is_molecular(self) -> bool {
+        matches!(self, TokenizerSpec::Smiles | TokenizerSpec::Selfies)
+    }
+}
+
+/// How a molecule tokenizer splits a line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Molecular {
+    Smiles,
+    Selfies,
+}
+
+impl Molecular {
+    /// The tokens of one molecule's line.
+    fn split(self, line: &str) -> std::result::Result<Vec<&str>, String> {
+        match self {
+            Molecular::Smiles => genlab_chem::tokenize(line).map_err(|e| e.to_string()),
+            Molecular::Selfies => genlab_chem::selfies::symbols(line).map_err(|e| e.to_string()),
+        }
+    }
+}
+
+/// The tokens of a molecule tokenizer: those of the training lines, sorted, then the line end
+/// (`\n`, which ends every molecule), then `<unk>` (the last id).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(from = "Tokens", into = "Tokens")]
+pub struct TokenList {
+    tokens: Vec<String>,
+    index: HashMap<String, u32>,
+}
+
+/// A token list as stored.
+#[derive(Serialize, Deserialize)]
+struct Tokens {
+    tokens: Vec<String>,
+}
+
+impl From<Tokens> for TokenList {
+    fn from(t: Tokens) -> Self {
+        TokenList::from_tokens(t.tokens)
+    }
+}
+
+impl From<TokenList> for Tokens {
+    fn from(t: TokenList) -> Self {
+        Tokens { tokens: t.tokens }
+    }
+}
+
+impl TokenList {
+    fn from_tokens(tokens: Vec<String>) -> Self {
+        let index = tokens.iter().enumerate().map(|(i, t)| (t.clone(), i as u32)).collect();
+        TokenList { tokens, index }
+    }
+
+    /// The tokens of `text`'s lines (molecules); a line the tokenizer refuses is an error naming it.
+    fn fit(text: &str, how: Molecular) -> Result<Self> {
+        let mut set = std::collections::BTreeSet::new();
+        for (i, line) in text.split('\n').enumerate().filter(|(_, l)| !l.is_empty()) {
+            let toks = how.split(line).map_err(|e| DataError::Config(format!("training molecule {}: {e}", i + 1)))?;
+            set.extend(toks.into_iter().map(str::to_string));
+        }
+        let mut tokens: Vec<String> = set.into_iter().collect();
+        tokens.push("\n".into());
+        Ok(Self::from_tokens(tokens))
+    }
+
+    /// The tokens, the line end last; token `i` is `tokens()[i]`.
+    pub fn tokens(&self) -> &[String] {
+        &self.tokens
+    }
+
+    /// The `<unk>` token: the last id.
+    pub fn unk(&self) -> u32 {
+        self.tokens.len() as u32
+    }
+
+    /// The line end's token.
+    pub fn end(&self) -> u32 {
+        self.tokens.len() as u32 - 1
+    }
+
+    /// `text`'s tokens, line ends included; `refuse` turns a token outside the list (or a line
+    /// the splitter refuses) into an error, otherwise it becomes `<unk>` and is counted.
+    fn encode(&self, text: &str, how: Molecular, refuse: Option<&str>) -> Result<(Vec<u32>, usize)> {
+        let (mut ids, mut unknown) = (Vec::new(), 0);
+        for (i, line) in text.split('\n').enumerate() {
+            if i > 0 {
+                ids.push(self.end());
+            }
+            if line.is_empty() {
+                continue;
+            }
+            let toks = match how.split(line) {
+                Ok(t) => t,
+                Err(e) => match refuse {
+                    Some(what) => return Err(DataError::Config(format!("{what}: {e}"))),
+                    None => {
+                        unknown += 1;
+                        ids.push(self.unk());
+                        continue;
+                    }
+                },
+            };
+            for t in toks {
+                match self.index.get(t) {
+                    Some(&id) => ids.push(id),
+                    None => match refuse {
+                        Some(what) => {
+                            return Err(DataError::Config(format!(
+                                "{what}: token {t:?} is not in the model's vocabulary of {} tokens (those of its training molecules); expected only those",
+                                self.tokens.len()
+                            )))
+                        }
+                        None => {
+                            unknown += 1;
+                            ids.push(self.unk());
+                        }
+                    },
+                }
+            }
+        }
+        Ok((ids, unknown))
+    }
+
+    fn decode(&self, tokens: &[u32]) -> String {
+        tokens.iter().map(|&t| self.tokens.get(t as usize).map_or("\u{fffd}", String::as_str)).collect()
     }
 }
 
@@ -150,6 +293,7 @@ impl Tokenizer {
         match self {
             Tokenizer::Char(c) => c.chars.len() + 1,
             Tokenizer::Bpe(t) => t.get_vocab_size(true),
+            Tokenizer::Smiles(t) | Tokenizer::Selfies(t) => t.tokens.len() + 1,
         }
     }
 
@@ -179,6 +323,8 @@ impl Tokenizer {
                 (ids, unknown)
             }
             Tokenizer::Bpe(t) => (Self::bpe_encode(t, text, "text").expect("byte-level BPE encodes any text"), 0),
+            Tokenizer::Smiles(t) => t.encode(text, Molecular::Smiles, None).expect("lossy encoding never fails"),
+            Tokenizer::Selfies(t) => t.encode(text, Molecular::Selfies, None).expect("lossy encoding never fails"),
         }
     }
 
@@ -200,6 +346,8 @@ impl Tokenizer {
                 })
                 .collect(),
             Tokenizer::Bpe(t) => Self::bpe_encode(t, text, what),
+            Tokenizer::Smiles(t) => Ok(t.encode(text, Molecular::Smiles, Some(what))?.0),
+            Tokenizer::Selfies(t) => Ok(t.encode(text, Molecular::Selfies, Some(what))?.0),
         }
     }
 
@@ -211,6 +359,7 @@ impl Tokenizer {
             }
             // Byte-level decoding: bytes that end mid-character decode as U+FFFD.
             Tokenizer::Bpe(t) => t.decode(tokens, false).unwrap_or_default(),
+            Tokenizer::Smiles(t) | Tokenizer::Selfies(t) => t.decode(tokens),
         }
     }
 
@@ -218,7 +367,7 @@ impl Tokenizer {
     /// genlab records in `run.json` alone).
     pub fn hf_json(&self) -> Option<String> {
         match self {
-            Tokenizer::Char(_) => None,
+            Tokenizer::Char(_) | Tokenizer::Smiles(_) | Tokenizer::Selfies(_) => None,
             Tokenizer::Bpe(t) => Some(t.to_string(true).expect("a trained tokenizer serialises")),
         }
     }
@@ -230,7 +379,42 @@ impl Tokenizer {
             Tokenizer::Bpe(t) => {
                 format!("byte-level BPE ({} tokens, trained on the training text)", t.get_vocab_size(true))
             }
+            Tokenizer::Smiles(t) => format!(
+                "SMILES atom-level tokens ({} of the training molecules, the line end and <unk>)",
+                t.tokens.len() - 1
+            ),
+            Tokenizer::Selfies(t) => {
+                format!("SELFIES symbols ({} of the training molecules, the line end and <unk>)", t.tokens.len() - 1)
+            }
         }
+    }
+
+    /// The line end's token of a molecule tokenizer (None for text).
+    pub fn molecule_end(&self) -> Option<u32> {
+        match self {
+            Tokenizer::Smiles(t) | Tokenizer::Selfies(t) => Some(t.end()),
+            _ => None,
+        }
+    }
+
+    /// The tokens a molecule's line may not begin with: a SELFIES string's branch and ring symbols
+    /// (every SELFIES line of the data begins with an atom, and one that does decodes to at least
+    /// one atom); none for other tokenizers.
+    pub fn not_first(&self) -> Vec<u32> {
+        match self {
+            Tokenizer::Selfies(t) => (0..t.tokens.len() as u32)
+                .filter(|&i| {
+                    let s = &t.tokens[i as usize];
+                    s.contains("Branch") || s.contains("Ring")
+                })
+                .collect(),
+            _ => vec![],
+        }
+    }
+
+    /// Whether the tokenizer writes molecules as SELFIES.
+    pub fn is_selfies(&self) -> bool {
+        matches!(self, Tokenizer::Selfies(_))
     }
 }
 
@@ -252,5 +436,47 @@ mod tests {
         let json = serde_json::to_string(&t).unwrap();
         assert_eq!(json, r#"{"char":{"chars":" dehlorw"}}"#);
         assert_eq!(serde_json::from_str::<Tokenizer>(&json).unwrap(), t);
+    }
+
+    /// The SMILES tokenizer: atom-level tokens of the training lines and the line end; the text
+    /// round-trips; an unseen token is `<unk>` in data and refused, named, in a prompt; it is
+    /// stored as its token list.
+    #[test]
+    fn smiles_tokens_round_trip_and_unseen_ones_follow_the_policy() {
+        let t = TokenizerSpec::Smiles.fit("CC(=O)Cl\nc1ccccc1Br\n").unwrap();
+        let Tokenizer::Smiles(list) = &t else { panic!("{t:?}") };
+        assert_eq!(list.tokens(), ["(", ")", "1", "=", "Br", "C", "Cl", "O", "c", "\n"]);
+        assert_eq!((t.vocab_size(), t.molecule_end(), t.is_selfies()), (11, Some(9), false));
+        let (ids, unknown) = t.encode_lossy("CC(=O)Cl\nc1ccccc1Br\n");
+        assert_eq!(unknown, 0);
+        assert_eq!(&ids[..7], [5, 5, 0, 3, 7, 1, 6]);
+        assert_eq!(ids[7], 9);
+        assert_eq!(t.decode(&ids), "CC(=O)Cl\nc1ccccc1Br\n");
+        // [nH] and N are unseen: <unk> each in data, refused by name in a prompt.
+        let (ids, unknown) = t.encode_lossy("c1cc[nH]c1N");
+        assert_eq!((unknown, ids.iter().filter(|&&i| i == 10).count()), (2, 2));
+        let e = t.encode_strict("CCN", "--prompt").unwrap_err().to_string();
+        assert!(e.contains("--prompt: token \"N\" is not in the model's vocabulary of 10 tokens"), "{e}");
+        let e = t.encode_strict("CC%1", "--prompt").unwrap_err().to_string();
+        assert!(e.contains("--prompt") && e.contains("%"), "{e}");
+        let json = serde_json::to_string(&t).unwrap();
+        assert_eq!(json, r#"{"smiles":{"tokens":["(",")","1","=","Br","C","Cl","O","c","\n"]}}"#);
+        assert_eq!(serde_json::from_str::<Tokenizer>(&json).unwrap(), t);
+        let e = TokenizerSpec::Smiles.fit("CC\nC[C\n").map(|_| ()).unwrap_err().to_string();
+        assert!(e.contains("training molecule 2"), "{e}");
+    }
+
+    /// The SELFIES tokenizer: one token per bracketed symbol.
+    #[test]
+    fn selfies_symbols_are_tokens() {
+        let t = TokenizerSpec::Selfies.fit("[C][=C][Branch1][C][O]\n[N]\n").unwrap();
+        let Tokenizer::Selfies(list) = &t else { panic!("{t:?}") };
+        assert_eq!(list.tokens(), ["[=C]", "[Branch1]", "[C]", "[N]", "[O]", "\n"]);
+        assert!(t.is_selfies());
+        let (ids, unknown) = t.encode_lossy("[C][O]\n[F]");
+        assert_eq!((ids, unknown), (vec![2, 4, 5, 6], 1));
+        assert_eq!(t.decode(&[2, 4, 5, 3]), "[C][O]\n[N]");
+        assert_eq!(t.not_first(), [1]);
+        assert!(TokenizerSpec::Smiles.fit("C1CC1\n").unwrap().not_first().is_empty());
     }
 }

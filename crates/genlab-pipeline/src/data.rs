@@ -105,12 +105,7 @@ impl Data {
                 };
                 Data::Text(corpus.split(f, d.tokenizer)?)
             }
-            DataKind::Sequences => {
-                return Err(PipelineError::Config(format!(
-                    "data.dataset = {}: sequence data has no reader yet",
-                    d.dataset.describe()
-                )))
-            }
+            DataKind::Molecules => Data::Text(d.dataset.load_molecules(d.validation.fraction)?.into_text(d.tokenizer)?),
         };
         let facts = data.facts();
         let t = &exp.train;
@@ -130,6 +125,7 @@ impl Data {
         match self {
             Data::Images(_) => DataKind::Images,
             Data::Points(_) => DataKind::Points,
+            Data::Text(t) if t.molecules.is_some() => DataKind::Molecules,
             Data::Text(_) => DataKind::Text,
         }
     }

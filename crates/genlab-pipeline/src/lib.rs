@@ -12,6 +12,7 @@ pub mod family;
 pub mod generate;
 pub mod language;
 pub mod metric;
+pub mod molecules;
 pub mod post;
 pub mod registry;
 pub mod reopen;

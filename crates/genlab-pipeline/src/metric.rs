@@ -46,7 +46,33 @@ pub enum Metric {
     CodebookPerplexity,
     /// The fraction of a codebook's codes that no evaluation vector is assigned to.
     DeadCodeFraction,
+    /// MOSES's metrics of `eval.metric_samples` generated molecules: the fraction that are valid
+    /// molecules,
+    Validity,
+    /// the fraction of the first 10,000 valid ones (all, when fewer) that are distinct,
+    Uniqueness,
+    /// the fraction of the distinct valid ones not in the training set,
+    Novelty,
+    /// internal diversity IntDiv1 (1 - the mean Tanimoto similarity of all pairs),
+    IntDiv,
+    /// the mean Tanimoto similarity of each to its nearest test molecule (SNN/Test),
+    Snn,
+    /// the cosine similarity of their BRICS fragment counts to the test set's (Frag/Test),
+    FragmentSimilarity,
+    /// and the cosine similarity of their Bemis-Murcko scaffold counts to the test set's (Scaf/Test).
+    ScaffoldSimilarity,
 }
+
+/// The metrics every molecule generator reports when `eval.metric_samples` asks for them.
+pub const MOLECULE_METRICS: [Metric; 7] = [
+    Metric::Validity,
+    Metric::Uniqueness,
+    Metric::Novelty,
+    Metric::IntDiv,
+    Metric::Snn,
+    Metric::FragmentSimilarity,
+    Metric::ScaffoldSimilarity,
+];
 
 /// The metrics every image generator reports when `eval.metric_samples` asks for them.
 pub const SAMPLE_METRICS: [Metric; 6] =
@@ -75,6 +101,13 @@ impl Metric {
             Metric::ReconstructionMse => "reconstruction_mse",
             Metric::CodebookPerplexity => "codebook_perplexity",
             Metric::DeadCodeFraction => "dead_code_fraction",
+            Metric::Validity => "validity",
+            Metric::Uniqueness => "unique",
+            Metric::Novelty => "novelty",
+            Metric::IntDiv => "int_div",
+            Metric::Snn => "snn",
+            Metric::FragmentSimilarity => "frag",
+            Metric::ScaffoldSimilarity => "scaf",
         }
     }
 
@@ -100,12 +133,19 @@ impl Metric {
             Metric::ReconstructionMse => "reconstruction error on the evaluation split (MSE per pixel)",
             Metric::CodebookPerplexity => "perplexity of the evaluation split's codes",
             Metric::DeadCodeFraction => "fraction of codes unused by the evaluation split",
+            Metric::Validity => "fraction of generated molecules that are valid",
+            Metric::Uniqueness => "fraction of valid generated molecules that are distinct (unique@10k)",
+            Metric::Novelty => "fraction of distinct valid generated molecules not in the training set",
+            Metric::IntDiv => "internal diversity of the generated molecules (IntDiv1)",
+            Metric::Snn => "mean similarity of generated molecules to their nearest test molecule (SNN)",
+            Metric::FragmentSimilarity => "cosine similarity of generated and test BRICS fragment counts (Frag)",
+            Metric::ScaffoldSimilarity => "cosine similarity of generated and test scaffold counts (Scaf)",
         }
     }
 
     /// Whether the metric needs generated images (`eval.metric_samples`).
     pub fn needs_samples(self) -> bool {
-        SAMPLE_METRICS.contains(&self)
+        SAMPLE_METRICS.contains(&self) || MOLECULE_METRICS.contains(&self)
     }
 }
 

@@ -135,6 +135,7 @@ impl<F: Family> Registered for Entry<F> {
                 ),
             ));
         }
+        check_molecule_data(exp)?;
         match (F::STAGE1, &exp.stage1) {
             (Some(first), None) => {
                 return Err((
@@ -165,9 +166,14 @@ impl<F: Family> Registered for Entry<F> {
         if output == OutputKind::Images && exp.eval.metric_samples > 0 {
             metrics.extend(metric::SAMPLE_METRICS);
         }
+        if kind == DataKind::Molecules && exp.eval.metric_samples > 0 {
+            metrics.extend(metric::MOLECULE_METRICS);
+        }
         if let Some(g) = exp.problem.goal.filter(|g| !metrics.contains(&g.metric)) {
             let more = if output == OutputKind::Images && exp.eval.metric_samples == 0 {
                 format!(" (and, with eval.metric_samples, {})", metric::list(&metric::SAMPLE_METRICS))
+            } else if kind == DataKind::Molecules && exp.eval.metric_samples == 0 {
+                format!(" (and, with eval.metric_samples, {})", metric::list(&metric::MOLECULE_METRICS))
             } else {
                 String::new()
             };
@@ -181,7 +187,7 @@ impl<F: Family> Registered for Entry<F> {
                 ),
             ));
         }
-        if exp.eval.metric_samples > 0 && output != OutputKind::Images {
+        if exp.eval.metric_samples > 0 && output != OutputKind::Images && kind != DataKind::Molecules {
             return Err((
                 "eval.metric_samples".into(),
                 format!(
@@ -268,8 +274,13 @@ pub fn describe(name: Option<&str>) -> crate::error::Result<String> {
         for (kind, metrics, output) in f.by_kind() {
             let sample_line;
             let mut m: Vec<&str> = metrics.iter().map(|m| m.key()).collect();
-            if output == OutputKind::Images {
-                let sample: Vec<&str> = metric::SAMPLE_METRICS.iter().map(|m| m.key()).collect();
+            let extra = match (output, kind) {
+                (OutputKind::Images, _) => &metric::SAMPLE_METRICS[..],
+                (_, DataKind::Molecules) => &metric::MOLECULE_METRICS[..],
+                _ => &[],
+            };
+            if !extra.is_empty() {
+                let sample: Vec<&str> = extra.iter().map(|m| m.key()).collect();
                 let and = if m.is_empty() { "" } else { "and, " };
                 sample_line = format!("{and}with eval.metric_samples, {}", sample.join(", "));
                 m.push(&sample_line);
@@ -296,4 +307,44 @@ pub fn describe(name: Option<&str>) -> crate::error::Result<String> {
 /// One line naming the family a command reached for but which does not know `name`.
 pub fn unknown_family(name: &str) -> PipelineError {
     PipelineError::Config(format!("unknown family \"{name}\": expected {}", names_quoted()))
+}
+
+/// A molecule dataset's tokenizer and held-out split, checked before any file is written: molecules
+/// are read as SMILES or SELFIES tokens, text never is; MOSES has its own test split, a SMILES file
+/// holds out its last rows.
+fn check_molecule_data(exp: &Experiment) -> Result<(), KeyError> {
+    let d = &exp.data;
+    let molecular = d.tokenizer.is_molecular();
+    match d.dataset.kind() {
+        DataKind::Molecules if !molecular => Err((
+            "data.tokenizer".into(),
+            format!(
+                ": {} holds molecules; expected tokenizer = \"smiles\" (atom-level tokens) or \"selfies\"",
+                d.dataset.describe()
+            ),
+        )),
+        DataKind::Molecules => match (&d.dataset, d.validation.fraction) {
+            (genlab_data::DatasetSource::Named(_), Some(_)) => Err((
+                "data.validation".into(),
+                format!(
+                    ": {} has its own test split; leave validation out (or {{ from = \"test\" }})",
+                    d.dataset.describe()
+                ),
+            )),
+            (genlab_data::DatasetSource::Smiles { .. }, None) => Err((
+                "data.validation".into(),
+                format!(": {} is one file; hold out its last rows with {{ fraction = 0.1 }}", d.dataset.describe()),
+            )),
+            _ => Ok(()),
+        },
+        kind if molecular => Err((
+            "data.tokenizer".into(),
+            format!(
+                ": \"smiles\" and \"selfies\" read molecules, and {} holds {}",
+                d.dataset.describe(),
+                kind.describe()
+            ),
+        )),
+        _ => Ok(()),
+    }
 }

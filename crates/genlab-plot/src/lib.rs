@@ -67,6 +67,11 @@ fn tick_decimals(span: f64) -> usize {
 
 /// Line plot of one or more series against the step.
 pub fn line_plot(path: &Path, title: &str, y_label: &str, series: &[Series<'_>]) -> Result<()> {
+    line_plot_against(path, title, "step", y_label, series)
+}
+
+/// Line plot of one or more series against `x_label`'s quantity (a histogram's bin centres).
+pub fn line_plot_against(path: &Path, title: &str, x_label: &str, y_label: &str, series: &[Series<'_>]) -> Result<()> {
     let all: Vec<(f64, f64)> =
         series.iter().flat_map(|s| s.points.iter().copied()).filter(|p| p.1.is_finite()).collect();
     if all.is_empty() {
@@ -91,7 +96,7 @@ pub fn line_plot(path: &Path, title: &str, y_label: &str, series: &[Series<'_>])
             .map_err(|e| e.to_string())?;
         chart
             .configure_mesh()
-            .x_desc("step")
+            .x_desc(x_label)
             .y_desc(y_label)
             .x_label_formatter(&|x| format!("{x:.0}"))
             .y_label_formatter(&|y| format!("{y:.decimals$}"))

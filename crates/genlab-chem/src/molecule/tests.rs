@@ -80,3 +80,25 @@ fn hand_cases() {
     assert_eq!(m.kekule.iter().filter(|o| **o == BondOrder::Double).count(), 3);
     assert_eq!(m.implicit_h, vec![1, 1, 1, 1, 1, 0, 1]);
 }
+
+/// Molecular weight, ring count and heavy atoms of 1,000 MOSES test molecules equal RDKit's
+/// (`fixtures/properties.json`, made by `fixtures/make_properties_fixture.py`), weight to 1e-6.
+#[test]
+fn properties_match_rdkit() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/properties.json");
+    let fixture: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let rows = fixture["molecules"].as_array().unwrap();
+    assert_eq!(rows.len(), 1000);
+    for r in rows {
+        let s = r["smiles"].as_str().unwrap();
+        let m = parse(s).unwrap();
+        let wt = m.molecular_weight().unwrap();
+        assert!((wt - r["mol_wt"].as_f64().unwrap()).abs() < 1e-6, "{s}: {wt} vs {}", r["mol_wt"]);
+        assert_eq!(m.ring_count() as u64, r["rings"].as_u64().unwrap(), "{s}");
+        assert_eq!(m.atoms.len() as u64, r["heavy_atoms"].as_u64().unwrap(), "{s}");
+    }
+    // By hand: ethanol C2H6O, and a spiro compound's two rings.
+    assert!((parse("CCO").unwrap().molecular_weight().unwrap() - (2.0 * 12.011 + 6.0 * 1.008 + 15.999)).abs() < 1e-9);
+    assert_eq!(parse("C1CCC12CCCC2").unwrap().ring_count(), 2);
+    assert_eq!(parse("CC.C1CC1").unwrap().ring_count(), 1);
+}

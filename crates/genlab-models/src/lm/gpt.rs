@@ -375,6 +375,26 @@ impl Autoregressive for Gpt {
     }
 }
 
+/// Many sequences side by side: one KV cache with a row per sequence.
+impl crate::lm::BatchAutoregressive for Gpt {
+    type BatchState = KvCache;
+
+    fn batch_context(&self) -> Option<usize> {
+        Some(self.block_size)
+    }
+
+    fn start_batch(&self, _: usize) -> KvCache {
+        KvCache::default()
+    }
+
+    fn feed_batch(&self, cache: &mut KvCache, tokens: &[u32]) -> Vec<f32> {
+        let n = tokens.len();
+        let v: Vec<i64> = tokens.iter().map(|&t| i64::from(t)).collect();
+        let x = Tensor::from_data(burn::tensor::TensorData::new(v, [n, 1]), &self.wte.device());
+        genlab_core::tensors::to_f32_vec(self.forward(x, Some(cache), None))
+    }
+}
+
 /// Generation without a cache, as nanoGPT's `generate` does it: each step runs the model over
 /// every token in its context. The reference the cached path is tested against.
 pub struct Uncached<'a>(pub &'a Gpt);

@@ -31,6 +31,86 @@ pub trait Autoregressive {
     fn feed(&self, state: &mut Self::State, tokens: &[u32]) -> Vec<f32>;
 }
 
+/// A model that generates many sequences side by side, one token of each per step.
+pub trait BatchAutoregressive {
+    /// What the model keeps of the sequences read so far.
+    type BatchState;
+    /// The most tokens a sequence may hold; None for a recurrent model.
+    fn batch_context(&self) -> Option<usize>;
+    /// The state of `n` empty sequences.
+    fn start_batch(&self, n: usize) -> Self::BatchState;
+    /// Reads one token per sequence; returns the next-token logits, `[n, vocab]` row-major.
+    fn feed_batch(&self, state: &mut Self::BatchState, tokens: &[u32]) -> Vec<f32>;
+}
+
+/// Which lines [`sample_lines`] draws.
+#[derive(Debug, Clone, Copy)]
+pub struct LineSpec<'a> {
+    pub count: usize,
+    /// Lines drawn side by side.
+    pub batch: usize,
+    pub start: u32,
+    pub end: u32,
+    pub max_tokens: usize,
+    pub banned: &'a [u32],
+    pub not_first: &'a [u32],
+}
+
+/// `n` (`count`) sequences drawn side by side, `batch` at a time, each begun with the token `start` (which
+/// they leave out) and ended at its first `end` (left out) or after `max_tokens` (capped by the
+/// model's context), with the controls of `sampling`; the tokens of `banned` are never drawn, nor
+/// `end` or those of `not_first` as a line's first token (a line holds at least one token, and
+/// begins as the data's lines may). One seeded stream draws them all, so the lines depend on `seed`
+/// and `batch`, not on the machine.
+pub fn sample_lines<M: BatchAutoregressive>(
+    model: &M,
+    lines: &LineSpec<'_>,
+    sampling: &Sampling,
+    seed: u64,
+    mut progress: impl FnMut(usize),
+) -> Vec<Vec<u32>> {
+    let LineSpec { count: n, batch, start, end, max_tokens, banned, not_first } = *lines;
+    let max_tokens = model.batch_context().map_or(max_tokens, |c| max_tokens.min(c.saturating_sub(1)));
+    let mut rng = SeededRng::stream(seed, GENERATION_STREAM);
+    let mut out = Vec::with_capacity(n);
+    while out.len() < n {
+        let b = batch.max(1).min(n - out.len());
+        let mut state = model.start_batch(b);
+        let mut rows: Vec<Vec<u32>> = vec![Vec::new(); b];
+        let mut done = vec![false; b];
+        let mut input = vec![start; b];
+        for _ in 0..max_tokens {
+            let mut logits = model.feed_batch(&mut state, &input);
+            let v = logits.len() / b;
+            for i in 0..b {
+                let row = &mut logits[i * v..(i + 1) * v];
+                let first = if rows[i].is_empty() { not_first } else { &[] };
+                for &t in banned.iter().chain(first).chain(rows[i].is_empty().then_some(&end)) {
+                    if let Some(x) = row.get_mut(t as usize) {
+                        *x = f32::NEG_INFINITY;
+                    }
+                }
+                let next = sampling.pick(row, &rows[i], &mut rng);
+                input[i] = next;
+                if done[i] {
+                    continue;
+                }
+                if next == end {
+                    done[i] = true;
+                } else {
+                    rows[i].push(next);
+                }
+            }
+            if done.iter().all(|&d| d) {
+                break;
+            }
+        }
+        out.extend(rows);
+        progress(out.len());
+    }
+    out
+}
+
 /// Tokens as a `[1, n]` tensor.
 pub(crate) fn int_tokens(tokens: &[u32], device: &Device) -> Tensor<2, Int> {
     let v: Vec<i64> = tokens.iter().map(|&t| i64::from(t)).collect();
@@ -132,4 +212,149 @@ pub fn generate<M: Autoregressive>(
         on_text(&text[streamed..]);
     }
     Generated { tokens, text, finish }
+}
+
+#[cfg(test)]
+mod batch_tests {
+    use super::*;
+    use crate::lm::gpt::GptConfig;
+    use crate::lm::rnn::RnnLmConfig;
+
+    /// Rows fed side by side get the logits each row gets fed alone, step after step.
+    fn rows_match_single_sequences<M: Autoregressive + BatchAutoregressive>(m: &M, rows: &[Vec<u32>]) {
+        let mut batch = m.start_batch(rows.len());
+        let mut single: Vec<M::State> = rows.iter().map(|_| m.start()).collect();
+        for t in 0..rows[0].len() {
+            let tokens: Vec<u32> = rows.iter().map(|r| r[t]).collect();
+            let side = m.feed_batch(&mut batch, &tokens);
+            let v = side.len() / rows.len();
+            for (i, s) in single.iter_mut().enumerate() {
+                let alone = m.feed(s, &[rows[i][t]]);
+                let err = alone.iter().zip(&side[i * v..(i + 1) * v]).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+                assert!(err < 1e-5, "row {i}, step {t}: {err}");
+            }
+        }
+    }
+
+    /// Greedy lines drawn side by side are the lines `generate` writes one at a time from the same
+    /// start token.
+    fn greedy_lines_match_generate<M: Autoregressive + BatchAutoregressive>(m: &M, vocab: u32) {
+        let (start, max) = (0u32, 12);
+        let g = Generation { max_tokens: max, sampling: Sampling::greedy(), stop: vec![], end: None, seed: 0 };
+        let expected = generate(m, &[start], &g, &|_| String::new(), &mut |_| {}).tokens;
+        // `vocab` is no token: the lines run to `max`.
+        let lines = sample_lines(
+            m,
+            &LineSpec { count: 5, batch: 2, start, end: vocab, max_tokens: max, banned: &[], not_first: &[] },
+            &Sampling::greedy(),
+            0,
+            |_| {},
+        );
+        assert_eq!(lines.len(), 5);
+        assert!(lines.iter().all(|l| *l == expected), "{lines:?} vs {expected:?}");
+    }
+
+    /// A model that prefers the token after the one it read (logit 2), then the one after that
+    /// (logit 1), over a vocabulary of 9.
+    struct Cycle;
+
+    impl BatchAutoregressive for Cycle {
+        type BatchState = ();
+        fn batch_context(&self) -> Option<usize> {
+            None
+        }
+        fn start_batch(&self, _: usize) {}
+        fn feed_batch(&self, _: &mut (), tokens: &[u32]) -> Vec<f32> {
+            let mut logits = vec![0.0; tokens.len() * 9];
+            for (i, &t) in tokens.iter().enumerate() {
+                logits[i * 9 + ((t + 1) % 9) as usize] = 2.0;
+                logits[i * 9 + ((t + 2) % 9) as usize] = 1.0;
+            }
+            logits
+        }
+    }
+
+    /// Lines end at the end token (left out), never before their first token, never hold a banned
+    /// token, and stop at `max_tokens`.
+    #[test]
+    fn lines_end_at_the_end_token_and_skip_banned_ones() {
+        let greedy = Sampling::greedy();
+        assert_eq!(
+            sample_lines(
+                &Cycle,
+                &LineSpec { count: 2, batch: 2, start: 0, end: 4, max_tokens: 20, banned: &[], not_first: &[] },
+                &greedy,
+                0,
+                |_| {}
+            ),
+            vec![vec![1, 2, 3]; 2]
+        );
+        // The end is the start's successor: banned as a first token, the next best is drawn.
+        assert_eq!(
+            sample_lines(
+                &Cycle,
+                &LineSpec { count: 1, batch: 1, start: 3, end: 4, max_tokens: 20, banned: &[], not_first: &[] },
+                &greedy,
+                0,
+                |_| {}
+            ),
+            vec![vec![5, 6, 7, 8, 0, 1, 2, 3]]
+        );
+        assert_eq!(
+            sample_lines(
+                &Cycle,
+                &LineSpec { count: 1, batch: 1, start: 0, end: 4, max_tokens: 20, banned: &[2], not_first: &[] },
+                &greedy,
+                0,
+                |_| {}
+            ),
+            vec![vec![1, 3]]
+        );
+        assert_eq!(
+            sample_lines(
+                &Cycle,
+                &LineSpec { count: 3, batch: 2, start: 0, end: 99, max_tokens: 5, banned: &[], not_first: &[] },
+                &greedy,
+                0,
+                |_| {}
+            ),
+            vec![vec![1, 2, 3, 4, 5]; 3]
+        );
+        // Tokens a line may not begin with: the first is the best of the others, the rest are free.
+        assert_eq!(
+            sample_lines(
+                &Cycle,
+                &LineSpec { count: 1, batch: 1, start: 0, end: 4, max_tokens: 20, banned: &[], not_first: &[1] },
+                &greedy,
+                0,
+                |_| {}
+            ),
+            vec![vec![2, 3]]
+        );
+        assert_eq!(
+            sample_lines(
+                &Cycle,
+                &LineSpec { count: 1, batch: 1, start: 8, end: 4, max_tokens: 20, banned: &[], not_first: &[0] },
+                &greedy,
+                0,
+                |_| {}
+            ),
+            vec![vec![1, 2, 3]]
+        );
+    }
+
+    #[test]
+    fn batched_sampling_equals_one_sequence_at_a_time() {
+        let dev = Device::flex();
+        let rows = vec![vec![1u32, 4, 2, 7, 3], vec![5, 5, 0, 8, 1], vec![2, 6, 6, 3, 0]];
+        let rnn =
+            RnnLmConfig { hidden: 12, embedding: Some(8), layers: 2, ..Default::default() }.init(9, 0, &dev).unwrap();
+        rows_match_single_sequences(&rnn, &rows);
+        greedy_lines_match_generate(&rnn, 9);
+        let gpt = GptConfig { layers: 2, heads: 2, width: 16, block_size: 16, ..Default::default() }
+            .init(9, 1, &dev)
+            .unwrap();
+        rows_match_single_sequences(&gpt, &rows);
+        greedy_lines_match_generate(&gpt, 9);
+    }
 }

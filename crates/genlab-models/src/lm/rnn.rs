@@ -219,6 +219,26 @@ impl Autoregressive for RnnLm {
     }
 }
 
+/// Many sequences side by side: the state holds a row per sequence.
+impl crate::lm::BatchAutoregressive for RnnLm {
+    type BatchState = Vec<LayerState>;
+
+    fn batch_context(&self) -> Option<usize> {
+        None
+    }
+
+    fn start_batch(&self, n: usize) -> Vec<LayerState> {
+        self.zero_state(n, &self.wte.device())
+    }
+
+    fn feed_batch(&self, state: &mut Vec<LayerState>, tokens: &[u32]) -> Vec<f32> {
+        let n = tokens.len();
+        let v: Vec<i64> = tokens.iter().map(|&t| i64::from(t)).collect();
+        let x = Tensor::from_data(burn::tensor::TensorData::new(v, [n, 1]), &self.wte.device());
+        genlab_core::tensors::to_f32_vec(self.forward(x, state, None))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -39,6 +39,9 @@ pub struct SentenceVaeConfig {
     /// Steps over which the KL weight rises linearly from 0 to 1 (0: 1 from the start).
     #[serde(default = "default_anneal")]
     pub kl_anneal_steps: u64,
+    /// The KL weight the annealing ends at (1: the ELBO; MOSES's molecular VAE ends at 0.05).
+    #[serde(default = "one")]
+    pub kl_weight_max: f64,
     /// The least KL (nats) each latent dimension is charged in training, as a batch mean.
     #[serde(default = "default_free_bits")]
     pub free_bits: f64,
@@ -62,6 +65,9 @@ fn default_word_dropout() -> f64 {
 fn default_anneal() -> u64 {
     2000
 }
+fn one() -> f64 {
+    1.0
+}
 fn default_free_bits() -> f64 {
     0.1
 }
@@ -75,6 +81,7 @@ impl Default for SentenceVaeConfig {
             latent_dim: default_latent(),
             word_dropout: default_word_dropout(),
             kl_anneal_steps: default_anneal(),
+            kl_weight_max: 1.0,
             free_bits: default_free_bits(),
         }
     }
@@ -91,6 +98,9 @@ impl SentenceVaeConfig {
         }
         if !(0.0..1.0).contains(&self.word_dropout) {
             return bad("word_dropout", self.word_dropout.to_string(), "expected a fraction in [0, 1)");
+        }
+        if !(self.kl_weight_max > 0.0 && self.kl_weight_max <= 1.0) {
+            return bad("kl_weight_max", self.kl_weight_max.to_string(), "expected a weight in (0, 1]");
         }
         if !(self.free_bits >= 0.0 && self.free_bits.is_finite()) {
             return bad("free_bits", self.free_bits.to_string(), "expected a finite number of nats >= 0");
@@ -116,6 +126,7 @@ impl SentenceVaeConfig {
             latent_dim: l,
             word_dropout: self.word_dropout,
             kl_anneal_steps: self.kl_anneal_steps,
+            kl_weight_max: self.kl_weight_max,
             free_bits: self.free_bits,
         })
     }
@@ -137,6 +148,7 @@ pub struct SentenceVae {
     pub latent_dim: usize,
     pub word_dropout: f64,
     pub kl_anneal_steps: u64,
+    pub kl_weight_max: f64,
     pub free_bits: f64,
 }
 
@@ -259,13 +271,10 @@ impl SentenceVae {
         LineTerms { nll: self.reconstruction_nll(lines, z, rng), kl, mu }
     }
 
-    /// The KL weight at 1-based `step`.
+    /// The KL weight at 1-based `step`: rising linearly to `kl_weight_max`.
     pub fn kl_weight(&self, step: u64) -> f64 {
-        if self.kl_anneal_steps == 0 {
-            1.0
-        } else {
-            (step as f64 / self.kl_anneal_steps as f64).min(1.0)
-        }
+        let ramp = if self.kl_anneal_steps == 0 { 1.0 } else { (step as f64 / self.kl_anneal_steps as f64).min(1.0) };
+        ramp * self.kl_weight_max
     }
 
     /// The training loss: mean reconstruction NLL plus `weight` times the KL, each dimension's
@@ -300,8 +309,13 @@ impl SentenceVae {
 
     /// Lines decoded from each z `[n, latent]`, greedily or by `pick` over the tokenizer's
     /// tokens and the end token (the blank and the padding are never drawn), at most `max_len`
-    /// tokens each.
-    pub fn decode(&self, z: Tensor<2>, max_len: usize, pick: &mut dyn FnMut(&[f32]) -> u32) -> Vec<Vec<u32>> {
+    /// tokens each; `pick` is given the logits and the position of the token it draws.
+    pub fn decode(
+        &self,
+        z: Tensor<2>,
+        max_len: usize,
+        pick: &mut dyn FnMut(&mut [f32], usize) -> u32,
+    ) -> Vec<Vec<u32>> {
         let n = z.dims()[0];
         let d = self.device();
         let v = self.vocab + 3;
@@ -309,13 +323,13 @@ impl SentenceVae {
         let mut lines = vec![Vec::new(); n];
         let mut done = vec![false; n];
         let mut input = vec![i64::from(self.end()); n];
-        for _ in 0..=max_len {
+        for position in 0..=max_len {
             let emb = burn::tensor::module::embedding(self.wte.val(), ints(input.clone(), [n, 1], &d)); // [n, 1, e]
             let (out, next) = self.decoder.forward(emb, state);
             state = next;
-            let logits = to_f32_vec(self.head.forward(out.reshape([n, self.decoder.hidden()]))); // [n, V]
+            let mut logits = to_f32_vec(self.head.forward(out.reshape([n, self.decoder.hidden()]))); // [n, V]
             for i in 0..n {
-                let t = pick(&logits[i * v..i * v + self.vocab + 1]);
+                let t = pick(&mut logits[i * v..i * v + self.vocab + 1], position);
                 input[i] = i64::from(t);
                 if !done[i] {
                     if t == self.end() || lines[i].len() == max_len {

@@ -54,6 +54,12 @@ fn kl_weight_rises_linearly() {
     assert_eq!((m.kl_weight(1), m.kl_weight(50), m.kl_weight(100), m.kl_weight(500)), (0.01, 0.5, 1.0, 1.0));
     let m = SentenceVaeConfig { kl_anneal_steps: 0, ..Default::default() }.init(5, 0, &Device::flex()).unwrap();
     assert_eq!(m.kl_weight(1), 1.0);
+    let m = SentenceVaeConfig { kl_anneal_steps: 100, kl_weight_max: 0.05, ..Default::default() }
+        .init(5, 0, &Device::flex())
+        .unwrap();
+    assert_eq!((m.kl_weight(50), m.kl_weight(100), m.kl_weight(500)), (0.025, 0.05, 0.05));
+    let bad = SentenceVaeConfig { kl_weight_max: 0.0, ..Default::default() }.check().unwrap_err().to_string();
+    assert!(bad.contains("kl_weight_max"), "{bad}");
 }
 
 /// Greedy decoding picks, at each step, the argmax (over the tokens and the end) of the logits
@@ -63,7 +69,7 @@ fn greedy_decoding_follows_teacher_forcing() {
     let m = small(0.0);
     let dev = Device::flex();
     for (i, row) in [[0.4f32, -0.7, 1.1], [-2.0, 0.3, 0.0], [1.5, 1.5, -1.5]].into_iter().enumerate() {
-        let line = m.decode(eps(&[row]), 6, &mut |l| argmax(l)).remove(0);
+        let line = m.decode(eps(&[row]), 6, &mut |l, _| argmax(l)).remove(0);
         assert!(line.iter().all(|&t| t < 10), "the blank or the padding was drawn: {line:?}");
         let input: Vec<i64> = std::iter::once(i64::from(m.end())).chain(line.iter().map(|&t| i64::from(t))).collect();
         let n = input.len();

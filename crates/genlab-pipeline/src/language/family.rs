@@ -61,7 +61,7 @@ impl<N: LmNetwork> Family for LmFamily<N> {
     fn check(s: &Section<N, LmOptions>, exp: &Experiment) -> Result<(), KeyError> {
         s.network.check().map_err(model_error)?;
         s.options.check()?;
-        if exp.data.validation.fraction.is_none() {
+        if exp.data.validation.fraction.is_none() && exp.data.dataset.kind() != DataKind::Molecules {
             return Err((
                 "data.validation".into(),
                 ": a language model holds out the corpus's tail; expected { fraction = 0.1 }".into(),
@@ -229,6 +229,33 @@ impl<N: LmNetwork> Family for LmFamily<N> {
             }
             None => None,
         };
+        let molecules = match (tok.molecule_end(), self.exp.eval.metric_samples) {
+            (Some(end), n) if n > 0 && text.molecules.is_some() => {
+                cx.events.message(&format!("sampling {n} molecules at temperature 1 for the MOSES metrics"));
+                let mut bar = cx.events.progress("molecules", n as u64, 0);
+                let not_first = tok.not_first();
+                let spec = genlab_models::lm::LineSpec {
+                    count: n,
+                    batch: crate::molecules::SAMPLE_BATCH,
+                    start: end,
+                    end,
+                    max_tokens: crate::molecules::MAX_TOKENS,
+                    // <unk> is no molecule's token.
+                    banned: &[tok.vocab_size() as u32 - 1],
+                    not_first: &not_first,
+                };
+                let lines =
+                    genlab_models::lm::sample_lines(m, &spec, &Sampling::default(), seed.wrapping_add(4), |k| {
+                        bar.update(k as u64, "molecules")
+                    });
+                bar.finish();
+                let lines: Vec<String> = lines.iter().map(|l| tok.decode(l)).collect();
+                let e = crate::molecules::evaluate(&lines, text, cx)?;
+                section.push_str(&e.section);
+                Some(e)
+            }
+            _ => None,
+        };
         std::fs::create_dir_all(cx.run_dir.join("samples"))
             .map_err(genlab_core::CoreError::io(cx.run_dir.join("samples")))?;
         let all: String = samples
@@ -236,12 +263,23 @@ impl<N: LmNetwork> Family for LmFamily<N> {
             .map(|(t, s)| format!("=== temperature {t} ===\n{}{s}\n\n", self.options.sample_prompt))
             .collect();
         genlab_core::atomic::write_atomic(&cx.run_dir.join("samples/text.txt"), all.as_bytes())?;
+        let mut metrics = vec![
+            (Metric::NllNats, l.nats_per_token),
+            (Metric::BitsPerChar, l.bits_per_char),
+            (Metric::Perplexity, ppl),
+        ];
+        let mut summary = format!(
+            "validation loss {:.4} nats per token, {:.4} bits per character, perplexity {ppl:.3}",
+            l.nats_per_token, l.bits_per_char
+        );
+        let mut figures = vec![];
+        if let Some(e) = &molecules {
+            metrics.extend(e.metrics.iter().copied());
+            summary = format!("{summary}; {}", e.summary);
+            figures.extend(e.figures.iter().cloned());
+        }
         Ok(Evaluation {
-            metrics: vec![
-                (Metric::NllNats, l.nats_per_token),
-                (Metric::BitsPerChar, l.bits_per_char),
-                (Metric::Perplexity, ppl),
-            ],
+            metrics,
             log: vec![("tokens", l.tokens.into()), ("chars", l.chars.into())],
             record: serde_json::json!({
                 "validation": { "nats_per_token": l.nats_per_token, "bits_per_char": l.bits_per_char, "perplexity": ppl, "tokens": l.tokens, "chars": l.chars },
@@ -251,13 +289,11 @@ impl<N: LmNetwork> Family for LmFamily<N> {
                 "memorisation": memo.as_ref().map(|m| serde_json::json!({
                     "window": m.window, "windows": m.windows, "copied": m.copied, "fraction": m.fraction(), "longest": m.longest, "longest_text": m.longest_text,
                 })),
+                "molecules": molecules.as_ref().map(|e| e.record.clone()),
             }),
             section,
-            figures: vec![],
-            summary: format!(
-                "validation loss {:.4} nats per token, {:.4} bits per character, perplexity {ppl:.3}",
-                l.nats_per_token, l.bits_per_char
-            ),
+            figures,
+            summary,
             drawn: None,
         })
     }

@@ -10,7 +10,7 @@ use burn::tensor::{Device, Int, TensorData};
 use burn::Tensor;
 use genlab_data::Tokenizer;
 use genlab_models::lm::sampling::Sampling;
-use genlab_models::lm::{Autoregressive, Generation};
+use genlab_models::lm::{Autoregressive, BatchAutoregressive, Generation};
 use genlab_train::TrainStep;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -22,7 +22,7 @@ pub mod watermark;
 pub use family::LmFamily;
 
 /// A language model as the pipeline trains, scores and samples it.
-pub trait LanguageModel: Autoregressive + TrainStep<Batch = Tensor<2, Int>> + Module {
+pub trait LanguageModel: Autoregressive + BatchAutoregressive + TrainStep<Batch = Tensor<2, Int>> + Module {
     /// log p of every token but each window's first, from the tokens before it in its window:
     /// `[batch * t]` for windows `[batch, t + 1]`.
     fn token_log_probs(&self, windows: Tensor<2, Int>) -> Tensor<1>;

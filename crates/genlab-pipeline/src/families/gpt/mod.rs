@@ -17,7 +17,7 @@ impl LmNetwork for GptConfig {
     const CARD: FamilyCard = FamilyCard {
         name: "gpt",
         summary: "decoder-only transformer language model (nanoGPT's GPT-2), with a KV cache for generation",
-        data: &[DataKind::Text],
+        data: &[DataKind::Text, DataKind::Molecules],
     };
 
     fn check(&self) -> Result<(), ModelError> {

@@ -17,7 +17,7 @@ impl LmNetwork for RnnLmConfig {
     const CARD: FamilyCard = FamilyCard {
         name: "rnn_lm",
         summary: "recurrent language model (stacked LSTM or GRU, PyTorch's cells), carrying its state through generation",
-        data: &[DataKind::Text],
+        data: &[DataKind::Text, DataKind::Molecules],
     };
 
     fn check(&self) -> Result<(), ModelError> {

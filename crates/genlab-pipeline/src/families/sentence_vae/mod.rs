@@ -243,7 +243,24 @@ impl SentenceVaeFamily {
         let tok = self.tokenizer()?;
         let mut rng = SeededRng::stream(seed, SAMPLE_STREAM);
         let z = Tensor::from_data(TensorData::new(rng.normal_vec(n * m.latent_dim), [n, m.latent_dim]), device);
-        let lines = m.decode(z, max_len, &mut |l| sampling.pick(l, &[], &mut rng));
+        // A molecule model never draws <unk> or the text's line end (no molecule holds either; the
+        // VAE ends a line with its own token), nor begins a line with its end (a molecule has at
+        // least one atom) or with a symbol no line of the data begins with.
+        let (unk, end) = (tok.vocab_size() - 1, m.vocab);
+        let line_end = tok.molecule_end();
+        let not_first = tok.not_first();
+        let lines = m.decode(z, max_len, &mut |l, position| {
+            if let Some(line_end) = line_end {
+                l[unk] = f32::NEG_INFINITY;
+                l[line_end as usize] = f32::NEG_INFINITY;
+                if position == 0 {
+                    for &t in not_first.iter().chain([&(end as u32)]) {
+                        l[t as usize] = f32::NEG_INFINITY;
+                    }
+                }
+            }
+            sampling.pick(l, &[], &mut rng)
+        });
         Ok(lines.iter().map(|l| tok.decode(l)).collect())
     }
 
@@ -262,10 +279,18 @@ impl SentenceVaeFamily {
                 z.extend((0..l).map(|j| (1.0 - t) * mu[j] + t * mu[l + j]));
             }
             let z = Tensor::from_data(TensorData::new(z, [HOMOTOPY_STEPS, l]), device);
-            let decoded = m.decode(z, self.options.max_tokens, &mut |v| argmax(v));
+            let decoded = m.decode(z, self.options.max_tokens, &mut |v, _| argmax(v));
             let mut rows = vec![tok.decode(a)];
             rows.extend(decoded.iter().map(|d| tok.decode(d)));
             rows.push(tok.decode(b));
+            if tok.molecule_end().is_some() {
+                // A molecule's row: its SMILES (a SELFIES model's decoded) and whether it is valid.
+                for r in &mut rows {
+                    let smiles = genlab_data::molecules::generated_smiles(r, tok.is_selfies());
+                    let valid = genlab_chem::parse(&smiles).is_ok();
+                    *r = format!("{smiles}{}", if valid { "" } else { " (invalid)" });
+                }
+            }
             out.push(rows);
         }
         Ok(out)
@@ -286,7 +311,7 @@ impl Family for SentenceVaeFamily {
     const CARD: FamilyCard = FamilyCard {
         name: "sentence_vae",
         summary: "Bowman et al.'s sentence VAE on a corpus's lines (LSTM/GRU encoder and decoder, KL annealing, word dropout, free bits)",
-        data: &[DataKind::Text],
+        data: &[DataKind::Text, DataKind::Molecules],
     };
 
     fn check(s: &Section<SentenceVaeConfig, SentenceOptions>, exp: &Experiment) -> Result<(), KeyError> {
@@ -304,7 +329,7 @@ impl Family for SentenceVaeFamily {
         if !(o.temperature >= 0.0 && o.temperature.is_finite()) {
             return Err(("model.temperature".into(), format!(" = {}: expected a finite number >= 0", o.temperature)));
         }
-        if exp.data.validation.fraction.is_none() {
+        if exp.data.validation.fraction.is_none() && exp.data.dataset.kind() != DataKind::Molecules {
             return Err(("data.validation".into(), ": a text holds out its tail; expected { fraction = 0.1 }".into()));
         }
         Ok(())
@@ -393,6 +418,23 @@ impl Family for SentenceVaeFamily {
         let homotopies = self.homotopies(m, &lines, &cx.device)?;
         let sampling = Sampling { temperature: self.options.temperature, ..Sampling::default() };
         let samples = self.prior_lines(m, 10, cx.exp.eval.seed, &sampling, self.options.max_tokens, &cx.device)?;
+        let text = data.text()?;
+        let molecules = match (tok.molecule_end(), cx.exp.eval.metric_samples) {
+            (Some(_), n) if n > 0 && text.molecules.is_some() => {
+                cx.events.message(&format!("decoding {n} molecules from the prior at temperature 1 for the MOSES metrics"));
+                let mut bar = cx.events.progress("molecules", n as u64, 0);
+                let mut drawn = Vec::with_capacity(n);
+                while drawn.len() < n {
+                    let b = crate::molecules::SAMPLE_BATCH.min(n - drawn.len());
+                    let seed = cx.exp.eval.seed.wrapping_add(4 + drawn.len() as u64);
+                    drawn.extend(self.prior_lines(m, b, seed, &Sampling::default(), crate::molecules::MAX_TOKENS, &cx.device)?);
+                    bar.update(drawn.len() as u64, "molecules");
+                }
+                bar.finish();
+                Some(crate::molecules::evaluate(&drawn, text, cx)?)
+            }
+            _ => None,
+        };
         let mut order: Vec<usize> = (0..lines.len()).collect();
         let per_token = |i: usize| s.neg_elbo[i] / s.tokens[i] as f64;
         order.sort_by(|&a, &b| per_token(b).total_cmp(&per_token(a)));
@@ -430,6 +472,9 @@ impl Family for SentenceVaeFamily {
             self.options.min_tokens,
             self.options.max_tokens
         );
+        if let Some(e) = &molecules {
+            md.push_str(&e.section);
+        }
         let _ = writeln!(md, "## Homotopies\n\nLines decoded greedily at {HOMOTOPY_STEPS} evenly spaced points between the posterior means of two held-out lines (first and last rows: the lines themselves).\n");
         for (i, h) in homotopies.iter().enumerate() {
             let _ = writeln!(md, "| {} | line |\n|---|---|", i + 1);
@@ -449,15 +494,23 @@ impl Family for SentenceVaeFamily {
         }
         md.push('\n');
         let lm_record = lm.as_ref().map(|(d, v)| json!({ "run": d, "nll_nats_per_line": v }));
+        let mut metrics = vec![(Metric::NllNats, nll), (Metric::NegElboNats, -elbo), (Metric::BitsPerChar, bits)];
+        let mut summary = format!("NLL {nll:.2} nats per line ({bits:.4} bits per token); KL {kl:.2}; {} of {} units active", s.active_units, m.latent_dim);
+        let mut figures = vec![];
+        if let Some(e) = &molecules {
+            metrics.extend(e.metrics.iter().copied());
+            summary = format!("{summary}; {}", e.summary);
+            figures.extend(e.figures.iter().cloned());
+        }
         Ok(Evaluation {
-            metrics: vec![(Metric::NllNats, nll), (Metric::NegElboNats, -elbo), (Metric::BitsPerChar, bits)],
+            metrics,
             log: vec![("kl_nats", kl.into()), ("active_units", s.active_units.into()), ("iwae_k", k.into()), ("lines", lines.len().into())],
             section: md,
             record: json!({ "nll_nats_per_line": nll, "elbo_nats_per_line": elbo, "kl_nats_per_line": kl, "bits_per_token": bits,
                 "active_units": s.active_units, "latent_dim": m.latent_dim, "lines": lines.len(), "iwae_k": k, "lm": lm_record,
-                "homotopies": homotopies, "samples": samples }),
-            figures: vec![],
-            summary: format!("NLL {nll:.2} nats per line ({bits:.4} bits per token); KL {kl:.2}; {} of {} units active", s.active_units, m.latent_dim),
+                "homotopies": homotopies, "samples": samples, "molecules": molecules.as_ref().map(|e| e.record.clone()) }),
+            figures,
+            summary,
             drawn: None,
         })
     }

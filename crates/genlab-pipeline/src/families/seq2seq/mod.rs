@@ -175,7 +175,7 @@ impl Seq2SeqFamily {
     fn alphabet(&self) -> Result<Vec<char>> {
         match self.tokenizer()? {
             Tokenizer::Char(c) => Ok(c.chars().to_vec()),
-            Tokenizer::Bpe(_) => Err(PipelineError::Config(
+            _ => Err(PipelineError::Config(
                 "data.tokenizer: the seq2seq family edits characters; expected \"char\"".into(),
             )),
         }
