@@ -88,6 +88,38 @@ def cosine(a, b):
     return float(x @ y / np.sqrt((x @ x) * (y @ y)))
 
 
+def chemnet(fcd, smiles):
+    # fcd_torch's get_predictions, with each batch's activations copied: its numpy views of the
+    # last LSTM step keep every batch's whole output sequence alive (tens of GB over the test set).
+    import torch
+    from torch.utils.data import DataLoader
+    from fcd_torch.utils import SmilesDataset
+
+    out = []
+    with torch.no_grad():
+        for batch in DataLoader(SmilesDataset(smiles, canonize=True), batch_size=128):
+            out.append(fcd.model(batch.transpose(1, 2).float()).numpy().copy())
+    return np.vstack(out)
+
+
+def fcd(gen, test, cache):
+    """FCD/Test as fcd_torch 1.0.7 computes it for MOSES (RDKit-canonical SMILES into ChemNet, the
+    Frechet distance of the activations' Gaussians), the test statistics cached."""
+    from fcd_torch import FCD
+    from fcd_torch.utils import calculate_frechet_distance
+
+    model = FCD(device="cpu", n_jobs=1)
+    if os.path.exists(cache):
+        z = np.load(cache)
+        mu, sigma = z["mu"], z["sigma"]
+    else:
+        act = chemnet(model, test)
+        mu, sigma = act.mean(0), np.cov(act.T)
+        np.savez(cache, mu=mu, sigma=sigma)
+    act = chemnet(model, gen)
+    return float(calculate_frechet_distance(mu, sigma, act.mean(0), np.cov(act.T)))
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("run")
@@ -102,6 +134,11 @@ def main():
     valid = [m for m in mols if m is not None]
     canon = [Chem.MolToSmiles(m) for m in valid]
     train_set = set(train)  # MOSES's SMILES are RDKit-canonical
+    # FCD first, before the test molecules are held in memory (ChemNet over 176,074 strings).
+    try:
+        fcd_value = fcd(canon, test, a.fcd_cache)
+    except ImportError:
+        fcd_value = float("nan")
     test_mols = [Chem.MolFromSmiles(s) for s in test]
     out = {
         "valid": len(valid) / len(gen),
@@ -115,19 +152,7 @@ def main():
     out["snn"] = snn(fps, fingerprints(test_mols))
     out["frag"] = cosine(fragments(test_mols), fragments(valid))
     out["scaf"] = cosine(scaffolds(test_mols), scaffolds(valid))
-    try:
-        from fcd_torch import FCD
-
-        fcd = FCD(device="cpu", n_jobs=1, batch_size=512)
-        if os.path.exists(a.fcd_cache):
-            z = np.load(a.fcd_cache)
-            pref = {"mu": z["mu"], "sigma": z["sigma"]}
-        else:
-            pref = fcd.precalc(test)
-            np.savez(a.fcd_cache, mu=pref["mu"], sigma=pref["sigma"])
-        out["fcd"] = float(fcd(gen=canon, pref=pref))
-    except ImportError:
-        out["fcd"] = float("nan")
+    out["fcd"] = fcd_value
     keys = {"unique@1000": None, "unique@10000": None, "fcd": None}
     print(f"{a.run}: {len(gen)} samples; RDKit {Chem.rdBase.rdkitVersion}")
     print("| metric | RDKit / fcd_torch (MOSES's definitions) | genlab |\n|---|---|---|")
