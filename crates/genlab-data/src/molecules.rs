@@ -58,19 +58,8 @@ impl MoleculeSet {
             Ok(text)
         };
         let (train_text, eval_text) = (write(&self.train)?, write(&self.test)?);
-        let tokenizer = spec.fit(&train_text)?;
-        let (train, _) = tokenizer.encode_lossy(&train_text);
-        let (eval, eval_unknown) = tokenizer.encode_lossy(&eval_text);
-        Ok(TextSplits {
-            name: self.name.clone(),
-            tokenizer,
-            train_text: Arc::new(train_text),
-            eval_text: Arc::new(eval_text),
-            train: Arc::new(train),
-            eval: Arc::new(eval),
-            eval_unknown,
-            molecules: Some(Arc::new(self)),
-        })
+        let name = self.name.clone();
+        TextSplits::fit(&name, train_text, eval_text, spec, Some(Arc::new(self)))
     }
 }
 

@@ -63,18 +63,32 @@ impl TextCorpus {
         let held = ((chars as f64 * fraction).round() as usize).clamp(1, chars - 1);
         let cut = self.text.char_indices().nth(chars - held).map_or(self.text.len(), |(i, _)| i);
         let (train_text, eval_text) = self.text.split_at(cut);
-        let tokenizer = spec.fit(train_text)?;
-        let (train, _) = tokenizer.encode_lossy(train_text);
-        let (eval, eval_unknown) = tokenizer.encode_lossy(eval_text);
+        TextSplits::fit(&self.name, train_text.to_string(), eval_text.to_string(), spec, None)
+    }
+}
+
+impl TextSplits {
+    /// The tokenizer `spec` fitted on `train_text`, and both texts encoded (the held-out text's
+    /// unseen tokens counted as `<unk>`).
+    pub fn fit(
+        name: &str,
+        train_text: String,
+        eval_text: String,
+        spec: TokenizerSpec,
+        molecules: Option<std::sync::Arc<crate::molecules::MoleculeSet>>,
+    ) -> Result<TextSplits> {
+        let tokenizer = spec.fit(&train_text)?;
+        let (train, _) = tokenizer.encode_lossy(&train_text);
+        let (eval, eval_unknown) = tokenizer.encode_lossy(&eval_text);
         Ok(TextSplits {
-            name: self.name.clone(),
-            train_text: std::sync::Arc::new(train_text.to_string()),
-            eval_text: std::sync::Arc::new(eval_text.to_string()),
+            name: name.to_string(),
+            train_text: std::sync::Arc::new(train_text),
+            eval_text: std::sync::Arc::new(eval_text),
             tokenizer,
             train: std::sync::Arc::new(train),
             eval: std::sync::Arc::new(eval),
             eval_unknown,
-            molecules: None,
+            molecules,
         })
     }
 }
