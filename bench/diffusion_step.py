@@ -5,7 +5,8 @@ weighting, batch `--batch`
 token with probability 0.1), a uniform timestep and fresh noise per image, Adam (lr 2e-4). One
 step: forward, backward, the Adam update and reading the loss. Prints one RESULT line in the
 format genlab's `diffusion-step` prints. Accepts the same `--base`, `--mults`, `--blocks` and
-`--attention` as `diffusion-step`."""
+`--attention` as `diffusion-step`; with `--forward`, one forward pass without gradients (a sampling
+step's network) instead, as `diffusion-step --forward`."""
 import sys
 
 import numpy as np
@@ -32,12 +33,25 @@ def main():
     base, mults = int(take("--base", "16")), counts(take("--mults", "1,2,4"))
     blocks, attention = int(take("--blocks", "1")), counts(take("--attention", "7"))
     batch = int(take("--batch", "64"))
+    forward = "--forward" in sys.argv
+    if forward:
+        sys.argv.remove("--forward")
     from step_timing import parse_args
     a = parse_args()
     x0 = torch.from_numpy(read_mnist("train-images-idx3-ubyte.gz")[:batch].astype(np.float32) / 127.5 - 1)[:, None]
     labels = torch.from_numpy(read_mnist("train-labels-idx1-ubyte.gz")[:batch].astype(np.int64))
     model = Unet(base=base, mults=mults, blocks=blocks, attention=attention)
     opt = torch.optim.Adam(model.parameters(), lr=2e-4, eps=1e-8)
+    if forward:
+        model.eval()
+        t = torch.tensor([i * 997 % 1000 for i in range(batch)])
+
+        def forward_pass():
+            with torch.no_grad():
+                return model(x0, t, labels).sum().item()
+
+        time_loop(forward_pass, a)
+        return
     ac = alphas_cumprod(schedule="cosine").float()
 
     def step():

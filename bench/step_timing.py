@@ -39,15 +39,24 @@ def mnist_train_images(n):
 def time_loop(step, a):
     """Runs `step()` (one whole training step, returning its loss as a float read from the tensor,
     which ends the step as genlab's host read does) warmup + steps times; prints the median, least
-    and greatest step time and the first and last loss."""
+    and greatest step time and the first and last loss. With GENLAB_TORCH_PROFILE=N in the environment, the
+    timed steps run under PyTorch's profiler and its N costliest operations (self CPU time) are printed too."""
     times, losses = [], []
+    profiler = None
     for i in range(a.warmup + a.steps):
+        if i == a.warmup and os.environ.get("GENLAB_TORCH_PROFILE"):
+            # The timed steps under PyTorch's profiler (bench/op_profile.py reads its table).
+            profiler = torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU], profile_memory=True)
+            profiler.__enter__()
         t0 = time.perf_counter()
         lv = step()
         ms = (time.perf_counter() - t0) * 1e3
         losses.append(lv)
         if i >= a.warmup:
             times.append(ms)
+    if profiler is not None:
+        profiler.__exit__(None, None, None)
+        print(profiler.key_averages().table(sort_by="self_cpu_time_total", row_limit=int(os.environ["GENLAB_TORCH_PROFILE"])))
     times.sort()
     print(f"RESULT impl=pytorch-{torch.__version__} median_ms={times[len(times) // 2]:.3f} "
           f"min_ms={times[0]:.3f} max_ms={times[-1]:.3f} loss_first={losses[0]:.3f} loss_last={losses[-1]:.3f}")

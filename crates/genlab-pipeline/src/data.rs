@@ -276,6 +276,7 @@ mod tests {
                 schedule: Default::default(),
                 seed: 0,
                 label: "text".into(),
+                max_seconds: None,
             },
             dir.path(),
         )

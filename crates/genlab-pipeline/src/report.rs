@@ -133,8 +133,15 @@ pub fn write_report(r: &ReportInputs<'_>) -> Result<()> {
         e.data.transforms
     );
     let _ = writeln!(s, "| model | {}; {} parameters |", r.model, r.info.parameters);
-    let epochs = t.steps as f64 * t.batch_size as f64 / r.info.train_examples.max(1) as f64;
-    let _ = writeln!(s, "| steps | {} (batch {}, {:.1} epochs) |", t.steps, t.batch_size, epochs);
+    let trained = r.info.stopped_at.unwrap_or(t.steps);
+    let epochs = trained as f64 * t.batch_size as f64 / r.info.train_examples.max(1) as f64;
+    let budget = match (r.info.stopped_at, t.max_seconds, &r.info.privacy) {
+        (None, ..) => String::new(),
+        (Some(_), _, Some(_)) => format!(" of {}, stopped at the privacy budget", t.steps),
+        (Some(_), Some(limit), None) => format!(" of {}, stopped at train.max_seconds = {limit}", t.steps),
+        (Some(_), None, None) => format!(" of {}", t.steps),
+    };
+    let _ = writeln!(s, "| steps | {trained}{budget} (batch {}, {:.1} epochs) |", t.batch_size, epochs);
     for (name, o) in &r.optimizers {
         let which = if r.optimizers.len() > 1 { format!("optimiser ({name})") } else { "optimiser".into() };
         let _ = writeln!(
@@ -158,7 +165,7 @@ pub fn write_report(r: &ReportInputs<'_>) -> Result<()> {
         std::thread::available_parallelism().map_or(1, |n| n.get())
     );
     if let Some(secs) = r.info.train_seconds {
-        let _ = writeln!(s, "| training time | {} ({:.2} steps/s) |", hms(secs), t.steps as f64 / secs.max(1e-9));
+        let _ = writeln!(s, "| training time | {} ({:.2} steps/s) |", hms(secs), trained as f64 / secs.max(1e-9));
     }
     let _ = writeln!(s, "| evaluation time | {} |", hms(r.eval_seconds));
     if let Some(w) = r.wall_seconds {

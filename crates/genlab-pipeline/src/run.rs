@@ -206,6 +206,7 @@ pub(crate) fn execute<F: Family>(
             schedule: t.schedule,
             seed: t.seed,
             label: "train".into(),
+            max_seconds: t.max_seconds,
         },
         &run.dir,
     )
@@ -231,7 +232,7 @@ pub(crate) fn execute<F: Family>(
         }
         Ok(values)
     })?;
-    let model = match outcome {
+    let (model, step) = match outcome {
         TrainOutcome::Interrupted { step, checkpoint } => {
             events.message(&format!(
                 "interrupted: checkpoint {} written; continue with `genlab train --resume {}`",
@@ -240,8 +241,9 @@ pub(crate) fn execute<F: Family>(
             ));
             return Ok(Finished::Interrupted { run_dir: run.dir, step });
         }
-        TrainOutcome::Finished { model, ema, elapsed_s, privacy: spent, .. } => {
+        TrainOutcome::Finished { model, ema, step, elapsed_s, privacy: spent } => {
             run.info.train_seconds = Some(elapsed_s);
+            run.info.stopped_at = (step < t.steps).then_some(step);
             if let (Some(dp), Some(spent)) = (&privacy, spent) {
                 run.info.privacy = Some(PrivacyRecord::new(dp, &spent));
             }
@@ -249,7 +251,7 @@ pub(crate) fn execute<F: Family>(
             if run.info.mode == Mode::Train {
                 return Ok(Finished::Done { run_dir: run.dir, summary: None, goal: None });
             }
-            ema.unwrap_or_else(|| model.valid())
+            (ema.unwrap_or_else(|| model.valid()), step)
         }
     };
     // Phases 6 to 8: the evaluation protocol, figures, report.
@@ -258,7 +260,7 @@ pub(crate) fn execute<F: Family>(
         info: &run.info,
         run_dir: &run.dir,
         device: eval_device,
-        step: t.steps,
+        step,
         started: Some(started),
         after_training: true,
         events: &events,

@@ -20,6 +20,10 @@ pub struct RunInfo {
     pub eval_examples: usize,
     pub parameters: usize,
     pub train_seconds: Option<f64>,
+    /// The steps trained when a budget (train.max_seconds, the privacy budget) ended training
+    /// before train.steps.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stopped_at: Option<u64>,
     pub genlab_version: String,
     /// A text run's tokenizer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -177,6 +181,7 @@ impl RunDir {
             eval_examples: data.eval_examples,
             parameters,
             train_seconds: None,
+            stopped_at: None,
             genlab_version: env!("CARGO_PKG_VERSION").into(),
             tokenizer: data.tokenizer,
             privacy: None,

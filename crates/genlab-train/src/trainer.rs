@@ -75,6 +75,9 @@ pub struct TrainerConfig {
     pub seed: u64,
     /// Shown before the progress bar.
     pub label: String,
+    /// Stop before the first step that would start after this many seconds of training (counted
+    /// across resumes, as checkpoints record it), checkpoint, and finish there.
+    pub max_seconds: Option<f64>,
 }
 
 /// How [`Trainer::fit`] ended.
@@ -287,36 +290,47 @@ impl Trainer {
         }
         };
         for step in start + 1..=cfg.steps {
-            if let Some(d) = dp.as_ref().filter(|d| !d.next_step_allowed()) {
-                progress.finish();
-                let done = step - 1;
+            // A budget (privacy's epsilon, train.max_seconds) that the next step would exceed ends
+            // training here, as if this were the last step.
+            let trained = elapsed_before + started.elapsed().as_secs_f64();
+            let budget = if let Some(d) = dp.as_ref().filter(|d| !d.next_step_allowed()) {
                 let spent = format!(
                     "step {step} would spend epsilon {:.4} > train.privacy.target_epsilon {} (delta {})",
                     d.epsilon_after_next_step(),
                     d.target_epsilon.unwrap_or(f64::INFINITY),
                     d.delta
                 );
-                if done == start {
-                    return Err(TrainError::Config(format!(
+                Some((
+                    format!(
                         "train.privacy: the budget allows no {}step: {spent}; raise target_epsilon or noise_multiplier",
                         if start == 0 { "" } else { "further " }
-                    )));
+                    ),
+                    format!("privacy budget reached: {spent}; training stopped after step {} at epsilon {:.4}", step - 1, d.epsilon()),
+                ))
+            } else {
+                cfg.max_seconds.filter(|&limit| trained >= limit).map(|limit| {
+                    (
+                        format!("train.max_seconds = {limit}: the run has trained {trained:.1} s already; raise it to train further"),
+                        format!("time budget reached: training stopped after step {} at {trained:.1} s (train.max_seconds = {limit})", step - 1),
+                    )
+                })
+            };
+            if let Some((nothing_done, stopped)) = budget {
+                progress.finish();
+                let done = step - 1;
+                if done == start {
+                    return Err(TrainError::Config(nothing_done));
                 }
-                let elapsed = elapsed_before + started.elapsed().as_secs_f64();
                 if saved_step != Some(done) {
-                    checkpoint(&model, &ema, &optimizers, source, &rng, &dp, done, elapsed)?;
+                    checkpoint(&model, &ema, &optimizers, source, &rng, &dp, done, trained)?;
                 }
-                self.events.message(&format!(
-                    "privacy budget reached: {spent}; training stopped after step {done} at epsilon {:.4}",
-                    d.epsilon()
-                ));
-                let privacy = Some(d.accountant.clone());
+                self.events.message(&stopped);
                 return Ok(TrainOutcome::Finished {
                     model,
                     ema: ema.map(|e| e.model),
                     step: done,
-                    elapsed_s: elapsed,
-                    privacy,
+                    elapsed_s: trained,
+                    privacy: dp.map(|d| d.accountant),
                 });
             }
             let lr_factor = cfg.schedule.factor(step, cfg.steps);

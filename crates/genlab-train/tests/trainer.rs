@@ -86,6 +86,7 @@ fn config(steps: u64) -> TrainerConfig {
         schedule: Schedule::default(),
         seed: 3,
         label: "toy".into(),
+        max_seconds: None,
     }
 }
 
@@ -171,6 +172,68 @@ fn stopped_and_resumed_fit_continues_bit_for_bit() {
     assert_eq!(ema_a.unwrap().generator.w.val().to_data(), ema_b.unwrap().generator.w.val().to_data());
     let lines = std::fs::read_to_string(split.path().join("metrics.jsonl")).unwrap();
     assert_eq!(lines.lines().count(), 6, "one log line per 5 steps, none repeated:\n{lines}");
+}
+
+/// Batches that take `ms` milliseconds each to arrive: steps with a known least duration.
+struct Slow {
+    targets: Targets,
+    ms: u64,
+}
+
+impl BatchSource for Slow {
+    type Batch = f32;
+    fn next_batch(&mut self, dev: &Device) -> f32 {
+        std::thread::sleep(std::time::Duration::from_millis(self.ms));
+        self.targets.next_batch(dev)
+    }
+    fn state(&self) -> Value {
+        self.targets.state()
+    }
+    fn restore(&mut self, s: Value) -> Result<(), String> {
+        self.targets.restore(s)
+    }
+}
+
+/// train.max_seconds ends training with a checkpoint of the last step begun within the budget;
+/// the spent budget refuses a resume that would train nothing, and a larger one continues bit for bit.
+#[test]
+fn a_time_budget_stops_with_a_checkpoint_and_resumes_bit_for_bit() {
+    let dev = Device::flex().autodiff();
+    let whole = tempfile::tempdir().unwrap();
+    let TrainOutcome::Finished { model: a, .. } = Trainer::new(config(12), whole.path())
+        .fit(nets(&dev), optimizers(), &mut Targets { i: 0 }, None, &dev, |_, _| Ok(vec![]))
+        .unwrap()
+    else {
+        panic!()
+    };
+    let split = tempfile::tempdir().unwrap();
+    let budget = TrainerConfig { max_seconds: Some(0.1), ..config(12) };
+    let slow = || Slow { targets: Targets { i: 0 }, ms: 30 };
+    let TrainOutcome::Finished { step, elapsed_s, .. } = Trainer::new(budget.clone(), split.path())
+        .fit(nets(&dev), optimizers(), &mut slow(), None, &dev, |_, _| Ok(vec![]))
+        .unwrap()
+    else {
+        panic!("a time budget finishes the run")
+    };
+    // Steps of at least 30 ms: the fifth cannot begin within 0.1 s, the first always does.
+    assert!((1..=4).contains(&step), "stopped after step {step}");
+    assert!(elapsed_s >= 0.1, "{elapsed_s}");
+    let point = resume(split.path()).unwrap();
+    assert_eq!(point.checkpoint.state.step, step, "the last step trained is checkpointed");
+    let err = Trainer::new(budget, split.path())
+        .fit(nets(&dev), optimizers(), &mut slow(), resume(split.path()), &dev, |_, _| Ok(vec![]))
+        .err()
+        .expect("a spent budget trains nothing");
+    assert!(err.to_string().contains("train.max_seconds = 0.1: the run has trained"), "{err}");
+    let TrainOutcome::Finished { model: b, step: last, .. } = Trainer::new(config(12), split.path())
+        .fit(nets(&dev), optimizers(), &mut slow(), resume(split.path()), &dev, |_, _| Ok(vec![]))
+        .unwrap()
+    else {
+        panic!()
+    };
+    assert_eq!(last, 12);
+    assert_eq!(a.generator.w.val().to_data(), b.generator.w.val().to_data());
+    assert_eq!(a.critic.w.val().to_data(), b.critic.w.val().to_data());
 }
 
 /// A stop request mid-schedule (as Ctrl-C makes), off the checkpoint and log cadence, then resume.

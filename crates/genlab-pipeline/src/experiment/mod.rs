@@ -174,6 +174,10 @@ pub struct TrainConfig {
     /// per-example clipping, Gaussian noise; `train.replicas` threads share each step's
     /// per-example passes.
     pub privacy: Option<genlab_train::privacy::PrivacyConfig>,
+    /// A wall-clock budget: training stops (checkpointed, then evaluated as a finished run) before
+    /// the first step that would start after this many seconds of training, counted across
+    /// resumes; `steps` still sets the schedule's length and the most steps.
+    pub max_seconds: Option<f64>,
 }
 
 fn default_replicas() -> usize {

@@ -29,6 +29,11 @@ impl Experiment {
         if t.steps == 0 {
             return err("train.steps", " = 0: expected at least 1".into());
         }
+        if let Some(s) = t.max_seconds {
+            if !(s > 0.0 && s.is_finite()) {
+                return err("train.max_seconds", format!(" = {s}: expected a positive number of seconds"));
+            }
+        }
         if let Some(c) = t.clip_grad_norm {
             if !(c > 0.0) {
                 return err("train.clip_grad_norm", format!(" = {c}: expected a positive number"));
