@@ -134,9 +134,13 @@ def matrix_decay_adamw(model, lr):
 
 def train_and_score(model, opt, train, val, val_text, a):
     """nanoGPT's loop (random windows, genlab's schedule arithmetic, global-norm clipping to 1),
-    then genlab's scoring of the held-out tokens; prints the result line."""
+    then genlab's scoring of the held-out tokens; prints the result line. With `--seconds`, training
+    stops before the first step that would begin after that many seconds (genlab's train.max_seconds)."""
     t0 = time.time()
+    done = 0
     for step in range(1, a.steps + 1):
+        if a.seconds and time.time() - t0 >= a.seconds:
+            break
         for g in opt.param_groups:
             g["lr"] = genlab_lr(step, a.steps, a.lr, a.warmup, a.min_ratio)
         ix = torch.randint(len(train) - a.block, (a.batch,))
@@ -147,6 +151,7 @@ def train_and_score(model, opt, train, val, val_text, a):
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
+        done = step
         if step % 250 == 0 or step == 1:
             print(f"step {step}: loss {loss.item():.4f} ({time.time() - t0:.1f} s)", flush=True)
     train_s = time.time() - t0
@@ -156,7 +161,7 @@ def train_and_score(model, opt, train, val, val_text, a):
     print(
         f"twin seed {a.seed}: validation {nats / count:.4f} nats per token, "
         f"{nats / math.log(2) / (len(val_text) - 1):.4f} bits per character, perplexity {math.exp(nats / count):.3f} "
-        f"({count} tokens); training {train_s:.1f} s ({a.steps / train_s:.2f} it/s), scoring {time.time() - t1:.1f} s"
+        f"({count} tokens); training {done} steps in {train_s:.1f} s ({done / train_s:.2f} it/s), scoring {time.time() - t1:.1f} s"
     )
 
 
@@ -173,6 +178,7 @@ def main():
     ap.add_argument("--min-ratio", type=float, default=0.1)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--seconds", type=float, default=0.0, help="a wall-clock budget for training (0: none)")
     ap.add_argument("--data", default=DATA)
     a = ap.parse_args()
     torch.set_num_threads(a.threads)

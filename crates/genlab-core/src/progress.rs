@@ -64,6 +64,19 @@ impl Progress {
         }
     }
 
+    /// Changes the expected end to `total` at position `pos` (a job whose length is learned as it
+    /// runs: a training run under a time budget).
+    pub fn set_total(&mut self, pos: u64, total: u64) {
+        self.total = total.max(pos);
+        match &self.bar {
+            Some(b) => b.set_length(self.total),
+            None if self.next_line != u64::MAX => {
+                self.next_line = self.next_line.min(pos + (self.total.saturating_sub(self.start_pos) / 10).max(1))
+            }
+            None => {}
+        }
+    }
+
     pub fn finish(&self) {
         if let Some(b) = &self.bar {
             b.finish();

@@ -6,6 +6,7 @@ pub mod codebook;
 pub mod coupling;
 pub mod distributions;
 pub mod dropout;
+pub mod fused_lstm;
 pub mod init;
 pub mod invconv;
 pub mod logit;

@@ -7,8 +7,10 @@
 //! U(-1/sqrt(hidden), 1/sqrt(hidden)), as PyTorch's `reset_parameters` draws them.
 //!
 //! A layer runs a whole sequence: the input projection of every step in one matrix product, then
-//! one small product per step for the recurrence.
+//! one small product per step for the recurrence; on flex, an LSTM's recurrence is one fused
+//! operation with its own backward pass ([`crate::fused_lstm`]).
 
+use crate::fused_lstm::{fused_lstm, fused_lstm_available};
 use burn::module::{Module, Param};
 use burn::nn::{Linear, LinearConfig};
 use burn::tensor::activation::sigmoid;
@@ -98,15 +100,40 @@ impl RecurrentLayer {
         }
     }
 
+    /// The LSTM's recurrence as one fused operation ([`crate::fused_lstm`]), from the input's
+    /// projection `xi` `[b, t, 4 * hidden]`.
+    fn fused(&self, xi: Tensor<3>, state: LayerState) -> (Tensor<3>, LayerState) {
+        let [b, t, _] = xi.dims();
+        let h = self.hidden();
+        let c0 = state.c.expect("an LSTM state has a cell state");
+        let bias = self.hh.bias.as_ref().expect("recurrent layers have biases").val();
+        let states = fused_lstm(xi, state.h, c0, self.hh.weight.val(), bias); // [b, t, 2 * hidden]
+        let last = states.clone().narrow(1, t - 1, 1).reshape([b, 2 * h]);
+        let last = LayerState { h: last.clone().narrow(1, 0, h), c: Some(last.narrow(1, h, h)) };
+        (states.narrow(2, 0, h), last)
+    }
+
     /// Runs the layer over a sequence from `state`.
     ///
     /// # Shapes
     /// - `x`: `[batch, steps, input]`
     /// - returns the outputs `[batch, steps, hidden]` and the final state
-    pub fn forward(&self, x: Tensor<3>, mut state: LayerState) -> (Tensor<3>, LayerState) {
-        let [b, t, _] = x.dims();
-        let g = self.ih.weight.dims()[1];
+    pub fn forward(&self, x: Tensor<3>, state: LayerState) -> (Tensor<3>, LayerState) {
         let xi = self.ih.forward(x); // [b, t, gates * hidden]
+        if self.lstm && fused_lstm_available(&xi.device(), xi.dtype()) {
+            return self.fused(xi, state);
+        }
+        self.composed(xi, state)
+    }
+
+    /// [`forward`](Self::forward) step by step in tensor operations, as every backend runs it (the
+    /// fused path's reference).
+    pub fn forward_composed(&self, x: Tensor<3>, state: LayerState) -> (Tensor<3>, LayerState) {
+        self.composed(self.ih.forward(x), state)
+    }
+
+    fn composed(&self, xi: Tensor<3>, mut state: LayerState) -> (Tensor<3>, LayerState) {
+        let [b, t, g] = xi.dims();
         let mut outputs = Vec::with_capacity(t);
         for step in 0..t {
             state = self.step(xi.clone().narrow(1, step, 1).reshape([b, g]), state);

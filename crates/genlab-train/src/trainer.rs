@@ -305,7 +305,11 @@ impl Trainer {
                         "train.privacy: the budget allows no {}step: {spent}; raise target_epsilon or noise_multiplier",
                         if start == 0 { "" } else { "further " }
                     ),
-                    format!("privacy budget reached: {spent}; training stopped after step {} at epsilon {:.4}", step - 1, d.epsilon()),
+                    format!(
+                        "privacy budget reached: {spent}; training stopped after step {} at epsilon {:.4}",
+                        step - 1,
+                        d.epsilon()
+                    ),
                 ))
             } else {
                 cfg.max_seconds.filter(|&limit| trained >= limit).map(|limit| {
@@ -358,6 +362,12 @@ impl Trainer {
                 e.update(&model);
             }
             window.add(&out, optimizers.iter().next().map(|o| o.lr()).unwrap_or(0.0), grad_norm);
+            if let Some(limit) = cfg.max_seconds.filter(|_| step % 10 == 0) {
+                // Under a time budget the bar ends where the budget will, at the rate so far.
+                let secs = started.elapsed().as_secs_f64().max(1e-9);
+                let left = (limit - elapsed_before - secs).max(0.0) * (step - start) as f64 / secs;
+                progress.set_total(step, (step + left.ceil() as u64).min(cfg.steps));
+            }
             progress.update(step, &format!("loss {:.4}", out.loss));
             let elapsed = elapsed_before + started.elapsed().as_secs_f64();
             if step % cfg.log_every == 0 || step == cfg.steps {

@@ -1,0 +1,576 @@
+//! A fused LSTM sequence for the flex backend: the whole recurrence of one layer (every time step's
+//! recurrent product, gates and state update) as one operation with its own backward pass
+//! (backpropagation through time in one kernel), registered through burn's backend-extension
+//! mechanism. Composed of tensor operations, an LSTM layer of 64 steps is about 1,000 small
+//! operations and autodiff nodes a pass; fused, it is one node, as `torch.lstm` is in PyTorch.
+//!
+//! The equations are [`crate::recurrent`]'s (PyTorch's gate order i, f, g, o):
+//! `a = xi_t + h_{t-1} W + b`, `i, f, o = sigmoid(a_i, a_f, a_o)`, `g = tanh(a_g)`,
+//! `c_t = f c_{t-1} + i g`, `h_t = o tanh(c_t)`, where `xi_t` is the input's projection (with its
+//! bias) computed for every step beforehand. Other backends (and float types other than f32) take
+//! the composed path; [`fused_lstm_available`] says which.
+
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::autodiff::Autodiff;
+use burn::backend::flex::FlexTensor;
+use burn::backend::tensor::FloatTensor;
+use burn::backend::{backend_extension, Backend, Dispatch, Flex, TensorMetadata};
+use burn::tensor::{DType, Device, Tensor, TensorData};
+
+/// The fused LSTM's operations. `lstm_sequence` returns the states `[batch, steps, 2 * hidden]`
+/// (`h_t` then `c_t` for each step) and the gate activations `[batch, steps, 4 * hidden]` that the
+/// backward pass reads; `lstm_sequence_backward` returns the gradients of `xi`, `h0`, `c0`, `w`
+/// and `b` from the gradient of the states.
+#[backend_extension(Flex, Autodiff)]
+pub trait LstmOps: Backend {
+    fn lstm_sequence(
+        xi: FloatTensor<Self>,
+        h0: FloatTensor<Self>,
+        c0: FloatTensor<Self>,
+        w: FloatTensor<Self>,
+        b: FloatTensor<Self>,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>);
+
+    #[allow(clippy::type_complexity)]
+    fn lstm_sequence_backward(
+        grad: FloatTensor<Self>,
+        states: FloatTensor<Self>,
+        gates: FloatTensor<Self>,
+        h0: FloatTensor<Self>,
+        c0: FloatTensor<Self>,
+        w: FloatTensor<Self>,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
+}
+
+/// Whether [`fused_lstm`] runs on `device` for tensors of `dtype`: flex (with or without autodiff), f32.
+pub fn fused_lstm_available(device: &Device, dtype: DType) -> bool {
+    use burn::backend::DispatchDevice;
+    #[allow(unreachable_patterns)] // other backends' variants exist with their features
+    let flex = match device.as_dispatch() {
+        DispatchDevice::Flex(_) => true,
+        DispatchDevice::Autodiff(a) => matches!(a.clone().inner(), DispatchDevice::Flex(_)),
+        _ => false,
+    };
+    flex && dtype == DType::F32
+}
+
+/// One LSTM layer over a sequence, fused (see the module's documentation); only where
+/// [`fused_lstm_available`].
+///
+/// # Shapes
+/// - `xi`: `[batch, steps, 4 * hidden]`, the input's projection with its bias
+/// - `h0`, `c0`: `[batch, hidden]`
+/// - `w`: `[hidden, 4 * hidden]`, `b`: `[4 * hidden]` (the recurrent projection, burn's `Linear` layout)
+/// - returns `[batch, steps, 2 * hidden]`: `h_t` in the first half of the last axis, `c_t` in the second
+pub fn fused_lstm(xi: Tensor<3>, h0: Tensor<2>, c0: Tensor<2>, w: Tensor<2>, b: Tensor<1>) -> Tensor<3> {
+    let (states, _) = <Dispatch as LstmOps>::lstm_sequence(
+        xi.into_dispatch(),
+        h0.into_dispatch(),
+        c0.into_dispatch(),
+        w.into_dispatch(),
+        b.into_dispatch(),
+    );
+    Tensor::from_dispatch(states)
+}
+
+fn sigmoid(x: f32) -> f32 {
+    1.0 / (1.0 + (-x).exp())
+}
+
+/// tanh through one `exp` (glibc's `tanhf` goes through `expm1f` and was a third of the fused
+/// step's time): `sign(x) (1 - e) / (1 + e)`, `e = exp(-2|x|)`; within 1e-7 of `tanh` absolutely.
+fn tanh(x: f32) -> f32 {
+    let e = (-2.0 * x.abs()).exp();
+    ((1.0 - e) / (1.0 + e)).copysign(x)
+}
+
+/// The tensor in row-major order (copied only when it is not so already).
+fn contiguous(t: FlexTensor) -> FlexTensor {
+    t.to_contiguous()
+}
+
+/// A contiguous f32 tensor's elements.
+fn values(t: &FlexTensor) -> &[f32] {
+    t.as_slice::<f32>().expect("the fused LSTM reads contiguous f32 tensors")
+}
+
+/// A flex tensor of `shape` holding `v`.
+fn flex(v: Vec<f32>, shape: &[usize]) -> FlexTensor {
+    FlexTensor::from_data(TensorData::new(v, shape.to_vec()))
+}
+
+/// A row-major matrix view: element (r, c) at `data[offset + r * rs + c * cs]`.
+#[derive(Clone, Copy)]
+struct View<'a> {
+    data: &'a [f32],
+    offset: usize,
+    rs: usize,
+    cs: usize,
+}
+
+impl<'a> View<'a> {
+    fn rows(data: &'a [f32], cols: usize) -> Self {
+        View { data, offset: 0, rs: cols, cs: 1 }
+    }
+
+    /// The greatest index read for an `m` x `n` matrix, checked against the data.
+    fn check(&self, m: usize, n: usize) {
+        if m > 0 && n > 0 {
+            let last = self.offset + (m - 1) * self.rs + (n - 1) * self.cs;
+            assert!(last < self.data.len(), "matrix view out of bounds: {last} >= {}", self.data.len());
+        }
+    }
+}
+
+/// `dst (m x n, row stride dst_rs) = (dst if accumulate) + lhs (m x k) rhs (k x n)`, by the gemm
+/// crate (the kernels flex's own matrix products use).
+fn matmul(dst: &mut [f32], dst_rs: usize, accumulate: bool, lhs: View, rhs: View, m: usize, n: usize, k: usize) {
+    lhs.check(m, k);
+    rhs.check(k, n);
+    if m > 0 && n > 0 {
+        assert!((m - 1) * dst_rs + n <= dst.len(), "matmul destination out of bounds");
+    }
+    // SAFETY: every index the product reads or writes was checked above to lie in its slice, the
+    // destination is borrowed mutably and does not alias the operands.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            dst_rs as isize,
+            accumulate,
+            lhs.data.as_ptr().add(lhs.offset),
+            lhs.cs as isize,
+            lhs.rs as isize,
+            rhs.data.as_ptr().add(rhs.offset),
+            rhs.cs as isize,
+            rhs.rs as isize,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        );
+    }
+}
+
+/// `dst [m, n] += lhs [m, k] rhs [k, n]`, row-major and contiguous: the recurrence's small product of
+/// every step. With AVX-512 it is register-blocked (4 rows by 64 columns of accumulators, each row of
+/// `rhs` read once for 4 rows of `lhs`), which at these sizes beats the general kernel's packing;
+/// elsewhere the general kernel.
+fn step_matmul(dst: &mut [f32], lhs: &[f32], rhs: &[f32], m: usize, n: usize, k: usize) {
+    assert!(dst.len() >= m * n && lhs.len() >= m * k && rhs.len() >= k * n, "step_matmul: operands too short");
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx512f") && std::arch::is_x86_feature_detected!("fma") {
+        // SAFETY: the CPU has the features the function is compiled for.
+        unsafe { blocked_avx512(dst, lhs, rhs, m, n, k) };
+        return;
+    }
+    matmul(dst, n, true, View::rows(lhs, k), View::rows(rhs, n), m, n, k);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,fma")]
+fn blocked_avx512(dst: &mut [f32], lhs: &[f32], rhs: &[f32], m: usize, n: usize, k: usize) {
+    blocked(dst, lhs, rhs, m, n, k)
+}
+
+/// [`step_matmul`]'s blocked loops, inlined into the caller compiled for its vector width.
+#[inline(always)]
+fn blocked(dst: &mut [f32], lhs: &[f32], rhs: &[f32], m: usize, n: usize, k: usize) {
+    const R: usize = 4;
+    const C: usize = 64;
+    for r0 in (0..m).step_by(R) {
+        for c0 in (0..n).step_by(C) {
+            if r0 + R <= m && c0 + C <= n {
+                let mut acc = [[0.0f32; C]; R];
+                for (rr, a) in acc.iter_mut().enumerate() {
+                    a.copy_from_slice(&dst[(r0 + rr) * n + c0..][..C]);
+                }
+                let rows: [&[f32]; R] = std::array::from_fn(|rr| &lhs[(r0 + rr) * k..][..k]);
+                for kk in 0..k {
+                    let w: &[f32; C] = rhs[kk * n + c0..][..C].try_into().expect("C columns");
+                    for (a, row) in acc.iter_mut().zip(&rows) {
+                        let s = row[kk];
+                        for (x, wv) in a.iter_mut().zip(w) {
+                            *x = s.mul_add(*wv, *x);
+                        }
+                    }
+                }
+                for (rr, a) in acc.iter().enumerate() {
+                    dst[(r0 + rr) * n + c0..][..C].copy_from_slice(a);
+                }
+            } else {
+                for r in r0..(r0 + R).min(m) {
+                    for c in c0..(c0 + C).min(n) {
+                        let mut x = dst[r * n + c];
+                        for kk in 0..k {
+                            x = lhs[r * k + kk].mul_add(rhs[kk * n + c], x);
+                        }
+                        dst[r * n + c] = x;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The forward recurrence on f32 slices: (states `[batch, steps, 2h]`, gates `[batch, steps, 4h]`).
+#[allow(clippy::too_many_arguments)]
+fn forward(
+    xi: &[f32],
+    h0: &[f32],
+    c0: &[f32],
+    w: &[f32],
+    bias: &[f32],
+    batch: usize,
+    steps: usize,
+    h: usize,
+) -> (Vec<f32>, Vec<f32>) {
+    let g4 = 4 * h;
+    let mut states = vec![0.0f32; batch * steps * 2 * h];
+    let mut gates = vec![0.0f32; batch * steps * g4];
+    let mut a = vec![0.0f32; batch * g4];
+    let (mut hp, mut cp) = (h0.to_vec(), c0.to_vec());
+    for t in 0..steps {
+        for r in 0..batch {
+            let row = &xi[(r * steps + t) * g4..][..g4];
+            for ((v, x), b) in a[r * g4..][..g4].iter_mut().zip(row).zip(bias) {
+                *v = x + b;
+            }
+        }
+        step_matmul(&mut a, &hp, w, batch, g4, h);
+        for r in 0..batch {
+            let ar = &a[r * g4..][..g4];
+            let gr = &mut gates[(r * steps + t) * g4..][..g4];
+            let out = &mut states[(r * steps + t) * 2 * h..][..2 * h];
+            for j in 0..h {
+                let (i, f, g, o) = (sigmoid(ar[j]), sigmoid(ar[h + j]), tanh(ar[2 * h + j]), sigmoid(ar[3 * h + j]));
+                gr[j] = i;
+                gr[h + j] = f;
+                gr[2 * h + j] = g;
+                gr[3 * h + j] = o;
+                let c = f * cp[r * h + j] + i * g;
+                let hv = o * tanh(c);
+                out[j] = hv;
+                out[h + j] = c;
+                hp[r * h + j] = hv;
+                cp[r * h + j] = c;
+            }
+        }
+    }
+    (states, gates)
+}
+
+/// Backpropagation through time on f32 slices: the gradients of (xi, h0, c0, w, b).
+#[allow(clippy::type_complexity, clippy::too_many_arguments)]
+fn backward(
+    grad: &[f32],
+    states: &[f32],
+    gates: &[f32],
+    h0: &[f32],
+    c0: &[f32],
+    w: &[f32],
+    batch: usize,
+    steps: usize,
+    h: usize,
+) -> (Vec<f32>, Vec<f32>, Vec<f32>, Vec<f32>, Vec<f32>) {
+    let g4 = 4 * h;
+    let mut d_xi = vec![0.0f32; batch * steps * g4];
+    let mut dh = vec![0.0f32; batch * h]; // the gradient reaching h_t through the recurrence
+    let mut dc = vec![0.0f32; batch * h]; // likewise c_t
+    let mut da = vec![0.0f32; batch * g4];
+    let wt: Vec<f32> = (0..g4).flat_map(|p| (0..h).map(move |q| w[q * g4 + p])).collect(); // W^T, [4h, h]
+    for t in (0..steps).rev() {
+        for r in 0..batch {
+            let at = (r * steps + t) * 2 * h;
+            let (gs, st) = (&gates[(r * steps + t) * g4..][..g4], &states[at..][..2 * h]);
+            let gr = &grad[at..][..2 * h];
+            let c_prev = if t == 0 { &c0[r * h..][..h] } else { &states[at - 2 * h + h..][..h] };
+            let dar = &mut da[r * g4..][..g4];
+            for j in 0..h {
+                let (i, f, g, o) = (gs[j], gs[h + j], gs[2 * h + j], gs[3 * h + j]);
+                let tc = tanh(st[h + j]);
+                let dh_t = gr[j] + dh[r * h + j];
+                let dc_t = gr[h + j] + dc[r * h + j] + dh_t * o * (1.0 - tc * tc);
+                dar[j] = dc_t * g * i * (1.0 - i);
+                dar[h + j] = dc_t * c_prev[j] * f * (1.0 - f);
+                dar[2 * h + j] = dc_t * i * (1.0 - g * g);
+                dar[3 * h + j] = dh_t * tc * o * (1.0 - o);
+                dc[r * h + j] = dc_t * f;
+            }
+            d_xi[(r * steps + t) * g4..][..g4].copy_from_slice(dar);
+        }
+        // dh_{t-1} = da W^T.
+        dh.fill(0.0);
+        step_matmul(&mut dh, &da, &wt, batch, h, g4);
+    }
+    // dW = sum_t h_{t-1}^T da_t: one product over every (row, step), the previous states gathered.
+    let prev: Vec<f32> = (0..batch)
+        .flat_map(|r| {
+            (0..steps).flat_map(move |t| {
+                if t == 0 { &h0[r * h..][..h] } else { &states[(r * steps + t - 1) * 2 * h..][..h] }.iter().copied()
+            })
+        })
+        .collect();
+    let n = batch * steps;
+    let mut dw = vec![0.0f32; h * g4];
+    let prev_t = View { data: &prev, offset: 0, rs: 1, cs: h };
+    matmul(&mut dw, g4, false, prev_t, View::rows(&d_xi, g4), h, g4, n);
+    let mut db = vec![0.0f32; g4];
+    for row in d_xi.chunks_exact(g4) {
+        for (s, v) in db.iter_mut().zip(row) {
+            *s += v;
+        }
+    }
+    (d_xi, dh, dc, dw, db)
+}
+
+impl LstmOps for Flex {
+    fn lstm_sequence(
+        xi: FlexTensor,
+        h0: FlexTensor,
+        c0: FlexTensor,
+        w: FlexTensor,
+        b: FlexTensor,
+    ) -> (FlexTensor, FlexTensor) {
+        let [batch, steps, g4] = xi.shape().dims();
+        let h = g4 / 4;
+        let (xi, h0, c0, w, b) = (contiguous(xi), contiguous(h0), contiguous(c0), contiguous(w), contiguous(b));
+        let (states, gates) = forward(values(&xi), values(&h0), values(&c0), values(&w), values(&b), batch, steps, h);
+        (flex(states, &[batch, steps, 2 * h]), flex(gates, &[batch, steps, g4]))
+    }
+
+    fn lstm_sequence_backward(
+        grad: FlexTensor,
+        states: FlexTensor,
+        gates: FlexTensor,
+        h0: FlexTensor,
+        c0: FlexTensor,
+        w: FlexTensor,
+    ) -> (FlexTensor, FlexTensor, FlexTensor, FlexTensor, FlexTensor) {
+        let [batch, steps, g4] = gates.shape().dims();
+        let h = g4 / 4;
+        let (grad, states, gates) = (contiguous(grad), contiguous(states), contiguous(gates));
+        let (h0, c0, w) = (contiguous(h0), contiguous(c0), contiguous(w));
+        let (d_xi, dh0, dc0, dw, db) = backward(
+            values(&grad),
+            values(&states),
+            values(&gates),
+            values(&h0),
+            values(&c0),
+            values(&w),
+            batch,
+            steps,
+            h,
+        );
+        (
+            flex(d_xi, &[batch, steps, g4]),
+            flex(dh0, &[batch, h]),
+            flex(dc0, &[batch, h]),
+            flex(dw, &[h, g4]),
+            flex(db, &[g4]),
+        )
+    }
+}
+
+/// The backward node of the fused sequence: its parents are (xi, h0, c0, w, b).
+#[derive(Debug)]
+struct LstmSequenceBackward;
+
+impl<B: Backend + LstmOps> Backward<B, 5> for LstmSequenceBackward {
+    /// The states and gates of the forward pass, h0, c0 and w.
+    type State = (FloatTensor<B>, FloatTensor<B>, FloatTensor<B>, FloatTensor<B>, FloatTensor<B>);
+
+    fn backward(self, ops: Ops<Self::State, 5>, grads: &mut Gradients, _checkpointer: &mut Checkpointer) {
+        let [xi, h0, c0, w, b] = ops.parents;
+        let grad = grads.consume::<B>(&ops.node);
+        let (states, gates, h0_value, c0_value, w_value) = ops.state;
+        let (d_xi, dh0, dc0, dw, db) = B::lstm_sequence_backward(grad, states, gates, h0_value, c0_value, w_value);
+        for (node, g) in [(xi, d_xi), (h0, dh0), (c0, dc0), (w, dw), (b, db)] {
+            if let Some(node) = node {
+                grads.register::<B>(node.id, g);
+            }
+        }
+    }
+}
+
+/// A tensor of the autodiff backend over `B`.
+type Tracked<B, C> = FloatTensor<Autodiff<B, C>>;
+
+impl<B: Backend + LstmOps, C: CheckpointStrategy> LstmOps for Autodiff<B, C> {
+    fn lstm_sequence(
+        xi: Tracked<B, C>,
+        h0: Tracked<B, C>,
+        c0: Tracked<B, C>,
+        w: Tracked<B, C>,
+        b: Tracked<B, C>,
+    ) -> (Tracked<B, C>, Tracked<B, C>) {
+        let nodes = [xi.node(), h0.node(), c0.node(), w.node(), b.node()];
+        let (h0, c0, w) = (h0.into_primitive(), c0.into_primitive(), w.into_primitive());
+        let (states, gates) =
+            B::lstm_sequence(xi.into_primitive(), h0.clone(), c0.clone(), w.clone(), b.into_primitive());
+        let states = match LstmSequenceBackward.prepare::<C>(nodes).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => prep.finish((states.clone(), gates.clone(), h0, c0, w), states),
+            OpsKind::UnTracked(prep) => prep.finish(states),
+        };
+        (states, Tracked::<B, C>::new(gates))
+    }
+
+    fn lstm_sequence_backward(
+        grad: Tracked<B, C>,
+        states: Tracked<B, C>,
+        gates: Tracked<B, C>,
+        h0: Tracked<B, C>,
+        c0: Tracked<B, C>,
+        w: Tracked<B, C>,
+    ) -> (Tracked<B, C>, Tracked<B, C>, Tracked<B, C>, Tracked<B, C>, Tracked<B, C>) {
+        // Not differentiated again (burn has no second-order gradients): computed on the values.
+        let (a, b, c, d, e) = B::lstm_sequence_backward(
+            grad.into_primitive(),
+            states.into_primitive(),
+            gates.into_primitive(),
+            h0.into_primitive(),
+            c0.into_primitive(),
+            w.into_primitive(),
+        );
+        (
+            Tracked::<B, C>::new(a),
+            Tracked::<B, C>::new(b),
+            Tracked::<B, C>::new(c),
+            Tracked::<B, C>::new(d),
+            Tracked::<B, C>::new(e),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::recurrent::{Cell, LayerState, RecurrentLayer};
+    use genlab_core::SeededRng;
+
+    /// sum(states * r) in float64, from the fused forward pass on slices.
+    #[allow(clippy::too_many_arguments)]
+    fn loss(xi: &[f32], h0: &[f32], c0: &[f32], w: &[f32], b: &[f32], r: &[f32], dims: [usize; 3]) -> f64 {
+        let [batch, steps, h] = dims;
+        let (states, _) = forward(xi, h0, c0, w, b, batch, steps, h);
+        states.iter().zip(r).map(|(s, r)| *s as f64 * *r as f64).sum()
+    }
+
+    /// The blocked product (full blocks and ragged edges) against a float64 product.
+    #[test]
+    fn step_matmul_matches_a_float64_product() {
+        let mut rng = SeededRng::new(11);
+        for [m, n, k] in [[32, 512, 128], [7, 70, 5], [4, 64, 1], [9, 130, 33]] {
+            let (a, b, d0) = (
+                rng.symmetric_uniform_vec(m * k, 1.0),
+                rng.symmetric_uniform_vec(k * n, 1.0),
+                rng.symmetric_uniform_vec(m * n, 1.0),
+            );
+            let mut d = d0.clone();
+            step_matmul(&mut d, &a, &b, m, n, k);
+            for r in 0..m {
+                for c in 0..n {
+                    let want =
+                        d0[r * n + c] as f64 + (0..k).map(|j| a[r * k + j] as f64 * b[j * n + c] as f64).sum::<f64>();
+                    assert!((d[r * n + c] as f64 - want).abs() < 1e-4, "[{m}, {n}, {k}] ({r}, {c})");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn tanh_is_within_1e7_of_the_library_tanh() {
+        for i in -200_000..=200_000 {
+            let x = i as f32 * 1e-4;
+            assert!((tanh(x) - x.tanh()).abs() <= 1.2e-7, "tanh({x}): {} vs {}", tanh(x), x.tanh());
+        }
+        assert_eq!(tanh(1e4), 1.0);
+        assert_eq!(tanh(-1e4), -1.0);
+    }
+
+    /// The kernel's backward pass against central differences of its forward pass, every input
+    /// coordinate of a small problem (h_t and c_t both weighted, so both output gradients enter).
+    #[test]
+    fn backward_matches_finite_differences() {
+        let [batch, steps, h] = [2, 4, 3];
+        let mut rng = SeededRng::new(7);
+        let mut draw = |n: usize, s: f32| rng.symmetric_uniform_vec(n, s);
+        let mut inputs = [
+            draw(batch * steps * 4 * h, 1.5),
+            draw(batch * h, 0.8),
+            draw(batch * h, 0.8),
+            draw(h * 4 * h, 0.9),
+            draw(4 * h, 0.5),
+        ];
+        let r = draw(batch * steps * 2 * h, 1.0);
+        let (states, gates) = forward(&inputs[0], &inputs[1], &inputs[2], &inputs[3], &inputs[4], batch, steps, h);
+        let (d_xi, dh0, dc0, dw, db) =
+            backward(&r, &states, &gates, &inputs[1], &inputs[2], &inputs[3], batch, steps, h);
+        let analytic = [d_xi, dh0, dc0, dw, db];
+        let eps = 1e-2f32;
+        for (which, name) in ["xi", "h0", "c0", "w", "b"].iter().enumerate() {
+            for k in 0..inputs[which].len() {
+                let at = |v: &mut [Vec<f32>; 5], d: f32| {
+                    v[which][k] += d;
+                    let l = loss(&v[0], &v[1], &v[2], &v[3], &v[4], &r, [batch, steps, h]);
+                    v[which][k] -= d;
+                    l
+                };
+                let numeric = (at(&mut inputs, eps) - at(&mut inputs, -eps)) / (2.0 * eps as f64);
+                let got = analytic[which][k] as f64;
+                assert!((got - numeric).abs() < 2e-3 * (1.0 + numeric.abs()), "d{name}[{k}]: {got} vs {numeric}");
+            }
+        }
+    }
+
+    fn layer_grads(layer: &RecurrentLayer, fused: bool, x: &Tensor<3>, s: &LayerState, r: &Tensor<3>) -> Vec<Vec<f32>> {
+        let (x, h0, c0) = (x.clone().require_grad(), s.h.clone().require_grad(), s.c.clone().unwrap().require_grad());
+        let state = LayerState { h: h0.clone(), c: Some(c0.clone()) };
+        let (y, last) = if fused { layer.forward(x.clone(), state) } else { layer.forward_composed(x.clone(), state) };
+        let loss = (y.clone() * r.clone()).sum() + last.h.sum() * 0.5 + (last.c.unwrap() * 0.25).sum();
+        let grads = loss.backward();
+        let v = |t: Tensor<2>| t.into_data().try_to_vec::<f32>().unwrap();
+        vec![
+            y.into_data().try_to_vec::<f32>().unwrap(),
+            x.grad(&grads).unwrap().into_data().try_to_vec::<f32>().unwrap(),
+            v(h0.grad(&grads).unwrap()),
+            v(c0.grad(&grads).unwrap()),
+            v(layer.hh.weight.grad(&grads).unwrap()),
+            layer.hh.bias.as_ref().unwrap().grad(&grads).unwrap().into_data().try_to_vec::<f32>().unwrap(),
+            v(layer.ih.weight.grad(&grads).unwrap()),
+        ]
+    }
+
+    /// An LSTM layer on flex (fused) computes the outputs, final state and every gradient that the
+    /// composed step-by-step layer computes, to float rounding.
+    #[test]
+    fn the_fused_layer_equals_the_composed_layer() {
+        let device = Device::flex().autodiff();
+        assert!(fused_lstm_available(&device, DType::F32));
+        let mut rng = SeededRng::new(3);
+        let layer = RecurrentLayer::new(Cell::Lstm, 5, 6, &mut rng, &device);
+        let [b, t] = [3, 7];
+        let x = Tensor::<3>::from_data(TensorData::new(rng.symmetric_uniform_vec(b * t * 5, 1.0), [b, t, 5]), &device);
+        let s = LayerState {
+            h: Tensor::from_data(TensorData::new(rng.symmetric_uniform_vec(b * 6, 0.5), [b, 6]), &device),
+            c: Some(Tensor::from_data(TensorData::new(rng.symmetric_uniform_vec(b * 6, 0.5), [b, 6]), &device)),
+        };
+        let r = Tensor::<3>::from_data(TensorData::new(rng.symmetric_uniform_vec(b * t * 6, 1.0), [b, t, 6]), &device);
+        let fused = layer_grads(&layer, true, &x, &s, &r);
+        let composed = layer_grads(&layer, false, &x, &s, &r);
+        for (what, (a, c)) in
+            ["outputs", "dx", "dh0", "dc0", "dW_hh", "db_hh", "dW_ih"].iter().zip(fused.iter().zip(&composed))
+        {
+            let err = a.iter().zip(c).map(|(p, q)| (p - q).abs()).fold(0.0, f32::max);
+            assert!(err < 1e-5, "{what}: max difference {err}");
+        }
+    }
+}
