@@ -9,7 +9,9 @@ KV cache, and FID Inception features of 100 MNIST digits.
 
 Usage (from the repository root, with PyTorch importable by PYTHON):
     cargo build --release -p genlab-bench
-    PYTHON=/path/to/venv/bin/python python3 bench/suite.py [--rounds 3] [--threads 2] [--only vae,gpt]
+    PYTHON=/path/to/venv/bin/python python3 bench/suite.py [--rounds 3] [--threads 2] [--only vae,gpt] [--before DIR]
+`--before DIR` adds a column for the same binaries built from an earlier commit (copied to DIR), interleaved with
+the others: a before-and-after table from one run.
 Not part of the test suite."""
 import argparse
 import os
@@ -66,30 +68,40 @@ def main():
     ap.add_argument("--only", default="", help="comma-separated job names (default: all)")
     ap.add_argument("--binaries", default="target/release", help="where genlab's benchmark binaries are")
     ap.add_argument("--label", default="genlab flex")
+    ap.add_argument("--before", default="", help="a folder of benchmark binaries built from an earlier commit")
     a = ap.parse_args()
     names = [n for n in a.only.split(",") if n] or list(JOBS)
     python = os.environ.get("PYTHON", sys.executable)
     genlab_env = dict(os.environ, RAYON_NUM_THREADS=str(a.threads))
-    times = {(n, side): [] for n in names for side in ("genlab", "torch")}
-    memory = {(n, side): 0.0 for n in names for side in ("genlab", "torch")}
+    sides = ("before", "genlab", "torch") if a.before else ("genlab", "torch")
+    times = {(n, side): [] for n in names for side in sides}
+    memory = {(n, side): 0.0 for n in names for side in sides}
     for r in range(a.rounds):
         for n in names:
             _, ours, theirs, timing = JOBS[n]
             extra = TRAIN.format(w=timing[0], s=timing[1]).split() if timing else []
             g = [os.path.join(ROOT, a.binaries, ours[0]), "--device", "flex", *ours[1:], *extra]
             t = [python, os.path.join(ROOT, "bench", theirs[0]), *theirs[1:], *extra, "--threads", str(a.threads)]
-            for side, cmd, env in (("genlab", g, genlab_env), ("torch", t, None)):
+            jobs = [("genlab", g, genlab_env), ("torch", t, None)]
+            if a.before:
+                jobs.insert(0, ("before", [os.path.join(a.before, ours[0]), *g[1:]], genlab_env))
+            for side, cmd, env in jobs:
                 ms, mib = run(cmd, env)
                 times[(n, side)].append(ms)
                 memory[(n, side)] = max(memory[(n, side)], mib)
-            print(f"round {r + 1}/{a.rounds} {n}: genlab {times[(n, 'genlab')][-1]:.1f} ms, "
-                  f"PyTorch {times[(n, 'torch')][-1]:.1f} ms", file=sys.stderr, flush=True)
+            print(f"round {r + 1}/{a.rounds} {n}: " + ", ".join(f"{side} {times[(n, side)][-1]:.1f} ms" for side in sides),
+                  file=sys.stderr, flush=True)
     print(f"Median of {a.rounds} interleaved rounds, {a.threads} thread(s), {os.cpu_count()} cores\n")
-    print(f"| workload | {a.label} (ms) | PyTorch (ms) | ratio | {a.label} peak RSS (MiB) | PyTorch peak RSS (MiB) |")
-    print("|---|---|---|---|---|---|")
+    before = " before (ms) | ratio before |" if a.before else ""
+    print(f"| workload |{before} {a.label} (ms) | PyTorch (ms) | ratio | {a.label} peak RSS (MiB) | PyTorch peak RSS (MiB) |")
+    print("|---|" + "---|" * (7 if a.before else 5))
     for n in names:
         g, t = statistics.median(times[(n, "genlab")]), statistics.median(times[(n, "torch")])
-        print(f"| {JOBS[n][0]} | {g:.1f} | {t:.1f} | {g / t:.2f} | {memory[(n, 'genlab')]:.0f} | "
+        b = ""
+        if a.before:
+            m = statistics.median(times[(n, "before")])
+            b = f" {m:.1f} | {m / t:.2f} |"
+        print(f"| {JOBS[n][0]} |{b} {g:.1f} | {t:.1f} | {g / t:.2f} | {memory[(n, 'genlab')]:.0f} | "
               f"{memory[(n, 'torch')]:.0f} |")
 
 

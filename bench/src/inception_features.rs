@@ -14,6 +14,7 @@ use genlab_eval::weights::{weights_dir, FID_INCEPTION_FILE};
 use std::time::Instant;
 
 fn main() {
+    genlab_core::memory::keep_freed_buffers(); // as the genlab command does
     let spec: DeviceSpec = arg("--device", "flex").parse().unwrap_or_else(|e| fail(&format!("{e}")));
     let n: usize = arg("--images", "500")
         .parse()

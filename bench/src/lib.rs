@@ -12,8 +12,9 @@ pub fn fail(msg: &str) -> ! {
     std::process::exit(2)
 }
 
-/// `--device`, `--warmup` and `--steps` of a training-step benchmark.
+/// `--device`, `--warmup` and `--steps` of a training-step benchmark (and the allocator set as `genlab` sets it).
 pub fn step_args() -> (genlab_core::DeviceSpec, usize, usize) {
+    genlab_core::memory::keep_freed_buffers(); // as the genlab command does
     let spec = arg("--device", "flex").parse().unwrap_or_else(|e| fail(&format!("{e}")));
     let warmup: usize = arg("--warmup", "5").parse().unwrap_or_else(|_| fail("--warmup: expected a count"));
     let steps: usize = arg("--steps", "30")

@@ -412,6 +412,7 @@ enum DataCommand {
 }
 
 fn main() -> ExitCode {
+    genlab_core::memory::keep_freed_buffers();
     match run() {
         Ok(code) => code,
         Err(e) => {

@@ -125,13 +125,13 @@ impl<'a> View<'a> {
     }
 }
 
-/// `dst (m x n, row stride dst_rs) = (dst if accumulate) + lhs (m x k) rhs (k x n)`, by the gemm
-/// crate (the kernels flex's own matrix products use).
-fn matmul(dst: &mut [f32], dst_rs: usize, accumulate: bool, lhs: View, rhs: View, m: usize, n: usize, k: usize) {
+/// `dst (m x n, row-major) = (dst if accumulate) + lhs (m x k) rhs (k x n)`, by the gemm crate (the
+/// kernels flex's own matrix products use).
+fn matmul(dst: &mut [f32], accumulate: bool, lhs: View, rhs: View, m: usize, n: usize, k: usize) {
     lhs.check(m, k);
     rhs.check(k, n);
     if m > 0 && n > 0 {
-        assert!((m - 1) * dst_rs + n <= dst.len(), "matmul destination out of bounds");
+        assert!(m * n <= dst.len(), "matmul destination out of bounds");
     }
     // SAFETY: every index the product reads or writes was checked above to lie in its slice, the
     // destination is borrowed mutably and does not alias the operands.
@@ -142,7 +142,7 @@ fn matmul(dst: &mut [f32], dst_rs: usize, accumulate: bool, lhs: View, rhs: View
             k,
             dst.as_mut_ptr(),
             1,
-            dst_rs as isize,
+            n as isize,
             accumulate,
             lhs.data.as_ptr().add(lhs.offset),
             lhs.cs as isize,
@@ -172,7 +172,7 @@ fn step_matmul(dst: &mut [f32], lhs: &[f32], rhs: &[f32], m: usize, n: usize, k:
         unsafe { blocked_avx512(dst, lhs, rhs, m, n, k) };
         return;
     }
-    matmul(dst, n, true, View::rows(lhs, k), View::rows(rhs, n), m, n, k);
+    matmul(dst, true, View::rows(lhs, k), View::rows(rhs, n), m, n, k);
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -322,7 +322,7 @@ fn backward(
     let n = batch * steps;
     let mut dw = vec![0.0f32; h * g4];
     let prev_t = View { data: &prev, offset: 0, rs: 1, cs: h };
-    matmul(&mut dw, g4, false, prev_t, View::rows(&d_xi, g4), h, g4, n);
+    matmul(&mut dw, false, prev_t, View::rows(&d_xi, g4), h, g4, n);
     let mut db = vec![0.0f32; g4];
     for row in d_xi.chunks_exact(g4) {
         for (s, v) in db.iter_mut().zip(row) {
@@ -464,7 +464,7 @@ mod tests {
         states.iter().zip(r).map(|(s, r)| *s as f64 * *r as f64).sum()
     }
 
-    /// The blocked product (full blocks and ragged edges) against a float64 product.
+    /// The blocked product (full blocks and ragged edges) and the general one against a float64 product.
     #[test]
     fn step_matmul_matches_a_float64_product() {
         let mut rng = SeededRng::new(11);
@@ -476,11 +476,15 @@ mod tests {
             );
             let mut d = d0.clone();
             step_matmul(&mut d, &a, &b, m, n, k);
+            // The general kernel, which machines without AVX-512 use.
+            let mut g = d0.clone();
+            matmul(&mut g, true, View::rows(&a, k), View::rows(&b, n), m, n, k);
             for r in 0..m {
                 for c in 0..n {
                     let want =
                         d0[r * n + c] as f64 + (0..k).map(|j| a[r * k + j] as f64 * b[j * n + c] as f64).sum::<f64>();
                     assert!((d[r * n + c] as f64 - want).abs() < 1e-4, "[{m}, {n}, {k}] ({r}, {c})");
+                    assert!((g[r * n + c] as f64 - want).abs() < 1e-4, "general kernel [{m}, {n}, {k}] ({r}, {c})");
                 }
             }
         }
