@@ -7,6 +7,7 @@ pub mod coupling;
 pub mod distributions;
 pub mod dropout;
 pub mod fused_lstm;
+pub mod gelu;
 pub mod init;
 pub mod invconv;
 pub mod logit;
