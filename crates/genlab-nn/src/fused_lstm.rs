@@ -8,8 +8,9 @@
 //! `a = xi_t + h_{t-1} W + b`, `i, f, o = sigmoid(a_i, a_f, a_o)`, `g = tanh(a_g)`,
 //! `c_t = f c_{t-1} + i g`, `h_t = o tanh(c_t)`, where `xi_t` is the input's projection (with its
 //! bias) computed for every step beforehand. Other backends (and float types other than f32) take
-//! the composed path; [`fused_lstm_available`] says which.
+//! the composed path; [`crate::flex_ops::on_flex_f32`] says which.
 
+use crate::flex_ops::{avx512, values};
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
@@ -18,7 +19,7 @@ use burn::backend::autodiff::Autodiff;
 use burn::backend::flex::FlexTensor;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{backend_extension, Backend, Dispatch, Flex, TensorMetadata};
-use burn::tensor::{DType, Device, Tensor, TensorData};
+use burn::tensor::{Tensor, TensorData};
 
 /// The fused LSTM's operations. `lstm_sequence` returns the states `[batch, steps, 2 * hidden]`
 /// (`h_t` then `c_t` for each step) and the gate activations `[batch, steps, 4 * hidden]` that the
@@ -45,20 +46,8 @@ pub trait LstmOps: Backend {
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
 }
 
-/// Whether [`fused_lstm`] runs on `device` for tensors of `dtype`: flex (with or without autodiff), f32.
-pub fn fused_lstm_available(device: &Device, dtype: DType) -> bool {
-    use burn::backend::DispatchDevice;
-    #[allow(unreachable_patterns)] // other backends' variants exist with their features
-    let flex = match device.as_dispatch() {
-        DispatchDevice::Flex(_) => true,
-        DispatchDevice::Autodiff(a) => matches!(a.clone().inner(), DispatchDevice::Flex(_)),
-        _ => false,
-    };
-    flex && dtype == DType::F32
-}
-
 /// One LSTM layer over a sequence, fused (see the module's documentation); only where
-/// [`fused_lstm_available`].
+/// [`crate::flex_ops::on_flex_f32`].
 ///
 /// # Shapes
 /// - `xi`: `[batch, steps, 4 * hidden]`, the input's projection with its bias
@@ -90,11 +79,6 @@ fn tanh(x: f32) -> f32 {
 /// The tensor in row-major order (copied only when it is not so already).
 fn contiguous(t: FlexTensor) -> FlexTensor {
     t.to_contiguous()
-}
-
-/// A contiguous f32 tensor's elements.
-fn values(t: &FlexTensor) -> &[f32] {
-    t.as_slice::<f32>().expect("the fused LSTM reads contiguous f32 tensors")
 }
 
 /// A flex tensor of `shape` holding `v`.
@@ -167,7 +151,7 @@ fn matmul(dst: &mut [f32], accumulate: bool, lhs: View, rhs: View, m: usize, n: 
 fn step_matmul(dst: &mut [f32], lhs: &[f32], rhs: &[f32], m: usize, n: usize, k: usize) {
     assert!(dst.len() >= m * n && lhs.len() >= m * k && rhs.len() >= k * n, "step_matmul: operands too short");
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx512f") && std::arch::is_x86_feature_detected!("fma") {
+    if avx512() {
         // SAFETY: the CPU has the features the function is compiled for.
         unsafe { blocked_avx512(dst, lhs, rhs, m, n, k) };
         return;
@@ -453,7 +437,9 @@ impl<B: Backend + LstmOps, C: CheckpointStrategy> LstmOps for Autodiff<B, C> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::flex_ops::on_flex_f32;
     use crate::recurrent::{Cell, LayerState, RecurrentLayer};
+    use burn::tensor::{DType, Device};
     use genlab_core::SeededRng;
 
     /// sum(states * r) in float64, from the fused forward pass on slices.
@@ -558,7 +544,7 @@ mod tests {
     #[test]
     fn the_fused_layer_equals_the_composed_layer() {
         let device = Device::flex().autodiff();
-        assert!(fused_lstm_available(&device, DType::F32));
+        assert!(on_flex_f32(&device, DType::F32));
         let mut rng = SeededRng::new(3);
         let layer = RecurrentLayer::new(Cell::Lstm, 5, 6, &mut rng, &device);
         let [b, t] = [3, 7];

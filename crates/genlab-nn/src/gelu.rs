@@ -16,7 +16,7 @@ use burn::backend::tensor::FloatTensor;
 use burn::backend::{backend_extension, Backend, Dispatch, Flex, TensorMetadata};
 use burn::tensor::{Tensor, TensorData};
 
-use crate::fused_lstm::fused_lstm_available as flex_f32;
+use crate::flex_ops::{avx512, on_flex_f32, values};
 
 /// The GELU's operations: the activation and, from the input and the output's gradient, the
 /// input's gradient.
@@ -28,7 +28,7 @@ pub trait GeluOps: Backend {
 
 /// `x Φ(x)` element-wise: on flex (f32) genlab's vectorised operation, elsewhere burn's `gelu`.
 pub fn gelu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
-    if !flex_f32(&x.device(), x.dtype()) {
+    if !on_flex_f32(&x.device(), x.dtype()) {
         return burn::tensor::activation::gelu(x);
     }
     Tensor::from_dispatch(<Dispatch as GeluOps>::gelu_exact(x.into_dispatch()))
@@ -113,17 +113,6 @@ fn backward_avx512(x: &[f32], grad: &[f32], out: &mut [f32]) {
     backward_slice(x, grad, out)
 }
 
-fn avx512() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::arch::is_x86_feature_detected!("avx512f") && std::arch::is_x86_feature_detected!("fma")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
-}
-
 /// The GELU of every element of `x`.
 fn gelu_values(x: &[f32]) -> Vec<f32> {
     let mut out = vec![0.0f32; x.len()];
@@ -148,10 +137,6 @@ fn gelu_grad_values(x: &[f32], grad: &[f32]) -> Vec<f32> {
     }
     backward_slice(x, grad, &mut out);
     out
-}
-
-fn values(t: &FlexTensor) -> &[f32] {
-    t.as_slice::<f32>().expect("the GELU reads contiguous f32 tensors")
 }
 
 impl GeluOps for Flex {

@@ -6,6 +6,7 @@ pub mod codebook;
 pub mod coupling;
 pub mod distributions;
 pub mod dropout;
+pub mod flex_ops;
 pub mod fused_lstm;
 pub mod gelu;
 pub mod init;

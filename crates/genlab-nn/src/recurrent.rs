@@ -10,7 +10,8 @@
 //! one small product per step for the recurrence; on flex, an LSTM's recurrence is one fused
 //! operation with its own backward pass ([`crate::fused_lstm`]).
 
-use crate::fused_lstm::{fused_lstm, fused_lstm_available};
+use crate::flex_ops::on_flex_f32;
+use crate::fused_lstm::fused_lstm;
 use burn::module::{Module, Param};
 use burn::nn::{Linear, LinearConfig};
 use burn::tensor::activation::sigmoid;
@@ -120,7 +121,7 @@ impl RecurrentLayer {
     /// - returns the outputs `[batch, steps, hidden]` and the final state
     pub fn forward(&self, x: Tensor<3>, state: LayerState) -> (Tensor<3>, LayerState) {
         let xi = self.ih.forward(x); // [b, t, gates * hidden]
-        if self.lstm && fused_lstm_available(&xi.device(), xi.dtype()) {
+        if self.lstm && on_flex_f32(&xi.device(), xi.dtype()) {
             return self.fused(xi, state);
         }
         self.composed(xi, state)
