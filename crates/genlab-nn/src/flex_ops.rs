@@ -2,7 +2,7 @@
 //! reading a flex tensor's values, and whether the CPU has the AVX-512 their fast paths are compiled for.
 
 use burn::backend::flex::FlexTensor;
-use burn::tensor::{DType, Device};
+use burn::tensor::{DType, Device, Shape, TensorData};
 
 /// Whether genlab's flex operations run on `device` for tensors of `dtype`: flex (with or without
 /// autodiff) and f32; elsewhere callers take burn's composed path.
@@ -20,6 +20,11 @@ pub fn on_flex_f32(device: &Device, dtype: DType) -> bool {
 /// A contiguous f32 tensor's elements.
 pub(crate) fn values(t: &FlexTensor) -> &[f32] {
     t.as_slice::<f32>().expect("genlab's flex operations read contiguous f32 tensors")
+}
+
+/// A flex tensor of `shape` holding `values`.
+pub(crate) fn tensor(values: Vec<f32>, shape: impl Into<Shape>) -> FlexTensor {
+    FlexTensor::from_data(TensorData::new(values, shape))
 }
 
 /// Whether the CPU has AVX-512F and FMA, the features the operations' fast loops are compiled for.

@@ -10,7 +10,7 @@
 //! bias) computed for every step beforehand. Other backends (and float types other than f32) take
 //! the composed path; [`crate::flex_ops::on_flex_f32`] says which.
 
-use crate::flex_ops::{avx512, values};
+use crate::flex_ops::{avx512, tensor, values};
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
@@ -19,7 +19,7 @@ use burn::backend::autodiff::Autodiff;
 use burn::backend::flex::FlexTensor;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{backend_extension, Backend, Dispatch, Flex, TensorMetadata};
-use burn::tensor::{Tensor, TensorData};
+use burn::tensor::Tensor;
 
 /// The fused LSTM's operations. `lstm_sequence` returns the states `[batch, steps, 2 * hidden]`
 /// (`h_t` then `c_t` for each step) and the gate activations `[batch, steps, 4 * hidden]` that the
@@ -74,16 +74,6 @@ fn sigmoid(x: f32) -> f32 {
 fn tanh(x: f32) -> f32 {
     let e = (-2.0 * x.abs()).exp();
     ((1.0 - e) / (1.0 + e)).copysign(x)
-}
-
-/// The tensor in row-major order (copied only when it is not so already).
-fn contiguous(t: FlexTensor) -> FlexTensor {
-    t.to_contiguous()
-}
-
-/// A flex tensor of `shape` holding `v`.
-fn flex(v: Vec<f32>, shape: &[usize]) -> FlexTensor {
-    FlexTensor::from_data(TensorData::new(v, shape.to_vec()))
 }
 
 /// A row-major matrix view: element (r, c) at `data[offset + r * rs + c * cs]`.
@@ -326,9 +316,9 @@ impl LstmOps for Flex {
     ) -> (FlexTensor, FlexTensor) {
         let [batch, steps, g4] = xi.shape().dims();
         let h = g4 / 4;
-        let (xi, h0, c0, w, b) = (contiguous(xi), contiguous(h0), contiguous(c0), contiguous(w), contiguous(b));
+        let [xi, h0, c0, w, b] = [xi, h0, c0, w, b].map(|t| t.to_contiguous());
         let (states, gates) = forward(values(&xi), values(&h0), values(&c0), values(&w), values(&b), batch, steps, h);
-        (flex(states, &[batch, steps, 2 * h]), flex(gates, &[batch, steps, g4]))
+        (tensor(states, [batch, steps, 2 * h]), tensor(gates, [batch, steps, g4]))
     }
 
     fn lstm_sequence_backward(
@@ -341,8 +331,7 @@ impl LstmOps for Flex {
     ) -> (FlexTensor, FlexTensor, FlexTensor, FlexTensor, FlexTensor) {
         let [batch, steps, g4] = gates.shape().dims();
         let h = g4 / 4;
-        let (grad, states, gates) = (contiguous(grad), contiguous(states), contiguous(gates));
-        let (h0, c0, w) = (contiguous(h0), contiguous(c0), contiguous(w));
+        let [grad, states, gates, h0, c0, w] = [grad, states, gates, h0, c0, w].map(|t| t.to_contiguous());
         let (d_xi, dh0, dc0, dw, db) = backward(
             values(&grad),
             values(&states),
@@ -355,11 +344,11 @@ impl LstmOps for Flex {
             h,
         );
         (
-            flex(d_xi, &[batch, steps, g4]),
-            flex(dh0, &[batch, h]),
-            flex(dc0, &[batch, h]),
-            flex(dw, &[h, g4]),
-            flex(db, &[g4]),
+            tensor(d_xi, [batch, steps, g4]),
+            tensor(dh0, [batch, h]),
+            tensor(dc0, [batch, h]),
+            tensor(dw, [h, g4]),
+            tensor(db, [g4]),
         )
     }
 }
@@ -439,7 +428,7 @@ mod tests {
     use super::*;
     use crate::flex_ops::on_flex_f32;
     use crate::recurrent::{Cell, LayerState, RecurrentLayer};
-    use burn::tensor::{DType, Device};
+    use burn::tensor::{DType, Device, TensorData};
     use genlab_core::SeededRng;
 
     /// sum(states * r) in float64, from the fused forward pass on slices.

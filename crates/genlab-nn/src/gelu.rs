@@ -14,9 +14,9 @@ use burn::backend::autodiff::Autodiff;
 use burn::backend::flex::FlexTensor;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{backend_extension, Backend, Dispatch, Flex, TensorMetadata};
-use burn::tensor::{Tensor, TensorData};
+use burn::tensor::Tensor;
 
-use crate::flex_ops::{avx512, on_flex_f32, values};
+use crate::flex_ops::{avx512, on_flex_f32, tensor, values};
 
 /// The GELU's operations: the activation and, from the input and the output's gradient, the
 /// input's gradient.
@@ -81,21 +81,20 @@ fn erf(x: f32) -> f32 {
     (if a < 1.0 { series } else { tail }).copysign(x)
 }
 
-const FRAC_1_SQRT_2: f32 = std::f32::consts::FRAC_1_SQRT_2;
 /// 1 / sqrt(2 pi).
 const FRAC_1_SQRT_2PI: f32 = 0.398_942_3;
 
 #[inline(always)]
 fn forward_slice(x: &[f32], out: &mut [f32]) {
     for (o, &v) in out.iter_mut().zip(x) {
-        *o = 0.5 * v * (1.0 + erf(v * FRAC_1_SQRT_2));
+        *o = 0.5 * v * (1.0 + erf(v * std::f32::consts::FRAC_1_SQRT_2));
     }
 }
 
 #[inline(always)]
 fn backward_slice(x: &[f32], grad: &[f32], out: &mut [f32]) {
     for ((o, &v), &g) in out.iter_mut().zip(x).zip(grad) {
-        let cdf = 0.5 * (1.0 + erf(v * FRAC_1_SQRT_2));
+        let cdf = 0.5 * (1.0 + erf(v * std::f32::consts::FRAC_1_SQRT_2));
         let pdf = FRAC_1_SQRT_2PI * exp(-0.5 * v * v);
         *o = g * (cdf + v * pdf);
     }
@@ -143,13 +142,13 @@ impl GeluOps for Flex {
     fn gelu_exact(x: FlexTensor) -> FlexTensor {
         let shape = x.shape();
         let x = x.to_contiguous();
-        FlexTensor::from_data(TensorData::new(gelu_values(values(&x)), shape))
+        tensor(gelu_values(values(&x)), shape)
     }
 
     fn gelu_exact_backward(x: FlexTensor, grad: FlexTensor) -> FlexTensor {
         let shape = x.shape();
         let (x, grad) = (x.to_contiguous(), grad.to_contiguous());
-        FlexTensor::from_data(TensorData::new(gelu_grad_values(values(&x), values(&grad)), shape))
+        tensor(gelu_grad_values(values(&x), values(&grad)), shape)
     }
 }
 
