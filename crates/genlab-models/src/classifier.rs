@@ -16,6 +16,7 @@ use burn::tensor::activation::relu;
 use burn::tensor::{Device, Int};
 use burn::Tensor;
 use genlab_core::SeededRng;
+use genlab_nn::conv;
 use genlab_nn::distributions::categorical_log_prob;
 use genlab_nn::init::{conv2d, linear};
 use genlab_train::privacy::{rows, ExampleLoss};
@@ -147,7 +148,7 @@ impl Classifier {
     /// # Shapes
     /// `x: [batch, channels, height, width]` -> `([batch, hidden], [batch, classes])`
     pub fn features_and_logits(&self, x: Tensor<4>) -> (Tensor<2>, Tensor<2>) {
-        let h = self.convs.iter().fold(x, |h, conv| self.pool.forward(relu(conv.forward(h)))); // [batch, C, h, w]
+        let h = self.convs.iter().fold(x, |h, layer| self.pool.forward(relu(conv::conv2d(layer, h)))); // [batch, C, h, w]
         let features = relu(self.fc.forward(h.flatten(1, 3))); // [batch, hidden]
         let logits = self.out.forward(features.clone()); // [batch, classes]
         (features, logits)

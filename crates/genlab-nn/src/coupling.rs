@@ -91,7 +91,7 @@ impl AffineCoupling {
         let last = self.convs.len() - 1;
         let mut a = xb;
         for (i, conv) in self.convs.iter().enumerate() {
-            a = conv.forward(a);
+            a = crate::conv::conv2d(conv, a);
             if i < last {
                 a = relu(a);
             }

@@ -1,5 +1,6 @@
-//! What genlab's own flex operations ([`crate::fused_lstm`], [`crate::gelu`]) share: where they run,
-//! reading a flex tensor's values, and whether the CPU has the AVX-512 their fast paths are compiled for.
+//! What genlab's own flex operations ([`crate::conv`], [`crate::fused_lstm`], [`crate::gelu`]) share:
+//! where they run, reading a flex tensor's values, whether the CPU has the AVX-512 their fast paths are
+//! compiled for, and matrix products on strided views.
 
 use burn::backend::flex::FlexTensor;
 use burn::tensor::{DType, Device, Shape, TensorData};
@@ -36,5 +37,75 @@ pub(crate) fn avx512() -> bool {
     #[cfg(not(target_arch = "x86_64"))]
     {
         false
+    }
+}
+
+/// A row-major matrix view: element (r, c) at `data[offset + r * rs + c * cs]`.
+#[derive(Clone, Copy)]
+pub(crate) struct View<'a> {
+    pub data: &'a [f32],
+    pub offset: usize,
+    pub rs: usize,
+    pub cs: usize,
+}
+
+impl<'a> View<'a> {
+    pub fn rows(data: &'a [f32], cols: usize) -> Self {
+        View { data, offset: 0, rs: cols, cs: 1 }
+    }
+
+    /// The greatest index read for an `m` x `n` matrix, checked against the data.
+    fn check(&self, m: usize, n: usize) {
+        if m > 0 && n > 0 {
+            let last = self.offset + (m - 1) * self.rs + (n - 1) * self.cs;
+            assert!(last < self.data.len(), "matrix view out of bounds: {last} >= {}", self.data.len());
+        }
+    }
+}
+
+/// `dst (m x n, row-major) = (dst if accumulate) + lhs (m x k) rhs (k x n)`, by the gemm crate (the
+/// kernels flex's own matrix products use), on the calling thread.
+pub(crate) fn matmul(dst: &mut [f32], accumulate: bool, lhs: View, rhs: View, m: usize, n: usize, k: usize) {
+    matmul_on(dst, accumulate, lhs, rhs, [m, n, k], gemm::Parallelism::None)
+}
+
+/// [`matmul`] of `[m, n, k]`, on the threads `parallelism` names.
+pub(crate) fn matmul_on(
+    dst: &mut [f32],
+    accumulate: bool,
+    lhs: View,
+    rhs: View,
+    [m, n, k]: [usize; 3],
+    parallelism: gemm::Parallelism,
+) {
+    lhs.check(m, k);
+    rhs.check(k, n);
+    if m > 0 && n > 0 {
+        assert!(m * n <= dst.len(), "matmul destination out of bounds");
+    }
+    // SAFETY: every index the product reads or writes was checked above to lie in its slice, the
+    // destination is borrowed mutably and does not alias the operands.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            n as isize,
+            accumulate,
+            lhs.data.as_ptr().add(lhs.offset),
+            lhs.cs as isize,
+            lhs.rs as isize,
+            rhs.data.as_ptr().add(rhs.offset),
+            rhs.cs as isize,
+            rhs.rs as isize,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            parallelism,
+        );
     }
 }

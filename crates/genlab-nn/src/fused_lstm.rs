@@ -10,7 +10,7 @@
 //! bias) computed for every step beforehand. Other backends (and float types other than f32) take
 //! the composed path; [`crate::flex_ops::on_flex_f32`] says which.
 
-use crate::flex_ops::{avx512, tensor, values};
+use crate::flex_ops::{avx512, matmul, tensor, values, View};
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
@@ -74,64 +74,6 @@ fn sigmoid(x: f32) -> f32 {
 fn tanh(x: f32) -> f32 {
     let e = (-2.0 * x.abs()).exp();
     ((1.0 - e) / (1.0 + e)).copysign(x)
-}
-
-/// A row-major matrix view: element (r, c) at `data[offset + r * rs + c * cs]`.
-#[derive(Clone, Copy)]
-struct View<'a> {
-    data: &'a [f32],
-    offset: usize,
-    rs: usize,
-    cs: usize,
-}
-
-impl<'a> View<'a> {
-    fn rows(data: &'a [f32], cols: usize) -> Self {
-        View { data, offset: 0, rs: cols, cs: 1 }
-    }
-
-    /// The greatest index read for an `m` x `n` matrix, checked against the data.
-    fn check(&self, m: usize, n: usize) {
-        if m > 0 && n > 0 {
-            let last = self.offset + (m - 1) * self.rs + (n - 1) * self.cs;
-            assert!(last < self.data.len(), "matrix view out of bounds: {last} >= {}", self.data.len());
-        }
-    }
-}
-
-/// `dst (m x n, row-major) = (dst if accumulate) + lhs (m x k) rhs (k x n)`, by the gemm crate (the
-/// kernels flex's own matrix products use).
-fn matmul(dst: &mut [f32], accumulate: bool, lhs: View, rhs: View, m: usize, n: usize, k: usize) {
-    lhs.check(m, k);
-    rhs.check(k, n);
-    if m > 0 && n > 0 {
-        assert!(m * n <= dst.len(), "matmul destination out of bounds");
-    }
-    // SAFETY: every index the product reads or writes was checked above to lie in its slice, the
-    // destination is borrowed mutably and does not alias the operands.
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            dst.as_mut_ptr(),
-            1,
-            n as isize,
-            accumulate,
-            lhs.data.as_ptr().add(lhs.offset),
-            lhs.cs as isize,
-            lhs.rs as isize,
-            rhs.data.as_ptr().add(rhs.offset),
-            rhs.cs as isize,
-            rhs.rs as isize,
-            1.0,
-            1.0,
-            false,
-            false,
-            false,
-            gemm::Parallelism::None,
-        );
-    }
 }
 
 /// `dst [m, n] += lhs [m, k] rhs [k, n]`, row-major and contiguous: the recurrence's small product of

@@ -3,6 +3,7 @@
 pub mod actnorm;
 pub mod attention;
 pub mod codebook;
+pub mod conv;
 pub mod coupling;
 pub mod distributions;
 pub mod dropout;

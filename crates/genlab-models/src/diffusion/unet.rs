@@ -23,6 +23,7 @@ use burn::tensor::activation::{silu, softmax};
 use burn::tensor::{Device, Int, TensorData};
 use burn::Tensor;
 use genlab_core::SeededRng;
+use genlab_nn::conv::conv2d;
 use genlab_nn::dropout::dropout;
 use genlab_nn::init;
 use serde::{Deserialize, Serialize};
@@ -124,13 +125,13 @@ impl ResBlock {
     }
 
     fn forward(&self, x: Tensor<4>, emb: Tensor<2>, rng: Option<&mut SeededRng>) -> Tensor<4> {
-        let h = self.conv1.forward(silu(self.norm1.forward(x.clone()))); // [b, c_out, h, w]
+        let h = conv2d(&self.conv1, silu(self.norm1.forward(x.clone()))); // [b, c_out, h, w]
         let [b, c, _, _] = h.dims();
         let h = h + self.embed.forward(silu(emb)).reshape([b, c, 1, 1]);
         let h = dropout(silu(self.norm2.forward(h)), self.dropout, rng);
-        let h = self.conv2.forward(h);
+        let h = conv2d(&self.conv2, h);
         let skip = match &self.skip {
-            Some(s) => s.forward(x),
+            Some(s) => conv2d(s, x),
             None => x,
         };
         h + skip
@@ -156,12 +157,12 @@ impl SelfAttention {
 
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let [b, c, h, w] = x.dims();
-        let qkv = self.qkv.forward(self.norm.forward(x.clone())).reshape([b, 3, c, h * w]);
+        let qkv = conv2d(&self.qkv, self.norm.forward(x.clone())).reshape([b, 3, c, h * w]);
         let part = |i: usize| qkv.clone().slice([0..b, i..i + 1, 0..c, 0..h * w]).reshape([b, c, h * w]);
         let (q, k, v) = (part(0), part(1), part(2)); // [b, c, hw] each
         let scores = q.swap_dims(1, 2).matmul(k).div_scalar((c as f32).sqrt()); // [b, hw, hw]
         let attended = softmax(scores, 2).matmul(v.swap_dims(1, 2)); // [b, hw, c]
-        x + self.out.forward(attended.swap_dims(1, 2).reshape([b, c, h, w]))
+        x + conv2d(&self.out, attended.swap_dims(1, 2).reshape([b, c, h, w]))
     }
 }
 
@@ -366,7 +367,7 @@ impl Unet {
             let rows = burn::tensor::module::embedding(table.val(), labels.reshape([1, b])).reshape([b, dim]);
             emb = emb + rows; // [b, 4 base]
         }
-        let mut hcur = self.conv_in.forward(x);
+        let mut hcur = conv2d(&self.conv_in, x);
         let mut skips = vec![hcur.clone()];
         for level in &self.down {
             for (block, attn) in level.blocks.iter().zip(&level.attention) {
@@ -377,7 +378,7 @@ impl Unet {
                 skips.push(hcur.clone());
             }
             if let Some(down) = &level.resample {
-                hcur = down.forward(hcur);
+                hcur = conv2d(down, hcur);
                 skips.push(hcur.clone());
             }
         }
@@ -393,10 +394,10 @@ impl Unet {
                 }
             }
             if let Some(up) = &level.resample {
-                hcur = up.forward(double(hcur));
+                hcur = conv2d(up, double(hcur));
             }
         }
-        let out = self.out_conv.forward(silu(self.out_norm.forward(hcur))); // [b, c, H, W]
+        let out = conv2d(&self.out_conv, silu(self.out_norm.forward(hcur))); // [b, c, H, W]
         if self.pad == [0; 4] {
             out
         } else {

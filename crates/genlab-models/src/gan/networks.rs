@@ -11,13 +11,12 @@ use burn::module::{Module, Param};
 use burn::nn::conv::{Conv2d, Conv2dConfig, ConvTranspose2d, ConvTranspose2dConfig};
 use burn::nn::{BatchNorm, Linear, PaddingConfig2d};
 use burn::tensor::activation::{leaky_relu, relu};
-use burn::tensor::module::{conv2d, embedding, linear};
-use burn::tensor::ops::ConvOptions;
+use burn::tensor::module::{embedding, linear};
 use burn::tensor::{Device, Int};
 use burn::Tensor;
 use genlab_core::SeededRng;
-use genlab_nn::init;
 use genlab_nn::spectral_norm::SpectralNorm;
+use genlab_nn::{conv, init};
 
 /// Rows of `table` for `labels`, `[batch, dim]`.
 fn lookup(table: &Param<Tensor<2>>, labels: Tensor<1, Int>) -> Tensor<2> {
@@ -103,7 +102,7 @@ impl Generator {
         let mut h = relu(self.project_norm.forward(self.project.forward(z).reshape([n, c0, s, s])));
         let last = self.ups.len() - 1;
         for (i, up) in self.ups.iter().enumerate() {
-            h = up.forward(h); // doubles the side
+            h = conv::conv_transpose2d(up, h); // doubles the side
             if i < last {
                 h = relu(self.norms[i].forward(h));
             }
@@ -177,8 +176,7 @@ impl Discriminator {
                 Some(s) => s.normalize_weight(w, 1, update).0,
                 None => w,
             };
-            let opts = ConvOptions::new([2, 2], [1, 1], [1, 1], 1);
-            h = leaky_relu(conv2d(h, w, conv.bias.as_ref().map(|b| b.val()), opts), 0.2);
+            h = leaky_relu(conv::conv2d_weighted(conv, w, h), 0.2);
             // halves the side
         }
         let phi = h.flatten::<2>(1, 3); // [batch, features]

@@ -8,6 +8,7 @@ use burn::tensor::activation::relu;
 use burn::tensor::Device;
 use burn::Tensor;
 use genlab_core::SeededRng;
+use genlab_nn::conv;
 use genlab_nn::init::{conv2d, conv_transpose2d, linear};
 
 /// `[channels, height, width]` of the data.
@@ -123,7 +124,7 @@ impl Encoder {
                 heads(m.hidden.iter().fold(x.flatten(1, 3), |h, l| relu(l.forward(h))), &m.mu, &m.logvar)
             }
             Encoder::Conv(c) => {
-                let h = c.convs.iter().fold(x, |h, l| relu(l.forward(h))); // [batch, C, H/2^n, W/2^n]
+                let h = c.convs.iter().fold(x, |h, l| relu(conv::conv2d(l, h))); // [batch, C, H/2^n, W/2^n]
                 heads(h.flatten(1, 3), &c.mu, &c.logvar)
             }
             Encoder::Spatial(s) => {
@@ -194,7 +195,7 @@ impl Decoder {
                 let mut h: Tensor<4> = relu(c.fc.forward(z)).reshape([b, ch, hh, w]); // [batch, C, H/2^n, W/2^n]
                 let last = c.deconvs.len() - 1;
                 for (i, l) in c.deconvs.iter().enumerate() {
-                    h = l.forward(h);
+                    h = conv::conv_transpose2d(l, h);
                     if i < last {
                         h = relu(h);
                     }

@@ -11,6 +11,7 @@ use burn::tensor::activation::relu;
 use burn::tensor::Device;
 use burn::Tensor;
 use genlab_core::SeededRng;
+use genlab_nn::conv;
 use genlab_nn::init::{conv2d, conv_transpose2d};
 
 /// The sizes of the networks: `channels` of the stride-2 layers, `residual_blocks` blocks of
@@ -37,7 +38,7 @@ impl ResidualBlock {
 
     /// `x + conv1(relu(conv3(relu(x))))`, same shape.
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let h = self.conv1.forward(relu(self.conv3.forward(relu(x.clone()))));
+        let h = conv::conv2d(&self.conv1, relu(conv::conv2d(&self.conv3, relu(x.clone()))));
         x + h
     }
 }
@@ -88,8 +89,8 @@ impl Encoder {
     /// # Shapes
     /// `x: [batch, channels, height, width]` -> `[batch, dim, height / 2^n, width / 2^n]`
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let h = self.convs.iter().fold(x, |h, l| relu(l.forward(h))); // [batch, C, H/2^n, W/2^n]
-        self.pre_quant.forward(residual_stack(&self.residual, h))
+        let h = self.convs.iter().fold(x, |h, l| relu(conv::conv2d(l, h))); // [batch, C, H/2^n, W/2^n]
+        conv::conv2d(&self.pre_quant, residual_stack(&self.residual, h))
     }
 }
 
@@ -116,10 +117,10 @@ impl Decoder {
     /// # Shapes
     /// `z: [batch, dim, h, w]` -> `[batch, channels, h * 2^n, w * 2^n]`
     pub fn forward(&self, z: Tensor<4>) -> Tensor<4> {
-        let mut h = residual_stack(&self.residual, self.post_quant.forward(z)); // [batch, C, h, w]
+        let mut h = residual_stack(&self.residual, conv::conv2d(&self.post_quant, z)); // [batch, C, h, w]
         let last = self.deconvs.len() - 1;
         for (i, l) in self.deconvs.iter().enumerate() {
-            h = l.forward(h);
+            h = conv::conv_transpose2d(l, h);
             if i < last {
                 h = relu(h);
             }

@@ -1,0 +1,826 @@
+//! 2-D convolution for the flex backend, forward and backward, as an operation of genlab's (burn's
+//! backend extension). flex convolves by copying the input to channels-last, building im2col tiles of
+//! 512 output positions and multiplying each tile on its own, and computes a convolution's input
+//! gradient as a transposed convolution (a scatter-add over every kernel position); at the small
+//! channel counts of genlab's models those loops cost as much as the products.
+//!
+//! Here each image is one matrix product: its im2col matrix `[c_in kh kw, oh ow]`, built from the NCHW
+//! input by shifted row copies, multiplied by the weight `[c_out, c_in kh kw]` straight into the
+//! output, with the bias as the product's starting value. The input gradient is the weight's
+//! transpose times the output gradient, folded back by shifted row additions (col2im, Caffe's scheme:
+//! Jia et al. 2014, <https://arxiv.org/abs/1408.5093>); the weight gradient is the output gradient times
+//! the im2col matrix's transpose, summed over images. Images run in parallel; the weight gradient's
+//! partial sums are formed over a fixed split of the batch and added in order, so the results do not
+//! depend on the number of threads (a resumed run stays bit-for-bit equal).
+//!
+//! It covers groups 1 and dilation 1 (every convolution genlab's models build); other layers, other
+//! backends and other float types take burn's `conv2d`.
+
+use crate::flex_ops::{matmul, matmul_on, on_flex_f32, tensor, values, View};
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::autodiff::Autodiff;
+use burn::backend::flex::FlexTensor;
+use burn::backend::tensor::FloatTensor;
+use burn::backend::{backend_extension, Backend, Dispatch, Flex, TensorMetadata};
+use burn::module::Param;
+use burn::nn::conv::{Conv2d, ConvTranspose2d};
+use burn::nn::PaddingConfig2d;
+use burn::tensor::ops::ConvOptions;
+use burn::tensor::{Device, FloatDType, Tensor};
+use rayon::prelude::*;
+use std::ops::Range;
+
+/// Where a convolution's kernel visits its input: the step between output positions and the
+/// zeros added around the input.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Geometry {
+    /// Rows, then columns.
+    pub stride: [usize; 2],
+    /// Zero rows above and below, zero columns left and right.
+    pub padding: [usize; 4],
+}
+
+/// The convolution's operations: the forward passes of the convolution and of the transposed
+/// convolution (its input gradient's map; `output` the result's shape), each with a bias (zeros for a
+/// layer without one: burn's extension macro does not pass optional tensors on), and from the
+/// output's gradient the input's gradient (for an input of shape `input`), the weight's (for a weight
+/// of shape `weight`) and the bias's.
+#[backend_extension(Flex, Autodiff)]
+pub trait ConvOps: Backend {
+    fn conv2d_im2col(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        geometry: Geometry,
+    ) -> FloatTensor<Self>;
+
+    fn conv_transpose2d_im2col(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        geometry: Geometry,
+        output: [usize; 4],
+    ) -> FloatTensor<Self>;
+
+    fn conv2d_im2col_x_backward(
+        weight: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        geometry: Geometry,
+        input: [usize; 4],
+    ) -> FloatTensor<Self>;
+
+    fn conv2d_im2col_weight_backward(
+        x: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        geometry: Geometry,
+        weight: [usize; 4],
+    ) -> FloatTensor<Self>;
+
+    /// The sum of `grad` (`[batch, c, h, w]`) over all but its channels.
+    fn conv2d_im2col_bias_backward(grad: FloatTensor<Self>) -> FloatTensor<Self>;
+}
+
+/// burn's `Conv2d` layer applied to `x` (`[batch, c_in, h, w]` -> `[batch, c_out, oh, ow]`): on flex
+/// (f32) genlab's convolution where the layer is one it covers (groups 1, dilation 1), elsewhere the
+/// layer's own `forward`.
+pub fn conv2d(layer: &Conv2d, x: Tensor<4>) -> Tensor<4> {
+    conv2d_weighted(layer, layer.weight.val(), x)
+}
+
+/// [`conv2d`] with `weight` in place of the layer's own (a spectrally normalised one, say).
+pub fn conv2d_weighted(layer: &Conv2d, weight: Tensor<4>, x: Tensor<4>) -> Tensor<4> {
+    let [_, _, h, w] = x.dims();
+    let covered = layer.groups == 1 && layer.dilation == [1, 1] && on_flex_f32(&x.device(), x.dtype());
+    let geometry = geometry(layer, h, w);
+    match geometry {
+        Some(geometry) if covered => {
+            let bias = bias_or_zeros(layer.bias.as_ref(), weight.dims()[0], &x.device());
+            Tensor::from_dispatch(<Dispatch as ConvOps>::conv2d_im2col(
+                x.into_dispatch(),
+                weight.into_dispatch(),
+                bias.into_dispatch(),
+                geometry,
+            ))
+        }
+        _ => {
+            // burn's own, with the padding its layer would compute (none where the kernel does not
+            // fit: burn reports that).
+            let [top, bottom, left, right] = geometry.map_or([0; 4], |g| g.padding);
+            let padding = [(top, bottom), (left, right)];
+            let options = ConvOptions::new_with_padding(layer.stride, padding, layer.dilation, layer.groups);
+            burn::tensor::module::conv2d(x, weight, layer.bias.as_ref().map(|b| b.val()), options)
+        }
+    }
+}
+
+/// burn's `ConvTranspose2d` layer applied to `x` (`[batch, c_in, h, w]` -> `[batch, c_out, oh, ow]`,
+/// `oh = (h - 1) stride - 2 padding + kh + padding_out`): on flex (f32) genlab's, as the input
+/// gradient's map of the convolution it transposes, where the layer is one it covers (groups 1,
+/// dilation 1), elsewhere the layer's own `forward`.
+pub fn conv_transpose2d(layer: &ConvTranspose2d, x: Tensor<4>) -> Tensor<4> {
+    let [batch, _, h, w] = x.dims();
+    let ([kh, kw], [sh, sw], [ph, pw], [oph, opw]) =
+        (layer.kernel_size, layer.stride, layer.padding, layer.padding_out);
+    let size = |n: usize, s: usize, k: usize, p: usize, op: usize| ((n.max(1) - 1) * s + k + op).checked_sub(2 * p);
+    let covered = layer.groups == 1
+        && layer.dilation == [1, 1]
+        && h > 0
+        && w > 0
+        && oph < sh
+        && opw < sw
+        && on_flex_f32(&x.device(), x.dtype());
+    match (size(h, sh, kh, ph, oph), size(w, sw, kw, pw, opw)) {
+        (Some(oh), Some(ow)) if covered && oh > 0 && ow > 0 => {
+            // The convolution that maps [c_out, oh, ow] back to [c_in, h, w]: its bottom and right
+            // padding make its output h x w (only the top and left padding move the kernel).
+            let padding = [ph, ph.saturating_sub(oph), pw, pw.saturating_sub(opw)];
+            let geometry = Geometry { stride: layer.stride, padding };
+            let bias = bias_or_zeros(layer.bias.as_ref(), layer.channels[1], &x.device());
+            Tensor::from_dispatch(<Dispatch as ConvOps>::conv_transpose2d_im2col(
+                x.into_dispatch(),
+                layer.weight.val().into_dispatch(),
+                bias.into_dispatch(),
+                geometry,
+                [batch, layer.channels[1], oh, ow],
+            ))
+        }
+        _ => layer.forward(x),
+    }
+}
+
+/// The layer's bias, or zeros (not trained) for a layer without one.
+fn bias_or_zeros(bias: Option<&Param<Tensor<1>>>, channels: usize, device: &Device) -> Tensor<1> {
+    bias.map_or_else(|| Tensor::zeros([channels], device), |b| b.val())
+}
+
+/// The layer's geometry on an `h` x `w` input (burn's padding rules: `Same` keeps `ceil(size / stride)`
+/// outputs with the odd zero after), or `None` where the kernel does not fit the padded input.
+fn geometry(layer: &Conv2d, h: usize, w: usize) -> Option<Geometry> {
+    let same = |kernel: usize, stride: usize, size: usize| {
+        let total = (size.div_ceil(stride).saturating_sub(1) * stride + kernel).saturating_sub(size);
+        (total / 2, total - total / 2)
+    };
+    let [kh, kw] = layer.kernel_size;
+    let [sh, sw] = layer.stride;
+    let padding = match layer.padding {
+        PaddingConfig2d::Valid => [0; 4],
+        PaddingConfig2d::Same => {
+            let ((top, bottom), (left, right)) = (same(kh, sh, h), same(kw, sw, w));
+            [top, bottom, left, right]
+        }
+        PaddingConfig2d::Explicit(top, left, bottom, right) => [top, bottom, left, right],
+    };
+    let fits = h + padding[0] + padding[1] >= kh && w + padding[2] + padding[3] >= kw && sh > 0 && sw > 0;
+    fits.then_some(Geometry { stride: layer.stride, padding })
+}
+
+/// The sizes of one convolution.
+#[derive(Clone, Copy, Debug)]
+struct Dims {
+    batch: usize,
+    c_in: usize,
+    h: usize,
+    w: usize,
+    c_out: usize,
+    kh: usize,
+    kw: usize,
+    oh: usize,
+    ow: usize,
+}
+
+impl Dims {
+    fn new([batch, c_in, h, w]: [usize; 4], [c_out, c_w, kh, kw]: [usize; 4], g: &Geometry) -> Self {
+        assert_eq!(c_in, c_w, "conv2d: the input has {c_in} channels, the weight {c_w}");
+        let [top, bottom, left, right] = g.padding;
+        let oh = (h + top + bottom - kh) / g.stride[0] + 1;
+        let ow = (w + left + right - kw) / g.stride[1] + 1;
+        Dims { batch, c_in, h, w, c_out, kh, kw, oh, ow }
+    }
+
+    /// Rows of the im2col matrix: one per input channel and kernel position.
+    fn k(&self) -> usize {
+        self.c_in * self.kh * self.kw
+    }
+
+    /// Output positions of one image: the im2col matrix's columns.
+    fn p(&self) -> usize {
+        self.oh * self.ow
+    }
+
+    fn image(&self) -> usize {
+        self.c_in * self.h * self.w
+    }
+
+    /// A 1 x 1 kernel without stride or padding: the image itself is its im2col matrix.
+    fn pointwise(&self, g: &Geometry) -> bool {
+        self.kh == 1 && self.kw == 1 && g.stride == [1, 1] && g.padding == [0; 4]
+    }
+}
+
+fn dims4(t: &FlexTensor) -> [usize; 4] {
+    let shape = t.shape();
+    assert_eq!(shape.num_dims(), 4, "conv2d: a 4-D tensor was expected, got {shape:?}");
+    [shape[0], shape[1], shape[2], shape[3]]
+}
+
+/// The output positions `o` in `0..out` whose input index `o * stride + offset - pad` lies in
+/// `0..size` (empty where none does).
+fn inside(out: usize, stride: usize, offset: usize, pad: usize, size: usize) -> Range<usize> {
+    let lo = if pad > offset { (pad - offset).div_ceil(stride) } else { 0 };
+    let hi = if size + pad > offset { ((size - 1 + pad - offset) / stride + 1).min(out) } else { 0 };
+    lo.min(hi)..hi
+}
+
+/// Calls `visit(row, oy, iy, cols, ix0)` for every im2col row (`c, i, j`) and every output row `oy`
+/// whose input row `iy` exists; `cols` are the output columns whose input columns exist, from `ix0`
+/// in steps of the stride. Rows and columns outside are the padding's zeros.
+fn for_each_patch_row(d: &Dims, g: &Geometry, mut visit: impl FnMut(usize, usize, usize, Range<usize>, usize)) {
+    let ([sh, sw], [top, _, left, _]) = (g.stride, g.padding);
+    for c in 0..d.c_in {
+        for i in 0..d.kh {
+            let rows = inside(d.oh, sh, i, top, d.h);
+            for j in 0..d.kw {
+                let cols = inside(d.ow, sw, j, left, d.w);
+                let row = (c * d.kh + i) * d.kw + j;
+                if cols.is_empty() {
+                    continue;
+                }
+                let ix0 = cols.start * sw + j - left;
+                for oy in rows.clone() {
+                    visit(row, oy, c * d.h + oy * sh + i - top, cols.clone(), ix0);
+                }
+            }
+        }
+    }
+}
+
+/// Fills `col` (`[k, p]`) with the im2col matrix of one image `x` (`[c_in, h, w]`).
+fn im2col(x: &[f32], d: &Dims, g: &Geometry, col: &mut [f32]) {
+    let (p, sw) = (d.p(), g.stride[1]);
+    col.fill(0.0);
+    for_each_patch_row(d, g, |row, oy, iy, cols, ix0| {
+        let out = &mut col[row * p + oy * d.ow..][cols];
+        let src = &x[iy * d.w + ix0..];
+        if sw == 1 {
+            out.copy_from_slice(&src[..out.len()]);
+        } else {
+            for (o, s) in out.iter_mut().zip(src.iter().step_by(sw)) {
+                *o = *s;
+            }
+        }
+    });
+}
+
+/// Adds the im2col matrix `col` (`[k, p]`) back onto the image `dx` (`[c_in, h, w]`) it was taken
+/// from: im2col's adjoint.
+fn col2im(col: &[f32], d: &Dims, g: &Geometry, dx: &mut [f32]) {
+    let (p, sw) = (d.p(), g.stride[1]);
+    for_each_patch_row(d, g, |row, oy, iy, cols, ix0| {
+        let from = &col[row * p + oy * d.ow..][cols];
+        let dst = &mut dx[iy * d.w + ix0..];
+        if sw == 1 {
+            for (a, b) in dst.iter_mut().zip(from) {
+                *a += *b;
+            }
+        } else {
+            for (a, b) in dst.iter_mut().step_by(sw).zip(from) {
+                *a += *b;
+            }
+        }
+    });
+}
+
+/// Runs `image(b, out_b, scratch, parallelism)` for every image `b`, `out_b` its `chunk` of `out`:
+/// images in parallel, each product on its thread; a single image gets every thread for its product.
+fn for_each_image(
+    out: &mut [f32],
+    chunk: usize,
+    scratch: usize,
+    image: impl Fn(usize, &mut [f32], &mut [f32], gemm::Parallelism) + Sync,
+) {
+    if out.len() <= chunk {
+        image(0, out, &mut vec![0.0; scratch], gemm::Parallelism::Rayon(0));
+        return;
+    }
+    out.par_chunks_mut(chunk)
+        .enumerate()
+        .for_each_init(|| vec![0.0; scratch], |s, (b, o)| image(b, o, s, gemm::Parallelism::None));
+}
+
+/// The weight as the matrix `[c_out, k]`, and its transpose `[k, c_out]`.
+fn weight_views<'a>(w: &'a [f32], d: &Dims) -> (View<'a>, View<'a>) {
+    (View::rows(w, d.k()), View { data: w, offset: 0, rs: 1, cs: d.k() })
+}
+
+/// The batch is split into this many parts for the weight gradient's partial sums, whatever the
+/// number of threads, so the sum's order is fixed.
+const WEIGHT_GRADIENT_PARTS: usize = 16;
+
+/// The input gradient's values: for each image, the weight's transpose times the output gradient,
+/// folded back onto the input by col2im.
+fn x_backward_values(wv: &[f32], gv: &[f32], d: &Dims, g: &Geometry) -> Vec<f32> {
+    let ((_, wt), (k, p)) = (weight_views(wv, d), (d.k(), d.p()));
+    let mut dx = vec![0.0f32; d.batch * d.image()];
+    let scratch = if d.pointwise(g) { 0 } else { k * p };
+    for_each_image(&mut dx, d.image(), scratch, |b, dx, col, parallelism| {
+        let grad = View::rows(&gv[b * d.c_out * p..][..d.c_out * p], p);
+        if d.pointwise(g) {
+            matmul_on(dx, false, wt, grad, [k, p, d.c_out], parallelism);
+        } else {
+            matmul_on(col, false, wt, grad, [k, p, d.c_out], parallelism);
+            col2im(col, d, g, dx);
+        }
+    });
+    dx
+}
+
+/// Sums of `v` (`[batch, c, plane]`) over batch and plane, one per channel.
+fn channel_sums(v: &[f32], c: usize, plane: usize) -> Vec<f32> {
+    let mut sums = vec![0.0f32; c];
+    for image in v.chunks(c * plane) {
+        for (s, row) in sums.iter_mut().zip(image.chunks(plane)) {
+            *s += row.iter().sum::<f32>();
+        }
+    }
+    sums
+}
+
+impl ConvOps for Flex {
+    fn conv2d_im2col(x: FlexTensor, weight: FlexTensor, bias: FlexTensor, g: Geometry) -> FlexTensor {
+        let d = Dims::new(dims4(&x), dims4(&weight), &g);
+        let (x, weight, bias) = (x.to_contiguous(), weight.to_contiguous(), bias.to_contiguous());
+        let (xv, (w, _), bv) = (values(&x), weight_views(values(&weight), &d), values(&bias));
+        let (k, p) = (d.k(), d.p());
+        let mut out = vec![0.0f32; d.batch * d.c_out * p];
+        let scratch = if d.pointwise(&g) { 0 } else { k * p };
+        for_each_image(&mut out, d.c_out * p, scratch, |b, out, col, parallelism| {
+            for (row, &v) in out.chunks_mut(p).zip(bv) {
+                row.fill(v);
+            }
+            let image = &xv[b * d.image()..][..d.image()];
+            let col: &[f32] = if d.pointwise(&g) {
+                image
+            } else {
+                im2col(image, &d, &g, col);
+                col
+            };
+            matmul_on(out, true, w, View::rows(col, p), [d.c_out, p, k], parallelism);
+        });
+        tensor(out, [d.batch, d.c_out, d.oh, d.ow])
+    }
+
+    fn conv_transpose2d_im2col(
+        x: FlexTensor,
+        weight: FlexTensor,
+        bias: FlexTensor,
+        g: Geometry,
+        output: [usize; 4],
+    ) -> FlexTensor {
+        // x is the output gradient of the convolution from `output`-shaped inputs with this weight.
+        let d = Dims::new(output, dims4(&weight), &g);
+        let (x, weight) = (x.to_contiguous(), weight.to_contiguous());
+        let mut out = x_backward_values(values(&weight), values(&x), &d, &g);
+        let (bias, plane) = (bias.to_contiguous(), d.h * d.w);
+        for image in out.chunks_mut(d.image()) {
+            for (row, &v) in image.chunks_mut(plane).zip(values(&bias)) {
+                row.iter_mut().for_each(|o| *o += v);
+            }
+        }
+        tensor(out, output)
+    }
+
+    fn conv2d_im2col_x_backward(weight: FlexTensor, grad: FlexTensor, g: Geometry, input: [usize; 4]) -> FlexTensor {
+        let d = Dims::new(input, dims4(&weight), &g);
+        let (weight, grad) = (weight.to_contiguous(), grad.to_contiguous());
+        tensor(x_backward_values(values(&weight), values(&grad), &d, &g), input)
+    }
+
+    fn conv2d_im2col_weight_backward(x: FlexTensor, grad: FlexTensor, g: Geometry, weight: [usize; 4]) -> FlexTensor {
+        let d = Dims::new(dims4(&x), weight, &g);
+        let (x, grad) = (x.to_contiguous(), grad.to_contiguous());
+        let (xv, gv) = (values(&x), values(&grad));
+        let (k, p) = (d.k(), d.p());
+        let per_part = d.batch.div_ceil(WEIGHT_GRADIENT_PARTS).max(1);
+        let partial = |images: Range<usize>| {
+            let mut dw = vec![0.0f32; d.c_out * k];
+            let mut col = vec![0.0f32; if d.pointwise(&g) { 0 } else { k * p }];
+            for b in images {
+                let image = &xv[b * d.image()..][..d.image()];
+                let col: &[f32] = if d.pointwise(&g) {
+                    image
+                } else {
+                    im2col(image, &d, &g, &mut col);
+                    &col
+                };
+                // dW [c_out, k] += grad [c_out, p] col^T [p, k]
+                let grad = View::rows(&gv[b * d.c_out * p..][..d.c_out * p], p);
+                matmul(&mut dw, true, grad, View { data: col, offset: 0, rs: 1, cs: p }, d.c_out, k, p);
+            }
+            dw
+        };
+        let parts: Vec<Vec<f32>> = (0..d.batch.div_ceil(per_part))
+            .into_par_iter()
+            .map(|i| partial(i * per_part..((i + 1) * per_part).min(d.batch)))
+            .collect();
+        let mut dw = vec![0.0f32; d.c_out * k];
+        for part in parts {
+            dw.iter_mut().zip(part).for_each(|(a, b)| *a += b);
+        }
+        tensor(dw, weight)
+    }
+
+    fn conv2d_im2col_bias_backward(grad: FlexTensor) -> FlexTensor {
+        let [_, c, h, w] = dims4(&grad);
+        let grad = grad.to_contiguous();
+        tensor(channel_sums(values(&grad), c, h * w), [c])
+    }
+}
+
+/// The backward pass of a convolution or a transposed convolution.
+#[derive(Debug)]
+struct ConvBackward {
+    transposed: bool,
+}
+
+fn dims_of<B: Backend>(t: &FloatTensor<B>) -> [usize; 4] {
+    let shape = t.shape();
+    [shape[0], shape[1], shape[2], shape[3]]
+}
+
+impl<B: Backend + ConvOps> Backward<B, 3> for ConvBackward {
+    /// The input, the weight and the geometry of the convolution (of the one transposed, for a
+    /// transposed convolution).
+    type State = (FloatTensor<B>, FloatTensor<B>, Geometry);
+
+    /// A transposed convolution's input gradient is the convolution of the output's gradient, and
+    /// its weight gradient the convolution's with input and output gradient exchanged.
+    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _checkpointer: &mut Checkpointer) {
+        let grad = grads.consume::<B>(&ops.node);
+        let [node_x, node_w, node_b] = ops.parents;
+        let (x, weight, g) = ops.state;
+        let shape = dims_of::<B>(&weight);
+        if let Some(node) = node_b {
+            grads.register::<B>(node.id, B::conv2d_im2col_bias_backward(grad.clone()));
+        }
+        if let Some(node) = node_x {
+            let dx = if self.transposed {
+                let zeros = B::float_zeros([shape[1]].into(), &grad.device(), FloatDType::F32);
+                B::conv2d_im2col(grad.clone(), weight, zeros, g)
+            } else {
+                B::conv2d_im2col_x_backward(weight, grad.clone(), g, dims_of::<B>(&x))
+            };
+            grads.register::<B>(node.id, dx);
+        }
+        if let Some(node) = node_w {
+            let dw = if self.transposed {
+                B::conv2d_im2col_weight_backward(grad, x, g, shape)
+            } else {
+                B::conv2d_im2col_weight_backward(x, grad, g, shape)
+            };
+            grads.register::<B>(node.id, dw);
+        }
+    }
+}
+
+/// Records `forward(x, weight, bias)` with its backward pass (`transposed` says which convolution).
+fn tracked<B: Backend + ConvOps, C: CheckpointStrategy>(
+    [x, weight, bias]: [FloatTensor<Autodiff<B, C>>; 3],
+    g: Geometry,
+    transposed: bool,
+    forward: impl FnOnce(FloatTensor<B>, FloatTensor<B>, FloatTensor<B>) -> FloatTensor<B>,
+) -> FloatTensor<Autodiff<B, C>> {
+    let nodes = [x.node(), weight.node(), bias.node()];
+    let [x, weight, bias] = [x, weight, bias].map(|t| t.into_primitive());
+    match (ConvBackward { transposed }).prepare::<C>(nodes).compute_bound().stateful() {
+        OpsKind::Tracked(prep) => prep.finish((x.clone(), weight.clone(), g), forward(x, weight, bias)),
+        OpsKind::UnTracked(prep) => prep.finish(forward(x, weight, bias)),
+    }
+}
+
+impl<B: Backend + ConvOps, C: CheckpointStrategy> ConvOps for Autodiff<B, C> {
+    fn conv2d_im2col(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        g: Geometry,
+    ) -> FloatTensor<Self> {
+        tracked::<B, C>([x, weight, bias], g, false, |x, w, b| B::conv2d_im2col(x, w, b, g))
+    }
+
+    fn conv_transpose2d_im2col(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        g: Geometry,
+        output: [usize; 4],
+    ) -> FloatTensor<Self> {
+        tracked::<B, C>([x, weight, bias], g, true, |x, w, b| B::conv_transpose2d_im2col(x, w, b, g, output))
+    }
+
+    // The gradients are not differentiated again (burn has no second-order gradients): computed on
+    // the values.
+    fn conv2d_im2col_x_backward(
+        weight: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        g: Geometry,
+        input: [usize; 4],
+    ) -> FloatTensor<Self> {
+        FloatTensor::<Self>::new(B::conv2d_im2col_x_backward(weight.into_primitive(), grad.into_primitive(), g, input))
+    }
+
+    fn conv2d_im2col_weight_backward(
+        x: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        g: Geometry,
+        weight: [usize; 4],
+    ) -> FloatTensor<Self> {
+        FloatTensor::<Self>::new(B::conv2d_im2col_weight_backward(x.into_primitive(), grad.into_primitive(), g, weight))
+    }
+
+    fn conv2d_im2col_bias_backward(grad: FloatTensor<Self>) -> FloatTensor<Self> {
+        FloatTensor::<Self>::new(B::conv2d_im2col_bias_backward(grad.into_primitive()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::nn::conv::{Conv2dConfig, ConvTranspose2dConfig};
+    use burn::tensor::TensorData;
+    use genlab_core::SeededRng;
+
+    enum Layer {
+        Conv(Conv2d),
+        Transposed(ConvTranspose2d),
+    }
+
+    /// A layer (burn's, seeded weights) and the shape of its input.
+    struct Case {
+        name: &'static str,
+        input: [usize; 4],
+        layer: Layer,
+    }
+
+    fn rng(name: &str) -> SeededRng {
+        SeededRng::new(name.bytes().map(u64::from).sum())
+    }
+
+    fn conv(
+        name: &'static str,
+        input: [usize; 4],
+        c_out: usize,
+        kernel: [usize; 2],
+        stride: usize,
+        padding: PaddingConfig2d,
+        bias: bool,
+    ) -> Case {
+        let config = Conv2dConfig::new([input[1], c_out], kernel)
+            .with_stride([stride, stride])
+            .with_padding(padding)
+            .with_bias(bias);
+        let layer = crate::init::conv2d(&mut rng(name), &config, &Device::flex().autodiff());
+        Case { name, input, layer: Layer::Conv(layer) }
+    }
+
+    fn transposed(
+        name: &'static str,
+        input: [usize; 4],
+        c_out: usize,
+        [kernel, stride, padding, padding_out]: [usize; 4],
+        bias: bool,
+    ) -> Case {
+        let config = ConvTranspose2dConfig::new([input[1], c_out], [kernel, kernel])
+            .with_stride([stride, stride])
+            .with_padding([padding, padding])
+            .with_padding_out([padding_out, padding_out])
+            .with_bias(bias);
+        let layer = crate::init::conv_transpose2d(&mut rng(name), &config, &Device::flex().autodiff());
+        Case { name, input, layer: Layer::Transposed(layer) }
+    }
+
+    /// The shapes genlab's models use (3x3 same, 3x3 and 4x4 stride 2, 1x1, no bias, the decoders'
+    /// 4x4 stride-2 transposed convolutions), uneven padding, burn's `Same` with an odd total, a
+    /// kernel that skips input columns (stride 3 > kernel 2), transposed convolutions with
+    /// `padding_out` and with more padding than kernel overlap.
+    fn cases() -> Vec<Case> {
+        use PaddingConfig2d::*;
+        vec![
+            conv("3x3 same", [3, 2, 7, 6], 3, [3, 3], 1, Explicit(1, 1, 1, 1), true),
+            conv("3x3 stride 2", [2, 3, 7, 8], 2, [3, 3], 2, Explicit(1, 1, 1, 1), true),
+            conv("4x4 stride 2", [2, 2, 8, 6], 3, [4, 4], 2, Explicit(1, 1, 1, 1), true),
+            conv("1x1", [3, 4, 5, 5], 3, [1, 1], 1, Valid, true),
+            conv("3x3 no bias", [2, 2, 5, 6], 2, [3, 3], 1, Explicit(1, 1, 1, 1), false),
+            conv("uneven padding", [2, 2, 6, 5], 2, [3, 2], 1, Explicit(2, 0, 0, 1), true),
+            conv("same, stride 2", [2, 2, 7, 6], 2, [4, 3], 2, Same, true),
+            conv("stride past the kernel", [2, 2, 9, 8], 2, [2, 2], 3, Valid, true),
+            transposed("transposed 4x4 stride 2", [2, 3, 4, 3], 2, [4, 2, 1, 0], true),
+            transposed("transposed 3x3 padding_out", [2, 2, 3, 4], 3, [3, 2, 1, 1], true),
+            transposed("transposed 1x1", [3, 3, 4, 4], 2, [1, 1, 0, 0], false),
+            transposed("transposed stride 3", [2, 2, 3, 3], 2, [2, 3, 0, 2], true),
+            transposed("transposed wide padding", [1, 2, 5, 5], 2, [3, 1, 2, 0], true),
+        ]
+    }
+
+    impl Case {
+        fn weight(&self) -> Tensor<4> {
+            match &self.layer {
+                Layer::Conv(l) => l.weight.val(),
+                Layer::Transposed(l) => l.weight.val(),
+            }
+        }
+
+        fn bias(&self) -> Option<Tensor<1>> {
+            match &self.layer {
+                Layer::Conv(l) => l.bias.as_ref().map(|b| b.val()),
+                Layer::Transposed(l) => l.bias.as_ref().map(|b| b.val()),
+            }
+        }
+
+        fn forward(&self, x: Tensor<4>, genlab: bool) -> Tensor<4> {
+            match (&self.layer, genlab) {
+                (Layer::Conv(l), true) => conv2d(l, x),
+                (Layer::Conv(l), false) => l.forward(x),
+                (Layer::Transposed(l), true) => conv_transpose2d(l, x),
+                (Layer::Transposed(l), false) => l.forward(x),
+            }
+        }
+
+        /// The layer's output in float64, by the definition: every input element times every
+        /// kernel element, added where the kernel places it.
+        fn forward64(&self, x: &[f64], w: &[f64], b: Option<&[f64]>) -> (Vec<f64>, [usize; 4]) {
+            let [n, c_in, h, wd] = self.input;
+            let [w0, w1, kh, kw] = self.weight().dims();
+            let (stride, pad, extra, transposed) = match &self.layer {
+                Layer::Conv(l) => {
+                    let g = geometry(l, h, wd).expect("the kernel fits");
+                    (g.stride, [g.padding[0], g.padding[2]], [0, 0], false)
+                }
+                Layer::Transposed(l) => (l.stride, l.padding, l.padding_out, true),
+            };
+            let c_out = if transposed { w1 } else { w0 };
+            let (oh, ow) = if transposed {
+                ((h - 1) * stride[0] + kh + extra[0] - 2 * pad[0], (wd - 1) * stride[1] + kw + extra[1] - 2 * pad[1])
+            } else {
+                let g = match &self.layer {
+                    Layer::Conv(l) => geometry(l, h, wd).expect("the kernel fits"),
+                    Layer::Transposed(_) => unreachable!(),
+                };
+                let d = Dims::new(self.input, [w0, w1, kh, kw], &g);
+                (d.oh, d.ow)
+            };
+            let mut y = vec![0.0; n * c_out * oh * ow];
+            for (i, v) in y.iter_mut().enumerate() {
+                *v = b.map_or(0.0, |b| b[(i / (oh * ow)) % c_out]);
+            }
+            // Output row `a * stride + i - pad` meets input row `a` through kernel row `i` for
+            // the transposed convolution; for the convolution, output row `a` reads input row
+            // `a * stride + i - pad`.
+            for b_ in 0..n {
+                for ci in 0..c_in {
+                    for o in 0..c_out {
+                        for i in 0..kh {
+                            for j in 0..kw {
+                                let wi = if transposed {
+                                    ((ci * w1 + o) * kh + i) * kw + j
+                                } else {
+                                    ((o * w1 + ci) * kh + i) * kw + j
+                                };
+                                let (rows, cols) = if transposed { (h, wd) } else { (oh, ow) };
+                                for a in 0..rows {
+                                    for e in 0..cols {
+                                        let r = (a * stride[0] + i) as isize - pad[0] as isize;
+                                        let s = (e * stride[1] + j) as isize - pad[1] as isize;
+                                        let (lim_r, lim_s) = if transposed { (oh, ow) } else { (h, wd) };
+                                        if r < 0 || s < 0 || r >= lim_r as isize || s >= lim_s as isize {
+                                            continue;
+                                        }
+                                        let (r, s) = (r as usize, s as usize);
+                                        if transposed {
+                                            y[((b_ * c_out + o) * oh + r) * ow + s] +=
+                                                x[((b_ * c_in + ci) * h + a) * wd + e] * w[wi];
+                                        } else {
+                                            y[((b_ * c_out + o) * oh + a) * ow + e] +=
+                                                x[((b_ * c_in + ci) * h + r) * wd + s] * w[wi];
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            (y, [n, c_out, oh, ow])
+        }
+
+        /// Output, input gradient, weight gradient and bias gradient of `sum(layer(x) * r)`.
+        fn run(&self, x: &[f32], r: &[f32], genlab: bool) -> [Vec<f32>; 4] {
+            let device = Device::flex().autodiff();
+            let xt = Tensor::<4>::from_data(TensorData::new(x.to_vec(), self.input), &device).require_grad();
+            let y = self.forward(xt.clone(), genlab);
+            let rt = Tensor::<4>::from_data(TensorData::new(r.to_vec(), y.dims()), &device);
+            let grads = (y.clone() * rt).sum().backward();
+            let bias = self.bias().map(|b| vec32(b.grad(&grads).expect("a bias gradient")));
+            [
+                vec32(y),
+                vec32(xt.grad(&grads).expect("an input gradient")),
+                vec32(self.weight().grad(&grads).expect("a weight gradient")),
+                bias.unwrap_or_default(),
+            ]
+        }
+
+        /// A seeded input and output weights `r`.
+        fn inputs(&self, seed: u64) -> (Vec<f32>, Vec<f32>) {
+            let mut rng = SeededRng::new(seed);
+            let x = rng.symmetric_uniform_vec(self.input.iter().product(), 1.0);
+            let w = to64(&vec32(self.weight()));
+            let (_, shape) = self.forward64(&to64(&x), &w, None);
+            let r = rng.symmetric_uniform_vec(shape.iter().product(), 1.0);
+            (x, r)
+        }
+    }
+
+    fn vec32<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+        t.into_data().try_to_vec::<f32>().expect("f32 values")
+    }
+
+    fn to64(v: &[f32]) -> Vec<f64> {
+        v.iter().map(|&v| v as f64).collect()
+    }
+
+    /// The output equals a float64 computation by the definition, and every gradient coordinate
+    /// equals central differences of the float64 loss `sum(layer(x) * r)`.
+    #[test]
+    fn convolutions_and_their_gradients_equal_float64_and_finite_differences() {
+        for c in cases() {
+            let (x, r) = c.inputs(3);
+            let [y, dx, dw, db] = c.run(&x, &r, true);
+            let w = to64(&vec32(c.weight()));
+            let b = c.bias().map(|b| to64(&vec32(b)));
+            let (x64, r64) = (to64(&x), to64(&r));
+            let (want, _) = c.forward64(&x64, &w, b.as_deref());
+            assert_eq!(y.len(), want.len(), "{}: output size", c.name);
+            for (i, (a, e)) in y.iter().zip(&want).enumerate() {
+                assert!((*a as f64 - e).abs() < 1e-5, "{}: output {i}: {a} vs {e}", c.name);
+            }
+            let loss = |x: &[f64], w: &[f64], b: Option<&[f64]>| -> f64 {
+                c.forward64(x, w, b).0.iter().zip(&r64).map(|(y, r)| y * r).sum()
+            };
+            let h = 1e-3;
+            let check = |what: &str, got: &[f32], v: &[f64], f: &dyn Fn(&[f64]) -> f64| {
+                assert_eq!(got.len(), v.len(), "{}: {what} has {} values, expected {}", c.name, got.len(), v.len());
+                for (i, &gi) in got.iter().enumerate() {
+                    let (mut up, mut down) = (v.to_vec(), v.to_vec());
+                    up[i] += h;
+                    down[i] -= h;
+                    let numeric = (f(&up) - f(&down)) / (2.0 * h);
+                    assert!(
+                        (gi as f64 - numeric).abs() < 1e-4 * (1.0 + numeric.abs()),
+                        "{}: {what}[{i}]: {gi} vs {numeric}",
+                        c.name
+                    );
+                }
+            };
+            check("input gradient", &dx, &x64, &|x| loss(x, &w, b.as_deref()));
+            check("weight gradient", &dw, &w, &|w| loss(&x64, w, b.as_deref()));
+            if let Some(b) = &b {
+                check("bias gradient", &db, b, &|b| loss(&x64, &w, Some(b)));
+            }
+        }
+    }
+
+    /// genlab's convolutions give burn's values and gradients (to float32 rounding), and the same
+    /// bits on one thread as on two.
+    #[test]
+    fn equal_burns_convolutions_on_any_number_of_threads() {
+        for c in cases() {
+            let (x, r) = c.inputs(4);
+            let ours = c.run(&x, &r, true);
+            let burns = c.run(&x, &r, false);
+            let parts = ["output", "input gradient", "weight gradient", "bias gradient"];
+            for (what, (a, b)) in parts.iter().zip(ours.iter().zip(&burns)) {
+                assert_eq!(a.len(), b.len(), "{}: {what}", c.name);
+                for (i, (a, b)) in a.iter().zip(b).enumerate() {
+                    assert!((a - b).abs() <= 1e-5 * (1.0 + b.abs()), "{}: {what}[{i}]: {a} vs burn's {b}", c.name);
+                }
+            }
+            let pool = |n| rayon::ThreadPoolBuilder::new().num_threads(n).build().expect("a thread pool");
+            let one = pool(1).install(|| c.run(&x, &r, true));
+            let two = pool(2).install(|| c.run(&x, &r, true));
+            assert_eq!(one, two, "{}: one thread and two differ", c.name);
+            assert_eq!(one, ours, "{}: two runs differ", c.name);
+        }
+    }
+
+    /// A convolution genlab does not cover (groups 2) is burn's.
+    #[test]
+    fn grouped_convolutions_are_burns() {
+        let device = Device::flex();
+        let layer = Conv2dConfig::new([4, 4], [3, 3]).with_groups(2).init(&device);
+        let v = SeededRng::new(1).symmetric_uniform_vec(64, 1.0);
+        let x = Tensor::<4>::from_data(TensorData::new(v, [1, 4, 4, 4]), &device);
+        assert_eq!(vec32(conv2d(&layer, x.clone())), vec32(layer.forward(x)));
+    }
+}
