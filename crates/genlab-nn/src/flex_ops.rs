@@ -1,6 +1,6 @@
 //! What genlab's own flex operations ([`crate::conv`], [`crate::fused_lstm`], [`crate::gelu`]) share:
 //! where they run, reading a flex tensor's values, whether the CPU has the AVX-512 their fast paths are
-//! compiled for, and matrix products on strided views.
+//! compiled for, an `exp` they vectorise, and matrix products on strided views.
 
 use burn::backend::flex::FlexTensor;
 use burn::tensor::{DType, Device, Shape, TensorData};
@@ -40,6 +40,24 @@ pub(crate) fn avx512() -> bool {
     }
 }
 
+/// `exp(x)` for f32 by range reduction and Cephes' degree-5 polynomial (within 2 ulp of `f32::exp` over
+/// the range where neither overflows nor underflows to zero), written so the compiler vectorises it.
+#[inline(always)]
+pub(crate) fn exp(x: f32) -> f32 {
+    let x = x.clamp(-87.0, 88.0);
+    let n = (x * std::f32::consts::LOG2_E + 0.5).floor();
+    let r = x - n * 0.693_145_75 - n * 1.428_606_8e-6;
+    // Cephes' expf polynomial (minimax on [-ln 2 / 2, ln 2 / 2]).
+    let q = 1.987_569_1e-4;
+    let q = q * r + 1.398_199_9e-3;
+    let q = q * r + 8.333_452e-3;
+    let q = q * r + 4.166_579_6e-2;
+    let q = q * r + 1.666_666_5e-1;
+    let q = q * r + 0.5;
+    let p = q * r * r + r + 1.0;
+    p * f32::from_bits(((n as i32 + 127) as u32) << 23)
+}
+
 /// A row-major matrix view: element (r, c) at `data[offset + r * rs + c * cs]`.
 #[derive(Clone, Copy)]
 pub(crate) struct View<'a> {
@@ -66,12 +84,12 @@ impl<'a> View<'a> {
 /// `dst (m x n, row-major) = (dst if accumulate) + lhs (m x k) rhs (k x n)`, by the gemm crate (the
 /// kernels flex's own matrix products use), on the calling thread.
 pub(crate) fn matmul(dst: &mut [f32], accumulate: bool, lhs: View, rhs: View, m: usize, n: usize, k: usize) {
-    matmul_on(dst, accumulate, lhs, rhs, [m, n, k], gemm::Parallelism::None)
+    matmul_on((dst, n), accumulate, lhs, rhs, [m, n, k], gemm::Parallelism::None)
 }
 
-/// [`matmul`] of `[m, n, k]`, on the threads `parallelism` names.
+/// [`matmul`] of `[m, n, k]` into `dst` with rows `dst_rs` apart, on the threads `parallelism` names.
 pub(crate) fn matmul_on(
-    dst: &mut [f32],
+    (dst, dst_rs): (&mut [f32], usize),
     accumulate: bool,
     lhs: View,
     rhs: View,
@@ -81,7 +99,7 @@ pub(crate) fn matmul_on(
     lhs.check(m, k);
     rhs.check(k, n);
     if m > 0 && n > 0 {
-        assert!(m * n <= dst.len(), "matmul destination out of bounds");
+        assert!(dst_rs >= n && (m - 1) * dst_rs + n <= dst.len(), "matmul destination out of bounds");
     }
     // SAFETY: every index the product reads or writes was checked above to lie in its slice, the
     // destination is borrowed mutably and does not alias the operands.
@@ -92,7 +110,7 @@ pub(crate) fn matmul_on(
             k,
             dst.as_mut_ptr(),
             1,
-            n as isize,
+            dst_rs as isize,
             accumulate,
             lhs.data.as_ptr().add(lhs.offset),
             lhs.cs as isize,
@@ -107,5 +125,18 @@ pub(crate) fn matmul_on(
             false,
             parallelism,
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// The polynomial exp within 2 ulp of the library's.
+    #[test]
+    fn exp_matches_the_library() {
+        for i in -86_000..=87_000 {
+            let x = i as f32 * 1e-3;
+            let (got, want) = (super::exp(x), x.exp());
+            assert!((got - want).abs() <= 2.0 * f32::EPSILON * want, "exp({x}): {got} vs {want}");
+        }
     }
 }

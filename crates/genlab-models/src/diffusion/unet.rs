@@ -19,13 +19,15 @@ use crate::error::ModelError;
 use burn::module::{Module, Param};
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{GroupNorm, GroupNormConfig, Linear, PaddingConfig2d};
-use burn::tensor::activation::{silu, softmax};
+use burn::tensor::activation::softmax;
 use burn::tensor::{Device, Int, TensorData};
 use burn::Tensor;
 use genlab_core::SeededRng;
 use genlab_nn::conv::conv2d;
 use genlab_nn::dropout::dropout;
+use genlab_nn::group_norm;
 use genlab_nn::init;
+use genlab_nn::silu::silu;
 use serde::{Deserialize, Serialize};
 
 /// The UNet's shape.
@@ -125,10 +127,10 @@ impl ResBlock {
     }
 
     fn forward(&self, x: Tensor<4>, emb: Tensor<2>, rng: Option<&mut SeededRng>) -> Tensor<4> {
-        let h = conv2d(&self.conv1, silu(self.norm1.forward(x.clone()))); // [b, c_out, h, w]
+        let h = conv2d(&self.conv1, group_norm::group_norm(&self.norm1, x.clone(), true)); // [b, c_out, h, w]
         let [b, c, _, _] = h.dims();
         let h = h + self.embed.forward(silu(emb)).reshape([b, c, 1, 1]);
-        let h = dropout(silu(self.norm2.forward(h)), self.dropout, rng);
+        let h = dropout(group_norm::group_norm(&self.norm2, h, true), self.dropout, rng);
         let h = conv2d(&self.conv2, h);
         let skip = match &self.skip {
             Some(s) => conv2d(s, x),
@@ -157,7 +159,7 @@ impl SelfAttention {
 
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let [b, c, h, w] = x.dims();
-        let qkv = conv2d(&self.qkv, self.norm.forward(x.clone())).reshape([b, 3, c, h * w]);
+        let qkv = conv2d(&self.qkv, group_norm::group_norm(&self.norm, x.clone(), false)).reshape([b, 3, c, h * w]);
         let part = |i: usize| qkv.clone().slice([0..b, i..i + 1, 0..c, 0..h * w]).reshape([b, c, h * w]);
         let (q, k, v) = (part(0), part(1), part(2)); // [b, c, hw] each
         let scores = q.swap_dims(1, 2).matmul(k).div_scalar((c as f32).sqrt()); // [b, hw, hw]
@@ -333,7 +335,8 @@ impl UnetConfig {
 /// Nearest-neighbour doubling of both sides.
 fn double(x: Tensor<4>) -> Tensor<4> {
     let [b, c, h, w] = x.dims();
-    x.reshape([b, c, h, 1, w, 1]).repeat_dim(3, 2).repeat_dim(5, 2).reshape([b, c, 2 * h, 2 * w])
+    // One copy: a broadcast view made contiguous by the reshape (repeat_dim twice copied twice).
+    x.reshape([b, c, h, 1, w, 1]).expand([b, c, h, 2, w, 2]).reshape([b, c, 2 * h, 2 * w])
 }
 
 impl Unet {
@@ -397,7 +400,7 @@ impl Unet {
                 hcur = conv2d(up, double(hcur));
             }
         }
-        let out = conv2d(&self.out_conv, silu(self.out_norm.forward(hcur))); // [b, c, H, W]
+        let out = conv2d(&self.out_conv, group_norm::group_norm(&self.out_norm, hcur, true)); // [b, c, H, W]
         if self.pad == [0; 4] {
             out
         } else {
