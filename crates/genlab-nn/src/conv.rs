@@ -250,11 +250,16 @@ fn tile_len(d: &Dims) -> usize {
     tiles(d).map(|t| t.len() * d.ow * d.k()).max().unwrap_or(0)
 }
 
-/// The output rows of `tile` among those whose input row exists for kernel row `i`.
-fn rows_in(d: &Dims, g: &Geometry, i: usize, tile: &Range<usize>) -> Range<usize> {
-    let rows = inside(d.oh, g.stride[0], i, g.padding[0], d.h);
-    let start = rows.start.max(tile.start);
-    start..rows.end.min(tile.end).max(start)
+/// For each kernel row, the output rows of `tile` whose input row exists; for each kernel column,
+/// the output columns whose input column exists.
+fn ranges(d: &Dims, g: &Geometry, tile: &Range<usize>) -> (Vec<Range<usize>>, Vec<Range<usize>>) {
+    let rows = (0..d.kh).map(|i| {
+        let rows = inside(d.oh, g.stride[0], i, g.padding[0], d.h);
+        let start = rows.start.max(tile.start);
+        start..rows.end.min(tile.end).max(start)
+    });
+    let cols = (0..d.kw).map(|j| inside(d.ow, g.stride[1], j, g.padding[2], d.w));
+    (rows.collect(), cols.collect())
 }
 
 /// Fills `col` (`[k, tile.len() ow]`) with the im2col matrix of one image `x` (`[c_in, h, w]`) for
@@ -262,11 +267,10 @@ fn rows_in(d: &Dims, g: &Geometry, i: usize, tile: &Range<usize>) -> Range<usize
 fn im2col(x: &[f32], d: &Dims, g: &Geometry, tile: Range<usize>, col: &mut [f32]) {
     let ([sh, sw], [top, _, left, _]) = (g.stride, g.padding);
     let (n, base) = (tile.len() * d.ow, tile.start * d.ow);
+    let (row_ranges, col_ranges) = ranges(d, g, &tile);
     for c in 0..d.c_in {
-        for i in 0..d.kh {
-            let rows = rows_in(d, g, i, &tile);
-            for j in 0..d.kw {
-                let cols = inside(d.ow, sw, j, left, d.w);
+        for (i, rows) in row_ranges.iter().cloned().enumerate() {
+            for (j, cols) in col_ranges.iter().cloned().enumerate() {
                 let dst = &mut col[((c * d.kh + i) * d.kw + j) * n..][..n];
                 if rows.is_empty() || cols.is_empty() {
                     dst.fill(0.0);
@@ -316,8 +320,10 @@ fn copy_strided(out: &mut [f32], src: &[f32], stride: usize) {
             *o = *s;
         }
     } else {
-        for (o, s) in out.iter_mut().zip(src.iter().step_by(stride)) {
-            *o = *s;
+        let Some(last) = out.len().checked_sub(1) else { return };
+        let src = &src[..last * stride + 1];
+        for (i, o) in out.iter_mut().enumerate() {
+            *o = src[i * stride];
         }
     }
 }
@@ -327,11 +333,10 @@ fn copy_strided(out: &mut [f32], src: &[f32], stride: usize) {
 fn col2im(col: &[f32], d: &Dims, g: &Geometry, tile: Range<usize>, dx: &mut [f32]) {
     let ([sh, sw], [top, _, left, _]) = (g.stride, g.padding);
     let (n, base) = (tile.len() * d.ow, tile.start * d.ow);
+    let (row_ranges, col_ranges) = ranges(d, g, &tile);
     for c in 0..d.c_in {
-        for i in 0..d.kh {
-            let rows = rows_in(d, g, i, &tile);
-            for j in 0..d.kw {
-                let cols = inside(d.ow, sw, j, left, d.w);
+        for (i, rows) in row_ranges.iter().cloned().enumerate() {
+            for (j, cols) in col_ranges.iter().cloned().enumerate() {
                 if cols.is_empty() {
                     continue;
                 }
@@ -339,8 +344,15 @@ fn col2im(col: &[f32], d: &Dims, g: &Geometry, tile: Range<usize>, dx: &mut [f32
                 for oy in rows.clone() {
                     let from = &src[oy * d.ow - base..][cols.clone()];
                     let dst = &mut dx[(c * d.h + oy * sh + i - top) * d.w + cols.start * sw + j - left..];
-                    for (a, b) in dst.iter_mut().step_by(sw).zip(from) {
-                        *a += *b;
+                    if sw == 1 {
+                        // Unit stride in a loop of its own: it vectorises.
+                        for (a, b) in dst[..from.len()].iter_mut().zip(from) {
+                            *a += *b;
+                        }
+                    } else {
+                        for (a, b) in dst.chunks_mut(sw).zip(from) {
+                            a[0] += *b;
+                        }
                     }
                 }
             }
@@ -365,9 +377,15 @@ fn for_each_image(
         .for_each_init(|| vec![0.0; scratch], |s, (b, o)| image(b, o, s, gemm::Parallelism::None));
 }
 
-/// The weight as the matrix `[c_out, k]`, and its transpose `[k, c_out]`.
-fn weight_views<'a>(w: &'a [f32], d: &Dims) -> (View<'a>, View<'a>) {
-    (View::rows(w, d.k()), View { data: w, offset: 0, rs: 1, cs: d.k() })
+/// The `rows` x `cols` row-major matrix `m`, transposed.
+fn transpose(m: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    let mut t = vec![0.0f32; rows * cols];
+    for (r, row) in m.chunks(cols).enumerate().take(rows) {
+        for (c, &v) in row.iter().enumerate() {
+            t[c * rows + r] = v;
+        }
+    }
+    t
 }
 
 /// The batch is split into this many parts for the weight gradient's partial sums, whatever the
@@ -377,7 +395,10 @@ const WEIGHT_GRADIENT_PARTS: usize = 16;
 /// The input gradient's values: for each image, the weight's transpose times the output gradient,
 /// folded back onto the input by col2im.
 fn x_backward_values(wv: &[f32], gv: &[f32], d: &Dims, g: &Geometry) -> Vec<f32> {
-    let ((_, wt), (k, p)) = (weight_views(wv, d), (d.k(), d.p()));
+    // The weight's transpose [k, c_out], laid out for the product.
+    let (k, p) = (d.k(), d.p());
+    let wt = transpose(wv, d.c_out, k);
+    let wt = View::rows(&wt, d.c_out);
     let mut dx = vec![0.0f32; d.batch * d.image()];
     let scratch = if d.pointwise(g) { 0 } else { tile_len(d) };
     for_each_image(&mut dx, d.image(), scratch, |b, dx, col, parallelism| {
@@ -411,7 +432,7 @@ impl ConvOps for Flex {
     fn conv2d_im2col(x: FlexTensor, weight: FlexTensor, bias: FlexTensor, g: Geometry) -> FlexTensor {
         let d = Dims::new(dims4(&x), dims4(&weight), &g);
         let (x, weight, bias) = (x.to_contiguous(), weight.to_contiguous(), bias.to_contiguous());
-        let (xv, (w, _), bv) = (values(&x), weight_views(values(&weight), &d), values(&bias));
+        let (xv, w, bv) = (values(&x), View::rows(values(&weight), d.k()), values(&bias));
         let (k, p) = (d.k(), d.p());
         let mut out = vec![0.0f32; d.batch * d.c_out * p];
         let scratch = if d.pointwise(&g) { 0 } else { tile_len(&d) };
@@ -466,36 +487,37 @@ impl ConvOps for Flex {
         let (xv, gv) = (values(&x), values(&grad));
         let (k, p) = (d.k(), d.p());
         let per_part = d.batch.div_ceil(WEIGHT_GRADIENT_PARTS).max(1);
+        // Summed as dW^T [k, c_out] = col [k, n] grad^T [n, c_out]: the large im2col matrix is the
+        // product's row-major left operand and the small output gradient the transposed one.
         let partial = |images: Range<usize>| {
-            let mut dw = vec![0.0f32; d.c_out * k];
+            let mut dwt = vec![0.0f32; k * d.c_out];
             let mut col = vec![0.0f32; if d.pointwise(&g) { 0 } else { tile_len(&d) }];
             for b in images {
                 let image = &xv[b * d.image()..][..d.image()];
                 let grad = &gv[b * d.c_out * p..][..d.c_out * p];
                 if d.pointwise(&g) {
-                    // dW [c_out, k] += grad [c_out, p] x^T [p, k]
-                    let x_t = View { data: image, offset: 0, rs: 1, cs: p };
-                    matmul(&mut dw, true, View::rows(grad, p), x_t, d.c_out, k, p);
+                    let grad_t = View { data: grad, offset: 0, rs: 1, cs: p };
+                    matmul(&mut dwt, true, View::rows(image, p), grad_t, k, d.c_out, p);
                     continue;
                 }
                 for tile in tiles(&d) {
                     let n = tile.len() * d.ow;
-                    let grad = View { data: grad, offset: tile.start * d.ow, rs: p, cs: 1 };
+                    let grad_t = View { data: grad, offset: tile.start * d.ow, rs: 1, cs: p };
                     im2col(image, &d, &g, tile, &mut col);
-                    // dW [c_out, k] += grad [c_out, n] col^T [n, k]
-                    matmul(&mut dw, true, grad, View { data: &col, offset: 0, rs: 1, cs: n }, d.c_out, k, n);
+                    matmul(&mut dwt, true, View::rows(&col, n), grad_t, k, d.c_out, n);
                 }
             }
-            dw
+            dwt
         };
         let parts: Vec<Vec<f32>> = (0..d.batch.div_ceil(per_part))
             .into_par_iter()
             .map(|i| partial(i * per_part..((i + 1) * per_part).min(d.batch)))
             .collect();
-        let mut dw = vec![0.0f32; d.c_out * k];
+        let mut dwt = vec![0.0f32; k * d.c_out];
         for part in parts {
-            dw.iter_mut().zip(part).for_each(|(a, b)| *a += b);
+            dwt.iter_mut().zip(part).for_each(|(a, b)| *a += b);
         }
+        let dw = transpose(&dwt, k, d.c_out);
         tensor(dw, weight)
     }
 

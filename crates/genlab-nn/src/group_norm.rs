@@ -66,7 +66,7 @@ pub fn group_norm(layer: &GroupNorm, x: Tensor<4>, silu: bool) -> Tensor<4> {
                 norm,
             ))
         }
-        _ if silu => crate::silu::silu(layer.forward(x)),
+        _ if silu => crate::activation::silu(layer.forward(x)),
         _ => layer.forward(x),
     }
 }

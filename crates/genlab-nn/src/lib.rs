@@ -1,5 +1,6 @@
 //! genlab-nn: layers and probability densities that several model families share.
 
+pub mod activation;
 pub mod actnorm;
 pub mod attention;
 pub mod codebook;
@@ -16,7 +17,6 @@ pub mod invconv;
 pub mod logit;
 pub mod recurrent;
 pub mod rotary;
-pub mod silu;
 pub mod spectral_norm;
 pub mod squeeze;
 pub mod testing;

@@ -23,11 +23,11 @@ use burn::tensor::activation::softmax;
 use burn::tensor::{Device, Int, TensorData};
 use burn::Tensor;
 use genlab_core::SeededRng;
+use genlab_nn::activation::silu;
 use genlab_nn::conv::conv2d;
 use genlab_nn::dropout::dropout;
 use genlab_nn::group_norm;
 use genlab_nn::init;
-use genlab_nn::silu::silu;
 use serde::{Deserialize, Serialize};
 
 /// The UNet's shape.

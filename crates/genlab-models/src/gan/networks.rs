@@ -10,11 +10,12 @@
 use burn::module::{Module, Param};
 use burn::nn::conv::{Conv2d, Conv2dConfig, ConvTranspose2d, ConvTranspose2dConfig};
 use burn::nn::{BatchNorm, Linear, PaddingConfig2d};
-use burn::tensor::activation::{leaky_relu, relu};
+use burn::tensor::activation::relu;
 use burn::tensor::module::{embedding, linear};
 use burn::tensor::{Device, Int};
 use burn::Tensor;
 use genlab_core::SeededRng;
+use genlab_nn::activation::leaky_relu;
 use genlab_nn::spectral_norm::SpectralNorm;
 use genlab_nn::{conv, init};
 
