@@ -16,7 +16,7 @@
 //! It covers groups 1 and dilation 1 (every convolution genlab's models build); other layers, other
 //! backends and other float types take burn's `conv2d`.
 
-use crate::flex_ops::{matmul, matmul_on, on_flex_f32, tensor, values, View};
+use crate::flex_ops::{lane_sum, matmul, matmul_on, on_flex_f32, tensor, values, View};
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
@@ -329,8 +329,9 @@ fn copy_strided(out: &mut [f32], src: &[f32], stride: usize) {
 }
 
 /// Adds the im2col matrix `col` (`[k, tile.len() ow]`, output rows `tile`) back onto the image `dx`
-/// (`[c_in, h, w]`) it was taken from: im2col's adjoint (the padding's entries are dropped).
-fn col2im(col: &[f32], d: &Dims, g: &Geometry, tile: Range<usize>, dx: &mut [f32]) {
+/// (`[c_in, h, w]`) it was taken from: im2col's adjoint (the padding's entries are dropped; `col` is
+/// scratch and its padding entries may be zeroed).
+fn col2im(col: &mut [f32], d: &Dims, g: &Geometry, tile: Range<usize>, dx: &mut [f32]) {
     let ([sh, sw], [top, _, left, _]) = (g.stride, g.padding);
     let (n, base) = (tile.len() * d.ow, tile.start * d.ow);
     let (row_ranges, col_ranges) = ranges(d, g, &tile);
@@ -340,7 +341,25 @@ fn col2im(col: &[f32], d: &Dims, g: &Geometry, tile: Range<usize>, dx: &mut [f32
                 if cols.is_empty() {
                     continue;
                 }
-                let src = &col[((c * d.kh + i) * d.kw + j) * n..][..n];
+                let src = &mut col[((c * d.kh + i) * d.kw + j) * n..][..n];
+                if rows.is_empty() {
+                    continue;
+                }
+                if g.stride == [1, 1] && d.ow == d.w {
+                    // im2col's one shifted copy, reversed: the entries where a row's end wrapped
+                    // into the next row's start belong to the padding and are zeroed, then the
+                    // block is added in one loop (adding the zeros leaves dx as it was).
+                    let first = rows.start * d.ow + cols.start - base;
+                    let last = (rows.end - 1) * d.ow + cols.end - base;
+                    for oy in rows.start..rows.end - 1 {
+                        src[oy * d.ow + cols.end - base..(oy + 1) * d.ow + cols.start - base].fill(0.0);
+                    }
+                    let at = (c * d.h + rows.start + i - top) * d.w + cols.start + j - left;
+                    for (a, b) in dx[at..at + last - first].iter_mut().zip(&src[first..last]) {
+                        *a += *b;
+                    }
+                    continue;
+                }
                 for oy in rows.clone() {
                     let from = &src[oy * d.ow - base..][cols.clone()];
                     let dst = &mut dx[(c * d.h + oy * sh + i - top) * d.w + cols.start * sw + j - left..];
@@ -417,15 +436,16 @@ fn x_backward_values(wv: &[f32], gv: &[f32], d: &Dims, g: &Geometry) -> Vec<f32>
     dx
 }
 
-/// Sums of `v` (`[batch, c, plane]`) over batch and plane, one per channel.
+/// Sums of `v` (`[batch, c, plane]`) over batch and plane, one per channel (each plane's sum in
+/// float64 lanes).
 fn channel_sums(v: &[f32], c: usize, plane: usize) -> Vec<f32> {
-    let mut sums = vec![0.0f32; c];
+    let mut sums = vec![0.0f64; c];
     for image in v.chunks(c * plane) {
         for (s, row) in sums.iter_mut().zip(image.chunks(plane)) {
-            *s += row.iter().sum::<f32>();
+            *s += lane_sum(row, row, |x, _| x);
         }
     }
-    sums
+    sums.into_iter().map(|s| s as f32).collect()
 }
 
 impl ConvOps for Flex {

@@ -58,6 +58,21 @@ pub(crate) fn exp(x: f32) -> f32 {
     p * f32::from_bits(((n as i32 + 127) as u32) << 23)
 }
 
+/// `sum f(a[i], b[i])` in 16 running sums (a float sum in one runs at the adder's latency; in 16
+/// it vectorises), added in a fixed order.
+#[inline(always)]
+pub(crate) fn lane_sum<T: Copy + Into<f64>>(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> T) -> f64 {
+    let mut lanes = [0.0f64; 16];
+    let split = a.len().min(b.len()) / 16 * 16;
+    for (ca, cb) in a[..split].chunks_exact(16).zip(b[..split].chunks_exact(16)) {
+        for l in 0..16 {
+            lanes[l] += f(ca[l], cb[l]).into();
+        }
+    }
+    let tail: f64 = a[split..].iter().zip(&b[split..]).map(|(&x, &y)| f(x, y).into()).sum();
+    lanes.iter().sum::<f64>() + tail
+}
+
 /// A row-major matrix view: element (r, c) at `data[offset + r * rs + c * cs]`.
 #[derive(Clone, Copy)]
 pub(crate) struct View<'a> {

@@ -20,7 +20,7 @@ use burn::nn::GroupNorm;
 use burn::tensor::Tensor;
 use rayon::prelude::*;
 
-use crate::flex_ops::{avx512, exp, on_flex_f32, tensor, values};
+use crate::flex_ops::{avx512, exp, lane_sum, on_flex_f32, tensor, values};
 
 /// What follows the normalisation.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -55,7 +55,7 @@ pub trait GroupNormOps: Backend {
 /// burn's `GroupNorm` layer applied to `x` (`[batch, c, h, w]`), then SiLU where `silu`: on flex (f32)
 /// with an affine layer genlab's fused operation, elsewhere the layer's `forward` and SiLU.
 pub fn group_norm(layer: &GroupNorm, x: Tensor<4>, silu: bool) -> Tensor<4> {
-    let channels_divide = layer.num_groups > 0 && x.dims()[1] % layer.num_groups == 0;
+    let channels_divide = layer.num_groups > 0 && x.dims()[1].is_multiple_of(layer.num_groups);
     match (&layer.gamma, &layer.beta) {
         (Some(gamma), Some(beta)) if channels_divide && on_flex_f32(&x.device(), x.dtype()) => {
             let norm = Norm { groups: layer.num_groups, epsilon: layer.epsilon, silu };
@@ -69,21 +69,6 @@ pub fn group_norm(layer: &GroupNorm, x: Tensor<4>, silu: bool) -> Tensor<4> {
         _ if silu => crate::activation::silu(layer.forward(x)),
         _ => layer.forward(x),
     }
-}
-
-/// `sum f(a[i], b[i])` in 16 running sums (a float sum in one runs at the adder's latency; in 16
-/// it vectorises), added in a fixed order.
-#[inline(always)]
-fn lane_sum<T: Copy + Into<f64>>(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> T) -> f64 {
-    let mut lanes = [0.0f64; 16];
-    let split = a.len().min(b.len()) / 16 * 16;
-    for (ca, cb) in a[..split].chunks_exact(16).zip(b[..split].chunks_exact(16)) {
-        for l in 0..16 {
-            lanes[l] += f(ca[l], cb[l]).into();
-        }
-    }
-    let tail: f64 = a[split..].iter().zip(&b[split..]).map(|(&x, &y)| f(x, y).into()).sum();
-    lanes.iter().sum::<f64>() + tail
 }
 
 /// The mean and `1 / sqrt(var + eps)` of a group's values, accumulated in float64.
