@@ -423,13 +423,13 @@ fn x_backward_values(wv: &[f32], gv: &[f32], d: &Dims, g: &Geometry) -> Vec<f32>
     for_each_image(&mut dx, d.image(), scratch, |b, dx, col, parallelism| {
         let grad = &gv[b * d.c_out * p..][..d.c_out * p];
         if d.pointwise(g) {
-            matmul_on((dx, p), false, wt, View::rows(grad, p), [k, p, d.c_out], parallelism);
+            matmul_on((dx, p, 1), false, wt, View::rows(grad, p), [k, p, d.c_out], parallelism);
             return;
         }
         for tile in tiles(d) {
             let n = tile.len() * d.ow;
             let grad = View { data: grad, offset: tile.start * d.ow, rs: p, cs: 1 };
-            matmul_on((col, n), false, wt, grad, [k, n, d.c_out], parallelism);
+            matmul_on((col, n, 1), false, wt, grad, [k, n, d.c_out], parallelism);
             col2im(col, d, g, tile, dx);
         }
     });
@@ -452,7 +452,7 @@ impl ConvOps for Flex {
     fn conv2d_im2col(x: FlexTensor, weight: FlexTensor, bias: FlexTensor, g: Geometry) -> FlexTensor {
         let d = Dims::new(dims4(&x), dims4(&weight), &g);
         let (x, weight, bias) = (x.to_contiguous(), weight.to_contiguous(), bias.to_contiguous());
-        let (xv, w, bv) = (values(&x), View::rows(values(&weight), d.k()), values(&bias));
+        let (xv, w, bv) = (values(&x), values(&weight), values(&bias));
         let (k, p) = (d.k(), d.p());
         let mut out = vec![0.0f32; d.batch * d.c_out * p];
         let scratch = if d.pointwise(&g) { 0 } else { tile_len(&d) };
@@ -461,15 +461,21 @@ impl ConvOps for Flex {
                 row.fill(v);
             }
             let image = &xv[b * d.image()..][..d.image()];
+            // As out^T [positions, c_out] = col^T [positions, k] W^T [k, c_out], written column by
+            // column into the [c_out, positions] output: the gemm kernels' 64-row blocks run along
+            // the positions, not along the few output channels.
+            let wt = View { data: w, offset: 0, rs: 1, cs: k };
             if d.pointwise(&g) {
-                matmul_on((out, p), true, w, View::rows(image, p), [d.c_out, p, k], parallelism);
+                let lhs = View { data: image, offset: 0, rs: 1, cs: p };
+                matmul_on((out, 1, p), true, lhs, wt, [p, d.c_out, k], parallelism);
                 return;
             }
             for tile in tiles(&d) {
                 let n = tile.len() * d.ow;
                 let start = tile.start * d.ow;
                 im2col(image, &d, &g, tile, col);
-                matmul_on((&mut out[start..], p), true, w, View::rows(col, n), [d.c_out, n, k], parallelism);
+                let lhs = View { data: col, offset: 0, rs: 1, cs: n };
+                matmul_on((&mut out[start..], 1, p), true, lhs, wt, [n, d.c_out, k], parallelism);
             }
         });
         tensor(out, [d.batch, d.c_out, d.oh, d.ow])

@@ -55,7 +55,10 @@ pub(crate) fn exp(x: f32) -> f32 {
     let q = q * r + 1.666_666_5e-1;
     let q = q * r + 0.5;
     let p = q * r * r + r + 1.0;
-    p * f32::from_bits(((n as i32 + 127) as u32) << 23)
+    // 2^n built from n + 127 (in 1..=254) read out of the mantissa of 1.5 2^23 + n + 127: a float's
+    // bits rather than `n as i32`, whose saturating conversion the compiler leaves scalar.
+    let biased = (n + (12_582_912.0 + 127.0)).to_bits().wrapping_sub(0x4B40_0000);
+    p * f32::from_bits(biased << 23)
 }
 
 /// `sum f(a[i], b[i])` in 16 running sums (a float sum in one runs at the adder's latency; in 16
@@ -99,12 +102,13 @@ impl<'a> View<'a> {
 /// `dst (m x n, row-major) = (dst if accumulate) + lhs (m x k) rhs (k x n)`, by the gemm crate (the
 /// kernels flex's own matrix products use), on the calling thread.
 pub(crate) fn matmul(dst: &mut [f32], accumulate: bool, lhs: View, rhs: View, m: usize, n: usize, k: usize) {
-    matmul_on((dst, n), accumulate, lhs, rhs, [m, n, k], gemm::Parallelism::None)
+    matmul_on((dst, n, 1), accumulate, lhs, rhs, [m, n, k], gemm::Parallelism::None)
 }
 
-/// [`matmul`] of `[m, n, k]` into `dst` with rows `dst_rs` apart, on the threads `parallelism` names.
+/// [`matmul`] of `[m, n, k]` into `dst` with element (i, j) at `i dst_rs + j dst_cs` (row- or
+/// column-major, rows or columns possibly apart), on the threads `parallelism` names.
 pub(crate) fn matmul_on(
-    (dst, dst_rs): (&mut [f32], usize),
+    (dst, dst_rs, dst_cs): (&mut [f32], usize, usize),
     accumulate: bool,
     lhs: View,
     rhs: View,
@@ -114,17 +118,19 @@ pub(crate) fn matmul_on(
     lhs.check(m, k);
     rhs.check(k, n);
     if m > 0 && n > 0 {
-        assert!(dst_rs >= n && (m - 1) * dst_rs + n <= dst.len(), "matmul destination out of bounds");
+        let disjoint = dst_rs >= n * dst_cs || dst_cs >= m * dst_rs;
+        assert!(disjoint && (m - 1) * dst_rs + (n - 1) * dst_cs < dst.len(), "matmul destination out of bounds");
     }
-    // SAFETY: every index the product reads or writes was checked above to lie in its slice, the
-    // destination is borrowed mutably and does not alias the operands.
+    // SAFETY: every index the product reads or writes was checked above to lie in its slice, no two
+    // destination elements share an index, the destination is borrowed mutably and does not alias
+    // the operands.
     unsafe {
         gemm::gemm(
             m,
             n,
             k,
             dst.as_mut_ptr(),
-            1,
+            dst_cs as isize,
             dst_rs as isize,
             accumulate,
             lhs.data.as_ptr().add(lhs.offset),

@@ -101,11 +101,15 @@ fn forward_group(x: &[f32], out: &mut [f32], (gamma, beta): (&[f32], &[f32]), pl
     let (mean, rstd) = moments(x, norm.epsilon);
     for ((out, x), (&g, &b)) in out.chunks_mut(plane).zip(x.chunks(plane)).zip(gamma.iter().zip(beta)) {
         let (scale, shift) = (g * rstd, b - mean * g * rstd);
-        for (o, &v) in out.iter_mut().zip(x) {
-            *o = v * scale + shift;
-        }
         if norm.silu {
-            out.iter_mut().for_each(|o| *o *= sigmoid(*o));
+            for (o, &v) in out.iter_mut().zip(x) {
+                let a = v * scale + shift;
+                *o = a * sigmoid(a);
+            }
+        } else {
+            for (o, &v) in out.iter_mut().zip(x) {
+                *o = v * scale + shift;
+            }
         }
     }
 }
