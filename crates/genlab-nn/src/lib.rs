@@ -14,6 +14,7 @@ pub mod gelu;
 pub mod group_norm;
 pub mod init;
 pub mod invconv;
+pub mod linear;
 pub mod logit;
 pub mod recurrent;
 pub mod rotary;

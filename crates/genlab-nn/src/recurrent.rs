@@ -12,6 +12,7 @@
 
 use crate::flex_ops::on_flex_f32;
 use crate::fused_lstm::fused_lstm;
+use crate::linear::linear;
 use burn::module::{Module, Param};
 use burn::nn::{Linear, LinearConfig};
 use burn::tensor::activation::sigmoid;
@@ -120,7 +121,7 @@ impl RecurrentLayer {
     /// - `x`: `[batch, steps, input]`
     /// - returns the outputs `[batch, steps, hidden]` and the final state
     pub fn forward(&self, x: Tensor<3>, state: LayerState) -> (Tensor<3>, LayerState) {
-        let xi = self.ih.forward(x); // [b, t, gates * hidden]
+        let xi = linear(&self.ih, x); // [b, t, gates * hidden]
         if self.lstm && on_flex_f32(&xi.device(), xi.dtype()) {
             return self.fused(xi, state);
         }
@@ -130,7 +131,7 @@ impl RecurrentLayer {
     /// [`forward`](Self::forward) step by step in tensor operations, as every backend runs it (the
     /// fused path's reference).
     pub fn forward_composed(&self, x: Tensor<3>, state: LayerState) -> (Tensor<3>, LayerState) {
-        self.composed(self.ih.forward(x), state)
+        self.composed(linear(&self.ih, x), state)
     }
 
     fn composed(&self, xi: Tensor<3>, mut state: LayerState) -> (Tensor<3>, LayerState) {

@@ -22,6 +22,7 @@ use genlab_nn::distributions::categorical_log_prob;
 use genlab_nn::dropout::dropout;
 use genlab_nn::gelu::gelu;
 use genlab_nn::init::{normal_embedding, normal_linear};
+use genlab_nn::linear::linear;
 use genlab_nn::rotary::rotate;
 use genlab_train::{StepContext, StepOutput, TrainStep};
 use serde::{Deserialize, Serialize};
@@ -186,7 +187,7 @@ impl Mlp {
     }
 
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        self.c_proj.forward(gelu(self.c_fc.forward(x)))
+        linear(&self.c_proj, gelu(linear(&self.c_fc, x)))
     }
 }
 
@@ -290,7 +291,7 @@ impl Gpt {
         mut rng: Option<&mut SeededRng>,
     ) -> Tensor<3> {
         let d = x.dims()[2];
-        let qkv = attn.c_attn.forward(x); // [b, t, 3d]
+        let qkv = linear(&attn.c_attn, x); // [b, t, 3d]
         let part = |i: usize| split_heads(qkv.clone().narrow(2, i * d, d), self.heads); // [b, h, t, d / h]
         let (mut q, mut k, v) = (part(0), part(1), part(2));
         if self.rotary {
@@ -309,7 +310,7 @@ impl Gpt {
             None => (k, v),
         };
         let y = causal_attention_with_dropout(q, k, v, self.dropout, rng.as_deref_mut()); // [b, h, t, hd]
-        let y = attn.c_proj.forward(merge_heads(y));
+        let y = linear(&attn.c_proj, merge_heads(y));
         dropout(y, self.dropout, rng)
     }
 

@@ -23,6 +23,7 @@ use genlab_nn::attention::{attention, causal_attention_with_dropout, merge_heads
 use genlab_nn::distributions::categorical_log_prob;
 use genlab_nn::dropout::dropout;
 use genlab_nn::init::{normal_embedding, normal_linear};
+use genlab_nn::linear::linear;
 use genlab_train::{StepContext, StepOutput, TrainStep};
 use serde::{Deserialize, Serialize};
 
@@ -248,10 +249,10 @@ impl Seq2Seq {
         for layer in &self.encoder {
             let h = layer.ln_1.forward(x.clone());
             let d = h.dims()[2];
-            let qkv = layer.attn.qkv.forward(h);
+            let qkv = linear(&layer.attn.qkv, h);
             let part = |i: usize| split_heads(qkv.clone().narrow(2, i * d, d), self.heads);
             let y = attention(part(0), part(1), part(2), Some(mask.clone()), self.dropout, rng.as_deref_mut());
-            x = x + dropout(layer.attn.proj.forward(merge_heads(y)), self.dropout, rng.as_deref_mut());
+            x = x + dropout(linear(&layer.attn.proj, merge_heads(y)), self.dropout, rng.as_deref_mut());
             x = x.clone() + dropout(layer.mlp.forward(layer.ln_2.forward(x)), self.dropout, rng.as_deref_mut());
         }
         Memory { states: self.ln_enc.forward(x), mask }
@@ -279,7 +280,7 @@ impl Seq2Seq {
         }
         for (i, layer) in self.decoder.iter().enumerate() {
             // Causal self-attention over the target so far.
-            let qkv = layer.attn.qkv.forward(layer.ln_1.forward(x.clone()));
+            let qkv = linear(&layer.attn.qkv, layer.ln_1.forward(x.clone()));
             let part = |j: usize| split_heads(qkv.clone().narrow(2, j * d, d), self.heads);
             let (q, mut k, mut v) = (part(0), part(1), part(2));
             if let Some(c) = cache.as_deref_mut() {
@@ -289,11 +290,11 @@ impl Seq2Seq {
                 c.self_kv[i] = Some((k.clone(), v.clone()));
             }
             let y = causal_attention_with_dropout(q, k, v, self.dropout, rng.as_deref_mut());
-            x = x + dropout(layer.attn.proj.forward(merge_heads(y)), self.dropout, rng.as_deref_mut());
+            x = x + dropout(linear(&layer.attn.proj, merge_heads(y)), self.dropout, rng.as_deref_mut());
             // Cross-attention over the source.
-            let q = split_heads(layer.cross.q.forward(layer.ln_2.forward(x.clone())), self.heads);
+            let q = split_heads(linear(&layer.cross.q, layer.ln_2.forward(x.clone())), self.heads);
             let cross = |m: &Memory| {
-                let kv = layer.cross.kv.forward(m.states.clone());
+                let kv = linear(&layer.cross.kv, m.states.clone());
                 (split_heads(kv.clone().narrow(2, 0, d), self.heads), split_heads(kv.narrow(2, d, d), self.heads))
             };
             let (k, v) = match cache.as_deref_mut() {
@@ -301,7 +302,7 @@ impl Seq2Seq {
                 None => cross(memory),
             };
             let y = attention(q, k, v, Some(memory.mask.clone()), self.dropout, rng.as_deref_mut());
-            x = x + dropout(layer.cross.proj.forward(merge_heads(y)), self.dropout, rng.as_deref_mut());
+            x = x + dropout(linear(&layer.cross.proj, merge_heads(y)), self.dropout, rng.as_deref_mut());
             x = x.clone() + dropout(layer.mlp.forward(layer.ln_3.forward(x)), self.dropout, rng.as_deref_mut());
         }
         if let Some(c) = cache {
