@@ -20,6 +20,8 @@ use burn::backend::flex::FlexTensor;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{backend_extension, Backend, Dispatch, Flex, TensorMetadata};
 use burn::tensor::Tensor;
+use rayon::prelude::*;
+use std::ops::Range;
 
 /// The fused LSTM's operations. `lstm_sequence` returns the states `[batch, steps, 2 * hidden]`
 /// (`h_t` then `c_t` for each step) and the gate activations `[batch, steps, 4 * hidden]` that the
@@ -272,11 +274,67 @@ fn backward(
     h: usize,
 ) -> (Vec<f32>, Vec<f32>, Vec<f32>, Vec<f32>, Vec<f32>) {
     let g4 = 4 * h;
+    let wt: Vec<f32> = (0..g4).flat_map(|p| (0..h).map(move |q| w[q * g4 + p])).collect(); // W^T, [4h, h]
+    let [d_xi, dh, dc] = by_row_blocks(batch, |rows| {
+        let (per_row, n) = (steps * 2 * h, rows.len());
+        let (grad, states) =
+            (&grad[rows.start * per_row..][..n * per_row], &states[rows.start * per_row..][..n * per_row]);
+        let gates = &gates[rows.start * steps * g4..][..n * steps * g4];
+        bptt(grad, states, gates, &c0[rows.start * h..][..n * h], &wt, n, steps, h)
+    });
+    // dW = sum_t h_{t-1}^T da_t: one product over every (row, step), the previous states gathered.
+    let prev: Vec<f32> = (0..batch)
+        .flat_map(|r| {
+            (0..steps).flat_map(move |t| {
+                if t == 0 { &h0[r * h..][..h] } else { &states[(r * steps + t - 1) * 2 * h..][..h] }.iter().copied()
+            })
+        })
+        .collect();
+    let n = batch * steps;
+    let mut dw = vec![0.0f32; h * g4];
+    let prev_t = View { data: &prev, offset: 0, rs: 1, cs: h };
+    matmul(&mut dw, false, prev_t, View::rows(&d_xi, g4), h, g4, n);
+    let mut db = vec![0.0f32; g4];
+    for row in d_xi.chunks_exact(g4) {
+        for (s, v) in db.iter_mut().zip(row) {
+            *s += v;
+        }
+    }
+    (d_xi, dh, dc, dw, db)
+}
+
+/// Rows per block of the recurrence. Rows are independent, so blocks run on separate threads; the
+/// size is fixed (a multiple of the blocked product's 4 rows), so every row's arithmetic is the same
+/// whatever the number of threads.
+const ROW_BLOCK: usize = 16;
+
+/// `f(rows)` for each block of [`ROW_BLOCK`] rows of `0..batch`, in parallel, each of its outputs
+/// concatenated in row order.
+fn by_row_blocks<const N: usize>(batch: usize, f: impl Fn(Range<usize>) -> [Vec<f32>; N] + Sync) -> [Vec<f32>; N] {
+    let blocks: Vec<[Vec<f32>; N]> = (0..batch.div_ceil(ROW_BLOCK))
+        .into_par_iter()
+        .map(|i| f(i * ROW_BLOCK..((i + 1) * ROW_BLOCK).min(batch)))
+        .collect();
+    std::array::from_fn(|k| blocks.iter().flat_map(|b| b[k].iter().copied()).collect())
+}
+
+/// Backpropagation through time for `batch` rows: the gradients of (xi, h0, c0).
+#[allow(clippy::too_many_arguments)]
+fn bptt(
+    grad: &[f32],
+    states: &[f32],
+    gates: &[f32],
+    c0: &[f32],
+    wt: &[f32],
+    batch: usize,
+    steps: usize,
+    h: usize,
+) -> [Vec<f32>; 3] {
+    let g4 = 4 * h;
     let mut d_xi = vec![0.0f32; batch * steps * g4];
     let mut dh = vec![0.0f32; batch * h]; // the gradient reaching h_t through the recurrence
     let mut dc = vec![0.0f32; batch * h]; // likewise c_t
     let mut da = vec![0.0f32; batch * g4];
-    let wt: Vec<f32> = (0..g4).flat_map(|p| (0..h).map(move |q| w[q * g4 + p])).collect(); // W^T, [4h, h]
     let fast = avx512();
     for t in (0..steps).rev() {
         for r in 0..batch {
@@ -299,27 +357,9 @@ fn backward(
         }
         // dh_{t-1} = da W^T.
         dh.fill(0.0);
-        step_matmul(&mut dh, &da, &wt, batch, h, g4);
+        step_matmul(&mut dh, &da, wt, batch, h, g4);
     }
-    // dW = sum_t h_{t-1}^T da_t: one product over every (row, step), the previous states gathered.
-    let prev: Vec<f32> = (0..batch)
-        .flat_map(|r| {
-            (0..steps).flat_map(move |t| {
-                if t == 0 { &h0[r * h..][..h] } else { &states[(r * steps + t - 1) * 2 * h..][..h] }.iter().copied()
-            })
-        })
-        .collect();
-    let n = batch * steps;
-    let mut dw = vec![0.0f32; h * g4];
-    let prev_t = View { data: &prev, offset: 0, rs: 1, cs: h };
-    matmul(&mut dw, false, prev_t, View::rows(&d_xi, g4), h, g4, n);
-    let mut db = vec![0.0f32; g4];
-    for row in d_xi.chunks_exact(g4) {
-        for (s, v) in db.iter_mut().zip(row) {
-            *s += v;
-        }
-    }
-    (d_xi, dh, dc, dw, db)
+    [d_xi, dh, dc]
 }
 
 impl LstmOps for Flex {
@@ -333,7 +373,13 @@ impl LstmOps for Flex {
         let [batch, steps, g4] = xi.shape().dims();
         let h = g4 / 4;
         let [xi, h0, c0, w, b] = [xi, h0, c0, w, b].map(|t| t.to_contiguous());
-        let (states, gates) = forward(values(&xi), values(&h0), values(&c0), values(&w), values(&b), batch, steps, h);
+        let (xi, h0, c0, w, b) = (values(&xi), values(&h0), values(&c0), values(&w), values(&b));
+        let [states, gates] = by_row_blocks(batch, |rows| {
+            let (n, g4) = (rows.len(), 4 * h);
+            let (h0, c0) = (&h0[rows.start * h..][..n * h], &c0[rows.start * h..][..n * h]);
+            let (states, gates) = forward(&xi[rows.start * steps * g4..][..n * steps * g4], h0, c0, w, b, n, steps, h);
+            [states, gates]
+        });
         (tensor(states, [batch, steps, 2 * h]), tensor(gates, [batch, steps, g4]))
     }
 
@@ -552,20 +598,27 @@ mod tests {
         assert!(on_flex_f32(&device, DType::F32));
         let mut rng = SeededRng::new(3);
         let layer = RecurrentLayer::new(Cell::Lstm, 5, 6, &mut rng, &device);
-        let [b, t] = [3, 7];
-        let x = Tensor::<3>::from_data(TensorData::new(rng.symmetric_uniform_vec(b * t * 5, 1.0), [b, t, 5]), &device);
-        let s = LayerState {
-            h: Tensor::from_data(TensorData::new(rng.symmetric_uniform_vec(b * 6, 0.5), [b, 6]), &device),
-            c: Some(Tensor::from_data(TensorData::new(rng.symmetric_uniform_vec(b * 6, 0.5), [b, 6]), &device)),
-        };
-        let r = Tensor::<3>::from_data(TensorData::new(rng.symmetric_uniform_vec(b * t * 6, 1.0), [b, t, 6]), &device);
-        let fused = layer_grads(&layer, true, &x, &s, &r);
-        let composed = layer_grads(&layer, false, &x, &s, &r);
-        for (what, (a, c)) in
-            ["outputs", "dx", "dh0", "dc0", "dW_hh", "db_hh", "dW_ih"].iter().zip(fused.iter().zip(&composed))
-        {
-            let err = a.iter().zip(c).map(|(p, q)| (p - q).abs()).fold(0.0, f32::max);
-            assert!(err < 1e-5, "{what}: max difference {err}");
+        // 21 rows: a block of ROW_BLOCK rows and a partial one.
+        for [b, t] in [[3, 7], [21, 5]] {
+            let x =
+                Tensor::<3>::from_data(TensorData::new(rng.symmetric_uniform_vec(b * t * 5, 1.0), [b, t, 5]), &device);
+            let s = LayerState {
+                h: Tensor::from_data(TensorData::new(rng.symmetric_uniform_vec(b * 6, 0.5), [b, 6]), &device),
+                c: Some(Tensor::from_data(TensorData::new(rng.symmetric_uniform_vec(b * 6, 0.5), [b, 6]), &device)),
+            };
+            let r =
+                Tensor::<3>::from_data(TensorData::new(rng.symmetric_uniform_vec(b * t * 6, 1.0), [b, t, 6]), &device);
+            let fused = layer_grads(&layer, true, &x, &s, &r);
+            let composed = layer_grads(&layer, false, &x, &s, &r);
+            for (what, (a, c)) in
+                ["outputs", "dx", "dh0", "dc0", "dW_hh", "db_hh", "dW_ih"].iter().zip(fused.iter().zip(&composed))
+            {
+                let err = a.iter().zip(c).map(|(p, q)| (p - q).abs()).fold(0.0, f32::max);
+                assert!(err < 1e-5, "batch {b}: {what}: max difference {err}");
+            }
+            let pool = |n| rayon::ThreadPoolBuilder::new().num_threads(n).build().expect("a thread pool");
+            let one = pool(1).install(|| layer_grads(&layer, true, &x, &s, &r));
+            assert_eq!(one, fused, "batch {b}: one thread and two differ");
         }
     }
 }
