@@ -663,6 +663,7 @@ impl<B: Backend + ConvOps, C: CheckpointStrategy> ConvOps for Autodiff<B, C> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::central_differences;
     use burn::nn::conv::{Conv2dConfig, ConvTranspose2dConfig};
     use burn::tensor::TensorData;
     use genlab_core::SeededRng;
@@ -886,11 +887,7 @@ mod tests {
             let h = 1e-3;
             let check = |what: &str, got: &[f32], v: &[f64], f: &dyn Fn(&[f64]) -> f64| {
                 assert_eq!(got.len(), v.len(), "{}: {what} has {} values, expected {}", c.name, got.len(), v.len());
-                for (i, &gi) in got.iter().enumerate() {
-                    let (mut up, mut down) = (v.to_vec(), v.to_vec());
-                    up[i] += h;
-                    down[i] -= h;
-                    let numeric = (f(&up) - f(&down)) / (2.0 * h);
+                for (i, (&gi, numeric)) in got.iter().zip(central_differences(v, h, f)).enumerate() {
                     assert!(
                         (gi as f64 - numeric).abs() < 1e-4 * (1.0 + numeric.abs()),
                         "{}: {what}[{i}]: {gi} vs {numeric}",

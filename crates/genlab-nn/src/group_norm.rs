@@ -294,6 +294,7 @@ impl<B: Backend + GroupNormOps, C: CheckpointStrategy> GroupNormOps for Autodiff
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::central_differences;
     use burn::module::Param;
     use burn::nn::GroupNormConfig;
     use burn::tensor::{Device, TensorData};
@@ -379,11 +380,7 @@ mod tests {
             };
             let h = 1e-4;
             let check = |what: &str, got: &[f32], v: &[f64], f: &dyn Fn(&[f64]) -> f64| {
-                for (i, &gi) in got.iter().enumerate() {
-                    let (mut up, mut down) = (v.to_vec(), v.to_vec());
-                    up[i] += h;
-                    down[i] -= h;
-                    let numeric = (f(&up) - f(&down)) / (2.0 * h);
+                for (i, (&gi, numeric)) in got.iter().zip(central_differences(v, h, f)).enumerate() {
                     assert!(
                         (gi as f64 - numeric).abs() < 2e-5 * (1.0 + numeric.abs()),
                         "silu {silu}: {what}[{i}]: {gi} vs {numeric}"

@@ -1,5 +1,5 @@
-//! Test helpers shared by the tests of the invertible layers (here) and of the flows built from
-//! them (`genlab-models`): the brute-force Jacobian log-determinant.
+//! Test helpers shared by the tests of the layers (here) and of the models built from them
+//! (`genlab-models`): the brute-force Jacobian log-determinant and central differences.
 
 use burn::tensor::{Device, TensorData};
 use burn::Tensor;
@@ -49,4 +49,16 @@ pub fn check_log_det(
     let got = to_f32_vec(forward(Tensor::from_data(TensorData::new(x0.to_vec(), [1, c, h, w]), ad)).1)[0] as f64;
     assert!((got - brute).abs() <= 1e-3 * brute.abs().max(1.0), "{what}: {got} vs brute force {brute}");
     brute
+}
+
+/// The gradient of `f` at `v` by central differences of step `h`, every coordinate in turn.
+pub fn central_differences(v: &[f64], h: f64, f: impl Fn(&[f64]) -> f64) -> Vec<f64> {
+    (0..v.len())
+        .map(|i| {
+            let (mut up, mut down) = (v.to_vec(), v.to_vec());
+            up[i] += h;
+            down[i] -= h;
+            (f(&up) - f(&down)) / (2.0 * h)
+        })
+        .collect()
 }
