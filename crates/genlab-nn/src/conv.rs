@@ -4,9 +4,10 @@
 //! gradient as a transposed convolution (a scatter-add over every kernel position); at the small
 //! channel counts of genlab's models those loops cost as much as the products.
 //!
-//! Here each image is one matrix product: its im2col matrix `[c_in kh kw, oh ow]`, built from the NCHW
-//! input by shifted row copies, multiplied by the weight `[c_out, c_in kh kw]` straight into the
-//! output, with the bias as the product's starting value. The input gradient is the weight's
+//! Here each image is a few matrix products: its im2col matrix `[c_in kh kw, oh ow]`, built from the
+//! NCHW input by shifted copies in tiles of output rows that stay in L2, multiplied by the weight
+//! `[c_out, c_in kh kw]` straight into the NCHW output (as `out^T = col^T W^T`, so the gemm kernel's
+//! 64-row blocks run along the positions), with the bias as the product's starting value. The input gradient is the weight's
 //! transpose times the output gradient, folded back by shifted row additions (col2im, Caffe's scheme:
 //! Jia et al. 2014, <https://arxiv.org/abs/1408.5093>); the weight gradient is the output gradient times
 //! the im2col matrix's transpose, summed over images. Images run in parallel; the weight gradient's
