@@ -16,7 +16,7 @@ use burn::backend::tensor::FloatTensor;
 use burn::backend::{backend_extension, Backend, Dispatch, Flex, TensorMetadata};
 use burn::tensor::Tensor;
 
-use crate::flex_ops::{avx512, exp, on_flex_f32, tensor, values};
+use crate::flex_ops::{avx512, on_flex_f32, sigmoid, tensor, values};
 
 /// An activation applied element-wise.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -58,12 +58,6 @@ pub fn leaky_relu<const D: usize>(x: Tensor<D>, slope: f64) -> Tensor<D> {
         return burn::tensor::activation::leaky_relu(x, slope);
     }
     apply(x, Activation::LeakyRelu { slope: slope as f32 })
-}
-
-/// `1 / (1 + exp(-x))`; `exp` saturates at `exp(88)`, where the sigmoid is 0 to float32 precision.
-#[inline(always)]
-fn sigmoid(x: f32) -> f32 {
-    1.0 / (1.0 + exp(-x))
 }
 
 /// Each activation in a loop of its own, so each vectorises.

@@ -17,7 +17,7 @@
 //! It covers groups 1 and dilation 1 (every convolution genlab's models build); other layers, other
 //! backends and other float types take burn's `conv2d`.
 
-use crate::flex_ops::{lane_sum, matmul, matmul_on, on_flex_f32, tensor, values, View};
+use crate::flex_ops::{lane_sum, matmul, matmul_on, on_flex_f32, tensor, transpose, values, View};
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
@@ -221,7 +221,7 @@ impl Dims {
     }
 }
 
-fn dims4(t: &FlexTensor) -> [usize; 4] {
+fn dims4<B: Backend>(t: &FloatTensor<B>) -> [usize; 4] {
     let shape = t.shape();
     assert_eq!(shape.num_dims(), 4, "conv2d: a 4-D tensor was expected, got {shape:?}");
     [shape[0], shape[1], shape[2], shape[3]]
@@ -339,13 +339,10 @@ fn col2im(col: &mut [f32], d: &Dims, g: &Geometry, tile: Range<usize>, dx: &mut 
     for c in 0..d.c_in {
         for (i, rows) in row_ranges.iter().cloned().enumerate() {
             for (j, cols) in col_ranges.iter().cloned().enumerate() {
-                if cols.is_empty() {
+                if rows.is_empty() || cols.is_empty() {
                     continue;
                 }
                 let src = &mut col[((c * d.kh + i) * d.kw + j) * n..][..n];
-                if rows.is_empty() {
-                    continue;
-                }
                 if g.stride == [1, 1] && d.ow == d.w {
                     // im2col's one shifted copy, reversed: the entries where a row's end wrapped
                     // into the next row's start belong to the padding and are zeroed, then the
@@ -397,17 +394,6 @@ fn for_each_image(
         .for_each_init(|| vec![0.0; scratch], |s, (b, o)| image(b, o, s, gemm::Parallelism::None));
 }
 
-/// The `rows` x `cols` row-major matrix `m`, transposed.
-fn transpose(m: &[f32], rows: usize, cols: usize) -> Vec<f32> {
-    let mut t = vec![0.0f32; rows * cols];
-    for (r, row) in m.chunks(cols).enumerate().take(rows) {
-        for (c, &v) in row.iter().enumerate() {
-            t[c * rows + r] = v;
-        }
-    }
-    t
-}
-
 /// The batch is split into this many parts for the weight gradient's partial sums, whatever the
 /// number of threads, so the sum's order is fixed.
 const WEIGHT_GRADIENT_PARTS: usize = 16;
@@ -451,7 +437,7 @@ fn channel_sums(v: &[f32], c: usize, plane: usize) -> Vec<f32> {
 
 impl ConvOps for Flex {
     fn conv2d_im2col(x: FlexTensor, weight: FlexTensor, bias: FlexTensor, g: Geometry) -> FlexTensor {
-        let d = Dims::new(dims4(&x), dims4(&weight), &g);
+        let d = Dims::new(dims4::<Flex>(&x), dims4::<Flex>(&weight), &g);
         let (x, weight, bias) = (x.to_contiguous(), weight.to_contiguous(), bias.to_contiguous());
         let (xv, w, bv) = (values(&x), values(&weight), values(&bias));
         let (k, p) = (d.k(), d.p());
@@ -490,7 +476,7 @@ impl ConvOps for Flex {
         output: [usize; 4],
     ) -> FlexTensor {
         // x is the output gradient of the convolution from `output`-shaped inputs with this weight.
-        let d = Dims::new(output, dims4(&weight), &g);
+        let d = Dims::new(output, dims4::<Flex>(&weight), &g);
         let (x, weight) = (x.to_contiguous(), weight.to_contiguous());
         let mut out = x_backward_values(values(&weight), values(&x), &d, &g);
         let (bias, plane) = (bias.to_contiguous(), d.h * d.w);
@@ -503,13 +489,13 @@ impl ConvOps for Flex {
     }
 
     fn conv2d_im2col_x_backward(weight: FlexTensor, grad: FlexTensor, g: Geometry, input: [usize; 4]) -> FlexTensor {
-        let d = Dims::new(input, dims4(&weight), &g);
+        let d = Dims::new(input, dims4::<Flex>(&weight), &g);
         let (weight, grad) = (weight.to_contiguous(), grad.to_contiguous());
         tensor(x_backward_values(values(&weight), values(&grad), &d, &g), input)
     }
 
     fn conv2d_im2col_weight_backward(x: FlexTensor, grad: FlexTensor, g: Geometry, weight: [usize; 4]) -> FlexTensor {
-        let d = Dims::new(dims4(&x), weight, &g);
+        let d = Dims::new(dims4::<Flex>(&x), weight, &g);
         let (x, grad) = (x.to_contiguous(), grad.to_contiguous());
         let (xv, gv) = (values(&x), values(&grad));
         let (k, p) = (d.k(), d.p());
@@ -549,7 +535,7 @@ impl ConvOps for Flex {
     }
 
     fn conv2d_im2col_bias_backward(grad: FlexTensor) -> FlexTensor {
-        let [_, c, h, w] = dims4(&grad);
+        let [_, c, h, w] = dims4::<Flex>(&grad);
         let grad = grad.to_contiguous();
         tensor(channel_sums(values(&grad), c, h * w), [c])
     }
@@ -559,11 +545,6 @@ impl ConvOps for Flex {
 #[derive(Debug)]
 struct ConvBackward {
     transposed: bool,
-}
-
-fn dims_of<B: Backend>(t: &FloatTensor<B>) -> [usize; 4] {
-    let shape = t.shape();
-    [shape[0], shape[1], shape[2], shape[3]]
 }
 
 impl<B: Backend + ConvOps> Backward<B, 3> for ConvBackward {
@@ -577,7 +558,7 @@ impl<B: Backend + ConvOps> Backward<B, 3> for ConvBackward {
         let grad = grads.consume::<B>(&ops.node);
         let [node_x, node_w, node_b] = ops.parents;
         let (x, weight, g) = ops.state;
-        let shape = dims_of::<B>(&weight);
+        let shape = dims4::<B>(&weight);
         if let Some(node) = node_b {
             grads.register::<B>(node.id, B::conv2d_im2col_bias_backward(grad.clone()));
         }
@@ -586,7 +567,7 @@ impl<B: Backend + ConvOps> Backward<B, 3> for ConvBackward {
                 let zeros = B::float_zeros([shape[1]].into(), &grad.device(), FloatDType::F32);
                 B::conv2d_im2col(grad.clone(), weight, zeros, g)
             } else {
-                B::conv2d_im2col_x_backward(weight, grad.clone(), g, dims_of::<B>(&x))
+                B::conv2d_im2col_x_backward(weight, grad.clone(), g, dims4::<B>(&x))
             };
             grads.register::<B>(node.id, dx);
         }

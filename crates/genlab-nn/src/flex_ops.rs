@@ -61,6 +61,13 @@ pub(crate) fn exp(x: f32) -> f32 {
     p * f32::from_bits(biased << 23)
 }
 
+/// `1 / (1 + exp(-x))` through [`exp`] (which saturates at `exp(88)`, where the sigmoid is 0 to
+/// float32 precision).
+#[inline(always)]
+pub(crate) fn sigmoid(x: f32) -> f32 {
+    1.0 / (1.0 + exp(-x))
+}
+
 /// `sum f(a[i], b[i])` in 16 running sums (a float sum in one runs at the adder's latency; in 16
 /// it vectorises), added in a fixed order.
 #[inline(always)]
@@ -74,6 +81,17 @@ pub(crate) fn lane_sum<T: Copy + Into<f64>>(a: &[f32], b: &[f32], f: impl Fn(f32
     }
     let tail: f64 = a[split..].iter().zip(&b[split..]).map(|(&x, &y)| f(x, y).into()).sum();
     lanes.iter().sum::<f64>() + tail
+}
+
+/// The `rows` x `cols` row-major matrix `m`, transposed.
+pub(crate) fn transpose(m: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    let mut t = vec![0.0f32; rows * cols];
+    for (r, row) in m.chunks(cols).enumerate().take(rows) {
+        for (c, &v) in row.iter().enumerate() {
+            t[c * rows + r] = v;
+        }
+    }
+    t
 }
 
 /// A row-major matrix view: element (r, c) at `data[offset + r * rs + c * cs]`.

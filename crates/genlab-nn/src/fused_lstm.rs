@@ -10,7 +10,7 @@
 //! bias) computed for every step beforehand. Other backends (and float types other than f32) take
 //! the composed path; [`crate::flex_ops::on_flex_f32`] says which.
 
-use crate::flex_ops::{avx512, exp, matmul, tensor, values, View};
+use crate::flex_ops::{avx512, exp, matmul, sigmoid, tensor, transpose, values, View};
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
@@ -67,15 +67,9 @@ pub fn fused_lstm(xi: Tensor<3>, h0: Tensor<2>, c0: Tensor<2>, w: Tensor<2>, b: 
     Tensor::from_dispatch(states)
 }
 
-/// Both through [`exp`], the polynomial the compiler vectorises (libm's `expf` is called one element
-/// at a time).
-#[inline(always)]
-fn sigmoid(x: f32) -> f32 {
-    1.0 / (1.0 + exp(-x))
-}
-
-/// tanh through one `exp` (glibc's `tanhf` goes through `expm1f` and was a third of the fused
-/// step's time): `sign(x) (1 - e) / (1 + e)`, `e = exp(-2|x|)`; within 1e-7 of `tanh` absolutely.
+/// tanh through one `exp`, the polynomial the compiler vectorises, as the gates' sigmoid does (glibc's
+/// `tanhf` goes through `expm1f` and was a third of the fused step's time): `sign(x) (1 - e) / (1 + e)`,
+/// `e = exp(-2|x|)`; within 1e-7 of `tanh` absolutely.
 #[inline(always)]
 fn tanh(x: f32) -> f32 {
     let e = exp(-2.0 * x.abs());
@@ -274,7 +268,7 @@ fn backward(
     h: usize,
 ) -> (Vec<f32>, Vec<f32>, Vec<f32>, Vec<f32>, Vec<f32>) {
     let g4 = 4 * h;
-    let wt: Vec<f32> = (0..g4).flat_map(|p| (0..h).map(move |q| w[q * g4 + p])).collect(); // W^T, [4h, h]
+    let wt = transpose(w, h, g4); // W^T, [4h, h]
     let [d_xi, dh, dc] = by_row_blocks(batch, |rows| {
         let (per_row, n) = (steps * 2 * h, rows.len());
         let (grad, states) =

@@ -20,7 +20,7 @@ use burn::nn::GroupNorm;
 use burn::tensor::Tensor;
 use rayon::prelude::*;
 
-use crate::flex_ops::{avx512, exp, lane_sum, on_flex_f32, tensor, values};
+use crate::flex_ops::{avx512, lane_sum, on_flex_f32, sigmoid, tensor, values};
 
 /// What follows the normalisation.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -78,11 +78,6 @@ fn moments(v: &[f32], epsilon: f64) -> (f32, f32) {
     let mean = lane_sum(v, v, |x, _| x) / n;
     let var = lane_sum(v, v, |x, _| (x as f64 - mean).powi(2)) / n;
     (mean as f32, (1.0 / (var + epsilon).sqrt()) as f32)
-}
-
-#[inline(always)]
-fn sigmoid(x: f32) -> f32 {
-    1.0 / (1.0 + exp(-x))
 }
 
 /// The shape's batch, channels and plane size, and the channels of a group.
