@@ -17,7 +17,7 @@
 //! It covers groups 1 and dilation 1 (every convolution genlab's models build); other layers, other
 //! backends and other float types take burn's `conv2d`.
 
-use crate::flex_ops::{lane_sum, matmul, matmul_on, on_flex_f32, tensor, transpose, values, View};
+use crate::flex_ops::{lane_sum, matmul, matmul_on, on_flex_f32, tensor, transpose, values, written, View};
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
@@ -32,6 +32,7 @@ use burn::nn::PaddingConfig2d;
 use burn::tensor::ops::ConvOptions;
 use burn::tensor::{Device, FloatDType, Tensor};
 use rayon::prelude::*;
+use std::mem::MaybeUninit;
 use std::ops::Range;
 
 /// Where a convolution's kernel visits its input: the step between output positions and the
@@ -329,6 +330,162 @@ fn copy_strided(out: &mut [f32], src: &[f32], stride: usize) {
     }
 }
 
+/// A stride-1 convolution without an im2col matrix: the input is copied once into zero-padded planes
+/// (`hp` x `wp`, each `stride` floats apart), on which an output position `(oy, ox)` is the flat index
+/// `q = oy wp + ox` and its input under kernel position `(i, j)` the index `q + i wp + j`, the same
+/// shift for every position. Each kernel position is then one product read straight from the padded
+/// planes (`out^T[q, :] += x_pad^T[q + shift, :] W_ij^T`), the `wp - ow` positions past a row's end
+/// computed and dropped. The padded plane's rows, rounded up to 16, are the product's rows.
+struct Plane {
+    wp: usize,
+    /// Floats from one channel's padded plane to the next's (`hp wp` rounded up to 16).
+    stride: usize,
+    /// The rows of each product: the flat positions from the first output to the last, rounded up
+    /// to 16 (the gemm kernels read unpacked rows in 16s).
+    rows: usize,
+}
+
+impl Plane {
+    /// The scheme for a stride-1 convolution where the dropped positions are at most a fifth of the
+    /// output's (im2col's copies cost less than that on small feature maps), else `None`.
+    fn of(d: &Dims, g: &Geometry) -> Option<Plane> {
+        if g.stride != [1, 1] || d.pointwise(g) {
+            return None;
+        }
+        let [top, bottom, left, right] = g.padding;
+        let (hp, wp) = (d.h + top + bottom, d.w + left + right);
+        let rows = ((d.oh - 1) * wp + d.ow).next_multiple_of(16);
+        (rows * 5 <= d.p() * 6).then_some(Plane { wp, stride: (hp * wp).next_multiple_of(16), rows })
+    }
+
+    /// Floats for `c` padded planes: the last product's rows read up to 15 floats past the last
+    /// plane's end.
+    fn len(&self, c: usize) -> usize {
+        c * self.stride + 16
+    }
+
+    /// The flat offset of kernel position `(i, j)`.
+    fn shift(&self, d: &Dims, kernel_position: usize) -> usize {
+        kernel_position / d.kw * self.wp + kernel_position % d.kw
+    }
+
+    /// Copies one image `x` (`[c_in, h, w]`) into the inside of the padded planes `xpad`, whose
+    /// border was zeroed when it was allocated and is never written.
+    fn pad(&self, x: &[f32], d: &Dims, g: &Geometry, xpad: &mut [f32]) {
+        let [top, _, left, _] = g.padding;
+        for (c, plane) in x.chunks_exact(d.h * d.w).enumerate() {
+            for (y, row) in plane.chunks_exact(d.w).enumerate() {
+                xpad[c * self.stride + (y + top) * self.wp + left..][..d.w].copy_from_slice(row);
+            }
+        }
+    }
+
+    /// Copies the output gradient `grad` (`[c_out, oh, ow]`) onto the product rows of `gpad`
+    /// (`[c_out, rows]`), whose dropped positions were zeroed when it was allocated and are never
+    /// written.
+    fn spread(&self, grad: &[f32], d: &Dims, gpad: &mut [f32]) {
+        for (co, plane) in grad.chunks_exact(d.p()).enumerate() {
+            for (oy, row) in plane.chunks_exact(d.ow).enumerate() {
+                gpad[co * self.rows + oy * self.wp..][..d.ow].copy_from_slice(row);
+            }
+        }
+    }
+
+    /// One image's output `out` (`[c_out, oh, ow]`): every kernel position's product into `rows`
+    /// (`[c_out, rows]`), then the kept positions plus the bias. `scratch` holds [`Plane::len`]
+    /// `(c_in)` floats, then `c_out rows`.
+    #[allow(clippy::too_many_arguments)]
+    fn forward(
+        &self,
+        x: &[f32],
+        (w, bias): (&[f32], &[f32]),
+        d: &Dims,
+        g: &Geometry,
+        scratch: &mut [f32],
+        out: &mut [MaybeUninit<f32>],
+        parallelism: gemm::Parallelism,
+    ) {
+        let (xpad, rows) = scratch.split_at_mut(self.len(d.c_in));
+        self.pad(x, d, g, xpad);
+        let kk = d.kh * d.kw;
+        for ij in 0..kk {
+            let lhs = View { data: xpad, offset: self.shift(d, ij), rs: 1, cs: self.stride };
+            let rhs = View { data: w, offset: ij, rs: kk, cs: d.k() };
+            matmul_on((rows, 1, self.rows), ij > 0, lhs, rhs, [self.rows, d.c_out, d.c_in], parallelism);
+        }
+        for ((plane, kept), &b) in out.chunks_exact_mut(d.p()).zip(rows.chunks_exact(self.rows)).zip(bias) {
+            for (oy, row) in plane.chunks_exact_mut(d.ow).enumerate() {
+                for (o, &v) in row.iter_mut().zip(&kept[oy * self.wp..][..d.ow]) {
+                    o.write(v + b);
+                }
+            }
+        }
+    }
+
+    /// One image's input gradient `dx` (`[c_in, h, w]`): the output gradient spread onto the product
+    /// rows, each kernel position's `grad^T W_ij` added onto the padded planes at its shift, the
+    /// inside kept. `scratch` holds `c_out rows` floats, then [`Plane::len`]`(c_in)`.
+    #[allow(clippy::too_many_arguments)]
+    fn x_backward(
+        &self,
+        grad: &[f32],
+        w: &[f32],
+        d: &Dims,
+        g: &Geometry,
+        scratch: &mut [f32],
+        dx: &mut [MaybeUninit<f32>],
+        parallelism: gemm::Parallelism,
+    ) {
+        let (gpad, dxpad) = scratch.split_at_mut(d.c_out * self.rows);
+        self.spread(grad, d, gpad);
+        dxpad.fill(0.0);
+        let kk = d.kh * d.kw;
+        for ij in 0..kk {
+            let lhs = View { data: gpad, offset: 0, rs: 1, cs: self.rows };
+            let rhs = View { data: w, offset: ij, rs: d.k(), cs: kk };
+            let dst = &mut dxpad[self.shift(d, ij)..];
+            matmul_on((dst, 1, self.stride), true, lhs, rhs, [self.rows, d.c_in, d.c_out], parallelism);
+        }
+        let [top, _, left, _] = g.padding;
+        for (c, plane) in dx.chunks_exact_mut(d.h * d.w).enumerate() {
+            for (y, row) in plane.chunks_exact_mut(d.w).enumerate() {
+                let inside = &dxpad[c * self.stride + (y + top) * self.wp + left..][..d.w];
+                for (o, &v) in row.iter_mut().zip(inside) {
+                    o.write(v);
+                }
+            }
+        }
+    }
+
+    /// The weight gradient's sum over `images` of `x` and `grad`, as `[kh kw, c_in, c_out]`: for each
+    /// kernel position `dW_ij = grad x_pad[shifted]^T`, the output gradient laid out `[rows, c_out]`
+    /// and the result column-major, so the product reads both operands unpacked.
+    fn weight_backward(&self, (xv, gv): (&[f32], &[f32]), d: &Dims, g: &Geometry, images: Range<usize>) -> Vec<f32> {
+        let kk = d.kh * d.kw;
+        let mut dw = vec![0.0f32; kk * d.c_in * d.c_out];
+        let mut xpad = vec![0.0f32; self.len(d.c_in)];
+        let mut gpad_t = vec![0.0f32; self.rows * d.c_out];
+        for b in images {
+            self.pad(&xv[b * d.image()..][..d.image()], d, g, &mut xpad);
+            let grad = &gv[b * d.c_out * d.p()..][..d.c_out * d.p()];
+            for (co, plane) in grad.chunks_exact(d.p()).enumerate() {
+                for (oy, row) in plane.chunks_exact(d.ow).enumerate() {
+                    for (ox, &v) in row.iter().enumerate() {
+                        gpad_t[(oy * self.wp + ox) * d.c_out + co] = v;
+                    }
+                }
+            }
+            for (ij, dw) in dw.chunks_exact_mut(d.c_in * d.c_out).enumerate() {
+                let lhs = View { data: &gpad_t, offset: 0, rs: 1, cs: d.c_out };
+                let rhs = View { data: &xpad, offset: self.shift(d, ij), rs: 1, cs: self.stride };
+                let shape = [d.c_out, d.c_in, self.rows];
+                matmul_on((dw, 1, d.c_out), true, lhs, rhs, shape, gemm::Parallelism::None);
+            }
+        }
+        dw
+    }
+}
+
 /// Adds the im2col matrix `col` (`[k, tile.len() ow]`, output rows `tile`) back onto the image `dx`
 /// (`[c_in, h, w]`) it was taken from: im2col's adjoint (the padding's entries are dropped; `col` is
 /// scratch and its padding entries may be zeroed).
@@ -379,11 +536,11 @@ fn col2im(col: &mut [f32], d: &Dims, g: &Geometry, tile: Range<usize>, dx: &mut 
 
 /// Runs `image(b, out_b, scratch, parallelism)` for every image `b`, `out_b` its `chunk` of `out`:
 /// images in parallel, each product on its thread; a single image gets every thread for its product.
-fn for_each_image(
-    out: &mut [f32],
+fn for_each_image<T: Send>(
+    out: &mut [T],
     chunk: usize,
     scratch: usize,
-    image: impl Fn(usize, &mut [f32], &mut [f32], gemm::Parallelism) + Sync,
+    image: impl Fn(usize, &mut [T], &mut [f32], gemm::Parallelism) + Sync,
 ) {
     if out.len() <= chunk {
         image(0, out, &mut vec![0.0; scratch], gemm::Parallelism::Rayon(0));
@@ -402,6 +559,18 @@ const WEIGHT_GRADIENT_PARTS: usize = 16;
 /// folded back onto the input by col2im.
 fn x_backward_values(wv: &[f32], gv: &[f32], d: &Dims, g: &Geometry) -> Vec<f32> {
     // The weight's transpose [k, c_out], laid out for the product.
+    if let Some(plane) = Plane::of(d, g) {
+        let scratch = d.c_out * plane.rows + plane.len(d.c_in);
+        // SAFETY: `Plane::x_backward` writes every element of its image's input gradient.
+        return unsafe {
+            written(d.batch * d.image(), |dx| {
+                for_each_image(dx, d.image(), scratch, |b, dx, scratch, parallelism| {
+                    let grad = &gv[b * d.c_out * d.p()..][..d.c_out * d.p()];
+                    plane.x_backward(grad, wv, d, g, scratch, dx, parallelism);
+                })
+            })
+        };
+    }
     let (k, p) = (d.k(), d.p());
     let wt = transpose(wv, d.c_out, k);
     let wt = View::rows(&wt, d.c_out);
@@ -440,7 +609,21 @@ impl ConvOps for Flex {
         let d = Dims::new(dims4::<Flex>(&x), dims4::<Flex>(&weight), &g);
         let (x, weight, bias) = (x.to_contiguous(), weight.to_contiguous(), bias.to_contiguous());
         let (xv, w, bv) = (values(&x), values(&weight), values(&bias));
+        assert_eq!(bv.len(), d.c_out, "conv2d: {} biases for {} output channels", bv.len(), d.c_out);
         let (k, p) = (d.k(), d.p());
+        if let Some(plane) = Plane::of(&d, &g) {
+            let scratch = plane.len(d.c_in) + d.c_out * plane.rows;
+            // SAFETY: `Plane::forward` writes every element of its image's output.
+            let out = unsafe {
+                written(d.batch * d.c_out * p, |out| {
+                    for_each_image(out, d.c_out * p, scratch, |b, out, scratch, parallelism| {
+                        let image = &xv[b * d.image()..][..d.image()];
+                        plane.forward(image, (w, bv), &d, &g, scratch, out, parallelism);
+                    })
+                })
+            };
+            return tensor(out, [d.batch, d.c_out, d.oh, d.ow]);
+        }
         let mut out = vec![0.0f32; d.batch * d.c_out * p];
         let scratch = if d.pointwise(&g) { 0 } else { tile_len(&d) };
         for_each_image(&mut out, d.c_out * p, scratch, |b, out, col, parallelism| {
@@ -522,15 +705,37 @@ impl ConvOps for Flex {
             }
             dwt
         };
+        let plane = Plane::of(&d, &g);
         let parts: Vec<Vec<f32>> = (0..d.batch.div_ceil(per_part))
             .into_par_iter()
-            .map(|i| partial(i * per_part..((i + 1) * per_part).min(d.batch)))
+            .map(|i| {
+                let images = i * per_part..((i + 1) * per_part).min(d.batch);
+                match &plane {
+                    Some(plane) => plane.weight_backward((xv, gv), &d, &g, images),
+                    None => partial(images),
+                }
+            })
             .collect();
-        let mut dwt = vec![0.0f32; k * d.c_out];
+        let mut sum = vec![0.0f32; k * d.c_out];
         for part in parts {
-            dwt.iter_mut().zip(part).for_each(|(a, b)| *a += b);
+            sum.iter_mut().zip(part).for_each(|(a, b)| *a += b);
         }
-        let dw = transpose(&dwt, k, d.c_out);
+        let dw = match plane {
+            // [kh kw, c_in, c_out] -> [c_out, c_in, kh kw]
+            Some(_) => {
+                let kk = d.kh * d.kw;
+                let mut dw = vec![0.0f32; k * d.c_out];
+                for (ij, block) in sum.chunks_exact(d.c_in * d.c_out).enumerate() {
+                    for (c, row) in block.chunks_exact(d.c_out).enumerate() {
+                        for (co, &v) in row.iter().enumerate() {
+                            dw[(co * d.c_in + c) * kk + ij] = v;
+                        }
+                    }
+                }
+                dw
+            }
+            None => transpose(&sum, k, d.c_out),
+        };
         tensor(dw, weight)
     }
 
@@ -564,7 +769,7 @@ impl<B: Backend + ConvOps> Backward<B, 3> for ConvBackward {
         }
         if let Some(node) = node_x {
             let dx = if self.transposed {
-                let zeros = B::float_zeros([shape[1]].into(), &grad.device(), FloatDType::F32);
+                let zeros = B::float_zeros([shape[0]].into(), &grad.device(), FloatDType::F32);
                 B::conv2d_im2col(grad.clone(), weight, zeros, g)
             } else {
                 B::conv2d_im2col_x_backward(weight, grad.clone(), g, dims4::<B>(&x))
@@ -718,6 +923,11 @@ mod tests {
             transposed("transposed 3x3 padding_out", [2, 2, 3, 4], 3, [3, 2, 1, 1], true),
             transposed("transposed 1x1", [3, 3, 4, 4], 2, [1, 1, 0, 0], false),
             transposed("transposed stride 3", [2, 2, 3, 3], 2, [2, 3, 0, 2], true),
+            // Stride-1 layers on maps large enough for the padded planes (`Plane`).
+            conv("planes: 3x3 same", [2, 3, 14, 16], 3, [3, 3], 1, Explicit(1, 1, 1, 1), true),
+            conv("planes: 5x3 uneven padding", [2, 2, 16, 12], 2, [5, 3], 1, Explicit(2, 1, 0, 2), false),
+            conv("planes: 3x3 valid", [1, 2, 12, 20], 3, [3, 3], 1, Valid, true),
+            transposed("planes: transposed 3x3 stride 1", [2, 3, 14, 16], 2, [3, 1, 1, 0], true),
             transposed("transposed wide padding", [1, 2, 5, 5], 2, [3, 1, 2, 0], true),
         ]
     }
@@ -853,6 +1063,11 @@ mod tests {
     #[test]
     fn convolutions_and_their_gradients_equal_float64_and_finite_differences() {
         for c in cases() {
+            if let Layer::Conv(layer) = &c.layer {
+                let g = geometry(layer, c.input[2], c.input[3]).expect("the kernel fits");
+                let planes = Plane::of(&Dims::new(c.input, layer.weight.dims(), &g), &g).is_some();
+                assert_eq!(planes, c.name.starts_with("planes"), "{}: the scheme taken", c.name);
+            }
             let (x, r) = c.inputs(3);
             let [y, dx, dw, db] = c.run(&x, &r, true);
             let w = to64(&vec32(c.weight()));
@@ -885,12 +1100,14 @@ mod tests {
         }
     }
 
-    /// Layers whose im2col matrix spans several tiles (of [`TILE_FLOATS`]), too big for the
-    /// finite differences: one tile of 17 output rows, then 17, then 6.
+    /// Layers too big for the finite differences: a stride-1 layer on padded planes of 40 x 40, and
+    /// layers whose im2col matrix spans several tiles (of [`TILE_FLOATS`]): 6 output rows then 1;
+    /// 17, 17 and 6; 12, 12 and 16 ... (the transposed layer's).
     fn large_cases() -> Vec<Case> {
         use PaddingConfig2d::*;
         vec![
-            conv("tiled 3x3", [2, 16, 40, 40], 8, [3, 3], 1, Explicit(1, 1, 1, 1), true),
+            conv("planes: 3x3 on a large map", [2, 16, 40, 40], 8, [3, 3], 1, Explicit(1, 1, 1, 1), true),
+            conv("tiled 3x3 on a small map", [2, 256, 7, 7], 4, [3, 3], 1, Explicit(1, 1, 1, 1), true),
             conv("tiled 3x3 stride 2", [2, 32, 80, 40], 4, [3, 3], 2, Explicit(1, 1, 1, 1), true),
             transposed("tiled transposed", [2, 16, 20, 20], 8, [4, 2, 1, 0], true),
         ]

@@ -20,7 +20,8 @@ use burn::nn::GroupNorm;
 use burn::tensor::Tensor;
 use rayon::prelude::*;
 
-use crate::flex_ops::{avx512, lane_sum, on_flex_f32, sigmoid, tensor, values};
+use crate::flex_ops::{avx512, lane_sum, on_flex_f32, sigmoid, tensor, values, written};
+use std::mem::MaybeUninit;
 
 /// What follows the normalisation.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -92,18 +93,18 @@ fn sizes(x: &FlexTensor, groups: usize) -> (usize, usize, usize, usize) {
 /// One (image, group) of the forward pass: `x` and `out` hold its channels' planes, `gamma` and
 /// `beta` its channels' scale and shift.
 #[inline(always)]
-fn forward_group(x: &[f32], out: &mut [f32], (gamma, beta): (&[f32], &[f32]), plane: usize, norm: Norm) {
+fn forward_group(x: &[f32], out: &mut [MaybeUninit<f32>], (gamma, beta): (&[f32], &[f32]), plane: usize, norm: Norm) {
     let (mean, rstd) = moments(x, norm.epsilon);
     for ((out, x), (&g, &b)) in out.chunks_mut(plane).zip(x.chunks(plane)).zip(gamma.iter().zip(beta)) {
         let (scale, shift) = (g * rstd, b - mean * g * rstd);
         if norm.silu {
             for (o, &v) in out.iter_mut().zip(x) {
                 let a = v * scale + shift;
-                *o = a * sigmoid(a);
+                o.write(a * sigmoid(a));
             }
         } else {
             for (o, &v) in out.iter_mut().zip(x) {
-                *o = v * scale + shift;
+                o.write(v * scale + shift);
             }
         }
     }
@@ -111,7 +112,7 @@ fn forward_group(x: &[f32], out: &mut [f32], (gamma, beta): (&[f32], &[f32]), pl
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,fma")]
-fn forward_group_avx512(x: &[f32], out: &mut [f32], affine: (&[f32], &[f32]), plane: usize, norm: Norm) {
+fn forward_group_avx512(x: &[f32], out: &mut [MaybeUninit<f32>], affine: (&[f32], &[f32]), plane: usize, norm: Norm) {
     forward_group(x, out, affine, plane, norm)
 }
 
@@ -123,7 +124,7 @@ fn backward_group(
     (x, dy): (&[f32], &[f32]),
     (gamma, beta): (&[f32], &[f32]),
     d: &mut [f32],
-    dx: &mut [f32],
+    dx: &mut [MaybeUninit<f32>],
     sums: &mut [[f32; 2]],
     plane: usize,
     norm: Norm,
@@ -150,7 +151,7 @@ fn backward_group(
     let m1 = (lane_sum(d, x, |d, _| d) / n) as f32;
     let m2 = (lane_sum(d, x, |d, v| d * xhat(v)) / n) as f32;
     for ((dx, &d), &v) in dx.iter_mut().zip(d.iter()).zip(x) {
-        *dx = rstd * (d - m1 - xhat(v) * m2);
+        dx.write(rstd * (d - m1 - xhat(v) * m2));
     }
 }
 
@@ -160,7 +161,7 @@ fn backward_group_avx512(
     inputs: (&[f32], &[f32]),
     affine: (&[f32], &[f32]),
     d: &mut [f32],
-    dx: &mut [f32],
+    dx: &mut [MaybeUninit<f32>],
     sums: &mut [[f32; 2]],
     plane: usize,
     norm: Norm,
@@ -174,21 +175,23 @@ impl GroupNormOps for Flex {
         let (_, _, plane, per_group) = sizes(&x, norm.groups);
         let (x, gamma, beta) = (x.to_contiguous(), gamma.to_contiguous(), beta.to_contiguous());
         let (xv, gv, bv) = (values(&x), values(&gamma), values(&beta));
-        let mut out = vec![0.0f32; xv.len()];
         let group = per_group * plane;
         let fast = avx512();
-        out.par_chunks_mut(group).zip(xv.par_chunks(group)).enumerate().for_each(|(i, (out, x))| {
-            let channels = (i % norm.groups) * per_group..(i % norm.groups + 1) * per_group;
-            let affine = (&gv[channels.clone()], &bv[channels]);
-            #[cfg(target_arch = "x86_64")]
-            if fast {
-                // SAFETY: the CPU has the features the function is compiled for.
-                unsafe { forward_group_avx512(x, out, affine, plane, norm) };
-                return;
-            }
-            forward_group(x, out, affine, plane, norm);
-        });
-        tensor(out, shape)
+        let forward = |out: &mut [MaybeUninit<f32>]| {
+            out.par_chunks_mut(group).zip(xv.par_chunks(group)).enumerate().for_each(|(i, (out, x))| {
+                let channels = (i % norm.groups) * per_group..(i % norm.groups + 1) * per_group;
+                let affine = (&gv[channels.clone()], &bv[channels]);
+                #[cfg(target_arch = "x86_64")]
+                if fast {
+                    // SAFETY: the CPU has the features the function is compiled for.
+                    unsafe { forward_group_avx512(x, out, affine, plane, norm) };
+                    return;
+                }
+                forward_group(x, out, affine, plane, norm);
+            })
+        };
+        // SAFETY: `forward_group` writes every element of its (image, group).
+        tensor(unsafe { written(xv.len(), forward) }, shape)
     }
 
     fn group_norm_fused_backward(
@@ -204,26 +207,29 @@ impl GroupNormOps for Flex {
             (x.to_contiguous(), gamma.to_contiguous(), beta.to_contiguous(), grad.to_contiguous());
         let (xv, gv, bv, dv) = (values(&x), values(&gamma), values(&beta), values(&grad));
         let group = per_group * plane;
-        let mut dx = vec![0.0f32; xv.len()];
         // Each (image, group) writes its channels' sums of `d x̂` and `d`; the images' sums are added
         // in order afterwards, so the result does not depend on the threads.
         let mut sums = vec![[0.0f32; 2]; batch * c];
         let fast = avx512();
-        dx.par_chunks_mut(group).zip(sums.par_chunks_mut(per_group)).enumerate().for_each_init(
-            || vec![0.0f32; group],
-            |d, (i, (dx, sums))| {
-                let inputs = (&xv[i * group..][..group], &dv[i * group..][..group]);
-                let channels = (i % norm.groups) * per_group..(i % norm.groups + 1) * per_group;
-                let affine = (&gv[channels.clone()], &bv[channels]);
-                #[cfg(target_arch = "x86_64")]
-                if fast {
-                    // SAFETY: the CPU has the features the function is compiled for.
-                    unsafe { backward_group_avx512(inputs, affine, d, dx, sums, plane, norm) };
-                    return;
-                }
-                backward_group(inputs, affine, d, dx, sums, plane, norm);
-            },
-        );
+        let backward = |dx: &mut [MaybeUninit<f32>]| {
+            dx.par_chunks_mut(group).zip(sums.par_chunks_mut(per_group)).enumerate().for_each_init(
+                || vec![0.0f32; group],
+                |d, (i, (dx, sums))| {
+                    let inputs = (&xv[i * group..][..group], &dv[i * group..][..group]);
+                    let channels = (i % norm.groups) * per_group..(i % norm.groups + 1) * per_group;
+                    let affine = (&gv[channels.clone()], &bv[channels]);
+                    #[cfg(target_arch = "x86_64")]
+                    if fast {
+                        // SAFETY: the CPU has the features the function is compiled for.
+                        unsafe { backward_group_avx512(inputs, affine, d, dx, sums, plane, norm) };
+                        return;
+                    }
+                    backward_group(inputs, affine, d, dx, sums, plane, norm);
+                },
+            )
+        };
+        // SAFETY: `backward_group` writes every element of its (image, group).
+        let dx = unsafe { written(xv.len(), backward) };
         let (mut dgamma, mut dbeta) = (vec![0.0f32; c], vec![0.0f32; c]);
         for image in sums.chunks(c) {
             for ((dg, db), [s_xhat, s_d]) in dgamma.iter_mut().zip(dbeta.iter_mut()).zip(image) {

@@ -17,6 +17,7 @@ pub mod invconv;
 pub mod linear;
 pub mod logit;
 pub mod recurrent;
+pub mod resample;
 pub mod rotary;
 pub mod spectral_norm;
 pub mod squeeze;

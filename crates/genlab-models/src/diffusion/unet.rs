@@ -332,13 +332,6 @@ impl UnetConfig {
     }
 }
 
-/// Nearest-neighbour doubling of both sides.
-fn double(x: Tensor<4>) -> Tensor<4> {
-    let [b, c, h, w] = x.dims();
-    // One copy: a broadcast view made contiguous by the reshape (repeat_dim twice copied twice).
-    x.reshape([b, c, h, 1, w, 1]).expand([b, c, h, 2, w, 2]).reshape([b, c, 2 * h, 2 * w])
-}
-
 impl Unet {
     /// The number of classes of a conditional model (its "no class" token is this index).
     pub fn classes(&self) -> Option<usize> {
@@ -397,7 +390,7 @@ impl Unet {
                 }
             }
             if let Some(up) = &level.resample {
-                hcur = conv2d(up, double(hcur));
+                hcur = conv2d(up, genlab_nn::resample::double(hcur));
             }
         }
         let out = conv2d(&self.out_conv, group_norm::group_norm(&self.out_norm, hcur, true)); // [b, c, H, W]
