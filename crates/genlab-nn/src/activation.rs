@@ -16,7 +16,7 @@ use burn::backend::tensor::FloatTensor;
 use burn::backend::{backend_extension, Backend, Dispatch, Flex, TensorMetadata};
 use burn::tensor::Tensor;
 
-use crate::flex_ops::{avx512, on_flex_f32, sigmoid, tensor, values};
+use crate::flex_ops::{avx512, on_flex_f32, par_filled, sigmoid, tensor, values};
 
 /// An activation applied element-wise.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -111,28 +111,34 @@ impl ActivationOps for Flex {
     fn activation_vectorised(x: FlexTensor, f: Activation) -> FlexTensor {
         let shape = x.shape();
         let x = x.to_contiguous();
-        let mut out = vec![0.0f32; shape.num_elements()];
-        #[cfg(target_arch = "x86_64")]
-        if avx512() {
-            // SAFETY: the CPU has the features the function is compiled for.
-            unsafe { forward_avx512(values(&x), &mut out, f) };
-            return tensor(out, shape);
-        }
-        forward_slice(values(&x), &mut out, f);
+        let (xv, fast) = (values(&x), avx512());
+        let out = par_filled(xv.len(), |start, out| {
+            let x = &xv[start..][..out.len()];
+            #[cfg(target_arch = "x86_64")]
+            if fast {
+                // SAFETY: the CPU has the features the function is compiled for.
+                unsafe { forward_avx512(x, out, f) };
+                return;
+            }
+            forward_slice(x, out, f);
+        });
         tensor(out, shape)
     }
 
     fn activation_vectorised_backward(x: FlexTensor, grad: FlexTensor, f: Activation) -> FlexTensor {
         let shape = x.shape();
         let (x, grad) = (x.to_contiguous(), grad.to_contiguous());
-        let mut out = vec![0.0f32; shape.num_elements()];
-        #[cfg(target_arch = "x86_64")]
-        if avx512() {
-            // SAFETY: the CPU has the features the function is compiled for.
-            unsafe { backward_avx512(values(&x), values(&grad), &mut out, f) };
-            return tensor(out, shape);
-        }
-        backward_slice(values(&x), values(&grad), &mut out, f);
+        let (xv, gv, fast) = (values(&x), values(&grad), avx512());
+        let out = par_filled(xv.len(), |start, out| {
+            let (x, grad) = (&xv[start..][..out.len()], &gv[start..][..out.len()]);
+            #[cfg(target_arch = "x86_64")]
+            if fast {
+                // SAFETY: the CPU has the features the function is compiled for.
+                unsafe { backward_avx512(x, grad, out, f) };
+                return;
+            }
+            backward_slice(x, grad, out, f);
+        });
         tensor(out, shape)
     }
 }

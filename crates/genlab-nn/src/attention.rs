@@ -6,6 +6,7 @@
 //! each cached decode step, so cached and uncached generation compute the same sums.
 
 use crate::dropout::dropout;
+use crate::flex_ops::on_flex_f32;
 use burn::tensor::activation::softmax;
 use burn::tensor::TensorData;
 use burn::Tensor;
@@ -20,7 +21,8 @@ pub fn causal_mask(tq: usize, tk: usize, device: &burn::tensor::Device) -> Tenso
     Tensor::from_data(TensorData::new(v, [1, 1, tq, tk]), device)
 }
 
-/// softmax(q kᵀ / sqrt(d) + causal mask) v.
+/// softmax(q kᵀ / sqrt(d) + causal mask) v (on flex, genlab's fused operation,
+/// [`crate::fused_attention`]; elsewhere composed of burn's).
 ///
 /// # Shapes
 /// - `q`: `[batch, heads, tq, d]`
@@ -42,6 +44,10 @@ pub fn causal_attention_with_dropout(
     let tq = q.dims()[2];
     let tk = k.dims()[2];
     assert!(tk >= tq, "causal attention: {tq} queries should continue {tk} keys");
+    if (p == 0.0 || rng.is_none()) && on_flex_f32(&q.device(), q.dtype()) {
+        // No dropout on flex: genlab's fused operation (crate::fused_attention).
+        return crate::fused_attention::causal_attention(q, k, v);
+    }
     let mask = (tq > 1).then(|| causal_mask(tq, tk, &v.device()));
     attention(q, k, v, mask, p, rng)
 }

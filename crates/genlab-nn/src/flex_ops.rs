@@ -4,6 +4,7 @@
 
 use burn::backend::flex::FlexTensor;
 use burn::tensor::{DType, Device, Shape, TensorData};
+use rayon::prelude::*;
 use std::mem::MaybeUninit;
 
 /// Whether genlab's flex operations run on `device` for tensors of `dtype`: flex (with or without
@@ -99,6 +100,27 @@ pub(crate) unsafe fn written(n: usize, fill: impl FnOnce(&mut [MaybeUninit<f32>]
     // SAFETY: the capacity is n, and the caller's `fill` wrote every one of the n elements.
     unsafe { v.set_len(n) };
     v
+}
+
+/// Elements one thread takes at a time in genlab's element-wise operations (flex runs its own on one
+/// thread below 4M elements).
+pub(crate) const ELEMENTS_PER_TASK: usize = 16 * 1024;
+
+/// `n` floats made [`ELEMENTS_PER_TASK`] at a time on the threads: `fill(start, chunk)` writes the
+/// chunk beginning at element `start`, handed to it zeroed (by its own thread, just before).
+pub(crate) fn par_filled(n: usize, fill: impl Fn(usize, &mut [f32]) + Sync) -> Vec<f32> {
+    let chunks = |out: &mut [MaybeUninit<f32>]| {
+        out.par_chunks_mut(ELEMENTS_PER_TASK).enumerate().for_each(|(i, chunk)| {
+            for v in chunk.iter_mut() {
+                v.write(0.0);
+            }
+            // SAFETY: every element of the chunk was written just above.
+            let chunk = unsafe { &mut *(chunk as *mut [MaybeUninit<f32>] as *mut [f32]) };
+            fill(i * ELEMENTS_PER_TASK, chunk)
+        })
+    };
+    // SAFETY: every chunk is written (zeroed) before `fill` sees it.
+    unsafe { written(n, chunks) }
 }
 
 /// The `rows` x `cols` row-major matrix `m`, transposed.

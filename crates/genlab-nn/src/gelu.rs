@@ -16,7 +16,7 @@ use burn::backend::tensor::FloatTensor;
 use burn::backend::{backend_extension, Backend, Dispatch, Flex, TensorMetadata};
 use burn::tensor::Tensor;
 
-use crate::flex_ops::{avx512, exp, on_flex_f32, tensor, values};
+use crate::flex_ops::{avx512, exp, on_flex_f32, par_filled, tensor, values};
 
 /// The GELU's operations: the activation and, from the input and the output's gradient, the
 /// input's gradient.
@@ -94,30 +94,34 @@ fn backward_avx512(x: &[f32], grad: &[f32], out: &mut [f32]) {
     backward_slice(x, grad, out)
 }
 
-/// The GELU of every element of `x`.
+/// The GELU of every element of `x`, on the threads.
 fn gelu_values(x: &[f32]) -> Vec<f32> {
-    let mut out = vec![0.0f32; x.len()];
-    #[cfg(target_arch = "x86_64")]
-    if avx512() {
-        // SAFETY: the CPU has the features the function is compiled for.
-        unsafe { forward_avx512(x, &mut out) };
-        return out;
-    }
-    forward_slice(x, &mut out);
-    out
+    let fast = avx512();
+    par_filled(x.len(), |start, out| {
+        let x = &x[start..][..out.len()];
+        #[cfg(target_arch = "x86_64")]
+        if fast {
+            // SAFETY: the CPU has the features the function is compiled for.
+            unsafe { forward_avx512(x, out) };
+            return;
+        }
+        forward_slice(x, out);
+    })
 }
 
-/// The GELU's derivative at every element of `x`, times `grad`.
+/// The GELU's derivative at every element of `x`, times `grad`, on the threads.
 fn gelu_grad_values(x: &[f32], grad: &[f32]) -> Vec<f32> {
-    let mut out = vec![0.0f32; x.len()];
-    #[cfg(target_arch = "x86_64")]
-    if avx512() {
-        // SAFETY: the CPU has the features the function is compiled for.
-        unsafe { backward_avx512(x, grad, &mut out) };
-        return out;
-    }
-    backward_slice(x, grad, &mut out);
-    out
+    let fast = avx512();
+    par_filled(x.len(), |start, out| {
+        let (x, grad) = (&x[start..][..out.len()], &grad[start..][..out.len()]);
+        #[cfg(target_arch = "x86_64")]
+        if fast {
+            // SAFETY: the CPU has the features the function is compiled for.
+            unsafe { backward_avx512(x, grad, out) };
+            return;
+        }
+        backward_slice(x, grad, out);
+    })
 }
 
 impl GeluOps for Flex {

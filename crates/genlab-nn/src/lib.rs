@@ -9,6 +9,7 @@ pub mod coupling;
 pub mod distributions;
 pub mod dropout;
 pub mod flex_ops;
+pub mod fused_attention;
 pub mod fused_lstm;
 pub mod gelu;
 pub mod group_norm;
