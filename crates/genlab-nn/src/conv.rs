@@ -17,7 +17,7 @@
 //! It covers groups 1 and dilation 1 (every convolution genlab's models build); other layers, other
 //! backends and other float types take burn's `conv2d`.
 
-use crate::flex_ops::{lane_sum, matmul, matmul_on, on_flex_f32, tensor, transpose, values, written, View};
+use crate::flex_ops::{avx512, lane_sum, matmul, matmul_on, on_flex_f32, tensor, transpose, values, written, View};
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
@@ -228,14 +228,6 @@ fn dims4<B: Backend>(t: &FloatTensor<B>) -> [usize; 4] {
     [shape[0], shape[1], shape[2], shape[3]]
 }
 
-/// The output positions `o` in `0..out` whose input index `o * stride + offset - pad` lies in
-/// `0..size` (empty where none does).
-fn inside(out: usize, stride: usize, offset: usize, pad: usize, size: usize) -> Range<usize> {
-    let lo = if pad > offset { (pad - offset).div_ceil(stride) } else { 0 };
-    let hi = if size + pad > offset { ((size - 1 + pad - offset) / stride + 1).min(out) } else { 0 };
-    lo.min(hi)..hi
-}
-
 /// The output rows `0..d.oh` in tiles whose im2col matrix (`[k, rows * ow]`) is about 384 KiB, so
 /// it is still in the core's L2 cache when the product reads it.
 fn tiles(d: &Dims) -> impl Iterator<Item = Range<usize>> {
@@ -252,81 +244,200 @@ fn tile_len(d: &Dims) -> usize {
     tiles(d).map(|t| t.len() * d.ow * d.k()).max().unwrap_or(0)
 }
 
-/// For each kernel row, the output rows of `tile` whose input row exists; for each kernel column,
-/// the output columns whose input column exists.
-fn ranges(d: &Dims, g: &Geometry, tile: &Range<usize>) -> (Vec<Range<usize>>, Vec<Range<usize>>) {
-    let rows = (0..d.kh).map(|i| {
-        let rows = inside(d.oh, g.stride[0], i, g.padding[0], d.h);
-        let start = rows.start.max(tile.start);
-        start..rows.end.min(tile.end).max(start)
-    });
-    let cols = (0..d.kw).map(|j| inside(d.ow, g.stride[1], j, g.padding[2], d.w));
-    (rows.collect(), cols.collect())
+/// One image's input zero-padded and split by the stride into phase planes: plane `(a, b)` holds
+/// the padded input's rows `a, a + sh, ...` and columns `b, b + sw, ...`, so that every kernel
+/// position's values for a row of outputs are one contiguous run of a phase plane's row (im2col and
+/// col2im then move runs instead of gathering every `sw`-th element and zero-filling the padding).
+#[derive(Clone, Copy)]
+struct Phases {
+    sh: usize,
+    sw: usize,
+    wph: usize,
+    /// Floats in one phase plane.
+    plane: usize,
 }
 
-/// Fills `col` (`[k, tile.len() ow]`) with the im2col matrix of one image `x` (`[c_in, h, w]`) for
-/// the output rows `tile`: every element written once, the padding's zeros included.
-fn im2col(x: &[f32], d: &Dims, g: &Geometry, tile: Range<usize>, col: &mut [f32]) {
-    let ([sh, sw], [top, _, left, _]) = (g.stride, g.padding);
-    let (n, base) = (tile.len() * d.ow, tile.start * d.ow);
-    let (row_ranges, col_ranges) = ranges(d, g, &tile);
-    for c in 0..d.c_in {
-        for (i, rows) in row_ranges.iter().cloned().enumerate() {
-            for (j, cols) in col_ranges.iter().cloned().enumerate() {
-                let dst = &mut col[((c * d.kh + i) * d.kw + j) * n..][..n];
-                if rows.is_empty() || cols.is_empty() {
-                    dst.fill(0.0);
-                    continue;
-                }
-                if g.stride == [1, 1] && d.ow == d.w {
-                    // The rows are the input plane shifted by a constant: one copy from the first
-                    // element inside to the last, then zeros where a row's end wrapped into the
-                    // next row's start.
-                    let first = rows.start * d.ow + cols.start - base;
-                    let last = (rows.end - 1) * d.ow + cols.end - base;
-                    let src = (c * d.h + rows.start + i - top) * d.w + cols.start + j - left;
-                    dst[first..last].copy_from_slice(&x[src..src + last - first]);
-                    dst[..first].fill(0.0);
-                    dst[last..].fill(0.0);
-                    for oy in rows.start..rows.end - 1 {
-                        dst[oy * d.ow + cols.end - base..(oy + 1) * d.ow + cols.start - base].fill(0.0);
+impl Phases {
+    fn of(d: &Dims, g: &Geometry) -> Phases {
+        let ([sh, sw], [top, bottom, left, right]) = (g.stride, g.padding);
+        let (hph, wph) = ((d.h + top + bottom).div_ceil(sh), (d.w + left + right).div_ceil(sw));
+        Phases { sh, sw, wph, plane: hph * wph }
+    }
+
+    /// Floats for one image's phase planes.
+    fn len(&self, d: &Dims) -> usize {
+        d.c_in * self.sh * self.sw * self.plane
+    }
+
+    /// Where channel `c`'s phase plane `(a, b)` starts.
+    fn at(&self, c: usize, a: usize, b: usize) -> usize {
+        ((c * self.sh + a) * self.sw + b) * self.plane
+    }
+
+    /// For input row `y` and the phase column `b`: the first input column in that phase and where it
+    /// lands in the phase planes (channel 0).
+    fn row_start(&self, g: &Geometry, y: usize, b: usize) -> (usize, usize) {
+        let [top, _, left, _] = g.padding;
+        let (yy, sw) = (y + top, self.sw);
+        let first = (b + sw - left % sw) % sw;
+        (first, self.at(0, yy % self.sh, b) + yy / self.sh * self.wph + (first + left) / sw)
+    }
+
+    /// Copies one image `x` (`[c_in, h, w]`) into the inside of its phase planes `xph`, whose padding
+    /// was zeroed when it was allocated and is never written.
+    fn split(&self, x: &[f32], d: &Dims, g: &Geometry, xph: &mut [f32]) {
+        let per_channel = self.sh * self.sw * self.plane;
+        for (c, plane) in x.chunks_exact(d.h * d.w).enumerate() {
+            for (y, row) in plane.chunks_exact(d.w).enumerate() {
+                let xph = &mut xph[c * per_channel..];
+                if self.sw == 2 {
+                    // Even and odd columns in one pass (the compiler vectorises the deinterleave).
+                    let ((_, even), (_, odd)) =
+                        (self.row_start(g, y, g.padding[2] % 2), self.row_start(g, y, (1 + g.padding[2]) % 2));
+                    let pairs = d.w / 2;
+                    let (e, o) = if even < odd {
+                        let (a, b) = xph.split_at_mut(odd);
+                        (&mut a[even..][..pairs + d.w % 2], &mut b[..pairs])
+                    } else {
+                        let (a, b) = xph.split_at_mut(even);
+                        (&mut b[..pairs + d.w % 2], &mut a[odd..][..pairs])
+                    };
+                    for ((e, o), pair) in e.iter_mut().zip(o.iter_mut()).zip(row.chunks_exact(2)) {
+                        *e = pair[0];
+                        *o = pair[1];
+                    }
+                    if d.w % 2 == 1 {
+                        e[pairs] = row[d.w - 1];
                     }
                     continue;
                 }
-                dst[..rows.start * d.ow - base].fill(0.0);
-                dst[rows.end * d.ow - base..].fill(0.0);
-                for oy in rows.clone() {
-                    let out = &mut dst[oy * d.ow - base..][..d.ow];
-                    out[..cols.start].fill(0.0);
-                    out[cols.end..].fill(0.0);
-                    let src = &x[(c * d.h + oy * sh + i - top) * d.w + cols.start * sw + j - left..];
-                    copy_strided(&mut out[cols.clone()], src, sw);
+                for b in 0..self.sw {
+                    let (first, at) = self.row_start(g, y, b);
+                    let src = row[first.min(d.w)..].iter().step_by(self.sw);
+                    for (o, v) in xph[at..].iter_mut().zip(src) {
+                        *o = *v;
+                    }
+                }
+            }
+        }
+    }
+
+    /// The inverse of [`Phases::split`]: the image `dx` (`[c_in, h, w]`) read from the inside of
+    /// its phase planes `dxph`, every element written.
+    fn gather(&self, dxph: &[f32], d: &Dims, g: &Geometry, dx: &mut [MaybeUninit<f32>]) {
+        let per_channel = self.sh * self.sw * self.plane;
+        for (c, plane) in dx.chunks_exact_mut(d.h * d.w).enumerate() {
+            for (y, row) in plane.chunks_exact_mut(d.w).enumerate() {
+                for b in 0..self.sw {
+                    let (first, at) = self.row_start(g, y, b);
+                    let src = &dxph[c * per_channel + at..];
+                    for (o, v) in row[first.min(d.w)..].iter_mut().step_by(self.sw).zip(src) {
+                        o.write(*v);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Where kernel position `(i, j)`'s run for output row `oy` starts in channel `c`'s planes.
+    fn run(&self, c: usize, i: usize, j: usize, oy: usize) -> usize {
+        self.at(c, i % self.sh, j % self.sw) + (oy + i / self.sh) * self.wph + j / self.sw
+    }
+
+    /// Fills `col` (`[k, tile.len() ow]`) with the im2col matrix of one image's phase planes `xph`
+    /// for the output rows `tile`: each row of it `tile.len()` runs of `ow` values.
+    fn im2col(&self, xph: &mut [f32], d: &Dims, tile: Range<usize>, col: &mut [f32]) {
+        #[cfg(target_arch = "x86_64")]
+        if avx512() {
+            // SAFETY: the CPU has the features the function is compiled for.
+            return unsafe { self.moves_avx512::<false>(col, xph, d, tile) };
+        }
+        self.moves::<false, false>(col, xph, d, tile)
+    }
+
+    /// Adds the im2col matrix `col` (`[k, tile.len() ow]`, output rows `tile`) back onto the phase
+    /// planes `dxph` it would have been taken from: im2col's adjoint.
+    fn col2im(&self, col: &mut [f32], d: &Dims, tile: Range<usize>, dxph: &mut [f32]) {
+        #[cfg(target_arch = "x86_64")]
+        if avx512() {
+            // SAFETY: the CPU has the features the function is compiled for.
+            return unsafe { self.moves_avx512::<true>(col, dxph, d, tile) };
+        }
+        self.moves::<false, true>(col, dxph, d, tile)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f")]
+    fn moves_avx512<const ADD: bool>(&self, col: &mut [f32], planes: &mut [f32], d: &Dims, tile: Range<usize>) {
+        self.moves::<true, ADD>(col, planes, d, tile)
+    }
+
+    /// im2col (`col` from `planes`) or, where `ADD`, col2im (`col` added onto `planes`), run by run.
+    #[inline(always)]
+    fn moves<const FAST: bool, const ADD: bool>(
+        &self,
+        col: &mut [f32],
+        planes: &mut [f32],
+        d: &Dims,
+        tile: Range<usize>,
+    ) {
+        let n = tile.len() * d.ow;
+        for c in 0..d.c_in {
+            for i in 0..d.kh {
+                for j in 0..d.kw {
+                    let row = &mut col[((c * d.kh + i) * d.kw + j) * n..][..n];
+                    let first = self.run(c, i, j, tile.start);
+                    let last = first + (tile.len() - 1) * self.wph + d.ow;
+                    let planes = &mut planes[first..last];
+                    for (r, run) in row.chunks_exact_mut(d.ow).enumerate() {
+                        let plane = &mut planes[r * self.wph..][..d.ow];
+                        match ADD {
+                            false => move_run::<FAST, false>(run, plane),
+                            true => move_run::<FAST, true>(plane, run),
+                        }
+                    }
                 }
             }
         }
     }
 }
 
-/// `out[n] = src[n * stride]`. The rows are short (a feature map's width), so the unit-stride copy
-/// moves 16 floats at a time inline rather than calling `memcpy` for each.
+/// `dst = src` (or `dst += src` where `ADD`) for slices of one length: the short runs of im2col
+/// and col2im, in masked 16-float AVX-512 loads and stores where `FAST`.
 #[inline(always)]
-fn copy_strided(out: &mut [f32], src: &[f32], stride: usize) {
-    if stride == 1 {
-        let src = &src[..out.len()];
-        let done = out.len() / 16 * 16;
-        for (o, s) in out[..done].chunks_exact_mut(16).zip(src.chunks_exact(16)) {
-            let block: [f32; 16] = s.try_into().expect("16 floats");
-            o.copy_from_slice(&block);
-        }
-        for (o, s) in out[done..].iter_mut().zip(&src[done..]) {
-            *o = *s;
-        }
+fn move_run<const FAST: bool, const ADD: bool>(dst: &mut [f32], src: &mut [f32]) {
+    let src = &src[..dst.len()];
+    #[cfg(target_arch = "x86_64")]
+    if FAST {
+        // SAFETY: only instantiated with FAST inside functions compiled for AVX-512, which are
+        // called where the CPU has it; the slices have the same length.
+        unsafe { masked_run::<ADD>(dst, src) };
+        return;
+    }
+    if ADD {
+        dst.iter_mut().zip(src).for_each(|(a, b)| *a += *b);
     } else {
-        let Some(last) = out.len().checked_sub(1) else { return };
-        let src = &src[..last * stride + 1];
-        for (i, o) in out.iter_mut().enumerate() {
-            *o = src[i * stride];
+        dst.copy_from_slice(src);
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[inline]
+fn masked_run<const ADD: bool>(dst: &mut [f32], src: &[f32]) {
+    use std::arch::x86_64::*;
+    let n = dst.len().min(src.len());
+    let mut i = 0;
+    while i < n {
+        let mask: __mmask16 = if n - i >= 16 { u16::MAX } else { (1u16 << (n - i)) - 1 };
+        // SAFETY: the mask covers elements i..min(i + 16, n) of both slices, all in bounds; masked
+        // lanes are not accessed.
+        unsafe {
+            let s = _mm512_maskz_loadu_ps(mask, src.as_ptr().add(i));
+            let v = if ADD { _mm512_add_ps(_mm512_maskz_loadu_ps(mask, dst.as_ptr().add(i)), s) } else { s };
+            _mm512_mask_storeu_ps(dst.as_mut_ptr().add(i), mask, v);
         }
+        i += 16;
     }
 }
 
@@ -486,54 +597,6 @@ impl Plane {
     }
 }
 
-/// Adds the im2col matrix `col` (`[k, tile.len() ow]`, output rows `tile`) back onto the image `dx`
-/// (`[c_in, h, w]`) it was taken from: im2col's adjoint (the padding's entries are dropped; `col` is
-/// scratch and its padding entries may be zeroed).
-fn col2im(col: &mut [f32], d: &Dims, g: &Geometry, tile: Range<usize>, dx: &mut [f32]) {
-    let ([sh, sw], [top, _, left, _]) = (g.stride, g.padding);
-    let (n, base) = (tile.len() * d.ow, tile.start * d.ow);
-    let (row_ranges, col_ranges) = ranges(d, g, &tile);
-    for c in 0..d.c_in {
-        for (i, rows) in row_ranges.iter().cloned().enumerate() {
-            for (j, cols) in col_ranges.iter().cloned().enumerate() {
-                if rows.is_empty() || cols.is_empty() {
-                    continue;
-                }
-                let src = &mut col[((c * d.kh + i) * d.kw + j) * n..][..n];
-                if g.stride == [1, 1] && d.ow == d.w {
-                    // im2col's one shifted copy, reversed: the entries where a row's end wrapped
-                    // into the next row's start belong to the padding and are zeroed, then the
-                    // block is added in one loop (adding the zeros leaves dx as it was).
-                    let first = rows.start * d.ow + cols.start - base;
-                    let last = (rows.end - 1) * d.ow + cols.end - base;
-                    for oy in rows.start..rows.end - 1 {
-                        src[oy * d.ow + cols.end - base..(oy + 1) * d.ow + cols.start - base].fill(0.0);
-                    }
-                    let at = (c * d.h + rows.start + i - top) * d.w + cols.start + j - left;
-                    for (a, b) in dx[at..at + last - first].iter_mut().zip(&src[first..last]) {
-                        *a += *b;
-                    }
-                    continue;
-                }
-                for oy in rows.clone() {
-                    let from = &src[oy * d.ow - base..][cols.clone()];
-                    let dst = &mut dx[(c * d.h + oy * sh + i - top) * d.w + cols.start * sw + j - left..];
-                    if sw == 1 {
-                        // Unit stride in a loop of its own: it vectorises.
-                        for (a, b) in dst[..from.len()].iter_mut().zip(from) {
-                            *a += *b;
-                        }
-                    } else {
-                        for (a, b) in dst.chunks_mut(sw).zip(from) {
-                            a[0] += *b;
-                        }
-                    }
-                }
-            }
-        }
-    }
-}
-
 /// Runs `image(b, out_b, scratch, parallelism)` for every image `b`, `out_b` its `chunk` of `out`:
 /// images in parallel, each product on its thread; a single image gets every thread for its product.
 fn for_each_image<T: Send>(
@@ -574,22 +637,32 @@ fn x_backward_values(wv: &[f32], gv: &[f32], d: &Dims, g: &Geometry) -> Vec<f32>
     let (k, p) = (d.k(), d.p());
     let wt = transpose(wv, d.c_out, k);
     let wt = View::rows(&wt, d.c_out);
-    let mut dx = vec![0.0f32; d.batch * d.image()];
-    let scratch = if d.pointwise(g) { 0 } else { tile_len(d) };
-    for_each_image(&mut dx, d.image(), scratch, |b, dx, col, parallelism| {
-        let grad = &gv[b * d.c_out * p..][..d.c_out * p];
-        if d.pointwise(g) {
+    if d.pointwise(g) {
+        let mut dx = vec![0.0f32; d.batch * d.image()];
+        for_each_image(&mut dx, d.image(), 0, |b, dx, _, parallelism| {
+            let grad = &gv[b * d.c_out * p..][..d.c_out * p];
             matmul_on((dx, p, 1), false, wt, View::rows(grad, p), [k, p, d.c_out], parallelism);
-            return;
-        }
-        for tile in tiles(d) {
-            let n = tile.len() * d.ow;
-            let grad = View { data: grad, offset: tile.start * d.ow, rs: p, cs: 1 };
-            matmul_on((col, n, 1), false, wt, grad, [k, n, d.c_out], parallelism);
-            col2im(col, d, g, tile, dx);
-        }
-    });
-    dx
+        });
+        return dx;
+    }
+    let phases = Phases::of(d, g);
+    let scratch = tile_len(d) + phases.len(d);
+    let images = |dx: &mut [MaybeUninit<f32>]| {
+        for_each_image(dx, d.image(), scratch, |b, dx, scratch, parallelism| {
+            let grad = &gv[b * d.c_out * p..][..d.c_out * p];
+            let (col, dxph) = scratch.split_at_mut(tile_len(d));
+            dxph.fill(0.0);
+            for tile in tiles(d) {
+                let n = tile.len() * d.ow;
+                let grad = View { data: grad, offset: tile.start * d.ow, rs: p, cs: 1 };
+                matmul_on((col, n, 1), false, wt, grad, [k, n, d.c_out], parallelism);
+                phases.col2im(col, d, tile, dxph);
+            }
+            phases.gather(dxph, d, g, dx);
+        })
+    };
+    // SAFETY: `Phases::gather` writes every element of its image's input gradient.
+    unsafe { written(d.batch * d.image(), images) }
 }
 
 /// Sums of `v` (`[batch, c, plane]`) over batch and plane, one per channel (each plane's sum in
@@ -625,8 +698,9 @@ impl ConvOps for Flex {
             return tensor(out, [d.batch, d.c_out, d.oh, d.ow]);
         }
         let mut out = vec![0.0f32; d.batch * d.c_out * p];
-        let scratch = if d.pointwise(&g) { 0 } else { tile_len(&d) };
-        for_each_image(&mut out, d.c_out * p, scratch, |b, out, col, parallelism| {
+        let phases = Phases::of(&d, &g);
+        let scratch = if d.pointwise(&g) { 0 } else { tile_len(&d) + phases.len(&d) };
+        for_each_image(&mut out, d.c_out * p, scratch, |b, out, scratch, parallelism| {
             for (row, &v) in out.chunks_mut(p).zip(bv) {
                 row.fill(v);
             }
@@ -640,10 +714,12 @@ impl ConvOps for Flex {
                 matmul_on((out, 1, p), true, lhs, wt, [p, d.c_out, k], parallelism);
                 return;
             }
+            let (col, xph) = scratch.split_at_mut(tile_len(&d));
+            phases.split(image, &d, &g, xph);
             for tile in tiles(&d) {
                 let n = tile.len() * d.ow;
                 let start = tile.start * d.ow;
-                im2col(image, &d, &g, tile, col);
+                phases.im2col(xph, &d, tile, col);
                 let lhs = View { data: col, offset: 0, rs: 1, cs: n };
                 matmul_on((&mut out[start..], 1, p), true, lhs, wt, [n, d.c_out, k], parallelism);
             }
@@ -687,7 +763,9 @@ impl ConvOps for Flex {
         // product's row-major left operand and the small output gradient the transposed one.
         let partial = |images: Range<usize>| {
             let mut dwt = vec![0.0f32; k * d.c_out];
+            let phases = Phases::of(&d, &g);
             let mut col = vec![0.0f32; if d.pointwise(&g) { 0 } else { tile_len(&d) }];
+            let mut xph = vec![0.0f32; if d.pointwise(&g) { 0 } else { phases.len(&d) }];
             for b in images {
                 let image = &xv[b * d.image()..][..d.image()];
                 let grad = &gv[b * d.c_out * p..][..d.c_out * p];
@@ -696,10 +774,11 @@ impl ConvOps for Flex {
                     matmul(&mut dwt, true, View::rows(image, p), grad_t, k, d.c_out, p);
                     continue;
                 }
+                phases.split(image, &d, &g, &mut xph);
                 for tile in tiles(&d) {
                     let n = tile.len() * d.ow;
                     let grad_t = View { data: grad, offset: tile.start * d.ow, rs: 1, cs: p };
-                    im2col(image, &d, &g, tile, &mut col);
+                    phases.im2col(&mut xph, &d, tile, &mut col);
                     matmul(&mut dwt, true, View::rows(&col, n), grad_t, k, d.c_out, n);
                 }
             }
