@@ -4,13 +4,18 @@
 //! gradient as a transposed convolution (a scatter-add over every kernel position); at the small
 //! channel counts of genlab's models those loops cost as much as the products.
 //!
-//! Here each image is a few matrix products: its im2col matrix `[c_in kh kw, oh ow]`, built from the
-//! NCHW input by shifted copies in tiles of output rows that stay in L2, multiplied by the weight
-//! `[c_out, c_in kh kw]` straight into the NCHW output (as `out^T = col^T W^T`, so the gemm kernel's
-//! 64-row blocks run along the positions), with the bias as the product's starting value. The input gradient is the weight's
-//! transpose times the output gradient, folded back by shifted row additions (col2im, Caffe's scheme:
-//! Jia et al. 2014, <https://arxiv.org/abs/1408.5093>); the weight gradient is the output gradient times
-//! the im2col matrix's transpose, summed over images. Images run in parallel; the weight gradient's
+//! Here each image is a few matrix products. A stride-1 convolution on a feature map large enough
+//! ([`Plane`]) needs no im2col matrix: the input is copied once into zero-padded planes, on which a
+//! kernel position is a constant shift of the flat index, so each kernel position is one product read
+//! straight from the planes (`out^T += x_pad^T[shifted] W_ij^T`), and its gradients likewise. Other
+//! convolutions build the im2col matrix `[c_in kh kw, oh ow]` in tiles of output rows that stay in L2,
+//! from the input split once into its stride phases ([`Phases`]: each kernel position's values for a
+//! row of outputs are then one contiguous run), multiplied by the weight `[c_out, c_in kh kw]` straight
+//! into the NCHW output (as `out^T = col^T W^T`, so the gemm kernel's 64-row blocks run along the
+//! positions), with the bias as the product's starting value. The input gradient is the weight's
+//! transpose times the output gradient, folded back run by run (col2im, Caffe's scheme: Jia et al.
+//! 2014, <https://arxiv.org/abs/1408.5093>); the weight gradient is the output gradient times the
+//! im2col matrix's transpose, summed over images. Images run in parallel; the weight gradient's
 //! partial sums are formed over a fixed split of the batch and added in order, so the results do not
 //! depend on the number of threads (a resumed run stays bit-for-bit equal).
 //!
@@ -621,7 +626,6 @@ const WEIGHT_GRADIENT_PARTS: usize = 16;
 /// The input gradient's values: for each image, the weight's transpose times the output gradient,
 /// folded back onto the input by col2im.
 fn x_backward_values(wv: &[f32], gv: &[f32], d: &Dims, g: &Geometry) -> Vec<f32> {
-    // The weight's transpose [k, c_out], laid out for the product.
     if let Some(plane) = Plane::of(d, g) {
         let scratch = d.c_out * plane.rows + plane.len(d.c_in);
         // SAFETY: `Plane::x_backward` writes every element of its image's input gradient.
@@ -634,6 +638,7 @@ fn x_backward_values(wv: &[f32], gv: &[f32], d: &Dims, g: &Geometry) -> Vec<f32>
             })
         };
     }
+    // The weight's transpose [k, c_out], laid out for the product.
     let (k, p) = (d.k(), d.p());
     let wt = transpose(wv, d.c_out, k);
     let wt = View::rows(&wt, d.c_out);
