@@ -109,15 +109,18 @@ pub(crate) const ELEMENTS_PER_TASK: usize = 16 * 1024;
 /// `n` floats made [`ELEMENTS_PER_TASK`] at a time on the threads: `fill(start, chunk)` writes the
 /// chunk beginning at element `start`, handed to it zeroed (by its own thread, just before).
 pub(crate) fn par_filled(n: usize, fill: impl Fn(usize, &mut [f32]) + Sync) -> Vec<f32> {
-    let chunks = |out: &mut [MaybeUninit<f32>]| {
-        out.par_chunks_mut(ELEMENTS_PER_TASK).enumerate().for_each(|(i, chunk)| {
-            for v in chunk.iter_mut() {
-                v.write(0.0);
-            }
-            // SAFETY: every element of the chunk was written just above.
-            let chunk = unsafe { &mut *(chunk as *mut [MaybeUninit<f32>] as *mut [f32]) };
-            fill(i * ELEMENTS_PER_TASK, chunk)
-        })
+    let one = |(i, chunk): (usize, &mut [MaybeUninit<f32>])| {
+        for v in chunk.iter_mut() {
+            v.write(0.0);
+        }
+        // SAFETY: every element of the chunk was written just above.
+        let chunk = unsafe { &mut *(chunk as *mut [MaybeUninit<f32>] as *mut [f32]) };
+        fill(i * ELEMENTS_PER_TASK, chunk)
+    };
+    let chunks = |out: &mut [MaybeUninit<f32>]| match n <= ELEMENTS_PER_TASK {
+        // One chunk (a decoding step's activations): on the calling thread.
+        true => one((0, out)),
+        false => out.par_chunks_mut(ELEMENTS_PER_TASK).enumerate().for_each(one),
     };
     // SAFETY: every chunk is written (zeroed) before `fill` sees it.
     unsafe { written(n, chunks) }

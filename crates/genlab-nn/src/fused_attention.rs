@@ -47,6 +47,10 @@ pub(crate) fn causal_attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>) -> Tens
     ))
 }
 
+/// Below this many products of a query and a key coordinate (a decoding step's attention) the heads
+/// run one after another on the calling thread: waking the other threads would cost more.
+const PARALLEL_WORK: usize = 64 * 1024;
+
 /// The sizes: (batch x heads, tq, tk, d).
 fn sizes(q: &FlexTensor, k: &FlexTensor) -> (usize, usize, usize, usize) {
     let (qs, ks) = (q.shape(), k.shape());
@@ -81,14 +85,17 @@ impl FusedAttentionOps for Flex {
         let (q, k, v) = (q.to_contiguous(), k.to_contiguous(), v.to_contiguous());
         let (qv, kv, vv) = (values(&q), values(&k), values(&v));
         let mut out = vec![0.0f32; heads * tq * d];
-        out.par_chunks_mut(tq * d).enumerate().for_each_init(
-            || vec![0.0f32; tq * tk],
-            |p, (h, out)| {
-                let k = &kv[h * tk * d..][..tk * d];
-                weights(&qv[h * tq * d..][..tq * d], k, p, (tq, tk, d));
-                matmul(out, false, View::rows(p, tk), View::rows(&vv[h * tk * d..][..tk * d], d), tq, d, tk);
-            },
-        );
+        let head = |p: &mut Vec<f32>, (h, out): (usize, &mut [f32])| {
+            let k = &kv[h * tk * d..][..tk * d];
+            weights(&qv[h * tq * d..][..tq * d], k, p, (tq, tk, d));
+            matmul(out, false, View::rows(p, tk), View::rows(&vv[h * tk * d..][..tk * d], d), tq, d, tk);
+        };
+        if heads * tq * tk * d < PARALLEL_WORK {
+            let mut p = vec![0.0f32; tq * tk];
+            out.chunks_mut(tq * d).enumerate().for_each(|task| head(&mut p, task));
+        } else {
+            out.par_chunks_mut(tq * d).enumerate().for_each_init(|| vec![0.0f32; tq * tk], head);
+        }
         tensor(out, shape)
     }
 
