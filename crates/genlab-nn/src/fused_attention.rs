@@ -21,7 +21,7 @@ use burn::backend::{backend_extension, Backend, Dispatch, Flex, TensorMetadata};
 use burn::tensor::Tensor;
 use rayon::prelude::*;
 
-use crate::flex_ops::{exp, matmul, tensor, values, View};
+use crate::flex_ops::{avx512, exp, lane_sum, matmul, tensor, values, View};
 
 /// The attention and, from its output's gradient, the gradients of `q`, `k` and `v`.
 #[backend_extension(Flex, Autodiff)]
@@ -63,16 +63,31 @@ fn sizes(q: &FlexTensor, k: &FlexTensor) -> (usize, usize, usize, usize) {
 fn weights(q: &[f32], k: &[f32], p: &mut [f32], (tq, tk, d): (usize, usize, usize)) {
     let k_t = View { data: k, offset: 0, rs: 1, cs: d };
     matmul(p, false, View::rows(q, d), k_t, tq, tk, d);
+    #[cfg(target_arch = "x86_64")]
+    if avx512() {
+        // SAFETY: the CPU has the features the function is compiled for.
+        return unsafe { softmax_rows_avx512(p, tq, tk, d) };
+    }
+    softmax_rows(p, tq, tk, d)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,fma")]
+fn softmax_rows_avx512(p: &mut [f32], tq: usize, tk: usize, d: usize) {
+    softmax_rows(p, tq, tk, d)
+}
+
+/// Each row of the scores `p` replaced by the softmax of its visible part, scaled by `1 / sqrt(d)`.
+#[inline(always)]
+fn softmax_rows(p: &mut [f32], tq: usize, tk: usize, d: usize) {
     let scale = 1.0 / (d as f32).sqrt();
     for (i, row) in p.chunks_exact_mut(tk).enumerate() {
         let (seen, hidden) = row.split_at_mut(tk - tq + i + 1);
         let max = seen.iter().fold(f32::NEG_INFINITY, |m, &s| m.max(s));
-        let mut sum = 0.0f32;
         for s in seen.iter_mut() {
             *s = exp((*s - max) * scale);
-            sum += *s;
         }
-        let inv = 1.0 / sum;
+        let inv = (1.0 / lane_sum(seen, seen, |s, _| s)) as f32;
         seen.iter_mut().for_each(|s| *s *= inv);
         hidden.fill(0.0);
     }
@@ -130,7 +145,7 @@ impl FusedAttentionOps for Flex {
                     let v_t = View { data: v, offset: 0, rs: 1, cs: d };
                     matmul(ds, false, View::rows(g, d), v_t, tq, tk, d);
                     for (row, prow) in ds.chunks_exact_mut(tk).zip(p.chunks_exact(tk)) {
-                        let dot: f32 = row.iter().zip(prow).map(|(a, b)| a * b).sum();
+                        let dot = lane_sum(row, prow, |a, b| a * b) as f32;
                         for (x, &pv) in row.iter_mut().zip(prow) {
                             *x = pv * (*x - dot) * scale;
                         }
