@@ -10,7 +10,7 @@
 //! bias) computed for every step beforehand. Other backends (and float types other than f32) take
 //! the composed path; [`crate::flex_ops::on_flex_f32`] says which.
 
-use crate::flex_ops::{avx512, exp, matmul, sigmoid, tensor, transpose, values, View};
+use crate::flex_ops::{avx512, exp, matmul, matmul_on, sigmoid, tensor, transpose, values, View};
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
@@ -277,17 +277,17 @@ fn backward(
         bptt(grad, states, gates, &c0[rows.start * h..][..n * h], &wt, n, steps, h)
     });
     // dW = sum_t h_{t-1}^T da_t: one product over every (row, step), the previous states gathered.
-    let prev: Vec<f32> = (0..batch)
-        .flat_map(|r| {
-            (0..steps).flat_map(move |t| {
-                if t == 0 { &h0[r * h..][..h] } else { &states[(r * steps + t - 1) * 2 * h..][..h] }.iter().copied()
-            })
-        })
-        .collect();
+    let mut prev = Vec::with_capacity(batch * steps * h);
+    for r in 0..batch {
+        for t in 0..steps {
+            prev.extend_from_slice(if t == 0 { &h0[r * h..][..h] } else { &states[(r * steps + t - 1) * 2 * h..][..h] });
+        }
+    }
     let n = batch * steps;
     let mut dw = vec![0.0f32; h * g4];
     let prev_t = View { data: &prev, offset: 0, rs: 1, cs: h };
-    matmul(&mut dw, false, prev_t, View::rows(&d_xi, g4), h, g4, n);
+    // On every thread: the product splits the output, not the sum, so its values do not depend on them.
+    matmul_on((&mut dw, g4, 1), false, prev_t, View::rows(&d_xi, g4), [h, g4, n], gemm::Parallelism::Rayon(0));
     let mut db = vec![0.0f32; g4];
     for row in d_xi.chunks_exact(g4) {
         for (s, v) in db.iter_mut().zip(row) {
@@ -309,7 +309,11 @@ fn by_row_blocks<const N: usize>(batch: usize, f: impl Fn(Range<usize>) -> [Vec<
         .into_par_iter()
         .map(|i| f(i * ROW_BLOCK..((i + 1) * ROW_BLOCK).min(batch)))
         .collect();
-    std::array::from_fn(|k| blocks.iter().flat_map(|b| b[k].iter().copied()).collect())
+    std::array::from_fn(|k| {
+        let mut all = Vec::with_capacity(blocks.iter().map(|b| b[k].len()).sum());
+        blocks.iter().for_each(|b| all.extend_from_slice(&b[k]));
+        all
+    })
 }
 
 /// Backpropagation through time for `batch` rows: the gradients of (xi, h0, c0).
