@@ -619,6 +619,15 @@ fn for_each_image<T: Send>(
         .for_each_init(|| vec![0.0; scratch], |s, (b, o)| image(b, o, s, gemm::Parallelism::None));
 }
 
+/// Whether the im2col forward pass runs its products with the output channels along the gemm
+/// kernel's 64-row blocks: where every tile's positions fill the blocks (and 6-column panels) worse
+/// than the channels do.
+fn flips(d: &Dims, g: &Geometry) -> bool {
+    let fill = |m: usize, n: usize| (m * n) as f64 / (m.next_multiple_of(64) * n.next_multiple_of(6)) as f64;
+    let better = |n: usize| fill(d.c_out, n) > 1.1 * fill(n, d.c_out);
+    !d.pointwise(g) && tiles(d).all(|t| better(t.len() * d.ow))
+}
+
 /// The batch is split into this many parts for the weight gradient's partial sums, whatever the
 /// number of threads, so the sum's order is fixed.
 const WEIGHT_GRADIENT_PARTS: usize = 16;
@@ -704,7 +713,14 @@ impl ConvOps for Flex {
         }
         let mut out = vec![0.0f32; d.batch * d.c_out * p];
         let phases = Phases::of(&d, &g);
-        let scratch = if d.pointwise(&g) { 0 } else { tile_len(&d) + phases.len(&d) };
+        // For a feature map whose tile rows fill the gemm kernel's 64-row blocks badly (7 x 7 = 49
+        // positions use 77% of one), the product runs with the output channels along the blocks into
+        // `[positions, c_out]` scratch, read back transposed; the weight's transpose [k, c_out] is
+        // then its unpacked left operand.
+        let flip = flips(&d, &g);
+        let w_t = if flip { transpose(w, d.c_out, k) } else { Vec::new() };
+        let flipped = if flip { tile_len(&d) / k * d.c_out } else { 0 };
+        let scratch = if d.pointwise(&g) { 0 } else { tile_len(&d) + phases.len(&d) + flipped };
         for_each_image(&mut out, d.c_out * p, scratch, |b, out, scratch, parallelism| {
             for (row, &v) in out.chunks_mut(p).zip(bv) {
                 row.fill(v);
@@ -719,12 +735,24 @@ impl ConvOps for Flex {
                 matmul_on((out, 1, p), true, lhs, wt, [p, d.c_out, k], parallelism);
                 return;
             }
-            let (col, xph) = scratch.split_at_mut(tile_len(&d));
+            let (col, scratch) = scratch.split_at_mut(tile_len(&d));
+            let (xph, out_t) = scratch.split_at_mut(phases.len(&d));
             phases.split(image, &d, &g, xph);
             for tile in tiles(&d) {
                 let n = tile.len() * d.ow;
                 let start = tile.start * d.ow;
                 phases.im2col(xph, &d, tile, col);
+                if flip {
+                    // out^T [n, c_out] with the channels along the product's rows: W [c_out, k] col [k, n]
+                    let (lhs, rhs) = (View { data: &w_t, offset: 0, rs: 1, cs: d.c_out }, View::rows(col, n));
+                    matmul_on((out_t, 1, d.c_out), false, lhs, rhs, [d.c_out, n, k], parallelism);
+                    for (co, row) in out.chunks_exact_mut(p).enumerate() {
+                        for (o, v) in row[start..start + n].iter_mut().zip(out_t[co..].iter().step_by(d.c_out)) {
+                            *o += *v;
+                        }
+                    }
+                    continue;
+                }
                 let lhs = View { data: col, offset: 0, rs: 1, cs: n };
                 matmul_on((&mut out[start..], 1, p), true, lhs, wt, [n, d.c_out, k], parallelism);
             }
@@ -1007,6 +1035,7 @@ mod tests {
             transposed("transposed 3x3 padding_out", [2, 2, 3, 4], 3, [3, 2, 1, 1], true),
             transposed("transposed 1x1", [3, 3, 4, 4], 2, [1, 1, 0, 0], false),
             transposed("transposed stride 3", [2, 2, 3, 3], 2, [2, 3, 0, 2], true),
+            conv("flipped: 4x4 stride 2 to 64 channels", [1, 2, 10, 10], 64, [4, 4], 2, Explicit(1, 1, 1, 1), true),
             // Stride-1 layers on maps large enough for the padded planes (`Plane`).
             conv("planes: 3x3 same", [2, 3, 14, 16], 3, [3, 3], 1, Explicit(1, 1, 1, 1), true),
             conv("planes: 5x3 uneven padding", [2, 2, 16, 12], 2, [5, 3], 1, Explicit(2, 1, 0, 2), false),
@@ -1149,8 +1178,10 @@ mod tests {
         for c in cases() {
             if let Layer::Conv(layer) = &c.layer {
                 let g = geometry(layer, c.input[2], c.input[3]).expect("the kernel fits");
-                let planes = Plane::of(&Dims::new(c.input, layer.weight.dims(), &g), &g).is_some();
+                let d = Dims::new(c.input, layer.weight.dims(), &g);
+                let planes = Plane::of(&d, &g).is_some();
                 assert_eq!(planes, c.name.starts_with("planes"), "{}: the scheme taken", c.name);
+                assert_eq!(flips(&d, &g) && !planes, c.name.starts_with("flipped"), "{}: flipped", c.name);
             }
             let (x, r) = c.inputs(3);
             let [y, dx, dw, db] = c.run(&x, &r, true);

@@ -280,7 +280,11 @@ fn backward(
     let mut prev = Vec::with_capacity(batch * steps * h);
     for r in 0..batch {
         for t in 0..steps {
-            prev.extend_from_slice(if t == 0 { &h0[r * h..][..h] } else { &states[(r * steps + t - 1) * 2 * h..][..h] });
+            prev.extend_from_slice(if t == 0 {
+                &h0[r * h..][..h]
+            } else {
+                &states[(r * steps + t - 1) * 2 * h..][..h]
+            });
         }
     }
     let n = batch * steps;
