@@ -357,7 +357,8 @@ impl Phases {
             // SAFETY: the CPU has the features the function is compiled for.
             return unsafe { self.moves_avx512::<false>(col, xph, d, tile) };
         }
-        self.moves::<false, false>(col, xph, d, tile)
+        // SAFETY: without FAST the moves use no AVX-512.
+        unsafe { self.moves::<false, false>(col, xph, d, tile) }
     }
 
     /// Adds the im2col matrix `col` (`[k, tile.len() ow]`, output rows `tile`) back onto the phase
@@ -368,18 +369,23 @@ impl Phases {
             // SAFETY: the CPU has the features the function is compiled for.
             return unsafe { self.moves_avx512::<true>(col, dxph, d, tile) };
         }
-        self.moves::<false, true>(col, dxph, d, tile)
+        // SAFETY: without FAST the moves use no AVX-512.
+        unsafe { self.moves::<false, true>(col, dxph, d, tile) }
     }
 
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512f")]
     fn moves_avx512<const ADD: bool>(&self, col: &mut [f32], planes: &mut [f32], d: &Dims, tile: Range<usize>) {
-        self.moves::<true, ADD>(col, planes, d, tile)
+        // SAFETY: this function is compiled for, and only called where the CPU has, AVX-512.
+        unsafe { self.moves::<true, ADD>(col, planes, d, tile) }
     }
 
     /// im2col (`col` from `planes`) or, where `ADD`, col2im (`col` added onto `planes`), run by run.
+    ///
+    /// # Safety
+    /// With `FAST` the CPU must have AVX-512F.
     #[inline(always)]
-    fn moves<const FAST: bool, const ADD: bool>(
+    unsafe fn moves<const FAST: bool, const ADD: bool>(
         &self,
         col: &mut [f32],
         planes: &mut [f32],
@@ -397,8 +403,9 @@ impl Phases {
                     for (r, run) in row.chunks_exact_mut(d.ow).enumerate() {
                         let plane = &mut planes[r * self.wph..][..d.ow];
                         match ADD {
-                            false => move_run::<FAST, false>(run, plane),
-                            true => move_run::<FAST, true>(plane, run),
+                            // SAFETY: the caller's contract (AVX-512 where FAST).
+                            false => unsafe { move_run::<FAST, false>(run, plane) },
+                            true => unsafe { move_run::<FAST, true>(plane, run) },
                         }
                     }
                 }
@@ -409,13 +416,15 @@ impl Phases {
 
 /// `dst = src` (or `dst += src` where `ADD`) for slices of one length: the short runs of im2col
 /// and col2im, in masked 16-float AVX-512 loads and stores where `FAST`.
+///
+/// # Safety
+/// With `FAST` the CPU must have AVX-512F.
 #[inline(always)]
-fn move_run<const FAST: bool, const ADD: bool>(dst: &mut [f32], src: &mut [f32]) {
+unsafe fn move_run<const FAST: bool, const ADD: bool>(dst: &mut [f32], src: &mut [f32]) {
     let src = &src[..dst.len()];
     #[cfg(target_arch = "x86_64")]
     if FAST {
-        // SAFETY: only instantiated with FAST inside functions compiled for AVX-512, which are
-        // called where the CPU has it; the slices have the same length.
+        // SAFETY: the caller's contract (AVX-512 where FAST); the slices have the same length.
         unsafe { masked_run::<ADD>(dst, src) };
         return;
     }
@@ -451,7 +460,8 @@ fn masked_run<const ADD: bool>(dst: &mut [f32], src: &[f32]) {
 /// `q = oy wp + ox` and its input under kernel position `(i, j)` the index `q + i wp + j`, the same
 /// shift for every position. Each kernel position is then one product read straight from the padded
 /// planes (`out^T[q, :] += x_pad^T[q + shift, :] W_ij^T`), the `wp - ow` positions past a row's end
-/// computed and dropped. The padded plane's rows, rounded up to 16, are the product's rows.
+/// computed and dropped. The flat positions from the first output to the last, rounded up to 16,
+/// are the product's rows.
 struct Plane {
     wp: usize,
     /// Floats from one channel's padded plane to the next's (`hp wp` rounded up to 16).
@@ -633,7 +643,8 @@ fn flips(d: &Dims, g: &Geometry) -> bool {
 const WEIGHT_GRADIENT_PARTS: usize = 16;
 
 /// The input gradient's values: for each image, the weight's transpose times the output gradient,
-/// folded back onto the input by col2im.
+/// added onto the padded planes at each kernel position's shift ([`Plane`]) or folded back onto the
+/// input by col2im.
 fn x_backward_values(wv: &[f32], gv: &[f32], d: &Dims, g: &Geometry) -> Vec<f32> {
     if let Some(plane) = Plane::of(d, g) {
         let scratch = d.c_out * plane.rows + plane.len(d.c_in);
@@ -1215,9 +1226,9 @@ mod tests {
         }
     }
 
-    /// Layers too big for the finite differences: a stride-1 layer on padded planes of 40 x 40, and
+    /// Layers too big for the finite differences: a stride-1 layer on padded planes of 42 x 42, and
     /// layers whose im2col matrix spans several tiles (of [`TILE_FLOATS`]): 6 output rows then 1;
-    /// 17, 17 and 6; 12, 12 and 16 ... (the transposed layer's).
+    /// 17, 17 and 6; the transposed layer's one tile of 20 rows.
     fn large_cases() -> Vec<Case> {
         use PaddingConfig2d::*;
         vec![

@@ -1,6 +1,8 @@
-//! What genlab's own flex operations ([`crate::conv`], [`crate::fused_lstm`], [`crate::gelu`]) share:
+//! What genlab's own flex operations ([`crate::conv`], [`crate::fused_lstm`], [`crate::gelu`],
+//! [`crate::activation`], [`crate::group_norm`], [`crate::resample`], [`crate::fused_attention`]) share:
 //! where they run, reading a flex tensor's values, whether the CPU has the AVX-512 their fast paths are
-//! compiled for, an `exp` they vectorise, and matrix products on strided views.
+//! compiled for, an `exp` they vectorise, outputs written without zero-filling or on both threads, and
+//! matrix products on strided views.
 
 use burn::backend::flex::FlexTensor;
 use burn::tensor::{DType, Device, Shape, TensorData};

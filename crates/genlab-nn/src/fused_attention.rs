@@ -18,7 +18,7 @@ use burn::backend::autodiff::Autodiff;
 use burn::backend::flex::FlexTensor;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{backend_extension, Backend, Dispatch, Flex, TensorMetadata};
-use burn::tensor::Tensor;
+use burn::tensor::{Shape, Tensor};
 use rayon::prelude::*;
 
 use crate::flex_ops::{avx512, exp, lane_sum, matmul, tensor, values, View};
@@ -55,6 +55,8 @@ const PARALLEL_WORK: usize = 64 * 1024;
 fn sizes(q: &FlexTensor, k: &FlexTensor) -> (usize, usize, usize, usize) {
     let (qs, ks) = (q.shape(), k.shape());
     assert!(qs.num_dims() == 4 && ks.num_dims() == 4, "attention: 4-D q and k were expected, got {qs:?}, {ks:?}");
+    let same = qs[0] == ks[0] && qs[1] == ks[1] && qs[3] == ks[3];
+    assert!(same, "attention: q {qs:?} and k {ks:?} should share batch, heads and width");
     assert!(ks[2] >= qs[2], "attention: {} queries should continue {} keys", qs[2], ks[2]);
     (qs[0] * qs[1], qs[2], ks[2], qs[3])
 }
@@ -77,7 +79,8 @@ fn softmax_rows_avx512(p: &mut [f32], tq: usize, tk: usize, d: usize) {
     softmax_rows(p, tq, tk, d)
 }
 
-/// Each row of the scores `p` replaced by the softmax of its visible part, scaled by `1 / sqrt(d)`.
+/// Each row of the scores `p` (`q k^T`) replaced by the softmax of its visible part after scaling by
+/// `1 / sqrt(d)`, zeros beyond it.
 #[inline(always)]
 fn softmax_rows(p: &mut [f32], tq: usize, tk: usize, d: usize) {
     let scale = 1.0 / (d as f32).sqrt();
@@ -97,6 +100,10 @@ impl FusedAttentionOps for Flex {
     fn causal_attention_fused(q: FlexTensor, k: FlexTensor, v: FlexTensor) -> FlexTensor {
         let shape = q.shape();
         let (heads, tq, tk, d) = sizes(&q, &k);
+        assert_eq!(v.shape(), k.shape(), "attention: v should have k's shape");
+        if heads * tq * d == 0 {
+            return tensor(Vec::new(), shape);
+        }
         let (q, k, v) = (q.to_contiguous(), k.to_contiguous(), v.to_contiguous());
         let (qv, kv, vv) = (values(&q), values(&k), values(&v));
         let mut out = vec![0.0f32; heads * tq * d];
@@ -122,6 +129,10 @@ impl FusedAttentionOps for Flex {
     ) -> (FlexTensor, FlexTensor, FlexTensor) {
         let (q_shape, k_shape) = (q.shape(), k.shape());
         let (heads, tq, tk, d) = sizes(&q, &k);
+        if heads * tq * d == 0 {
+            let zeros = |shape: Shape| tensor(vec![0.0; shape.num_elements()], shape);
+            return (zeros(q_shape), zeros(k_shape.clone()), zeros(k_shape));
+        }
         let (q, k, v, grad) = (q.to_contiguous(), k.to_contiguous(), v.to_contiguous(), grad.to_contiguous());
         let (qv, kv, vv, gv) = (values(&q), values(&k), values(&v), values(&grad));
         let scale = 1.0 / (d as f32).sqrt();

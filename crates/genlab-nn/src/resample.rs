@@ -47,6 +47,9 @@ const ROWS: usize = 64;
 impl ResampleOps for Flex {
     fn double_nearest(x: FlexTensor) -> FlexTensor {
         let [b, c, h, w] = dims(&x);
+        if b * c * h * w == 0 {
+            return tensor(Vec::new(), [b, c, 2 * h, 2 * w]);
+        }
         let x = x.to_contiguous();
         let xv = values(&x);
         let fill = |out: &mut [MaybeUninit<f32>]| {
@@ -69,7 +72,11 @@ impl ResampleOps for Flex {
 
     fn double_nearest_backward(grad: FlexTensor) -> FlexTensor {
         let [b, c, h2, w2] = dims(&grad);
+        assert!(h2 % 2 == 0 && w2 % 2 == 0, "double: the gradient of a doubled map has even sides, got {h2} x {w2}");
         let (h, w) = (h2 / 2, w2 / 2);
+        if b * c * h * w == 0 {
+            return tensor(Vec::new(), [b, c, h, w]);
+        }
         let grad = grad.to_contiguous();
         let gv = values(&grad);
         let fill = |dx: &mut [MaybeUninit<f32>]| {
