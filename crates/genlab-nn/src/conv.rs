@@ -671,11 +671,12 @@ fn x_backward_values(wv: &[f32], gv: &[f32], d: &Dims, g: &Geometry) -> Vec<f32>
         return dx;
     }
     let phases = Phases::of(d, g);
-    let scratch = tile_len(d) + phases.len(d);
+    let col_len = tile_len(d);
+    let scratch = col_len + phases.len(d);
     let images = |dx: &mut [MaybeUninit<f32>]| {
         for_each_image(dx, d.image(), scratch, |b, dx, scratch, parallelism| {
             let grad = &gv[b * d.c_out * p..][..d.c_out * p];
-            let (col, dxph) = scratch.split_at_mut(tile_len(d));
+            let (col, dxph) = scratch.split_at_mut(col_len);
             dxph.fill(0.0);
             for tile in tiles(d) {
                 let n = tile.len() * d.ow;
@@ -730,8 +731,9 @@ impl ConvOps for Flex {
         // then its unpacked left operand.
         let flip = flips(&d, &g);
         let w_t = if flip { transpose(w, d.c_out, k) } else { Vec::new() };
-        let flipped = if flip { tile_len(&d) / k * d.c_out } else { 0 };
-        let scratch = if d.pointwise(&g) { 0 } else { tile_len(&d) + phases.len(&d) + flipped };
+        let col_len = tile_len(&d);
+        let flipped = if flip { col_len / k * d.c_out } else { 0 };
+        let scratch = if d.pointwise(&g) { 0 } else { col_len + phases.len(&d) + flipped };
         for_each_image(&mut out, d.c_out * p, scratch, |b, out, scratch, parallelism| {
             for (row, &v) in out.chunks_mut(p).zip(bv) {
                 row.fill(v);
@@ -746,7 +748,7 @@ impl ConvOps for Flex {
                 matmul_on((out, 1, p), true, lhs, wt, [p, d.c_out, k], parallelism);
                 return;
             }
-            let (col, scratch) = scratch.split_at_mut(tile_len(&d));
+            let (col, scratch) = scratch.split_at_mut(col_len);
             let (xph, out_t) = scratch.split_at_mut(phases.len(&d));
             phases.split(image, &d, &g, xph);
             for tile in tiles(&d) {
